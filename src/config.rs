@@ -1,0 +1,257 @@
+//! Configuration: the TOML file, its defaults, and where the cache lives.
+//!
+//! Everything here is resolved once at start-up so that the rest of the code
+//! works with plain values (durations, parsed URLs) and never re-reads the
+//! environment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+/// Registries routed through tfmirror when the config names none: the
+/// default hosts of Terraform and OpenTofu.
+pub const DEFAULT_REGISTRIES: [&str; 2] = ["registry.terraform.io", "registry.opentofu.org"];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long version lists and other registry answers count as fresh.
+    pub metadata_ttl: Duration,
+    /// How long past `metadata_ttl` a stale answer is served while one
+    /// background refresh runs.
+    pub stale_while_revalidate: Duration,
+    /// Registry hosts that get a `host` block in the generated CLI config.
+    pub registries: Vec<String>,
+    /// Where a host's service discovery is really read from, when it is not
+    /// `https://<host>/`. Tests point this at a fake registry on loopback.
+    pub upstream: BTreeMap<String, Url>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            metadata_ttl: Duration::from_secs(3600),
+            stale_while_revalidate: Duration::from_secs(168 * 3600),
+            registries: DEFAULT_REGISTRIES.iter().map(|h| h.to_string()).collect(),
+            upstream: BTreeMap::new(),
+        }
+    }
+}
+
+/// The file as written by the user; every key is optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    metadata_ttl: Option<String>,
+    stale_while_revalidate: Option<String>,
+    registries: Option<Vec<String>>,
+    #[serde(default)]
+    upstream: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Loads the config file that applies (see [`config_file`]), or the
+    /// defaults when there is none.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        match config_file(explicit) {
+            Some(path) => Config::from_file(&path),
+            None => Ok(Config::default()),
+        }
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        let mut config = Config::default();
+        if let Some(ttl) = file.metadata_ttl {
+            config.metadata_ttl = parse_duration("metadata_ttl", &ttl)?;
+        }
+        if let Some(swr) = file.stale_while_revalidate {
+            config.stale_while_revalidate = parse_duration("stale_while_revalidate", &swr)?;
+        }
+        if let Some(registries) = file.registries {
+            config.registries = registries
+                .into_iter()
+                .map(|h| normalize_host(&h))
+                .collect::<Result<_, _>>()?;
+        }
+        for (host, base) in file.upstream {
+            let host = normalize_host(&host)?;
+            let url = parse_upstream(&host, &base)?;
+            config.upstream.insert(host, url);
+        }
+        Ok(config)
+    }
+
+    /// Where the discovery document of `host` is read from.
+    pub fn discovery_url(&self, host: &str) -> Url {
+        let base = match self.upstream.get(host) {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("https://{host}/")).expect("validated host"),
+        };
+        base.join(".well-known/terraform.json")
+            .expect("a base URL ending in / joins a relative path")
+    }
+
+    pub fn is_proxied(&self, host: &str) -> bool {
+        self.registries.iter().any(|h| h.eq_ignore_ascii_case(host))
+    }
+}
+
+fn parse_duration(key: &str, value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value).map_err(|e| format!("{key} = {value:?}: {e}"))
+}
+
+/// Registry hostnames are case-insensitive; keep one spelling so cache keys
+/// and config lookups agree.
+fn normalize_host(host: &str) -> Result<String, String> {
+    let lower = host.trim().to_ascii_lowercase();
+    let valid = !lower.is_empty()
+        && lower.len() <= 253
+        && lower
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        && !lower.starts_with(['.', '-']);
+    if valid {
+        Ok(lower)
+    } else {
+        Err(format!("{host:?} is not a registry hostname"))
+    }
+}
+
+/// An upstream base must be http(s) and end in `/` so that relative paths
+/// join below it rather than replacing its last segment.
+fn parse_upstream(host: &str, base: &str) -> Result<Url, String> {
+    let mut url =
+        Url::parse(base).map_err(|e| format!("upstream for {host}: {base:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "upstream for {host}: {base:?} must be http or https"
+        ));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// The cache directory: `--cache-dir`, else `TFMIRROR_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/tfmirror`, else `~/.cache/tfmirror`.
+pub fn cache_dir(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = explicit {
+        return Ok(dir.to_owned());
+    }
+    if let Some(dir) = non_empty_env("TFMIRROR_CACHE_DIR") {
+        return Ok(dir);
+    }
+    if let Some(xdg) = non_empty_env("XDG_CACHE_HOME") {
+        return Ok(xdg.join("tfmirror"));
+    }
+    match home_dir() {
+        Some(home) => Ok(home.join(".cache").join("tfmirror")),
+        None => anyhow::bail!(
+            "cannot find a cache directory: set --cache-dir, TFMIRROR_CACHE_DIR or HOME"
+        ),
+    }
+}
+
+/// The config file: `--config`, else `TFMIRROR_CONFIG`, else
+/// `$XDG_CONFIG_HOME/tfmirror/config.toml` (or `~/.config/...`) if present.
+pub fn config_file(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = explicit {
+        return Some(path.to_owned());
+    }
+    if let Some(path) = non_empty_env("TFMIRROR_CONFIG") {
+        return Some(path);
+    }
+    let config_home =
+        non_empty_env("XDG_CONFIG_HOME").or_else(|| home_dir().map(|h| h.join(".config")))?;
+    let path = config_home.join("tfmirror").join("config.toml");
+    path.is_file().then_some(path)
+}
+
+pub fn home_dir() -> Option<PathBuf> {
+    non_empty_env("HOME")
+}
+
+fn non_empty_env(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_to_an_empty_file() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.metadata_ttl, Duration::from_secs(3600));
+        assert_eq!(
+            config.stale_while_revalidate,
+            Duration::from_secs(168 * 3600)
+        );
+        assert_eq!(config.registries, DEFAULT_REGISTRIES);
+    }
+
+    #[test]
+    fn reads_every_key() {
+        let config = Config::parse(
+            r#"
+            metadata_ttl = "5m"
+            stale_while_revalidate = "2h"
+            registries = ["Registry.Terraform.io"]
+            [upstream]
+            "registry.terraform.io" = "http://127.0.0.1:9000"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.metadata_ttl, Duration::from_secs(300));
+        assert_eq!(config.registries, ["registry.terraform.io"]);
+        assert_eq!(
+            config.discovery_url("registry.terraform.io").as_str(),
+            "http://127.0.0.1:9000/.well-known/terraform.json"
+        );
+        assert_eq!(
+            config.discovery_url("registry.opentofu.org").as_str(),
+            "https://registry.opentofu.org/.well-known/terraform.json"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values_with_the_key_named() {
+        let err = Config::parse(r#"metadata_ttl = "soon""#).unwrap_err();
+        assert!(err.contains("metadata_ttl"), "{err}");
+        let err = Config::parse(r#"registries = ["../etc"]"#).unwrap_err();
+        assert!(err.contains("not a registry hostname"), "{err}");
+        let err = Config::parse("[upstream]\n\"a.b\" = \"ftp://x/\"").unwrap_err();
+        assert!(err.contains("http or https"), "{err}");
+        let err = Config::parse("metdata_ttl = \"1h\"").unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+}

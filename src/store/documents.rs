@@ -1,0 +1,331 @@
+//! Cached upstream documents with a freshness time and stale-while-revalidate.
+//!
+//! The rules, in order: a fresh copy is served as it is; a copy within the
+//! stale window is served at once while one background refresh runs; an
+//! older or missing copy is fetched, but if the upstream fails or is slower
+//! than the caller's deadline, any copy, whatever its age, beats an error.
+//! Concurrent requests for one key share one upstream fetch, and a fetch
+//! outlives the request that started it so its answer is stored.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+
+use super::index::{now_ms, Document, Index};
+
+/// How long a document stays fresh, and how long after that it may still be
+/// served while it is refreshed. `None` means the document never goes stale
+/// (answers about published, immutable versions).
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness {
+    pub ttl: Option<Duration>,
+    pub stale_while_revalidate: Duration,
+}
+
+impl Freshness {
+    pub const IMMUTABLE: Freshness = Freshness {
+        ttl: None,
+        stale_while_revalidate: Duration::ZERO,
+    };
+
+    fn age_class(&self, doc: &Document, now_ms: u64) -> Age {
+        let Some(ttl) = self.ttl else {
+            return Age::Fresh;
+        };
+        let age = Duration::from_millis(now_ms.saturating_sub(doc.fetched_at_ms));
+        if age < ttl {
+            Age::Fresh
+        } else if age < ttl + self.stale_while_revalidate {
+            Age::Revalidate
+        } else {
+            Age::Expired
+        }
+    }
+}
+
+enum Age {
+    Fresh,
+    Revalidate,
+    Expired,
+}
+
+/// Why an upstream fetch produced no document.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    /// The upstream answered, and the answer is for the client to see (a 404
+    /// for a name that does not exist): passed through, never cached, and
+    /// never replaced by a stale copy.
+    #[error("upstream answered {status}")]
+    Answer { status: u16, body: String },
+    /// The upstream could not be reached, timed out, failed, or sent
+    /// something unusable: a stale copy is served instead, if there is one.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// How a document was obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Fresh,
+    /// Stale, with a background refresh under way.
+    Revalidating,
+    Fetched,
+    /// Stale, served because the upstream failed or was too slow; the
+    /// string says why.
+    StaleFallback(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub doc: Document,
+    pub source: Source,
+}
+
+type Flight = Shared<BoxFuture<'static, Result<Document, FetchError>>>;
+
+#[derive(Clone)]
+pub struct Documents {
+    index: Index,
+    in_flight: Arc<Mutex<HashMap<String, Flight>>>,
+}
+
+impl Documents {
+    pub fn new(index: Index) -> Documents {
+        Documents {
+            index,
+            in_flight: Arc::default(),
+        }
+    }
+
+    /// Serves `key` by the rules above. `fetch` is called at most once, and
+    /// only if an upstream request is needed and none is already running.
+    pub async fn get<F, Fut>(
+        &self,
+        key: &str,
+        freshness: Freshness,
+        deadline: Duration,
+        fetch: F,
+    ) -> Result<Served, FetchError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String, FetchError>> + Send + 'static,
+    {
+        let cached = self.cached(key);
+        if let Some(doc) = &cached {
+            match freshness.age_class(doc, now_ms()) {
+                Age::Fresh => return Ok(served(doc.clone(), Source::Fresh)),
+                Age::Revalidate => {
+                    drop(self.flight(key, fetch));
+                    return Ok(served(doc.clone(), Source::Revalidating));
+                }
+                Age::Expired => {}
+            }
+        }
+        let flight = self.flight(key, fetch);
+        let result = match cached {
+            // With nothing to fall back on, waiting is the only useful answer.
+            None => flight.await,
+            Some(_) => match tokio::time::timeout(deadline, flight).await {
+                Ok(result) => result,
+                Err(_) => Err(FetchError::Unavailable(format!(
+                    "upstream slower than {}s",
+                    deadline.as_secs_f32()
+                ))),
+            },
+        };
+        match (result, cached) {
+            (Ok(doc), _) => Ok(served(doc, Source::Fetched)),
+            (Err(FetchError::Unavailable(why)), Some(doc)) => {
+                Ok(served(doc, Source::StaleFallback(why)))
+            }
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    /// The stored copy, if any; an unreadable record counts as none.
+    pub fn cached(&self, key: &str) -> Option<Document> {
+        self.index.document(key).unwrap_or_else(|e| {
+            tracing::warn!("{e}; fetching it again");
+            None
+        })
+    }
+
+    /// Joins the running fetch for `key`, or starts one on its own task so
+    /// that it completes, and is stored, even if every caller goes away.
+    fn flight<F, Fut>(&self, key: &str, fetch: F) -> Flight
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String, FetchError>> + Send + 'static,
+    {
+        let mut in_flight = self.in_flight.lock().expect("in-flight map poisoned");
+        if let Some(flight) = in_flight.get(key) {
+            return flight.clone();
+        }
+        let upstream = fetch();
+        let this = self.clone();
+        let owned_key = key.to_owned();
+        let task = tokio::spawn(async move {
+            let result = upstream.await.map(|body| Document {
+                fetched_at_ms: now_ms(),
+                body,
+            });
+            if let Ok(doc) = &result {
+                if let Err(e) = this.index.put_document(&owned_key, doc) {
+                    tracing::warn!("cannot store {owned_key} in the index: {e}");
+                }
+            }
+            this.in_flight
+                .lock()
+                .expect("in-flight map poisoned")
+                .remove(&owned_key);
+            result
+        });
+        let flight = async move {
+            task.await
+                .unwrap_or_else(|e| Err(FetchError::Unavailable(format!("fetch task failed: {e}"))))
+        }
+        .boxed()
+        .shared();
+        in_flight.insert(key.to_owned(), flight.clone());
+        flight
+    }
+}
+
+fn served(doc: Document, source: Source) -> Served {
+    Served { doc, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn documents() -> (tempfile::TempDir, Documents) {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("index")).unwrap().index;
+        (dir, Documents::new(index))
+    }
+
+    const TTL: Freshness = Freshness {
+        ttl: Some(Duration::from_secs(60)),
+        stale_while_revalidate: Duration::from_secs(60),
+    };
+
+    fn age(docs: &Documents, key: &str, by: Duration) {
+        let mut doc = docs.cached(key).unwrap();
+        doc.fetched_at_ms -= by.as_millis() as u64;
+        docs.index.put_document(key, &doc).unwrap();
+    }
+
+    async fn get(
+        docs: &Documents,
+        answer: Result<&'static str, FetchError>,
+    ) -> Result<Served, FetchError> {
+        docs.get("k", TTL, Duration::from_millis(200), || async move {
+            answer.map(str::to_owned)
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn fresh_then_revalidating_then_fallback() {
+        let (_dir, docs) = documents();
+        let first = get(&docs, Ok("v1")).await.unwrap();
+        assert_eq!(
+            (first.doc.body.as_str(), first.source),
+            ("v1", Source::Fetched)
+        );
+        let again = get(&docs, Ok("unused")).await.unwrap();
+        assert_eq!(
+            (again.doc.body.as_str(), again.source),
+            ("v1", Source::Fresh)
+        );
+
+        age(&docs, "k", Duration::from_secs(90));
+        let stale = get(&docs, Ok("v2")).await.unwrap();
+        assert_eq!(
+            (stale.doc.body.as_str(), stale.source),
+            ("v1", Source::Revalidating)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            docs.cached("k").unwrap().body,
+            "v2",
+            "background refresh stored"
+        );
+
+        age(&docs, "k", Duration::from_secs(1000));
+        let fallback = get(&docs, Err(FetchError::Unavailable("down".into())))
+            .await
+            .unwrap();
+        assert_eq!(fallback.doc.body, "v2");
+        assert_eq!(fallback.source, Source::StaleFallback("down".into()));
+    }
+
+    #[tokio::test]
+    async fn answers_pass_through_and_are_not_cached() {
+        let (_dir, docs) = documents();
+        let err = get(
+            &docs,
+            Err(FetchError::Answer {
+                status: 404,
+                body: "nope".into(),
+            }),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, FetchError::Answer { status: 404, .. }));
+        assert!(docs.cached("k").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_slow_upstream_does_not_delay_a_stale_copy() {
+        let (_dir, docs) = documents();
+        get(&docs, Ok("old")).await.unwrap();
+        age(&docs, "k", Duration::from_secs(1000));
+        let served = docs
+            .get("k", TTL, Duration::from_millis(100), || async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                Ok("new".to_owned())
+            })
+            .await
+            .unwrap();
+        assert_eq!(served.doc.body, "old");
+        assert!(matches!(served.source, Source::StaleFallback(_)));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            docs.cached("k").unwrap().body,
+            "new",
+            "the slow fetch still landed"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_fetch() {
+        let (_dir, docs) = documents();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let docs = docs.clone();
+                let calls = calls.clone();
+                tokio::spawn(async move {
+                    docs.get("k", TTL, Duration::from_secs(5), move || {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        async {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            Ok("shared".to_owned())
+                        }
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap().doc.body, "shared");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,257 @@
+//! The sled index: registry metadata and artifact usage.
+//!
+//! The index is a convenience, never the only copy of anything that costs a
+//! download: artifacts are files, and usage can be rebuilt from them. So an
+//! index that is missing or will not open is moved aside and started afresh
+//! rather than failing the user's `terraform init`.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Written once into a new index; its absence means the usage records must
+/// be rebuilt from the artifact files.
+const FORMAT_KEY: &[u8] = b"tfmirror-index-format";
+const FORMAT: &[u8] = b"1";
+
+/// A registry answer as it came from upstream, and when.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Document {
+    pub fetched_at_ms: u64,
+    pub body: String,
+}
+
+/// How an artifact has been used, for reports and garbage collection.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Usage {
+    pub size: u64,
+    pub sha256: Option<String>,
+    pub stored_at_ms: u64,
+    pub last_used_ms: u64,
+    pub hits: u64,
+}
+
+#[derive(Clone)]
+pub struct Index {
+    db: sled::Db,
+    documents: sled::Tree,
+    usage: sled::Tree,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index database error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("index entry {key:?} is unreadable: {source}")]
+    Decode {
+        key: String,
+        source: serde_json::Error,
+    },
+}
+
+pub struct Opened {
+    pub index: Index,
+    /// The index was created just now (missing, or moved aside): usage
+    /// records must be rebuilt from the files.
+    pub needs_rebuild: bool,
+    /// Where a broken index was moved, if it was.
+    pub moved_aside: Option<PathBuf>,
+}
+
+impl Index {
+    /// Opens the index at `dir`, moving a broken one aside to `<dir>.broken`.
+    pub fn open(dir: &Path) -> Result<Opened, IndexError> {
+        let mut moved_aside = None;
+        let db = match open_db(dir) {
+            Ok(db) => db,
+            Err(reason) => {
+                let aside = dir.with_extension("broken");
+                let _ = std::fs::remove_dir_all(&aside);
+                if let Err(e) = std::fs::rename(dir, &aside) {
+                    tracing::warn!("cannot move broken index {}: {e}", dir.display());
+                    std::fs::remove_dir_all(dir).ok();
+                }
+                tracing::warn!(
+                    "index at {} will not open ({reason}); moved it to {} and rebuilding from the cached files",
+                    dir.display(),
+                    aside.display()
+                );
+                moved_aside = Some(aside);
+                sled::open(dir)?
+            }
+        };
+        let needs_rebuild = db.get(FORMAT_KEY)?.as_deref() != Some(FORMAT);
+        let index = Index {
+            documents: db.open_tree("documents")?,
+            usage: db.open_tree("usage")?,
+            db,
+        };
+        Ok(Opened {
+            index,
+            needs_rebuild,
+            moved_aside,
+        })
+    }
+
+    /// Records that the usage records are complete; until then a restart
+    /// rebuilds them.
+    pub fn mark_rebuilt(&self) -> Result<(), IndexError> {
+        self.db.insert(FORMAT_KEY, FORMAT)?;
+        Ok(())
+    }
+
+    pub fn document(&self, key: &str) -> Result<Option<Document>, IndexError> {
+        get_json(&self.documents, key)
+    }
+
+    pub fn put_document(&self, key: &str, doc: &Document) -> Result<(), IndexError> {
+        put_json(&self.documents, key, doc)
+    }
+
+    pub fn usage(&self, key: &str) -> Result<Option<Usage>, IndexError> {
+        get_json(&self.usage, key)
+    }
+
+    /// Records a newly stored artifact.
+    pub fn record_stored(
+        &self,
+        key: &str,
+        size: u64,
+        sha256: Option<String>,
+    ) -> Result<(), IndexError> {
+        let now = now_ms();
+        let usage = Usage {
+            size,
+            sha256,
+            stored_at_ms: now,
+            last_used_ms: now,
+            hits: 0,
+        };
+        put_json(&self.usage, key, &usage)
+    }
+
+    /// Records one use of an artifact served from disk.
+    pub fn record_hit(&self, key: &str, size: u64) -> Result<(), IndexError> {
+        let mut usage = self.usage(key)?.unwrap_or(Usage {
+            size,
+            stored_at_ms: now_ms(),
+            ..Usage::default()
+        });
+        usage.hits += 1;
+        usage.last_used_ms = now_ms();
+        put_json(&self.usage, key, &usage)
+    }
+
+    pub fn flush(&self) -> Result<(), IndexError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// sled reports a damaged database as an error, but some damage makes it
+/// panic instead; either way the caller moves the directory aside.
+fn open_db(dir: &Path) -> Result<sled::Db, String> {
+    let dir = dir.to_owned();
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(move || sled::open(dir));
+    std::panic::set_hook(previous_hook);
+    match result {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the database code panicked while reading it".to_owned()),
+    }
+}
+
+fn get_json<T: for<'de> Deserialize<'de>>(
+    tree: &sled::Tree,
+    key: &str,
+) -> Result<Option<T>, IndexError> {
+    match tree.get(key)? {
+        None => Ok(None),
+        Some(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| IndexError::Decode {
+                    key: key.to_owned(),
+                    source,
+                })
+        }
+    }
+}
+
+fn put_json<T: Serialize>(tree: &sled::Tree, key: &str, value: &T) -> Result<(), IndexError> {
+    let bytes = serde_json::to_vec(value).expect("index records serialize");
+    tree.insert(key, bytes)?;
+    Ok(())
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_index_needs_a_rebuild_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let opened = Index::open(&path).unwrap();
+        assert!(opened.needs_rebuild);
+        opened.index.mark_rebuilt().unwrap();
+        opened.index.flush().unwrap();
+        drop(opened);
+        let opened = Index::open(&path).unwrap();
+        assert!(!opened.needs_rebuild);
+        assert!(opened.moved_aside.is_none());
+    }
+
+    #[test]
+    fn garbage_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        {
+            let opened = Index::open(&path).unwrap();
+            opened
+                .index
+                .put_document(
+                    "k",
+                    &Document {
+                        fetched_at_ms: 1,
+                        body: "b".into(),
+                    },
+                )
+                .unwrap();
+            opened.index.flush().unwrap();
+        }
+        for entry in std::fs::read_dir(&path).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                std::fs::write(entry.path(), b"\xffgarbage garbage garbage").unwrap();
+            }
+        }
+        let opened = Index::open(&path).unwrap();
+        assert!(opened.needs_rebuild);
+        assert!(opened.moved_aside.is_some());
+        assert_eq!(opened.index.document("k").unwrap(), None);
+    }
+
+    #[test]
+    fn hits_accumulate() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("index")).unwrap().index;
+        index
+            .record_stored("a/b.zip", 10, Some("ab".into()))
+            .unwrap();
+        index.record_hit("a/b.zip", 10).unwrap();
+        index.record_hit("a/b.zip", 10).unwrap();
+        let usage = index.usage("a/b.zip").unwrap().unwrap();
+        assert_eq!((usage.size, usage.hits), (10, 2));
+    }
+}

@@ -1,0 +1,134 @@
+//! The on-disk cache: artifact files, the sled index, and the owner lock.
+//!
+//! Nothing here knows about Terraform: callers name artifacts with
+//! [`RelPath`]s and documents with string keys.
+
+mod blob;
+mod documents;
+mod index;
+mod locks;
+mod owner;
+mod reindex;
+mod segment;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use blob::{write_atomic, BlobWriter, Written};
+pub use documents::{Documents, FetchError, Freshness, Served, Source};
+pub use index::Index;
+pub use locks::KeyedLocks;
+pub use owner::{OwnerLock, OwnerLockError};
+pub use segment::{RelPath, Segment, SegmentError};
+
+/// Directory of the sled index inside the cache.
+const INDEX_DIR: &str = "index";
+
+pub struct Store {
+    root: PathBuf,
+    index: Index,
+    documents: Documents,
+    _owner: OwnerLock,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Owned(#[from] OwnerLockError),
+    #[error("cannot prepare cache directory {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Index(#[from] index::IndexError),
+}
+
+impl Store {
+    /// Takes ownership of the cache at `root` (one process at a time, since
+    /// sled allows one), sweeps leftovers of killed writers, and rebuilds
+    /// usage records from the files if the index is new.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        let io_err = |source| StoreError::Io {
+            path: root.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(root).map_err(io_err)?;
+        let owner = OwnerLock::acquire(root)?;
+        let swept = blob::remove_temp_files(root).map_err(io_err)?;
+        if swept > 0 {
+            tracing::info!("removed {swept} unfinished download(s) left by an earlier run");
+        }
+        let opened = Index::open(&root.join(INDEX_DIR))?;
+        if opened.needs_rebuild {
+            let count = reindex::rebuild(root, &opened.index, &[INDEX_DIR, "index.broken"])
+                .map_err(io_err)?;
+            if count > 0 || opened.moved_aside.is_some() {
+                tracing::warn!("re-indexed {count} cached artifact file(s)");
+            }
+            opened.index.mark_rebuilt()?;
+        }
+        Ok(Store {
+            root: root.to_owned(),
+            documents: Documents::new(opened.index.clone()),
+            index: opened.index,
+            _owner: owner,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn documents(&self) -> &Documents {
+        &self.documents
+    }
+
+    pub fn path(&self, rel: &RelPath) -> PathBuf {
+        rel.to_path(&self.root)
+    }
+
+    /// Opens a stored artifact for reading and counts the use.
+    pub async fn open_artifact(&self, rel: &RelPath) -> Option<(tokio::fs::File, u64)> {
+        let file = tokio::fs::File::open(self.path(rel)).await.ok()?;
+        let size = file.metadata().await.ok()?.len();
+        if let Err(e) = self.index.record_hit(&rel.key(), size) {
+            tracing::warn!("cannot record use of {}: {e}", rel.key());
+        }
+        Some((file, size))
+    }
+
+    /// The sha256 recorded when the artifact was stored.
+    pub fn recorded_sha256(&self, rel: &RelPath) -> Option<String> {
+        self.index.usage(&rel.key()).ok().flatten()?.sha256
+    }
+
+    pub fn writer(&self, rel: &RelPath) -> io::Result<BlobWriter> {
+        BlobWriter::create(&self.path(rel))
+    }
+
+    /// Commits a finished writer and records the new artifact.
+    pub async fn commit(&self, rel: &RelPath, writer: BlobWriter) -> io::Result<Written> {
+        let written = writer.commit().await?;
+        self.record_stored(rel, &written);
+        Ok(written)
+    }
+
+    pub async fn write(&self, rel: &RelPath, bytes: &[u8]) -> io::Result<Written> {
+        let written = write_atomic(&self.path(rel), bytes).await?;
+        self.record_stored(rel, &written);
+        Ok(written)
+    }
+
+    fn record_stored(&self, rel: &RelPath, written: &Written) {
+        if let Err(e) =
+            self.index
+                .record_stored(&rel.key(), written.size, Some(written.sha256.clone()))
+        {
+            tracing::warn!("cannot record {} in the index: {e}", rel.key());
+        }
+    }
+
+    pub fn flush(&self) {
+        if let Err(e) = self.index.flush() {
+            tracing::warn!("cannot flush the index: {e}");
+        }
+    }
+}

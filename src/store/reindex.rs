@@ -1,0 +1,81 @@
+//! Rebuilding usage records from the artifact files.
+//!
+//! Runs when the index is new or was lost. Hashes are recomputed because
+//! they are what later checks compare against; the cost is one read of the
+//! cache, paid once.
+
+use std::io;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::blob::TEMP_PREFIX;
+use super::index::Index;
+
+/// Files at the top of the cache that are tfmirror's own bookkeeping, not
+/// artifacts.
+const NOT_ARTIFACTS: [&str; 3] = ["owner.lock", "server.json", "server.log"];
+
+/// Records every artifact file below `root`, skipping the directories named
+/// in `skip_dirs` (relative to root). Returns how many were recorded.
+pub fn rebuild(root: &Path, index: &Index, skip_dirs: &[&str]) -> io::Result<usize> {
+    let mut count = 0;
+    let mut dirs = vec![root.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let rel = path.strip_prefix(root).expect("walk stays below root");
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                if !skip_dirs.iter().any(|d| rel == Path::new(d)) {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            let top_level = rel.parent() == Some(Path::new(""));
+            if !kind.is_file()
+                || name.starts_with(TEMP_PREFIX)
+                || (top_level && NOT_ARTIFACTS.contains(&name.as_str()))
+            {
+                continue;
+            }
+            let (size, sha256) = hash_file(&path)?;
+            let key = rel
+                .to_string_lossy()
+                .replace(std::path::MAIN_SEPARATOR, "/");
+            if let Err(e) = index.record_stored(&key, size, Some(sha256)) {
+                tracing::warn!("cannot re-index {key}: {e}");
+            }
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+fn hash_file(path: &Path) -> io::Result<(u64, String)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let size = io::copy(&mut file, &mut hasher)?;
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_artifacts_and_skips_bookkeeping() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("providers/h/ns/t")).unwrap();
+        std::fs::write(root.join("providers/h/ns/t/p.zip"), b"zip").unwrap();
+        std::fs::write(root.join("providers/h/ns/t/.tmp-x"), b"partial").unwrap();
+        std::fs::write(root.join("server.json"), b"{}").unwrap();
+        let index = Index::open(&root.join("index")).unwrap().index;
+        assert_eq!(rebuild(root, &index, &["index"]).unwrap(), 1);
+        let usage = index.usage("providers/h/ns/t/p.zip").unwrap().unwrap();
+        assert_eq!(usage.size, 3);
+    }
+}
