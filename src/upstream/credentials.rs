@@ -1,0 +1,127 @@
+//! Registry credentials: forwarded from the client, or read from the
+//! environment the way Terraform and OpenTofu read them.
+//!
+//! A [`Credential`] is only ever held in memory; its `Debug` output is
+//! redacted so a stray `{:?}` in a log line cannot leak it.
+
+use std::collections::HashMap;
+use std::fmt;
+
+/// The value of an `Authorization` header for a registry API request.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential(String);
+
+impl Credential {
+    pub fn from_header(value: &str) -> Credential {
+        Credential(value.to_owned())
+    }
+
+    pub fn bearer(token: &str) -> Credential {
+        Credential(format!("Bearer {token}"))
+    }
+
+    pub fn header_value(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credential(<redacted>)")
+    }
+}
+
+/// Tokens from `TF_TOKEN_<host>` and `TOFU_TOKEN_<host>` variables, keyed
+/// by lowercase hostname. OpenTofu's variable wins when both name a host,
+/// as it does in OpenTofu.
+#[derive(Default, Clone)]
+pub struct EnvTokens(HashMap<String, Credential>);
+
+impl EnvTokens {
+    pub fn from_env() -> EnvTokens {
+        EnvTokens::from_vars(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+    }
+
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> EnvTokens {
+        let mut tf = HashMap::new();
+        let mut tofu = HashMap::new();
+        for (name, value) in vars {
+            let value = value.trim();
+            if value.is_empty() {
+                continue;
+            }
+            if let Some(host) = name.strip_prefix("TF_TOKEN_") {
+                tf.insert(host_from_var(host), Credential::bearer(value));
+            } else if let Some(host) = name.strip_prefix("TOFU_TOKEN_") {
+                tofu.insert(host_from_var(host), Credential::bearer(value));
+            }
+        }
+        tf.extend(tofu);
+        EnvTokens(tf)
+    }
+
+    pub fn get(&self, host: &str) -> Option<&Credential> {
+        self.0.get(&host.to_ascii_lowercase())
+    }
+}
+
+/// Hostnames cannot appear in variable names as they are, so Terraform
+/// spells `-` as `__` and `.` as `_`.
+fn host_from_var(encoded: &str) -> String {
+    encoded
+        .replace("__", "\0")
+        .replace('_', ".")
+        .replace('\0', "-")
+        .to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_hostnames_like_terraform() {
+        assert_eq!(
+            host_from_var("registry_terraform_io"),
+            "registry.terraform.io"
+        );
+        assert_eq!(
+            host_from_var("my__registry_example_com"),
+            "my-registry.example.com"
+        );
+    }
+
+    #[test]
+    fn reads_both_prefixes() {
+        let tokens = EnvTokens::from_vars([
+            (
+                "TF_TOKEN_registry_terraform_io".to_owned(),
+                "abc".to_owned(),
+            ),
+            (
+                "TOFU_TOKEN_registry_opentofu_org".to_owned(),
+                "def".to_owned(),
+            ),
+            ("TF_TOKEN_empty_example".to_owned(), " ".to_owned()),
+            ("PATH".to_owned(), "/bin".to_owned()),
+        ]);
+        assert_eq!(
+            tokens.get("Registry.Terraform.io").unwrap().header_value(),
+            "Bearer abc"
+        );
+        assert_eq!(
+            tokens.get("registry.opentofu.org").unwrap().header_value(),
+            "Bearer def"
+        );
+        assert!(tokens.get("empty.example").is_none());
+    }
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let shown = format!("{:?}", Credential::bearer("secret"));
+        assert!(!shown.contains("secret"));
+    }
+}

@@ -1,0 +1,85 @@
+//! Terraform's remote service discovery, read from the real upstream.
+//!
+//! The generated CLI config overrides discovery for Terraform, so tfmirror
+//! is the one that must read `/.well-known/terraform.json` to learn where a
+//! host's services really are. Discovery documents are cached like any
+//! registry metadata, so a host that is down keeps working from the cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+use super::{Forwarded, Upstream};
+use crate::config::Config;
+use crate::store::{Documents, FetchError, Freshness};
+
+#[derive(Clone)]
+pub struct Discovery {
+    config: Arc<Config>,
+    upstream: Upstream,
+    documents: Documents,
+}
+
+impl Discovery {
+    pub fn new(config: Arc<Config>, upstream: Upstream, documents: Documents) -> Discovery {
+        Discovery {
+            config,
+            upstream,
+            documents,
+        }
+    }
+
+    /// The base URL of `service` (e.g. `providers.v1`) on `host`, resolved
+    /// against the discovery document's own URL as Terraform does.
+    pub async fn service_url(
+        &self,
+        host: &str,
+        service: &str,
+        forwarded: &Forwarded,
+    ) -> Result<Url, FetchError> {
+        let discovery_url = self.config.discovery_url(host);
+        let freshness = Freshness {
+            ttl: Some(self.config.metadata_ttl),
+            stale_while_revalidate: self.config.stale_while_revalidate,
+        };
+        let upstream = self.upstream.clone();
+        let fetch_url = discovery_url.clone();
+        let forwarded = forwarded.clone();
+        let served = self
+            .documents
+            .get(
+                &format!("discovery/{host}"),
+                freshness,
+                Duration::from_secs(5),
+                move || async move {
+                    let body = upstream.get_api(&fetch_url, &forwarded).await?;
+                    parse(&body).map_err(FetchError::Unavailable)?;
+                    Ok(body)
+                },
+            )
+            .await?;
+        let services = parse(&served.doc.body).map_err(FetchError::Unavailable)?;
+        let value = services
+            .get(service)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| {
+                FetchError::Unavailable(format!("{host} does not offer the {service} service"))
+            })?;
+        let mut url = discovery_url.join(value).map_err(|e| {
+            FetchError::Unavailable(format!("{host}: {service} URL {value:?}: {e}"))
+        })?;
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        Ok(url)
+    }
+}
+
+fn parse(body: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_json::from_str(body) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        _ => Err("the service discovery document is not a JSON object".to_owned()),
+    }
+}

@@ -1,0 +1,149 @@
+//! HTTP requests to upstream registries and download hosts.
+//!
+//! Knows how to reach an upstream and how to tell a failure worth hiding
+//! behind a stale copy (connection refused, timeout, 5xx) from an answer the
+//! client must see (404); knows nothing of what the answers mean.
+
+mod credentials;
+mod discovery;
+
+use std::time::Duration;
+
+use url::Url;
+
+pub use credentials::{Credential, EnvTokens};
+pub use discovery::Discovery;
+
+use crate::store::FetchError;
+
+/// Registry API answers are small JSON documents (the largest provider
+/// version lists are around a megabyte); more than this is not one.
+const MAX_API_BODY: usize = 32 * 1024 * 1024;
+
+/// Headers a client request contributes to the upstream request it causes.
+#[derive(Clone, Debug, Default)]
+pub struct Forwarded {
+    pub authorization: Option<Credential>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Upstream {
+    http: reqwest::Client,
+    env_tokens: EnvTokens,
+}
+
+impl Upstream {
+    pub fn new(env_tokens: EnvTokens) -> Upstream {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("tfmirror/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client configuration is valid");
+        Upstream { http, env_tokens }
+    }
+
+    /// GETs a registry API document. The client's credential is sent, or
+    /// else the host's token from the environment.
+    pub async fn get_api(&self, url: &Url, forwarded: &Forwarded) -> Result<String, FetchError> {
+        let host = url.host_str().unwrap_or_default();
+        let credential = forwarded
+            .authorization
+            .as_ref()
+            .or_else(|| self.env_tokens.get(host));
+        let mut request = self
+            .http
+            .get(url.clone())
+            .timeout(Duration::from_secs(30))
+            .header("Accept", "application/json");
+        if let Some(credential) = credential {
+            request = request.header("Authorization", credential.header_value());
+        }
+        if let Some(agent) = &forwarded.user_agent {
+            request = request.header("User-Agent", agent);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| FetchError::Unavailable(format!("{url}: {}", describe(&e))))?;
+        let status = response.status().as_u16();
+        let body = read_limited(response, MAX_API_BODY)
+            .await
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|_| "answer is not UTF-8 text".to_owned())
+            })
+            .map_err(|e| FetchError::Unavailable(format!("{url}: {e}")))?;
+        classify(url, status, body)
+    }
+
+    /// Starts downloading an artifact. Carries no registry credential, as
+    /// Terraform's own artifact downloads do not.
+    pub async fn get_artifact(
+        &self,
+        url: &Url,
+        forwarded: &Forwarded,
+    ) -> Result<reqwest::Response, String> {
+        let mut request = self.http.get(url.clone());
+        if let Some(agent) = &forwarded.user_agent {
+            request = request.header("User-Agent", agent);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {}", describe(&e)))?;
+        if !response.status().is_success() {
+            return Err(format!("{url}: upstream answered {}", response.status()));
+        }
+        Ok(response)
+    }
+
+    /// Downloads a small artifact whole.
+    pub async fn get_small_artifact(
+        &self,
+        url: &Url,
+        forwarded: &Forwarded,
+    ) -> Result<Vec<u8>, String> {
+        let response = self.get_artifact(url, forwarded).await?;
+        read_limited(response, MAX_API_BODY)
+            .await
+            .map_err(|e| format!("{url}: {e}"))
+    }
+}
+
+fn classify(url: &Url, status: u16, body: String) -> Result<String, FetchError> {
+    match status {
+        200..=299 => Ok(body),
+        // Rate limits and server errors are passing troubles: a stale copy
+        // serves the user better than the error.
+        429 | 500..=599 => Err(FetchError::Unavailable(format!(
+            "{url}: upstream answered {status}"
+        ))),
+        _ => Err(FetchError::Answer { status, body }),
+    }
+}
+
+/// Reads a whole body, refusing one larger than `limit` bytes.
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!("answer larger than {limit} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// reqwest's own message hides the cause ("error sending request"); the
+/// chain of sources says what actually went wrong.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
