@@ -1,0 +1,135 @@
+//! SHA256SUMS files and their signatures: fetched together, verified
+//! against the registry's signing keys, and only then stored.
+//!
+//! They are stored beside, not inside, the packed provider directory, so
+//! `<cache>/providers` stays a clean `filesystem_mirror`.
+
+use super::download_answer::DownloadAnswer;
+use super::route::{Artifact, Package};
+use super::signature::verify_detached;
+use super::Providers;
+use crate::store::RelPath;
+
+/// Why a package's checksums cannot be trusted; shown to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum ChecksumError {
+    #[error("cannot download {what}: {reason}")]
+    Download { what: &'static str, reason: String },
+    #[error("{0}")]
+    Signature(#[from] super::signature::SignatureError),
+    #[error("the registry lists no signing keys, so its SHA256SUMS cannot be verified")]
+    NoKeys,
+    #[error("SHA256SUMS has no line for {0}")]
+    NotListed(String),
+    #[error("SHA256SUMS lists {listed} for {file}, but the registry's shasum is {claimed}")]
+    Mismatch {
+        file: String,
+        listed: String,
+        claimed: String,
+    },
+    #[error("cannot store checksums: {0}")]
+    Store(std::io::Error),
+}
+
+/// Where a package's checksum file or signature is kept.
+pub fn checksum_path(package: &Package, artifact: Artifact) -> RelPath {
+    let name = match artifact {
+        Artifact::Signature => "SHA256SUMS.sig",
+        _ => "SHA256SUMS",
+    };
+    let addr = &package.addr;
+    RelPath::new([
+        RelPath::fixed("provider-checksums"),
+        addr.host.clone(),
+        addr.namespace.clone(),
+        addr.kind.clone(),
+        package.version.clone(),
+        RelPath::fixed(name),
+    ])
+}
+
+impl Providers {
+    /// The verified SHA256SUMS of the package's version, fetching and
+    /// verifying it (with its signature) on first use.
+    pub(super) async fn verified_checksums(
+        &self,
+        package: &Package,
+        answer: &DownloadAnswer,
+        forwarded: &crate::upstream::Forwarded,
+    ) -> Result<Vec<u8>, ChecksumError> {
+        let sums_rel = checksum_path(package, Artifact::Checksums);
+        let sig_rel = checksum_path(package, Artifact::Signature);
+        let _one_fetcher = self.locks.lock(&sums_rel.key()).await;
+        let (sums_path, sig_path) = (self.store.path(&sums_rel), self.store.path(&sig_rel));
+        if sig_path.is_file() {
+            if let Ok(sums) = tokio::fs::read(&sums_path).await {
+                return Ok(sums);
+            }
+        }
+        let keys = answer.signing_keys();
+        if keys.is_empty() {
+            return Err(ChecksumError::NoKeys);
+        }
+        let download = |what, url| async move {
+            self.upstream
+                .get_small_artifact(url, forwarded)
+                .await
+                .map_err(|reason| ChecksumError::Download { what, reason })
+        };
+        let (sums, sig) = tokio::try_join!(
+            download("SHA256SUMS", &answer.shasums_url),
+            download("the SHA256SUMS signature", &answer.shasums_signature_url),
+        )?;
+        verify_detached(&sums, &sig, &keys)?;
+        // The signature goes first: the checksum file is what readers look
+        // for, so it must not appear before its signature does.
+        self.store
+            .write(&sig_rel, &sig)
+            .await
+            .map_err(ChecksumError::Store)?;
+        self.store
+            .write(&sums_rel, &sums)
+            .await
+            .map_err(ChecksumError::Store)?;
+        Ok(sums)
+    }
+}
+
+/// Checks that SHA256SUMS vouches for the registry's `shasum` of the
+/// package file, and returns that sha256.
+pub fn expected_sha256(sums: &[u8], answer: &DownloadAnswer) -> Result<String, ChecksumError> {
+    let file = answer.filename.as_str();
+    let listed =
+        listed_sha256(sums, file).ok_or_else(|| ChecksumError::NotListed(file.to_owned()))?;
+    if listed != answer.shasum {
+        return Err(ChecksumError::Mismatch {
+            file: file.to_owned(),
+            listed,
+            claimed: answer.shasum.clone(),
+        });
+    }
+    Ok(listed)
+}
+
+/// Finds `file`'s line in the `<sha256>  <name>` format of `sha256sum`.
+fn listed_sha256(sums: &[u8], file: &str) -> Option<String> {
+    String::from_utf8_lossy(sums).lines().find_map(|line| {
+        let (hash, name) = line.split_once(char::is_whitespace)?;
+        let name = name.trim_start().trim_start_matches('*');
+        (name == file).then(|| hash.to_ascii_lowercase())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_line_for_a_file() {
+        let sums = b"AAAA  a.zip\nbbbb  b.zip\ncccc *c.zip\n";
+        assert_eq!(listed_sha256(sums, "a.zip").as_deref(), Some("aaaa"));
+        assert_eq!(listed_sha256(sums, "b.zip").as_deref(), Some("bbbb"));
+        assert_eq!(listed_sha256(sums, "c.zip").as_deref(), Some("cccc"));
+        assert_eq!(listed_sha256(sums, "d.zip"), None);
+    }
+}

@@ -1,0 +1,145 @@
+//! The registry's answer to "where do I download this package?".
+//!
+//! Stored as the upstream gave it (with relative URLs made absolute, since
+//! the request URL they were relative to is not stored), and rewritten to
+//! tfmirror's address each time it is served: the port changes between runs.
+
+use serde_json::Value;
+use url::Url;
+
+use super::route::{Artifact, Package};
+use crate::store::Segment;
+
+/// The fields tfmirror relies on, checked; the whole document is kept so
+/// fields it does not know pass through untouched.
+#[derive(Debug, Clone)]
+pub struct DownloadAnswer {
+    document: serde_json::Map<String, Value>,
+    pub filename: Segment,
+    pub shasum: String,
+    pub download_url: Url,
+    pub shasums_url: Url,
+    pub shasums_signature_url: Url,
+}
+
+const URL_FIELDS: [(&str, Artifact); 3] = [
+    ("download_url", Artifact::Zip),
+    ("shasums_url", Artifact::Checksums),
+    ("shasums_signature_url", Artifact::Signature),
+];
+
+impl DownloadAnswer {
+    /// Checks an upstream answer and makes its URLs absolute against
+    /// `request_url`. Returns the document to store.
+    pub fn from_upstream(
+        body: &str,
+        request_url: &Url,
+        package: &Package,
+    ) -> Result<String, String> {
+        let mut document = parse_object(body)?;
+        for (field, _) in URL_FIELDS {
+            let raw = string_field(&document, field)?;
+            let absolute = request_url
+                .join(raw)
+                .map_err(|e| format!("{field} {raw:?} is not a URL: {e}"))?;
+            document.insert(field.to_owned(), Value::String(absolute.into()));
+        }
+        let answer = DownloadAnswer::from_document(document.clone())?;
+        for (field, expected) in [("os", &package.os), ("arch", &package.arch)] {
+            let found = string_field(&answer.document, field)?;
+            if found != expected.as_str() {
+                return Err(format!(
+                    "{field} is {found:?}, but {expected:?} was asked for"
+                ));
+            }
+        }
+        Ok(Value::Object(document).to_string())
+    }
+
+    /// Reads a stored answer.
+    pub fn from_stored(body: &str) -> Result<DownloadAnswer, String> {
+        DownloadAnswer::from_document(parse_object(body)?)
+    }
+
+    fn from_document(document: serde_json::Map<String, Value>) -> Result<DownloadAnswer, String> {
+        let url = |field| {
+            let raw = string_field(&document, field)?;
+            let url = Url::parse(raw).map_err(|e| format!("{field} {raw:?}: {e}"))?;
+            match url.scheme() {
+                "http" | "https" => Ok(url),
+                other => Err(format!(
+                    "{field} has scheme {other:?}; only http and https are fetched"
+                )),
+            }
+        };
+        let filename = string_field(&document, "filename")?;
+        let filename = Segment::new(filename).map_err(|e| format!("filename: {e}"))?;
+        let shasum = string_field(&document, "shasum")?.to_ascii_lowercase();
+        if shasum.len() != 64 || !shasum.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("shasum {shasum:?} is not a sha256 in hex"));
+        }
+        Ok(DownloadAnswer {
+            download_url: url("download_url")?,
+            shasums_url: url("shasums_url")?,
+            shasums_signature_url: url("shasums_signature_url")?,
+            filename,
+            shasum,
+            document,
+        })
+    }
+
+    /// The ASCII-armored keys the registry says sign this provider.
+    pub fn signing_keys(&self) -> Vec<&str> {
+        self.document
+            .get("signing_keys")
+            .and_then(|keys| keys.get("gpg_public_keys"))
+            .and_then(Value::as_array)
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|key| key.get("ascii_armor").and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The answer as the client gets it: every download URL points at
+    /// tfmirror (`base` is its URL), everything else exactly as upstream.
+    pub fn rewritten(&self, base: &str, package: &Package) -> String {
+        let mut document = self.document.clone();
+        for (field, artifact) in URL_FIELDS {
+            let url = artifact_url(base, package, artifact);
+            document.insert(field.to_owned(), Value::String(url));
+        }
+        serde_json::to_string_pretty(&Value::Object(document)).expect("JSON values serialize")
+    }
+}
+
+/// tfmirror's URL for one file of a package.
+pub fn artifact_url(base: &str, package: &Package, artifact: Artifact) -> String {
+    format!(
+        "{base}/v1/providers/{}/{}/{}/{}/{}",
+        package.addr,
+        package.version,
+        artifact.path_word(),
+        package.os,
+        package.arch
+    )
+}
+
+fn parse_object(body: &str) -> Result<serde_json::Map<String, Value>, String> {
+    match serde_json::from_str(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("the answer is not a JSON object".to_owned()),
+        Err(e) => Err(format!("the answer is not JSON: {e}")),
+    }
+}
+
+fn string_field<'a>(
+    document: &'a serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<&'a str, String> {
+    document
+        .get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("the answer has no {field}"))
+}

@@ -1,0 +1,151 @@
+//! Which provider request a path names.
+//!
+//! Every segment is validated before anything else looks at the request, so
+//! a name that could not safely become a file path never gets further than
+//! a 400.
+
+use std::fmt;
+
+use crate::store::{Segment, SegmentError};
+
+/// `<host>/<namespace>/<type>`, the address of a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderAddr {
+    pub host: Segment,
+    pub namespace: Segment,
+    pub kind: Segment,
+}
+
+impl fmt::Display for ProviderAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.host, self.namespace, self.kind)
+    }
+}
+
+/// One version of a provider built for one platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub addr: ProviderAddr,
+    pub version: Segment,
+    pub os: Segment,
+    pub arch: Segment,
+}
+
+impl fmt::Display for Package {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {}_{}",
+            self.addr, self.version, self.os, self.arch
+        )
+    }
+}
+
+/// The files of a package that tfmirror serves in place of the upstream's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Artifact {
+    Zip,
+    Checksums,
+    Signature,
+}
+
+impl Artifact {
+    /// The path word in tfmirror's own URLs for this file.
+    pub fn path_word(self) -> &'static str {
+        match self {
+            Artifact::Zip => "package",
+            Artifact::Checksums => "shasums",
+            Artifact::Signature => "shasums.sig",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Versions(ProviderAddr),
+    Download(Package),
+    Artifact(Package, Artifact),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RouteError {
+    BadName(SegmentError),
+    NotFound,
+}
+
+impl Route {
+    /// Parses the decoded path segments after `/v1/providers/`.
+    pub fn parse(segments: &[String]) -> Result<Route, RouteError> {
+        let valid = segments
+            .iter()
+            .map(|s| Segment::new(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(RouteError::BadName)?;
+        let addr = |host: &Segment, namespace: &Segment, kind: &Segment| ProviderAddr {
+            host: host.clone(),
+            namespace: namespace.clone(),
+            kind: kind.clone(),
+        };
+        let words: Vec<&str> = valid.iter().map(Segment::as_str).collect();
+        match (valid.as_slice(), words.as_slice()) {
+            ([host, ns, kind, _], [.., "versions"]) => Ok(Route::Versions(addr(host, ns, kind))),
+            ([host, ns, kind, version, _, os, arch], [_, _, _, _, word, _, _]) => {
+                let package = Package {
+                    addr: addr(host, ns, kind),
+                    version: version.clone(),
+                    os: os.clone(),
+                    arch: arch.clone(),
+                };
+                match *word {
+                    "download" => Ok(Route::Download(package)),
+                    "package" => Ok(Route::Artifact(package, Artifact::Zip)),
+                    "shasums" => Ok(Route::Artifact(package, Artifact::Checksums)),
+                    "shasums.sig" => Ok(Route::Artifact(package, Artifact::Signature)),
+                    _ => Err(RouteError::NotFound),
+                }
+            }
+            _ => Err(RouteError::NotFound),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(path: &str) -> Result<Route, RouteError> {
+        Route::parse(&path.split('/').map(str::to_owned).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn parses_registry_and_artifact_paths() {
+        assert!(matches!(
+            parse("registry.terraform.io/hashicorp/aws/versions"),
+            Ok(Route::Versions(_))
+        ));
+        assert!(matches!(
+            parse("registry.terraform.io/hashicorp/aws/5.0.0/download/linux/amd64"),
+            Ok(Route::Download(_))
+        ));
+        assert!(matches!(
+            parse("registry.terraform.io/hashicorp/aws/5.0.0/shasums.sig/linux/amd64"),
+            Ok(Route::Artifact(_, Artifact::Signature))
+        ));
+        assert_eq!(
+            parse("registry.terraform.io/hashicorp/aws/x"),
+            Err(RouteError::NotFound)
+        );
+    }
+
+    #[test]
+    fn bad_names_are_rejected_before_routing() {
+        assert!(matches!(
+            parse("registry.terraform.io/../aws/versions"),
+            Err(RouteError::BadName(_))
+        ));
+        assert!(matches!(
+            parse("registry.terraform.io/a\0/aws/versions"),
+            Err(RouteError::BadName(_))
+        ));
+    }
+}

@@ -1,0 +1,80 @@
+//! Building HTTP responses: one body type for everything tfmirror serves,
+//! whether a short JSON answer, a cached file, or a download relayed while
+//! it is still arriving.
+
+use std::io;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::StatusCode;
+use tokio::sync::mpsc;
+
+pub type Body = BoxBody<Bytes, io::Error>;
+pub type Response = hyper::Response<Body>;
+
+/// Chunks of a download relayed to the client. An `Err` aborts the
+/// response, so the client sees a failed download rather than a short one.
+pub type ChunkSender = mpsc::Sender<Result<Bytes, io::Error>>;
+
+pub fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response {
+    let body = Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed();
+    let mut response = hyper::Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Terraform rejects registry answers of any other content type.
+pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response {
+    full(status, "application/json", body)
+}
+
+/// An error for the client, worded for the person reading Terraform's
+/// output or tfmirror's log.
+pub fn error(status: StatusCode, message: &str) -> Response {
+    full(
+        status,
+        "text/plain; charset=utf-8",
+        format!("tfmirror: {message}\n"),
+    )
+}
+
+/// A cached file, streamed from disk in fixed-size chunks.
+pub fn file(file: tokio::fs::File, size: u64, content_type: &'static str) -> Response {
+    let chunks = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
+    let body = BodyExt::boxed(StreamBody::new(chunks.map(|chunk| chunk.map(Frame::data))));
+    with_length(hyper::Response::new(body), Some(size), content_type)
+}
+
+/// A body fed by a channel, so a download can be relayed while it is being
+/// written to disk. The channel is small: a slow client slows the download
+/// instead of growing memory.
+pub fn channel(length: Option<u64>, content_type: &'static str) -> (ChunkSender, Response) {
+    let (sender, receiver) = mpsc::channel::<Result<Bytes, io::Error>>(8);
+    let frames = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let item = receiver.recv().await?;
+        Some((item.map(Frame::data), receiver))
+    });
+    let response = hyper::Response::new(BodyExt::boxed(StreamBody::new(frames)));
+    (sender, with_length(response, length, content_type))
+}
+
+fn with_length(
+    mut response: Response,
+    length: Option<u64>,
+    content_type: &'static str,
+) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(length) = length {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    response
+}
