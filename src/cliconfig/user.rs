@@ -1,0 +1,310 @@
+//! Finds and reads the user's own CLI config, the files Terraform would read
+//! if tfmirror did not point `TF_CLI_CONFIG_FILE` at its own file.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use super::{hcl1, json, render, CliConfigError};
+
+/// The user's CLI config: one file, or (without `TF_CLI_CONFIG_FILE`)
+/// `~/.terraformrc` plus the files in `~/.terraform.d`, in Terraform's order.
+pub struct UserConfig {
+    /// The first file read: `TF_CLI_CONFIG_FILE`, else `~/.terraformrc`,
+    /// else the first file in `~/.terraform.d`. [`UserConfig::files`] lists
+    /// them all.
+    pub path: PathBuf,
+    pub(super) sources: Vec<Source>,
+}
+
+impl UserConfig {
+    /// Every file read, in the order Terraform merges them.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.sources.iter().map(|source| source.path.as_path())
+    }
+}
+
+/// One file of the user's config, as native HCL 1 text split into items.
+pub(super) struct Source {
+    pub path: PathBuf,
+    /// The file's own text, or for a JSON file its native translation.
+    pub text: String,
+    pub items: Vec<hcl1::Item>,
+    pub comments: Vec<Range<usize>>,
+    /// Written by tfmirror: its own header, markers and host blocks are
+    /// dropped instead of copied again.
+    pub generated: bool,
+}
+
+impl Source {
+    pub(super) fn parse(path: PathBuf, contents: &str) -> Result<Source, CliConfigError> {
+        let contents = contents.strip_prefix('\u{feff}').unwrap_or(contents);
+        let parse_error = |message: String| CliConfigError::Parse {
+            path: path.clone(),
+            message,
+        };
+        let text = if is_json(contents) {
+            json::to_native(contents).map_err(&parse_error)?
+        } else {
+            contents.to_owned()
+        };
+        let parsed = hcl1::parse(&text).map_err(|e| parse_error(e.to_string()))?;
+        Ok(Source {
+            generated: render::is_generated(&text),
+            path,
+            text,
+            items: parsed.items,
+            comments: parsed.comments,
+        })
+    }
+}
+
+/// Terraform (through HCL 1) reads a file as JSON when its first
+/// non-space character is `{`, whatever the file is called.
+fn is_json(contents: &str) -> bool {
+    contents.trim_start().starts_with('{')
+}
+
+/// The user's own CLI config, found the way Terraform finds it.
+///
+/// `env_tf_cli_config_file` is the value of `TF_CLI_CONFIG_FILE` (for
+/// OpenTofu, `TOFU_CLI_CONFIG_FILE` if that is what the user set; for old
+/// setups, `TERRAFORM_CONFIG`, which Terraform reads when the former is
+/// unset). When it is set and not empty, that file is the whole config:
+/// Terraform then skips its config directory. Otherwise the config is
+/// `~/.terraformrc` followed by `~/.terraform.d/*.tfrc` and `*.tfrc.json`
+/// sorted by name; `home` is the home directory (Terraform uses `$HOME`).
+///
+/// Returns `Ok(None)` when none of these files exists. A file that exists
+/// but cannot be read or parsed is an error naming it.
+pub fn find_user_config(
+    env_tf_cli_config_file: Option<&OsStr>,
+    home: Option<&Path>,
+) -> Result<Option<UserConfig>, CliConfigError> {
+    let candidates = match env_tf_cli_config_file.filter(|path| !path.is_empty()) {
+        Some(path) => vec![PathBuf::from(path)],
+        None => match home {
+            Some(home) => default_files(home)?,
+            None => Vec::new(),
+        },
+    };
+    let mut sources = Vec::new();
+    for path in candidates {
+        if let Some(contents) = read_if_present(&path)? {
+            sources.push(Source::parse(path, &contents)?);
+        }
+    }
+    Ok(UserConfig::from_sources(sources))
+}
+
+/// Paths only: the files hold credentials, which must not reach logs.
+impl fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("path", &self.path)
+            .field("files", &self.files().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserConfig {
+    pub(super) fn from_sources(sources: Vec<Source>) -> Option<UserConfig> {
+        let path = sources.first()?.path.clone();
+        Some(UserConfig { path, sources })
+    }
+}
+
+/// `~/.terraformrc`, then the CLI config files in `~/.terraform.d`.
+fn default_files(home: &Path) -> Result<Vec<PathBuf>, CliConfigError> {
+    let mut files = vec![home.join(".terraformrc")];
+    files.extend(config_dir_files(&home.join(".terraform.d"))?);
+    Ok(files)
+}
+
+/// The `*.tfrc` and `*.tfrc.json` files in `dir`, sorted by name as
+/// Terraform reads them. A missing directory holds none.
+fn config_dir_files(dir: &Path) -> Result<Vec<PathBuf>, CliConfigError> {
+    let read_error = |error| CliConfigError::Read {
+        path: dir.to_owned(),
+        error,
+    };
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(read_error(e)),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(read_error)?.path();
+        if is_config_file_name(&path) && !path.is_dir() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn is_config_file_name(path: &Path) -> bool {
+    path.file_name().is_some_and(|name| {
+        let name = name.as_encoded_bytes();
+        name.ends_with(b".tfrc") || name.ends_with(b".tfrc.json")
+    })
+}
+
+/// The file's text, or `None` if it does not exist.
+fn read_if_present(path: &Path) -> Result<Option<String>, CliConfigError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(CliConfigError::Read {
+                path: path.to_owned(),
+                error,
+            })
+        }
+    };
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|e| CliConfigError::Parse {
+            path: path.to_owned(),
+            message: format!("not valid UTF-8: {e}"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    fn names(config: &UserConfig, home: &Path) -> Vec<String> {
+        config
+            .files()
+            .map(|p| p.strip_prefix(home).unwrap().display().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn nothing_to_find_is_none() {
+        let home = tempfile::tempdir().unwrap();
+        assert!(find_user_config(None, Some(home.path())).unwrap().is_none());
+        assert!(find_user_config(None, None).unwrap().is_none());
+        let missing = home.path().join("missing.tfrc");
+        assert!(
+            find_user_config(Some(missing.as_os_str()), Some(home.path()))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn default_config_is_terraformrc_then_config_dir_by_name() {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        write(&h.join(".terraformrc"), "disable_checkpoint = true\n");
+        write(
+            &h.join(".terraform.d/credentials.tfrc.json"),
+            r#"{"credentials": {"app.terraform.io": {"token": "t"}}}"#,
+        );
+        write(
+            &h.join(".terraform.d/a.tfrc"),
+            "plugin_cache_dir = \"/c\"\n",
+        );
+        write(&h.join(".terraform.d/notes.txt"), "not a config {");
+        fs::create_dir_all(h.join(".terraform.d/plugins")).unwrap();
+
+        let config = find_user_config(Some(OsStr::new("")), Some(h))
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.path, h.join(".terraformrc"));
+        assert_eq!(
+            names(&config, h),
+            [
+                ".terraformrc",
+                ".terraform.d/a.tfrc",
+                ".terraform.d/credentials.tfrc.json"
+            ]
+        );
+    }
+
+    #[test]
+    fn config_dir_alone_is_enough() {
+        let home = tempfile::tempdir().unwrap();
+        let creds = home.path().join(".terraform.d/credentials.tfrc.json");
+        write(
+            &creds,
+            r#"{"credentials": {"app.terraform.io": {"token": "t"}}}"#,
+        );
+        let config = find_user_config(None, Some(home.path())).unwrap().unwrap();
+        assert_eq!(config.path, creds);
+    }
+
+    #[test]
+    fn explicit_file_replaces_the_defaults() {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        write(&h.join(".terraformrc"), "disable_checkpoint = true\n");
+        write(
+            &h.join(".terraform.d/a.tfrc"),
+            "disable_checkpoint = true\n",
+        );
+        let explicit = h.join("tofu.rc");
+        write(&explicit, "plugin_cache_dir = \"/c\"\n");
+
+        let config = find_user_config(Some(explicit.as_os_str()), Some(h))
+            .unwrap()
+            .unwrap();
+        assert_eq!(names(&config, h), ["tofu.rc"]);
+    }
+
+    #[test]
+    fn broken_file_is_an_error_naming_it() {
+        let home = tempfile::tempdir().unwrap();
+        let rc = home.path().join(".terraformrc");
+        write(
+            &rc,
+            "credentials \"app.terraform.io\" {\n  token = \"x\n}\n",
+        );
+        let err = find_user_config(None, Some(home.path())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot parse Terraform CLI config {}: line 2, column 11: string not terminated",
+                rc.display()
+            )
+        );
+
+        write(&rc, "{\"credentials\": ");
+        let err = find_user_config(None, Some(home.path())).unwrap_err();
+        assert!(err.to_string().starts_with(&format!(
+            "cannot parse Terraform CLI config {}: EOF while parsing",
+            rc.display()
+        )));
+    }
+
+    #[test]
+    fn unreadable_file_is_an_error_naming_it() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("dir.tfrc");
+        fs::create_dir(&dir).unwrap();
+        let err = find_user_config(Some(dir.as_os_str()), None).unwrap_err();
+        assert!(matches!(err, CliConfigError::Read { .. }));
+        assert!(err.to_string().starts_with(&format!(
+            "cannot read Terraform CLI config {}: ",
+            dir.display()
+        )));
+    }
+}

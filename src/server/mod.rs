@@ -1,0 +1,147 @@
+//! The HTTP server: accepts connections, routes requests, and shuts down
+//! without cutting off requests in flight.
+
+mod router;
+pub mod state_file;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::StatusCode;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::providers::Providers;
+use crate::response::{self, Response};
+use crate::store::Store;
+use crate::upstream::{Discovery, EnvTokens, Upstream};
+
+/// How long shutdown waits for requests in flight before giving up on them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything a request handler may need, shared by all connections.
+pub struct App {
+    url: String,
+    cache_dir: PathBuf,
+    started: Instant,
+    store: Arc<Store>,
+    providers: Providers,
+}
+
+impl App {
+    fn health(&self) -> Response {
+        let body = serde_json::json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "url": self.url,
+            "cache_dir": self.cache_dir,
+            "uptime_secs": self.started.elapsed().as_secs(),
+        });
+        response::json(StatusCode::OK, body.to_string())
+    }
+}
+
+pub struct Server {
+    listener: TcpListener,
+    app: Arc<App>,
+}
+
+impl Server {
+    /// Binds the listener; the URL is known from here on (port 0 picks one).
+    pub async fn bind(listen: SocketAddr, config: Config, store: Store) -> anyhow::Result<Server> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        let local = listener.local_addr()?;
+        let url = format!("http://{local}");
+        let config = Arc::new(config);
+        let store = Arc::new(store);
+        let upstream = Upstream::new(EnvTokens::from_env());
+        let discovery = Discovery::new(config.clone(), upstream.clone(), store.documents().clone());
+        let providers = Providers::new(config, store.clone(), upstream, discovery);
+        let app = App {
+            url,
+            cache_dir: store.root().to_owned(),
+            started: Instant::now(),
+            store,
+            providers,
+        };
+        Ok(Server {
+            listener,
+            app: Arc::new(app),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.app.url
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight
+    /// finish and flushes the index.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let (stream, _) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            tracing::warn!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let app = self.app.clone();
+                    let service = service_fn(move |request| {
+                        let app = app.clone();
+                        async move {
+                            let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+                            let response = router::route(&app, request).await;
+                            tracing::debug!("{method} {path} -> {}", response.status().as_u16());
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!("connection ended with an error: {e}");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(self.listener);
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "requests still running after {}s; stopping anyway",
+                DRAIN_TIMEOUT.as_secs()
+            );
+        }
+        self.app.store.flush();
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,76 @@
+//! Maps a request path to the component that answers it.
+
+use hyper::header::{AUTHORIZATION, USER_AGENT};
+use hyper::{Method, Request, StatusCode};
+use percent_encoding::percent_decode_str;
+
+use super::App;
+use crate::providers::RequestContext;
+use crate::response::{self, Response};
+use crate::upstream::{Credential, Forwarded};
+
+pub async fn route<B>(app: &App, request: Request<B>) -> Response {
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return response::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD are served",
+        );
+    }
+    let segments = match decode_segments(request.uri().path()) {
+        Ok(segments) => segments,
+        Err(message) => return response::error(StatusCode::BAD_REQUEST, &message),
+    };
+    let words: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["_tfmirror", "health"] => app.health(),
+        ["v1", "providers", ..] => {
+            let ctx = RequestContext {
+                base_url: app.url.clone(),
+                forwarded: forwarded(&request),
+                head: request.method() == Method::HEAD,
+            };
+            app.providers.handle(&segments[2..], &ctx).await
+        }
+        _ => response::error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// Splits the raw path and percent-decodes each segment, so `%2e%2e` and
+/// `%2f` are judged as what they decode to. Segments that would walk the
+/// file system are refused here for every route; each route validates its
+/// names fully.
+fn decode_segments(path: &str) -> Result<Vec<String>, String> {
+    path.trim_start_matches('/')
+        .split('/')
+        .map(|raw| {
+            let decoded = percent_decode_str(raw)
+                .decode_utf8()
+                .map_err(|_| format!("path segment {raw:?} is not UTF-8"))?;
+            if decoded == ".." || decoded == "." || decoded.contains(['/', '\\', '\0']) {
+                return Err(format!("path segment {raw:?} is not allowed"));
+            }
+            Ok(decoded.into_owned())
+        })
+        .collect()
+}
+
+fn forwarded<B>(request: &Request<B>) -> Forwarded {
+    let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+    Forwarded {
+        authorization: header(AUTHORIZATION).map(Credential::from_header),
+        user_agent: header(USER_AGENT).map(str::to_owned),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_and_refuses_tricks() {
+        assert_eq!(decode_segments("/v1/a%2Db").unwrap(), ["v1", "a-b"]);
+        for bad in ["/v1/..", "/v1/%2e%2e/x", "/v1/a%2fb", "/v1/a%00", "/v1/%ff"] {
+            assert!(decode_segments(bad).is_err(), "{bad}");
+        }
+    }
+}

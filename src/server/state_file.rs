@@ -1,0 +1,53 @@
+//! `<cache>/server.json`: how other tfmirror processes find the server
+//! that owns a cache directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+const FILE: &str = "server.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub pid: u32,
+    pub url: String,
+    pub version: String,
+}
+
+impl ServerInfo {
+    pub fn current(url: &str) -> ServerInfo {
+        ServerInfo {
+            pid: std::process::id(),
+            url: url.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+pub fn path(cache_dir: &Path) -> PathBuf {
+    cache_dir.join(FILE)
+}
+
+/// Written atomically, so a reader never sees half a file.
+pub fn write(cache_dir: &Path, info: &ServerInfo) -> std::io::Result<()> {
+    let json = serde_json::to_vec_pretty(info).expect("server info serializes");
+    let mut temp = tempfile::NamedTempFile::new_in(cache_dir)?;
+    std::io::Write::write_all(&mut temp, &json)?;
+    temp.persist(path(cache_dir)).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// The recorded server, if the file exists and is readable. Whether that
+/// server still runs is for the caller to check.
+pub fn read(cache_dir: &Path) -> Option<ServerInfo> {
+    let bytes = std::fs::read(path(cache_dir)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Removes the file if it still describes this process; a newer server may
+/// have replaced it.
+pub fn remove_own(cache_dir: &Path) {
+    if read(cache_dir).is_some_and(|info| info.pid == std::process::id()) {
+        let _ = std::fs::remove_file(path(cache_dir));
+    }
+}
