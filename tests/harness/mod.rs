@@ -1,0 +1,259 @@
+//! Running tfmirror and terraform the way a user does, for end-to-end
+//! tests: a cache directory, a config pointing at the fake registry, a
+//! clean HOME, and helpers to run `tfmirror exec -- terraform init` or a
+//! `tfmirror serve` process.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use tempfile::TempDir;
+
+use crate::fixtures::{FakeRegistry, ProviderSpec};
+
+/// The terraform binary the tests drive: `/usr/local/bin/terraform`, else
+/// the first one on PATH.
+pub fn terraform() -> PathBuf {
+    let fixed = Path::new("/usr/local/bin/terraform");
+    if fixed.is_file() {
+        return fixed.to_owned();
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("terraform"))
+        .find(|candidate| candidate.is_file())
+        .expect("these end-to-end tests need the terraform binary: install it at /usr/local/bin/terraform or on PATH")
+}
+
+pub fn tfmirror() -> &'static str {
+    env!("CARGO_BIN_EXE_tfmirror")
+}
+
+/// One user's world: a fake upstream registry, a cache, a config file.
+pub struct World {
+    pub registry: FakeRegistry,
+    pub root: TempDir,
+    pub config_extra: String,
+}
+
+impl World {
+    pub fn new(providers: Vec<ProviderSpec>) -> World {
+        World::with_config(providers, "")
+    }
+
+    /// `extra` is added to the top of the config file (e.g. `metadata_ttl`).
+    pub fn with_config(providers: Vec<ProviderSpec>, extra: &str) -> World {
+        let registry = FakeRegistry::start(providers);
+        let root = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(root.path().join("home")).unwrap();
+        let world = World {
+            registry,
+            root,
+            config_extra: extra.to_owned(),
+        };
+        world.write_config();
+        world
+    }
+
+    fn write_config(&self) {
+        let config = format!(
+            "{}\nregistries = [\"registry.terraform.io\"]\n[upstream]\n\"registry.terraform.io\" = \"{}\"\n",
+            self.config_extra,
+            self.registry.url()
+        );
+        std::fs::write(self.config_path(), config).unwrap();
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.path().join("cache")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root.path().join("config.toml")
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+
+    /// A new Terraform working directory requiring `providers`
+    /// (`(namespace, type, version constraint)`).
+    pub fn workdir(&self, name: &str, providers: &[(&str, &str, &str)]) -> PathBuf {
+        let dir = self.root.path().join("work").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("main.tf"), main_tf(providers)).unwrap();
+        dir
+    }
+
+    /// A tfmirror command with this world's cache and config, in an
+    /// environment cleared of anything from the machine running the tests.
+    pub fn tfmirror(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(tfmirror());
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home())
+            .env("TFMIRROR_CACHE_DIR", self.cache_dir())
+            .env("TFMIRROR_CONFIG", self.config_path())
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_IN_AUTOMATION", "1")
+            .env(
+                "TFMIRROR_LOG",
+                std::env::var("TFMIRROR_LOG").unwrap_or_else(|_| "warn".into()),
+            );
+        command
+    }
+
+    /// `tfmirror exec -- terraform init` in `dir`.
+    pub fn init(&self, dir: &Path) -> Output {
+        self.init_with_env(dir, &[])
+    }
+
+    pub fn init_with_env(&self, dir: &Path, env: &[(&str, &str)]) -> Output {
+        let terraform = terraform();
+        let mut command = self.tfmirror(&[
+            "exec",
+            "--",
+            terraform.to_str().unwrap(),
+            "init",
+            "-input=false",
+            "-no-color",
+        ]);
+        command.current_dir(dir).envs(env.iter().copied());
+        command.output().expect("run tfmirror exec")
+    }
+
+    /// Starts `tfmirror serve` and waits for its "listening" line.
+    pub fn serve(&self) -> ServeProcess {
+        let mut child = self
+            .tfmirror(&["serve"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tfmirror serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let url = line
+            .trim()
+            .strip_prefix("tfmirror listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
+            .to_owned();
+        ServeProcess { child, url }
+    }
+
+    /// Every file below the cache directory, relative, sorted.
+    pub fn cache_files(&self) -> Vec<String> {
+        let mut files = Vec::new();
+        let mut dirs = vec![self.cache_dir()];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    let rel = path.strip_prefix(self.cache_dir()).unwrap();
+                    files.push(rel.to_string_lossy().into_owned());
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+
+    /// Artifact files (provider zips and checksums), leaving out the index
+    /// and tfmirror's own bookkeeping.
+    pub fn artifact_files(&self) -> Vec<String> {
+        self.cache_files()
+            .into_iter()
+            .filter(|f| f.starts_with("providers/") || f.starts_with("provider-checksums/"))
+            .collect()
+    }
+}
+
+/// A running `tfmirror serve`, stopped with SIGTERM when dropped.
+pub struct ServeProcess {
+    pub child: Child,
+    pub url: String,
+}
+
+impl ServeProcess {
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.url.trim_start_matches("http://").parse().unwrap()
+    }
+
+    /// SIGTERM, then wait; returns whether it exited successfully.
+    pub fn stop(&mut self) -> bool {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+pub fn main_tf(providers: &[(&str, &str, &str)]) -> String {
+    let mut text = String::from("terraform {\n  required_providers {\n");
+    for (namespace, name, version) in providers {
+        text.push_str(&format!(
+            "    {name} = {{\n      source  = \"{namespace}/{name}\"\n      version = \"{version}\"\n    }}\n"
+        ));
+    }
+    text.push_str("  }\n}\n");
+    text
+}
+
+/// Fails with both output streams shown, which is what one needs to read
+/// when terraform fails.
+pub fn assert_success(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+pub fn assert_failure(output: &Output, what: &str) -> String {
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !output.status.success(),
+        "{what} should have failed:\n{text}"
+    );
+    text
+}
+
+/// The `zh:`/`h1:` hashes recorded for `namespace/type` in a lock file.
+pub fn locked_hashes(dir: &Path, namespace: &str, name: &str) -> Vec<String> {
+    let lock = std::fs::read_to_string(dir.join(".terraform.lock.hcl")).expect("lock file written");
+    let header = format!("provider \"registry.terraform.io/{namespace}/{name}\"");
+    let block = lock
+        .split("provider \"")
+        .map(|b| format!("provider \"{b}"))
+        .find(|b| b.starts_with(&header))
+        .unwrap_or_else(|| panic!("{header} not in lock file:\n{lock}"));
+    block
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("\"h1:") || l.starts_with("\"zh:"))
+        .map(|l| l.trim_matches(|c| c == '"' || c == ',').to_owned())
+        .collect()
+}
