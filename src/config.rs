@@ -116,6 +116,14 @@ impl Config {
             .expect("a base URL ending in / joins a relative path")
     }
 
+    /// The freshness rules for registry metadata.
+    pub fn metadata_freshness(&self) -> crate::store::Freshness {
+        crate::store::Freshness {
+            ttl: Some(self.metadata_ttl),
+            stale_while_revalidate: self.stale_while_revalidate,
+        }
+    }
+
     pub fn is_proxied(&self, host: &str) -> bool {
         self.registries.iter().any(|h| h.eq_ignore_ascii_case(host))
     }

@@ -3,7 +3,9 @@
 mod cliconfig;
 mod commands;
 mod config;
+mod modules;
 mod providers;
+mod request;
 mod response;
 mod server;
 mod store;

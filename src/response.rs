@@ -12,6 +12,8 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::StatusCode;
 use tokio::sync::mpsc;
 
+use crate::store::{FetchError, Served, Source};
+
 pub type Body = BoxBody<Bytes, io::Error>;
 pub type Response = hyper::Response<Body>;
 
@@ -77,4 +79,41 @@ fn with_length(
         headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
     }
     response
+}
+
+/// Logs, once per answer, that a stale copy stood in for a failing upstream.
+pub fn log_stale(what: &str, source: &Source) {
+    if let Source::StaleFallback(why) = source {
+        tracing::warn!("serving a cached copy for {what}: {why}");
+    }
+}
+
+/// A cached registry answer, marked with a `Warning` header when it is a
+/// stale copy served because the upstream failed.
+pub fn cached_answer(what: &str, served: Served) -> Response {
+    log_stale(what, &served.source);
+    let mut response = json(StatusCode::OK, served.doc.body);
+    if let Source::StaleFallback(_) = served.source {
+        response.headers_mut().insert(
+            "Warning",
+            HeaderValue::from_static("111 tfmirror \"Revalidation Failed\""),
+        );
+    }
+    response
+}
+
+/// The answer when a registry document could not be had: the upstream's
+/// own answer (a 404), or a 502 that says why.
+pub fn fetch_error(what: &str, failure: FetchError) -> Response {
+    match failure {
+        FetchError::Answer { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            json(status, body)
+        }
+        FetchError::Unavailable(why) => {
+            tracing::error!("cannot reach the registry for {what}, and nothing is cached: {why}");
+            let message = format!("registry unavailable for {what} and nothing cached: {why}");
+            error(StatusCode::BAD_GATEWAY, &message)
+        }
+    }
 }

@@ -46,10 +46,13 @@ pub fn host_services(config: &Config, url: &str) -> Vec<HostServices> {
         .iter()
         .map(|host| HostServices {
             host: host.clone(),
-            services: vec![(
-                "providers.v1".to_owned(),
-                format!("{url}/v1/providers/{host}/"),
-            )],
+            services: vec![
+                (
+                    "providers.v1".to_owned(),
+                    format!("{url}/v1/providers/{host}/"),
+                ),
+                ("modules.v1".to_owned(), format!("{url}/v1/modules/{host}/")),
+            ],
         })
         .collect()
 }

@@ -70,6 +70,7 @@ impl Providers {
         if keys.is_empty() {
             return Err(ChecksumError::NoKeys);
         }
+        let forwarded = &forwarded.without_credential();
         let download = |what, url| async move {
             self.upstream
                 .get_small_artifact(url, forwarded)

@@ -14,17 +14,17 @@ pub mod signature;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::header::HeaderValue;
 use hyper::StatusCode;
 
 use crate::config::Config;
+use crate::request::{unproxied, RequestContext};
 use crate::response::{self, Response};
-use crate::store::{FetchError, Freshness, KeyedLocks, Served, Source, Store};
-use crate::upstream::{Discovery, Forwarded, Upstream};
+use crate::store::{Freshness, KeyedLocks, Store};
+use crate::upstream::{ApiRequest, Forwarded, RegistryClient, Upstream};
 
 pub use checksums::checksum_path;
 use download_answer::DownloadAnswer;
-use route::{Artifact, Package, ProviderAddr, Route, RouteError};
+use route::{Artifact, Package, ProviderAddr, Route};
 
 /// Terraform gives up on a registry API call after 10 s; a slow upstream
 /// must not turn a cached answer into a timeout, so past this a stale copy
@@ -36,31 +36,39 @@ pub struct Providers {
     config: Arc<Config>,
     store: Arc<Store>,
     upstream: Upstream,
-    discovery: Discovery,
+    registry: RegistryClient,
     locks: KeyedLocks,
 }
 
-/// What a request brings besides its path.
-pub struct RequestContext {
-    /// tfmirror's own URL, without a trailing slash.
-    pub base_url: String,
-    pub forwarded: Forwarded,
-    /// A HEAD request: headers only, and never a reason to download.
-    pub head: bool,
-}
-
 impl Providers {
+    fn api_request(
+        &self,
+        key: String,
+        addr: &ProviderAddr,
+        path: String,
+        freshness: Freshness,
+    ) -> ApiRequest {
+        ApiRequest {
+            key,
+            host: addr.host.to_string(),
+            service: "providers.v1",
+            path,
+            freshness,
+            deadline: API_DEADLINE,
+        }
+    }
+
     pub fn new(
         config: Arc<Config>,
         store: Arc<Store>,
         upstream: Upstream,
-        discovery: Discovery,
+        registry: RegistryClient,
     ) -> Providers {
         Providers {
             config,
             store,
             upstream,
-            discovery,
+            registry,
             locks: KeyedLocks::default(),
         }
     }
@@ -69,23 +77,14 @@ impl Providers {
     pub async fn handle(&self, segments: &[String], ctx: &RequestContext) -> Response {
         let route = match Route::parse(segments) {
             Ok(route) => route,
-            Err(RouteError::BadName(e)) => {
-                return response::error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("invalid name in path: {e}"),
-                )
-            }
-            Err(RouteError::NotFound) => {
-                return response::error(StatusCode::NOT_FOUND, "no such provider endpoint")
-            }
+            Err(e) => return e.response("provider"),
         };
         let host = match &route {
             Route::Versions(addr) => &addr.host,
             Route::Download(p) | Route::Artifact(p, _) => &p.addr.host,
         };
-        if !self.config.is_proxied(host.as_str()) {
-            let message = format!("{host} is not one of the registries tfmirror proxies");
-            return response::error(StatusCode::NOT_FOUND, &message);
+        if let Some(refusal) = unproxied(&self.config, host) {
+            return refusal;
         }
         match route {
             Route::Versions(addr) => self.versions(&addr, ctx).await,
@@ -101,34 +100,20 @@ impl Providers {
         }
     }
 
-    fn metadata_freshness(&self) -> Freshness {
-        Freshness {
-            ttl: Some(self.config.metadata_ttl),
-            stale_while_revalidate: self.config.stale_while_revalidate,
-        }
-    }
-
     async fn versions(&self, addr: &ProviderAddr, ctx: &RequestContext) -> Response {
         let key = format!("providers/versions/{addr}");
         let path = format!("{}/{}/versions", addr.namespace, addr.kind);
+        let request = self.api_request(key, addr, path, self.config.metadata_freshness());
         let served = self
-            .fetch_api(
-                &key,
-                addr,
-                path,
-                self.metadata_freshness(),
-                &ctx.forwarded,
-                |body, _| match serde_json::from_str::<serde_json::Value>(body) {
-                    Ok(v) if v.get("versions").is_some_and(|v| v.is_array()) => Ok(body.to_owned()),
-                    _ => Err(
-                        "the version list is not a JSON object with a versions array".to_owned(),
-                    ),
-                },
-            )
+            .registry
+            .get(request, &ctx.forwarded, |answer, _| {
+                check_version_list(&answer.body)?;
+                Ok(answer.body.clone())
+            })
             .await;
         match served {
-            Ok(served) => api_response(&key, served),
-            Err(e) => fetch_error_response(addr, e),
+            Ok(served) => response::cached_answer(&addr.to_string(), served),
+            Err(e) => response::fetch_error(&addr.to_string(), e),
         }
     }
 
@@ -149,18 +134,15 @@ impl Providers {
             addr.namespace, addr.kind, package.version, package.os, package.arch
         );
         let checked = package.clone();
+        let request = self.api_request(key, addr, path, Freshness::IMMUTABLE);
         let served = self
-            .fetch_api(
-                &key,
-                addr,
-                path,
-                Freshness::IMMUTABLE,
-                forwarded,
-                move |body, url| DownloadAnswer::from_upstream(body, url, &checked),
-            )
+            .registry
+            .get(request, forwarded, move |answer, url| {
+                DownloadAnswer::from_upstream(&answer.body, url, &checked)
+            })
             .await
-            .map_err(|e| fetch_error_response(addr, e))?;
-        log_source(&key, &served.source);
+            .map_err(|e| response::fetch_error(&addr.to_string(), e))?;
+        response::log_stale(&package.to_string(), &served.source);
         DownloadAnswer::from_stored(&served.doc.body).map_err(|e| {
             let message = format!("the stored download answer for {package} is unreadable: {e}");
             response::error(StatusCode::BAD_GATEWAY, &message)
@@ -195,38 +177,14 @@ impl Providers {
             }
         }
     }
+}
 
-    /// Fetches a registry API document below the host's `providers.v1`
-    /// service through the metadata cache. `prepare` checks the upstream's
-    /// answer (given the URL it came from) and returns what to store.
-    async fn fetch_api(
-        &self,
-        key: &str,
-        addr: &ProviderAddr,
-        path: String,
-        freshness: Freshness,
-        forwarded: &Forwarded,
-        prepare: impl Fn(&str, &url::Url) -> Result<String, String> + Send + 'static,
-    ) -> Result<Served, FetchError> {
-        let discovery = self.discovery.clone();
-        let upstream = self.upstream.clone();
-        let host = addr.host.to_string();
-        let forwarded = forwarded.clone();
-        let fetch = move || async move {
-            let base = discovery
-                .service_url(&host, "providers.v1", &forwarded)
-                .await?;
-            let url = base.join(&path).map_err(|e| {
-                FetchError::Unavailable(format!("cannot build the upstream URL: {e}"))
-            })?;
-            let body = upstream.get_api(&url, &forwarded).await?;
-            prepare(&body, &url)
-                .map_err(|e| FetchError::Unavailable(format!("{url}: malformed answer: {e}")))
-        };
-        self.store
-            .documents()
-            .get(key, freshness, API_DEADLINE, fetch)
-            .await
+/// Terraform needs the `versions` array; anything else is not a version
+/// list, whatever the status code said.
+fn check_version_list(body: &str) -> Result<(), String> {
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(v) if v.get("versions").is_some_and(|v| v.is_array()) => Ok(()),
+        _ => Err("the version list is not a JSON object with a versions array".to_owned()),
     }
 }
 
@@ -235,38 +193,4 @@ fn download_key(package: &Package) -> String {
         "{}/{}/{}/{}",
         package.addr, package.version, package.os, package.arch
     )
-}
-
-fn log_source(key: &str, source: &Source) {
-    if let Source::StaleFallback(why) = source {
-        tracing::warn!("serving a stale copy of {key}: {why}");
-    }
-}
-
-/// A registry answer, marked with a `Warning` header when it is a stale
-/// copy served because the upstream failed.
-fn api_response(key: &str, served: Served) -> Response {
-    log_source(key, &served.source);
-    let mut response = response::json(StatusCode::OK, served.doc.body);
-    if let Source::StaleFallback(_) = served.source {
-        response.headers_mut().insert(
-            "Warning",
-            HeaderValue::from_static("111 tfmirror \"Revalidation Failed\""),
-        );
-    }
-    response
-}
-
-fn fetch_error_response(addr: &ProviderAddr, error: FetchError) -> Response {
-    match error {
-        FetchError::Answer { status, body } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            response::json(status, body)
-        }
-        FetchError::Unavailable(why) => {
-            tracing::error!("cannot reach the registry for {addr}, and nothing is cached: {why}");
-            let message = format!("registry unavailable for {addr} and nothing cached: {why}");
-            response::error(StatusCode::BAD_GATEWAY, &message)
-        }
-    }
 }

@@ -11,7 +11,8 @@ use hyper::StatusCode;
 use super::checksums::expected_sha256;
 use super::download_answer::DownloadAnswer;
 use super::route::Package;
-use super::{Providers, RequestContext};
+use super::Providers;
+use crate::request::RequestContext;
 use crate::response::{self, ChunkSender, Response};
 use crate::store::{BlobWriter, RelPath, Segment};
 
@@ -76,7 +77,7 @@ impl Providers {
         };
         let upstream = match self
             .upstream
-            .get_artifact(&answer.download_url, forwarded)
+            .get_artifact(&answer.download_url, &forwarded.without_credential())
             .await
         {
             Ok(upstream) => upstream,

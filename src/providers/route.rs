@@ -6,7 +6,9 @@
 
 use std::fmt;
 
-use crate::store::{Segment, SegmentError};
+use crate::request::validate_segments;
+pub use crate::request::RouteError;
+use crate::store::Segment;
 
 /// `<host>/<namespace>/<type>`, the address of a provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,20 +69,10 @@ pub enum Route {
     Artifact(Package, Artifact),
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum RouteError {
-    BadName(SegmentError),
-    NotFound,
-}
-
 impl Route {
     /// Parses the decoded path segments after `/v1/providers/`.
     pub fn parse(segments: &[String]) -> Result<Route, RouteError> {
-        let valid = segments
-            .iter()
-            .map(|s| Segment::new(s))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(RouteError::BadName)?;
+        let valid = validate_segments(segments)?;
         let addr = |host: &Segment, namespace: &Segment, kind: &Segment| ProviderAddr {
             host: host.clone(),
             namespace: namespace.clone(),

@@ -19,10 +19,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::modules::Modules;
 use crate::providers::Providers;
 use crate::response::{self, Response};
 use crate::store::Store;
-use crate::upstream::{Discovery, EnvTokens, Upstream};
+use crate::upstream::{Discovery, EnvTokens, RegistryClient, Upstream};
 
 /// How long shutdown waits for requests in flight before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,6 +35,7 @@ pub struct App {
     started: Instant,
     store: Arc<Store>,
     providers: Providers,
+    modules: Modules,
 }
 
 impl App {
@@ -67,13 +69,21 @@ impl Server {
         let store = Arc::new(store);
         let upstream = Upstream::new(EnvTokens::from_env());
         let discovery = Discovery::new(config.clone(), upstream.clone(), store.documents().clone());
-        let providers = Providers::new(config, store.clone(), upstream, discovery);
+        let registry = RegistryClient::new(upstream.clone(), discovery, store.documents().clone());
+        let modules = Modules::new(
+            config.clone(),
+            store.clone(),
+            upstream.clone(),
+            registry.clone(),
+        );
+        let providers = Providers::new(config, store.clone(), upstream, registry);
         let app = App {
             url,
             cache_dir: store.root().to_owned(),
             started: Instant::now(),
             store,
             providers,
+            modules,
         };
         Ok(Server {
             listener,

@@ -5,7 +5,7 @@ use hyper::{Method, Request, StatusCode};
 use percent_encoding::percent_decode_str;
 
 use super::App;
-use crate::providers::RequestContext;
+use crate::request::RequestContext;
 use crate::response::{self, Response};
 use crate::upstream::{Credential, Forwarded};
 
@@ -24,12 +24,19 @@ pub async fn route<B>(app: &App, request: Request<B>) -> Response {
     match words.as_slice() {
         ["_tfmirror", "health"] => app.health(),
         ["v1", "providers", ..] => {
-            let ctx = RequestContext {
-                base_url: app.url.clone(),
-                forwarded: forwarded(&request),
-                head: request.method() == Method::HEAD,
-            };
-            app.providers.handle(&segments[2..], &ctx).await
+            app.providers
+                .handle(&segments[2..], &context(app, &request))
+                .await
+        }
+        ["v1", "modules", ..] => {
+            app.modules
+                .handle(&segments[2..], &context(app, &request))
+                .await
+        }
+        ["modules", "archives", file] => {
+            app.modules
+                .handle_archive(file, &context(app, &request))
+                .await
         }
         _ => response::error(StatusCode::NOT_FOUND, "not found"),
     }
@@ -52,6 +59,14 @@ fn decode_segments(path: &str) -> Result<Vec<String>, String> {
             Ok(decoded.into_owned())
         })
         .collect()
+}
+
+fn context<B>(app: &App, request: &Request<B>) -> RequestContext {
+    RequestContext {
+        base_url: app.url.clone(),
+        forwarded: forwarded(request),
+        head: request.method() == Method::HEAD,
+    }
 }
 
 fn forwarded<B>(request: &Request<B>) -> Forwarded {

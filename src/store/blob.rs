@@ -63,6 +63,13 @@ impl BlobWriter {
         }
     }
 
+    /// Flushes what was written so the unfinished file can be checked
+    /// (e.g. unpacked) before it is committed; returns its temporary path.
+    pub async fn staged(&mut self) -> io::Result<&Path> {
+        self.file.flush().await?;
+        Ok(&self.temp)
+    }
+
     /// Makes the file durable and visible under its final name.
     pub async fn commit(mut self) -> io::Result<Written> {
         let written = self.written();

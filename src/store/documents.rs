@@ -153,6 +153,11 @@ impl Documents {
         })
     }
 
+    /// Stores a document that tfmirror derived itself rather than fetched.
+    pub fn put(&self, key: &str, doc: &Document) -> Result<(), super::index::IndexError> {
+        self.index.put_document(key, doc)
+    }
+
     /// Joins the running fetch for `key`, or starts one on its own task so
     /// that it completes, and is stored, even if every caller goes away.
     fn flight<F, Fut>(&self, key: &str, fetch: F) -> Flight

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use blob::{write_atomic, BlobWriter, Written};
 pub use documents::{Documents, FetchError, Freshness, Served, Source};
-pub use index::Index;
+pub use index::{Document, Index};
 pub use locks::KeyedLocks;
 pub use owner::{OwnerLock, OwnerLockError};
 pub use segment::{RelPath, Segment, SegmentError};

@@ -12,7 +12,7 @@ use url::Url;
 
 use super::{Forwarded, Upstream};
 use crate::config::Config;
-use crate::store::{Documents, FetchError, Freshness};
+use crate::store::{Documents, FetchError};
 
 #[derive(Clone)]
 pub struct Discovery {
@@ -39,10 +39,7 @@ impl Discovery {
         forwarded: &Forwarded,
     ) -> Result<Url, FetchError> {
         let discovery_url = self.config.discovery_url(host);
-        let freshness = Freshness {
-            ttl: Some(self.config.metadata_ttl),
-            stale_while_revalidate: self.config.stale_while_revalidate,
-        };
+        let freshness = self.config.metadata_freshness();
         let upstream = self.upstream.clone();
         let fetch_url = discovery_url.clone();
         let forwarded = forwarded.clone();
@@ -53,9 +50,9 @@ impl Discovery {
                 freshness,
                 Duration::from_secs(5),
                 move || async move {
-                    let body = upstream.get_api(&fetch_url, &forwarded).await?;
-                    parse(&body).map_err(FetchError::Unavailable)?;
-                    Ok(body)
+                    let answer = upstream.get_api(&fetch_url, &forwarded).await?;
+                    parse(&answer.body).map_err(FetchError::Unavailable)?;
+                    Ok(answer.body)
                 },
             )
             .await?;

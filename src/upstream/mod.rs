@@ -6,6 +6,7 @@
 
 mod credentials;
 mod discovery;
+mod registry;
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use url::Url;
 
 pub use credentials::{Credential, EnvTokens};
 pub use discovery::Discovery;
+pub use registry::{ApiRequest, RegistryClient};
 
 use crate::store::FetchError;
 
@@ -27,10 +29,35 @@ pub struct Forwarded {
     pub user_agent: Option<String>,
 }
 
+impl Forwarded {
+    /// The same request without its registry credential, for downloads.
+    pub fn without_credential(&self) -> Forwarded {
+        Forwarded {
+            authorization: None,
+            user_agent: self.user_agent.clone(),
+        }
+    }
+}
+
+/// A registry API answer that is not an error.
+#[derive(Debug, Clone)]
+pub struct ApiAnswer {
+    pub body: String,
+    /// The module protocol's download location, sent in a header.
+    pub terraform_get: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct Upstream {
     http: reqwest::Client,
     env_tokens: EnvTokens,
+}
+
+impl Upstream {
+    /// The token for `host` from `TF_TOKEN_`/`TOFU_TOKEN_` variables.
+    pub fn env_token(&self, host: &str) -> Option<&Credential> {
+        self.env_tokens.get(host)
+    }
 }
 
 impl Upstream {
@@ -46,7 +73,7 @@ impl Upstream {
 
     /// GETs a registry API document. The client's credential is sent, or
     /// else the host's token from the environment.
-    pub async fn get_api(&self, url: &Url, forwarded: &Forwarded) -> Result<String, FetchError> {
+    pub async fn get_api(&self, url: &Url, forwarded: &Forwarded) -> Result<ApiAnswer, FetchError> {
         let host = url.host_str().unwrap_or_default();
         let credential = forwarded
             .authorization
@@ -68,17 +95,26 @@ impl Upstream {
             .await
             .map_err(|e| FetchError::Unavailable(format!("{url}: {}", describe(&e))))?;
         let status = response.status().as_u16();
+        let terraform_get = response
+            .headers()
+            .get("X-Terraform-Get")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = read_limited(response, MAX_API_BODY)
             .await
             .and_then(|bytes| {
                 String::from_utf8(bytes).map_err(|_| "answer is not UTF-8 text".to_owned())
             })
             .map_err(|e| FetchError::Unavailable(format!("{url}: {e}")))?;
-        classify(url, status, body)
+        classify(url, status, body).map(|body| ApiAnswer {
+            body,
+            terraform_get,
+        })
     }
 
-    /// Starts downloading an artifact. Carries no registry credential, as
-    /// Terraform's own artifact downloads do not.
+    /// Starts downloading an artifact. Artifacts carry no registry
+    /// credential unless the caller passes one on purpose (an archive on
+    /// the registry's own host), as Terraform's own downloads do not.
     pub async fn get_artifact(
         &self,
         url: &Url,
@@ -87,6 +123,9 @@ impl Upstream {
         let mut request = self.http.get(url.clone());
         if let Some(agent) = &forwarded.user_agent {
             request = request.header("User-Agent", agent);
+        }
+        if let Some(credential) = &forwarded.authorization {
+            request = request.header("Authorization", credential.header_value());
         }
         let response = request
             .send()

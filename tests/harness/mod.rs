@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use tempfile::TempDir;
 
-use crate::fixtures::{FakeRegistry, ProviderSpec};
+use crate::fixtures::{FakeRegistry, ModuleSpec, ProviderSpec};
 
 /// The terraform binary the tests drive: `/usr/local/bin/terraform`, else
 /// the first one on PATH.
@@ -45,7 +45,15 @@ impl World {
 
     /// `extra` is added to the top of the config file (e.g. `metadata_ttl`).
     pub fn with_config(providers: Vec<ProviderSpec>, extra: &str) -> World {
-        let registry = FakeRegistry::start(providers);
+        World::start(providers, Vec::new(), extra)
+    }
+
+    pub fn with_modules(modules: Vec<ModuleSpec>) -> World {
+        World::start(Vec::new(), modules, "")
+    }
+
+    pub fn start(providers: Vec<ProviderSpec>, modules: Vec<ModuleSpec>, extra: &str) -> World {
+        let registry = FakeRegistry::start_with(providers, modules);
         let root = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(root.path().join("home")).unwrap();
         let world = World {
@@ -84,6 +92,14 @@ impl World {
         let dir = self.root.path().join("work").join(name);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("main.tf"), main_tf(providers)).unwrap();
+        dir
+    }
+
+    /// A new Terraform working directory with `main_tf` as its configuration.
+    pub fn workdir_with(&self, name: &str, main_tf: &str) -> PathBuf {
+        let dir = self.root.path().join("work").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("main.tf"), main_tf).unwrap();
         dir
     }
 
@@ -173,7 +189,11 @@ impl World {
     pub fn artifact_files(&self) -> Vec<String> {
         self.cache_files()
             .into_iter()
-            .filter(|f| f.starts_with("providers/") || f.starts_with("provider-checksums/"))
+            .filter(|f| {
+                ["providers/", "provider-checksums/", "modules/"]
+                    .iter()
+                    .any(|prefix| f.starts_with(prefix))
+            })
             .collect()
     }
 }

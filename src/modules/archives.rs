@@ -1,0 +1,185 @@
+//! HTTP module archives: downloaded whole, checked, stored immutable under
+//! `<cache>/modules/archives/<key>.<ext>`, and served from there.
+//!
+//! Unlike provider zips, an archive is not relayed while it downloads: it
+//! is only worth storing once it has been unpacked successfully, and module
+//! archives are small. Terraform's HEAD before the GET starts the download,
+//! so the GET finds the archive on disk.
+
+use hyper::StatusCode;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::source::ArchiveSource;
+use super::validate::check_archive;
+use super::Modules;
+use crate::response::{self, Response};
+use crate::store::{RelPath, Segment};
+use crate::upstream::{Credential, Forwarded};
+
+const CONTENT_TYPE: &str = "application/octet-stream";
+
+/// Where a stored archive came from, recorded when a download location
+/// pointing at it is first served, so the archive URL alone finds it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ArchiveOrigin {
+    pub url: String,
+    /// The registry whose answer named the archive: its token may be sent
+    /// along when the archive is on the registry's own host.
+    pub registry_host: String,
+}
+
+/// `modules/archives/<key>.<ext>`, from the file name in tfmirror's URL.
+pub fn archive_path(file_name: &str) -> Option<(String, RelPath)> {
+    let (key, extension) = file_name.split_once('.')?;
+    let valid_key = key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit());
+    let source = ArchiveSource::parse(&format!("http://x/a.{extension}"))?;
+    if !valid_key || source.extension != extension {
+        return None;
+    }
+    let rel = RelPath::new([
+        RelPath::fixed("modules"),
+        RelPath::fixed("archives"),
+        Segment::new(file_name).ok()?,
+    ]);
+    Some((key.to_owned(), rel))
+}
+
+pub fn origin_key(key: &str) -> String {
+    format!("modules/archive-origin/{key}")
+}
+
+impl Modules {
+    /// Serves `/modules/archives/<file>`, downloading it first if needed.
+    pub(super) async fn archive(&self, file_name: &str, forwarded: &Forwarded) -> Response {
+        let Some((key, rel)) = archive_path(file_name) else {
+            return response::error(StatusCode::NOT_FOUND, "no such module archive");
+        };
+        if let Some((file, size)) = self.store.open_artifact(&rel).await {
+            return response::file(file, size, CONTENT_TYPE);
+        }
+        let _one_downloader = self.locks.lock(&rel.key()).await;
+        if let Some((file, size)) = self.store.open_artifact(&rel).await {
+            return response::file(file, size, CONTENT_TYPE);
+        }
+        let Some(origin) = self.origin(&key) else {
+            let message =
+                "this archive is not cached and its origin is unknown; run `terraform init` again";
+            return response::error(StatusCode::NOT_FOUND, message);
+        };
+        let extension = file_name.split_once('.').map_or("", |(_, e)| e);
+        if let Err(reason) = self
+            .fetch_archive(&origin, &rel, extension, forwarded)
+            .await
+        {
+            tracing::error!(
+                "refusing module archive {}: {reason}; nothing was cached",
+                origin.url
+            );
+            let message = format!("refusing module archive {}: {reason}", origin.url);
+            return response::error(StatusCode::BAD_GATEWAY, &message);
+        }
+        match self.store.open_artifact(&rel).await {
+            Some((file, size)) => response::file(file, size, CONTENT_TYPE),
+            None => response::error(StatusCode::INTERNAL_SERVER_ERROR, "stored archive vanished"),
+        }
+    }
+
+    fn origin(&self, key: &str) -> Option<ArchiveOrigin> {
+        let doc = self.store.documents().cached(&origin_key(key))?;
+        serde_json::from_str(&doc.body).ok()
+    }
+
+    async fn fetch_archive(
+        &self,
+        origin: &ArchiveOrigin,
+        rel: &RelPath,
+        extension: &str,
+        forwarded: &Forwarded,
+    ) -> Result<(), String> {
+        let url = Url::parse(&origin.url).map_err(|e| format!("bad URL: {e}"))?;
+        let forwarded = Forwarded {
+            authorization: self.archive_credential(origin, &url),
+            user_agent: forwarded.user_agent.clone(),
+        };
+        let mut upstream = self.upstream.get_artifact(&url, &forwarded).await?;
+        let expected_len = upstream.content_length();
+        let mut writer = self
+            .store
+            .writer(rel)
+            .map_err(|e| format!("cannot write to the cache: {e}"))?;
+        while let Some(chunk) = upstream
+            .chunk()
+            .await
+            .map_err(|e| format!("the download broke off: {}", crate::upstream::describe(&e)))?
+        {
+            writer
+                .write(&chunk)
+                .await
+                .map_err(|e| format!("cannot write to the cache: {e}"))?;
+        }
+        let size = writer.written().size;
+        if expected_len.is_some_and(|len| len != size) {
+            return Err(format!(
+                "the download broke off after {size} of {} bytes",
+                expected_len.unwrap_or(0)
+            ));
+        }
+        let staged = writer
+            .staged()
+            .await
+            .map_err(|e| format!("cannot write to the cache: {e}"))?
+            .to_owned();
+        let extension = extension.to_owned();
+        let entries = tokio::task::spawn_blocking(move || check_archive(&staged, &extension))
+            .await
+            .map_err(|e| format!("archive check failed: {e}"))?
+            .map_err(|e| format!("not a usable archive: {e}"))?;
+        let written = self
+            .store
+            .commit(rel, writer)
+            .await
+            .map_err(|e| format!("cannot store the archive: {e}"))?;
+        tracing::info!(
+            "stored module archive {} ({} bytes, {entries} entries)",
+            origin.url,
+            written.size
+        );
+        Ok(())
+    }
+
+    /// Archive downloads carry a registry token only when the archive is
+    /// served by the registry's own host: the token of the request that
+    /// resolved the location, else the host's token from the environment.
+    fn archive_credential(&self, origin: &ArchiveOrigin, url: &Url) -> Option<Credential> {
+        let registry_url = self.config.discovery_url(&origin.registry_host);
+        let same_host = registry_url.host_str() == url.host_str()
+            && registry_url.port_or_known_default() == url.port_or_known_default();
+        if !same_host {
+            return None;
+        }
+        let remembered = self
+            .credentials
+            .lock()
+            .expect("credential map poisoned")
+            .get(&origin.url)
+            .cloned();
+        remembered.or_else(|| self.upstream.env_token(&origin.registry_host).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_names_are_a_key_and_a_known_extension() {
+        let key = "0123456789abcdef0123456789abcdef";
+        let (parsed, rel) = archive_path(&format!("{key}.tar.gz")).unwrap();
+        assert_eq!(parsed, key);
+        assert_eq!(rel.key(), format!("modules/archives/{key}.tar.gz"));
+        for bad in ["short.zip", &format!("{key}.exe"), key, "../x.zip"] {
+            assert!(archive_path(bad).is_none(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The module registry protocol, proxied and cached, and the HTTP archives
+//! its download locations point at.
+//!
+//! Terraform has no module cache of its own: every root module downloads
+//! every module again. Version lists and download locations are cached as
+//! metadata; a location that is an HTTP archive is rewritten to a copy
+//! stored here; other sources (`git::`, `s3::`, ...) pass through unchanged.
+
+mod archives;
+mod location;
+mod route;
+mod source;
+mod validate;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::header::HeaderValue;
+use hyper::StatusCode;
+
+use crate::config::Config;
+use crate::response::{self, Response};
+use crate::store::{Document, Freshness, KeyedLocks, Store};
+use crate::upstream::{ApiRequest, Credential, Forwarded, RegistryClient, Upstream};
+use archives::{origin_key, ArchiveOrigin};
+use route::{ModuleAddr, Route};
+use source::{split_subdir, subdir_is_safe, ArchiveSource};
+
+use crate::request::{unproxied, RequestContext};
+
+/// Terraform reads a module's version list before it picks a version, and
+/// fails if the list lacks the one its constraint asks for; the proxy never
+/// sees the constraint. So a cached list is revalidated on every request,
+/// and served as it is when the upstream fails or takes longer than this.
+const VERSIONS_REVALIDATE: Freshness = Freshness {
+    ttl: Some(Duration::ZERO),
+    stale_while_revalidate: Duration::ZERO,
+};
+const VERSIONS_DEADLINE: Duration = Duration::from_secs(2);
+/// Download locations of a published version do not change.
+const LOCATION_DEADLINE: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct Modules {
+    config: Arc<Config>,
+    store: Arc<Store>,
+    upstream: Upstream,
+    registry: RegistryClient,
+    locks: KeyedLocks,
+    /// Tokens of the requests that resolved each archive's location, by
+    /// archive URL, for an archive on the registry's own host. Memory only.
+    credentials: Arc<Mutex<HashMap<String, Credential>>>,
+}
+
+impl Modules {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<Store>,
+        upstream: Upstream,
+        registry: RegistryClient,
+    ) -> Modules {
+        Modules {
+            config,
+            store,
+            upstream,
+            registry,
+            locks: KeyedLocks::default(),
+            credentials: Arc::default(),
+        }
+    }
+
+    /// Handles `/v1/modules/<segments...>`.
+    pub async fn handle(&self, segments: &[String], ctx: &RequestContext) -> Response {
+        let route = match Route::parse(segments) {
+            Ok(route) => route,
+            Err(e) => return e.response("module"),
+        };
+        let (Route::Versions(addr) | Route::Download(addr, _)) = &route;
+        if let Some(refusal) = unproxied(&self.config, &addr.host) {
+            return refusal;
+        }
+        match &route {
+            Route::Versions(addr) => self.versions(addr, &ctx.forwarded).await,
+            Route::Download(addr, version) => self.download(addr, version.as_str(), ctx).await,
+        }
+    }
+
+    /// Handles `/modules/archives/<file>`.
+    pub async fn handle_archive(&self, file_name: &str, ctx: &RequestContext) -> Response {
+        self.archive(file_name, &ctx.forwarded).await
+    }
+
+    async fn versions(&self, addr: &ModuleAddr, forwarded: &Forwarded) -> Response {
+        let request = self.api_request(
+            format!("modules/versions/{addr}"),
+            addr,
+            format!("{}/versions", addr.registry_path()),
+            VERSIONS_REVALIDATE,
+            VERSIONS_DEADLINE,
+        );
+        let served = self
+            .registry
+            .get(request, forwarded, |answer, _| {
+                match serde_json::from_str::<serde_json::Value>(&answer.body) {
+                    Ok(v) if v.get("modules").is_some_and(|m| m.is_array()) => {
+                        Ok(answer.body.clone())
+                    }
+                    _ => {
+                        Err("the version list is not a JSON object with a modules array".to_owned())
+                    }
+                }
+            })
+            .await;
+        match served {
+            Ok(served) => response::cached_answer(&addr.to_string(), served),
+            Err(e) => response::fetch_error(&addr.to_string(), e),
+        }
+    }
+
+    async fn download(&self, addr: &ModuleAddr, version: &str, ctx: &RequestContext) -> Response {
+        let what = format!("{addr} {version}");
+        let request = self.api_request(
+            format!("modules/download/{addr}/{version}"),
+            addr,
+            format!("{}/{version}/download", addr.registry_path()),
+            Freshness::IMMUTABLE,
+            LOCATION_DEADLINE,
+        );
+        let served = self
+            .registry
+            .get(request, &ctx.forwarded, |answer, url| {
+                location::from_upstream(answer, url)
+            })
+            .await;
+        let served = match served {
+            Ok(served) => served,
+            Err(e) => return response::fetch_error(&what, e),
+        };
+        response::log_stale(&what, &served.source);
+        let source = match location::from_stored(&served.doc.body) {
+            Ok(source) => source,
+            Err(e) => return response::error(StatusCode::BAD_GATEWAY, &e),
+        };
+        match self.rewrite(addr, &source, ctx) {
+            Ok(location) => terraform_get(&location),
+            Err(reason) => {
+                tracing::error!("refusing the download location of {what}: {reason}");
+                response::error(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("refusing {what}: {reason}"),
+                )
+            }
+        }
+    }
+
+    /// What Terraform is told to fetch: tfmirror's copy of an HTTP archive,
+    /// or the upstream source unchanged.
+    fn rewrite(
+        &self,
+        addr: &ModuleAddr,
+        source: &str,
+        ctx: &RequestContext,
+    ) -> Result<String, String> {
+        if let (_, Some(subdir)) = split_subdir(source) {
+            if !subdir_is_safe(&subdir) {
+                return Err(format!("its subdirectory {subdir:?} leaves the package"));
+            }
+        }
+        let Some(archive) = ArchiveSource::parse(source) else {
+            tracing::debug!("{addr}: passing source {source} through unchanged");
+            return Ok(source.to_owned());
+        };
+        let key = archive.key();
+        self.remember_origin(&key, &archive, addr, ctx)?;
+        let mut location = format!(
+            "{}/modules/archives/{key}.{}",
+            ctx.base_url, archive.extension
+        );
+        if let Some(subdir) = &archive.subdir {
+            location.push_str("//");
+            location.push_str(subdir);
+        }
+        Ok(location)
+    }
+
+    fn remember_origin(
+        &self,
+        key: &str,
+        archive: &ArchiveSource,
+        addr: &ModuleAddr,
+        ctx: &RequestContext,
+    ) -> Result<(), String> {
+        if let Some(credential) = &ctx.forwarded.authorization {
+            self.credentials
+                .lock()
+                .expect("credential map poisoned")
+                .insert(archive.url.to_string(), credential.clone());
+        }
+        let doc_key = origin_key(key);
+        if self.store.documents().cached(&doc_key).is_some() {
+            return Ok(());
+        }
+        let origin = ArchiveOrigin {
+            url: archive.url.to_string(),
+            registry_host: addr.host.to_string(),
+        };
+        let doc = Document {
+            fetched_at_ms: 0,
+            body: serde_json::to_string(&origin).expect("origins serialize"),
+        };
+        self.store
+            .documents()
+            .put(&doc_key, &doc)
+            .map_err(|e| format!("cannot record the archive's origin: {e}"))
+    }
+
+    fn api_request(
+        &self,
+        key: String,
+        addr: &ModuleAddr,
+        path: String,
+        freshness: Freshness,
+        deadline: Duration,
+    ) -> ApiRequest {
+        ApiRequest {
+            key,
+            host: addr.host.to_string(),
+            service: "modules.v1",
+            path,
+            freshness,
+            deadline,
+        }
+    }
+}
+
+/// The 204 answer with `X-Terraform-Get`, which Terraform and OpenTofu both read.
+fn terraform_get(location: &str) -> Response {
+    let mut response = response::full(StatusCode::NO_CONTENT, "text/plain", bytes::Bytes::new());
+    match HeaderValue::from_str(location) {
+        Ok(value) => {
+            response.headers_mut().insert("X-Terraform-Get", value);
+            response
+        }
+        Err(_) => response::error(
+            StatusCode::BAD_GATEWAY,
+            "the download location is not a valid header value",
+        ),
+    }
+}

@@ -1,0 +1,93 @@
+//! Which module registry request a path names.
+
+use std::fmt;
+
+use crate::request::validate_segments;
+pub use crate::request::RouteError;
+use crate::store::Segment;
+
+/// `<host>/<namespace>/<name>/<system>`, the address of a registry module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleAddr {
+    pub host: Segment,
+    pub namespace: Segment,
+    pub name: Segment,
+    pub system: Segment,
+}
+
+impl fmt::Display for ModuleAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}/{}",
+            self.host, self.namespace, self.name, self.system
+        )
+    }
+}
+
+impl ModuleAddr {
+    /// The path of this module below the registry's `modules.v1` URL.
+    pub fn registry_path(&self) -> String {
+        format!("{}/{}/{}", self.namespace, self.name, self.system)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Versions(ModuleAddr),
+    Download(ModuleAddr, Segment),
+}
+
+impl Route {
+    /// Parses the decoded path segments after `/v1/modules/`.
+    pub fn parse(segments: &[String]) -> Result<Route, RouteError> {
+        let valid = validate_segments(segments)?;
+        let addr = |parts: &[Segment]| ModuleAddr {
+            host: parts[0].clone(),
+            namespace: parts[1].clone(),
+            name: parts[2].clone(),
+            system: parts[3].clone(),
+        };
+        let words: Vec<&str> = valid.iter().map(Segment::as_str).collect();
+        match words.as_slice() {
+            [_, _, _, _, "versions"] => Ok(Route::Versions(addr(&valid))),
+            [_, _, _, _, _, "download"] => Ok(Route::Download(addr(&valid), valid[4].clone())),
+            _ => Err(RouteError::NotFound),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(path: &str) -> Result<Route, RouteError> {
+        Route::parse(&path.split('/').map(str::to_owned).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn parses_module_paths() {
+        assert!(matches!(
+            parse("registry.terraform.io/hashicorp/consul/aws/versions"),
+            Ok(Route::Versions(_))
+        ));
+        let Ok(Route::Download(addr, version)) =
+            parse("registry.terraform.io/hashicorp/consul/aws/0.1.0/download")
+        else {
+            panic!("not a download route");
+        };
+        assert_eq!(
+            addr.to_string(),
+            "registry.terraform.io/hashicorp/consul/aws"
+        );
+        assert_eq!(version.as_str(), "0.1.0");
+        assert_eq!(
+            parse("registry.terraform.io/a/b/versions"),
+            Err(RouteError::NotFound)
+        );
+        assert!(matches!(
+            parse("registry.terraform.io/a/../c/versions"),
+            Err(RouteError::BadName(_))
+        ));
+    }
+}

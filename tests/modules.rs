@@ -1,0 +1,214 @@
+//! End to end: the real terraform binary installs registry modules through
+//! tfmirror, and their HTTP archives come from the cache after the first time.
+
+mod fixtures;
+mod harness;
+
+use std::path::Path;
+
+use fixtures::{AnswerForm, ArchiveKind, ModuleFault, ModuleSpec};
+use harness::{assert_failure, assert_success, World};
+
+fn four_modules() -> Vec<ModuleSpec> {
+    vec![
+        ModuleSpec::new("acme", "net", "aws", &["1.0.0", "1.1.0"]),
+        ModuleSpec::new("acme", "db", "aws", &["2.0.0"])
+            .with_answer(AnswerForm::Json200)
+            .with_archive(ArchiveKind::Zip)
+            .with_absolute_location(),
+        ModuleSpec::new("acme", "dns", "aws", &["0.3.0"])
+            .with_archive(ArchiveKind::ZipByQuery)
+            .with_subdir("modules/sub"),
+        ModuleSpec::new("acme", "lb", "aws", &["1.0.0"])
+            .with_answer(AnswerForm::Json200)
+            .with_subdir("modules/sub"),
+    ]
+}
+
+/// `(call name, source, version)`
+fn root_module(calls: &[(&str, &str, &str)]) -> String {
+    let mut text = String::new();
+    for (name, source, version) in calls {
+        text.push_str(&format!(
+            "module \"{name}\" {{\n  source  = \"{source}\"\n  version = \"{version}\"\n}}\n\n"
+        ));
+    }
+    text
+}
+
+const FOUR_CALLS: [(&str, &str, &str); 4] = [
+    ("net", "acme/net/aws", "1.1.0"),
+    ("db", "acme/db/aws", "2.0.0"),
+    ("dns", "acme/dns/aws", "0.3.0"),
+    ("lb", "acme/lb/aws", "1.0.0"),
+];
+
+/// The `id` output of each installed module call, read from the files
+/// Terraform unpacked, keyed by call name.
+fn installed_ids(dir: &Path) -> Vec<(String, String)> {
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join(".terraform/modules/modules.json")).unwrap(),
+    )
+    .unwrap();
+    let mut ids: Vec<_> = manifest["Modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["Key"] != "")
+        .map(|m| {
+            let main =
+                std::fs::read_to_string(dir.join(m["Dir"].as_str().unwrap()).join("main.tf"))
+                    .unwrap();
+            let id = main.split('"').nth(3).unwrap_or_default().to_owned();
+            (m["Key"].as_str().unwrap().to_owned(), id)
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn expected_ids() -> Vec<(String, String)> {
+    let mut ids = vec![
+        ("db".to_owned(), "acme/db/aws 2.0.0 root".to_owned()),
+        ("dns".to_owned(), "acme/dns/aws 0.3.0 sub".to_owned()),
+        ("lb".to_owned(), "acme/lb/aws 1.0.0 sub".to_owned()),
+        ("net".to_owned(), "acme/net/aws 1.1.0 root".to_owned()),
+    ];
+    ids.sort();
+    ids
+}
+
+fn stored_archives(world: &World) -> Vec<String> {
+    world
+        .cache_files()
+        .into_iter()
+        .filter(|f| f.starts_with("modules/archives/"))
+        .collect()
+}
+
+#[test]
+fn cold_then_warm_then_offline_module_installs() {
+    let world = World::with_modules(four_modules());
+    let cold = world.workdir_with("cold", &root_module(&FOUR_CALLS));
+    assert_success(&world.init(&cold), "cold init");
+    assert_eq!(
+        installed_ids(&cold),
+        expected_ids(),
+        "each call got its version and subdir"
+    );
+    assert_eq!(
+        stored_archives(&world).len(),
+        4,
+        "{:?}",
+        world.cache_files()
+    );
+    assert_eq!(world.registry.module_archive_requests(), 4);
+
+    world.registry.clear_requests();
+    let warm = world.workdir_with("warm", &root_module(&FOUR_CALLS));
+    assert_success(&world.init(&warm), "warm init");
+    assert_eq!(installed_ids(&warm), expected_ids());
+    assert_eq!(
+        world.registry.module_archive_requests(),
+        0,
+        "{:?}",
+        world.registry.requests()
+    );
+    assert_eq!(
+        world.registry.module_location_requests(),
+        0,
+        "{:?}",
+        world.registry.requests()
+    );
+    assert_eq!(
+        world.registry.count(|r| r.path.starts_with("/archives/")),
+        0,
+        "HEAD requests are answered from the cache too"
+    );
+
+    world.registry.stop();
+    let offline = world.workdir_with("offline", &root_module(&FOUR_CALLS));
+    assert_success(&world.init(&offline), "offline init");
+    assert_eq!(installed_ids(&offline), expected_ids());
+}
+
+#[test]
+fn a_newly_published_version_is_found_at_once() {
+    let world = World::with_modules(four_modules());
+    let first = world.workdir_with("first", &root_module(&FOUR_CALLS[..1]));
+    assert_success(&world.init(&first), "first init");
+    world
+        .registry
+        .publish_module_version("acme", "net", "aws", "1.2.0");
+    let newer = world.workdir_with("newer", &root_module(&[("net", "acme/net/aws", "1.2.0")]));
+    assert_success(&world.init(&newer), "init asking for the new version");
+    assert_eq!(
+        installed_ids(&newer),
+        [("net".to_owned(), "acme/net/aws 1.2.0 root".to_owned())]
+    );
+}
+
+#[test]
+fn root_modules_share_one_stored_archive() {
+    let world = World::with_modules(four_modules());
+    let calls = [
+        ("a", "acme/net/aws", "1.1.0"),
+        ("b", "acme/net/aws", "1.1.0"),
+    ];
+    for name in ["one", "two"] {
+        let dir = world.workdir_with(name, &root_module(&calls));
+        assert_success(&world.init(&dir), name);
+    }
+    assert_eq!(
+        stored_archives(&world).len(),
+        1,
+        "{:?}",
+        world.cache_files()
+    );
+    assert_eq!(world.registry.module_archive_requests(), 1);
+}
+
+#[test]
+fn broken_archives_are_refused_and_not_stored() {
+    let world = World::with_modules(vec![
+        ModuleSpec::new("acme", "cut", "aws", &["1.0.0"]),
+        ModuleSpec::new("acme", "junk", "aws", &["1.0.0"]).with_archive(ArchiveKind::Zip),
+        ModuleSpec::new("acme", "slip", "aws", &["1.0.0"]),
+        ModuleSpec::new("acme", "climb", "aws", &["1.0.0"])
+            .with_subdir("../../../etc")
+            .with_absolute_location(),
+    ]);
+    world
+        .registry
+        .set_module_fault("acme", "cut", "aws", ModuleFault::TruncatedArchive);
+    world
+        .registry
+        .set_module_fault("acme", "junk", "aws", ModuleFault::InvalidArchive);
+    world
+        .registry
+        .set_module_fault("acme", "slip", "aws", ModuleFault::DotDotEntry);
+    let cases = [
+        ("cut", "broke off"),
+        ("junk", "not a usable archive"),
+        ("slip", "outside the module directory"),
+        ("climb", "leaves the package"),
+    ];
+    for (name, reason) in cases {
+        let dir = world.workdir_with(
+            name,
+            &root_module(&[(name, &format!("acme/{name}/aws"), "1.0.0")]),
+        );
+        let text = assert_failure(&world.init(&dir), name);
+        assert!(
+            text.contains(reason),
+            "{name}: tfmirror says why ({reason:?}):\n{text}"
+        );
+        assert!(!dir.join("../escape.tf").exists() && !dir.join(".terraform/escape.tf").exists());
+    }
+    assert_eq!(stored_archives(&world), Vec::<String>::new());
+    assert!(
+        !world.cache_files().iter().any(|f| f.contains(".tmp-")),
+        "{:?}",
+        world.cache_files()
+    );
+}
