@@ -27,7 +27,16 @@ pub struct Config {
     /// Where a host's service discovery is really read from, when it is not
     /// `https://<host>/`. Tests point this at a fake registry on loopback.
     pub upstream: BTreeMap<String, Url>,
+    /// Git URL prefixes whose repositories are served from local mirrors.
+    pub git_mirror: Vec<String>,
 }
+
+/// Git hosts mirrored when the config names none.
+pub const DEFAULT_GIT_MIRROR: [&str; 3] = [
+    "https://github.com/",
+    "https://gitlab.com/",
+    "https://bitbucket.org/",
+];
 
 impl Default for Config {
     fn default() -> Self {
@@ -36,6 +45,7 @@ impl Default for Config {
             stale_while_revalidate: Duration::from_secs(168 * 3600),
             registries: DEFAULT_REGISTRIES.iter().map(|h| h.to_string()).collect(),
             upstream: BTreeMap::new(),
+            git_mirror: DEFAULT_GIT_MIRROR.iter().map(|p| p.to_string()).collect(),
         }
     }
 }
@@ -49,6 +59,13 @@ struct ConfigFile {
     registries: Option<Vec<String>>,
     #[serde(default)]
     upstream: BTreeMap<String, String>,
+    git: Option<GitSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GitSection {
+    mirror: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +115,9 @@ impl Config {
                 .map(|h| normalize_host(&h))
                 .collect::<Result<_, _>>()?;
         }
+        if let Some(mirror) = file.git.and_then(|git| git.mirror) {
+            config.git_mirror = mirror;
+        }
         for (host, base) in file.upstream {
             let host = normalize_host(&host)?;
             let url = parse_upstream(&host, &base)?;
@@ -122,6 +142,13 @@ impl Config {
             ttl: Some(self.metadata_ttl),
             stale_while_revalidate: self.stale_while_revalidate,
         }
+    }
+
+    /// Whether a git URL is under one of the mirrored prefixes.
+    pub fn is_git_mirrored(&self, url: &str) -> bool {
+        self.git_mirror
+            .iter()
+            .any(|prefix| url.starts_with(prefix.as_str()))
     }
 
     pub fn is_proxied(&self, host: &str) -> bool {

@@ -3,6 +3,7 @@
 mod cliconfig;
 mod commands;
 mod config;
+mod git;
 mod modules;
 mod providers;
 mod request;
@@ -54,6 +55,11 @@ enum Command {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// Print `export` lines that point git at the running server's mirrors.
+    Env {
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
     /// Run a command (e.g. `terraform init`) with Terraform and OpenTofu
     /// pointed at tfmirror, starting a server for it if none runs.
     Exec {
@@ -92,6 +98,10 @@ async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Rc { cache } => {
             let (dir, config) = load(&cache)?;
             commands::rc::run(&dir, &config).await
+        }
+        Command::Env { cache } => {
+            let (dir, config) = load(&cache)?;
+            commands::env::run(&dir, &config).await
         }
         Command::Exec { cache, command } => {
             let (dir, config) = load(&cache)?;

@@ -4,10 +4,8 @@
 mod fixtures;
 mod harness;
 
-use std::path::Path;
-
 use fixtures::{AnswerForm, ArchiveKind, ModuleFault, ModuleSpec};
-use harness::{assert_failure, assert_success, World};
+use harness::{assert_failure, assert_success, installed_ids, World};
 
 fn four_modules() -> Vec<ModuleSpec> {
     vec![
@@ -42,30 +40,6 @@ const FOUR_CALLS: [(&str, &str, &str); 4] = [
     ("dns", "acme/dns/aws", "0.3.0"),
     ("lb", "acme/lb/aws", "1.0.0"),
 ];
-
-/// The `id` output of each installed module call, read from the files
-/// Terraform unpacked, keyed by call name.
-fn installed_ids(dir: &Path) -> Vec<(String, String)> {
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.join(".terraform/modules/modules.json")).unwrap(),
-    )
-    .unwrap();
-    let mut ids: Vec<_> = manifest["Modules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["Key"] != "")
-        .map(|m| {
-            let main =
-                std::fs::read_to_string(dir.join(m["Dir"].as_str().unwrap()).join("main.tf"))
-                    .unwrap();
-            let id = main.split('"').nth(3).unwrap_or_default().to_owned();
-            (m["Key"].as_str().unwrap().to_owned(), id)
-        })
-        .collect();
-    ids.sort();
-    ids
-}
 
 fn expected_ids() -> Vec<(String, String)> {
     let mut ids = vec![

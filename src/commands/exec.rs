@@ -125,6 +125,9 @@ async fn run_command(
         .args(args)
         .env("TF_CLI_CONFIG_FILE", file.path())
         .env("TOFU_CLI_CONFIG_FILE", file.path())
+        .envs(super::git_config_env(config, url, |name| {
+            std::env::var(name).ok()
+        }))
         .spawn()
     {
         Ok(child) => child,

@@ -1,6 +1,7 @@
 //! One module per subcommand; what they share (finding the server that owns
 //! a cache, rendering the CLI config for it) lives here.
 
+pub mod env;
 pub mod exec;
 pub mod rc;
 pub mod serve;
@@ -37,6 +38,48 @@ fn same_dir(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }
+}
+
+/// `GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_n`/`GIT_CONFIG_VALUE_n` that make git
+/// fetch mirrored prefixes from tfmirror, appended after the entries
+/// already in the environment (`existing` reads a variable) so the user's
+/// own stay in force.
+pub fn git_config_env(
+    config: &Config,
+    url: &str,
+    existing: impl Fn(&str) -> Option<String>,
+) -> Vec<(String, String)> {
+    let start: usize = existing("GIT_CONFIG_COUNT")
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    let mut vars = Vec::new();
+    let mut count = start;
+    for prefix in &config.git_mirror {
+        let Some(proxy) = crate::git::proxy_prefix(url, prefix) else {
+            tracing::warn!("ignoring git mirror prefix {prefix:?}: not a URL prefix");
+            continue;
+        };
+        vars.push((
+            format!("GIT_CONFIG_KEY_{count}"),
+            format!("url.{proxy}.insteadOf"),
+        ));
+        vars.push((format!("GIT_CONFIG_VALUE_{count}"), prefix.clone()));
+        count += 1;
+    }
+    vars.push(("GIT_CONFIG_COUNT".to_owned(), count.to_string()));
+    vars
+}
+
+/// The running server, or `None` after telling the user how to start one.
+pub async fn require_server(cache_dir: &Path) -> Option<ServerInfo> {
+    let server = running_server(cache_dir).await;
+    if server.is_none() {
+        eprintln!(
+            "tfmirror: no server is running for the cache at {}; start one with `tfmirror serve`",
+            cache_dir.display()
+        );
+    }
+    server
 }
 
 /// The `host` blocks that send each proxied registry to the server at `url`.

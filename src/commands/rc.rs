@@ -6,11 +6,7 @@ use crate::cliconfig;
 use crate::config::{self, Config};
 
 pub async fn run(cache_dir: &Path, config: &Config) -> anyhow::Result<i32> {
-    let Some(server) = super::running_server(cache_dir).await else {
-        eprintln!(
-            "tfmirror: no server is running for the cache at {}; start one with `tfmirror serve`",
-            cache_dir.display()
-        );
+    let Some(server) = super::require_server(cache_dir).await else {
         return Ok(1);
     };
     let user = cliconfig::find_user_config(

@@ -25,7 +25,9 @@ use crate::store::{Document, Freshness, KeyedLocks, Store};
 use crate::upstream::{ApiRequest, Credential, Forwarded, RegistryClient, Upstream};
 use archives::{origin_key, ArchiveOrigin};
 use route::{ModuleAddr, Route};
-use source::{split_subdir, subdir_is_safe, ArchiveSource};
+use source::{split_subdir, subdir_is_safe, ArchiveSource, GitSource};
+
+use crate::git::{GitMirrors, RepoId};
 
 use crate::request::{unproxied, RequestContext};
 
@@ -47,6 +49,7 @@ pub struct Modules {
     store: Arc<Store>,
     upstream: Upstream,
     registry: RegistryClient,
+    git: GitMirrors,
     locks: KeyedLocks,
     /// Tokens of the requests that resolved each archive's location, by
     /// archive URL, for an archive on the registry's own host. Memory only.
@@ -59,12 +62,14 @@ impl Modules {
         store: Arc<Store>,
         upstream: Upstream,
         registry: RegistryClient,
+        git: GitMirrors,
     ) -> Modules {
         Modules {
             config,
             store,
             upstream,
             registry,
+            git,
             locks: KeyedLocks::default(),
             credentials: Arc::default(),
         }
@@ -142,7 +147,7 @@ impl Modules {
             Ok(source) => source,
             Err(e) => return response::error(StatusCode::BAD_GATEWAY, &e),
         };
-        match self.rewrite(addr, &source, ctx) {
+        match self.rewrite(addr, &source, ctx).await {
             Ok(location) => terraform_get(&location),
             Err(reason) => {
                 tracing::error!("refusing the download location of {what}: {reason}");
@@ -156,7 +161,7 @@ impl Modules {
 
     /// What Terraform is told to fetch: tfmirror's copy of an HTTP archive,
     /// or the upstream source unchanged.
-    fn rewrite(
+    async fn rewrite(
         &self,
         addr: &ModuleAddr,
         source: &str,
@@ -166,6 +171,9 @@ impl Modules {
             if !subdir_is_safe(&subdir) {
                 return Err(format!("its subdirectory {subdir:?} leaves the package"));
             }
+        }
+        if let Some(git) = GitSource::parse(source) {
+            return self.rewrite_git(addr, git, ctx).await;
         }
         let Some(archive) = ArchiveSource::parse(source) else {
             tracing::debug!("{addr}: passing source {source} through unchanged");
@@ -178,6 +186,40 @@ impl Modules {
             ctx.base_url, archive.extension
         );
         if let Some(subdir) = &archive.subdir {
+            location.push_str("//");
+            location.push_str(subdir);
+        }
+        Ok(location)
+    }
+
+    /// A `git::` source under a mirrored prefix is served from the mirror:
+    /// as a tar.gz of the resolved commit, or, when the repository has
+    /// submodules that an archive would lack, over smart HTTP so git's own
+    /// submodule handling runs.
+    async fn rewrite_git(
+        &self,
+        addr: &ModuleAddr,
+        git: GitSource,
+        ctx: &RequestContext,
+    ) -> Result<String, String> {
+        let repo = match RepoId::from_url(&git.url) {
+            Some(repo) if self.config.is_git_mirrored(&git.url) => repo,
+            _ => {
+                tracing::debug!("{addr}: {} is not mirrored; passing it through", git.url);
+                return Ok(format_git_source(&format!("git::{}", git.url), &git));
+            }
+        };
+        let resolved = self
+            .git
+            .resolve(&repo, git.reference.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        if resolved.has_submodules {
+            let smart = format!("git::{}/git/{}", ctx.base_url, repo.proxy_path());
+            return Ok(format_git_source(&smart, &git));
+        }
+        let mut location = GitMirrors::archive_url(&ctx.base_url, &repo, &resolved.commit);
+        if let Some(subdir) = &git.subdir {
             location.push_str("//");
             location.push_str(subdir);
         }
@@ -232,6 +274,21 @@ impl Modules {
             deadline,
         }
     }
+}
+
+/// `<package>//<subdir>?<query>`, the order go-getter reads.
+fn format_git_source(package: &str, git: &GitSource) -> String {
+    let mut source = package.to_owned();
+    if let Some(subdir) = &git.subdir {
+        source.push_str("//");
+        source.push_str(subdir);
+    }
+    let query = git.query();
+    if !query.is_empty() {
+        source.push('?');
+        source.push_str(&query);
+    }
+    source
 }
 
 /// The 204 answer with `X-Terraform-Get`, which Terraform and OpenTofu both read.

@@ -38,6 +38,52 @@ pub fn subdir_is_safe(subdir: &str) -> bool {
         && subdir.split('/').all(|part| part != "..")
 }
 
+/// A `git::` source: clone URL, ref, subdir, and any other query
+/// parameters (`depth`, `sshkey`) as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitSource {
+    pub url: String,
+    pub reference: Option<String>,
+    pub subdir: Option<String>,
+    /// The query as written, without `ref`.
+    pub other_query: Vec<(String, String)>,
+}
+
+impl GitSource {
+    pub fn parse(source: &str) -> Option<GitSource> {
+        let (package, subdir) = split_subdir(source);
+        let forced = package.strip_prefix("git::")?;
+        let (url, query) = forced.split_once('?').unwrap_or((forced, ""));
+        let mut reference = None;
+        let mut other_query = Vec::new();
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            if key == "ref" {
+                reference = Some(value.into_owned());
+            } else {
+                other_query.push((key.into_owned(), value.into_owned()));
+            }
+        }
+        Some(GitSource {
+            url: url.to_owned(),
+            reference,
+            subdir,
+            other_query,
+        })
+    }
+
+    /// The query string to keep when the source is rewritten.
+    pub fn query(&self) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(reference) = &self.reference {
+            query.append_pair("ref", reference);
+        }
+        for (key, value) in &self.other_query {
+            query.append_pair(key, value);
+        }
+        query.finish()
+    }
+}
+
 /// An HTTP(S) archive tfmirror downloads whole and serves from disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveSource {
@@ -145,6 +191,22 @@ mod tests {
         let b = ArchiveSource::parse("https://h/m.zip//b").unwrap();
         assert_eq!(a.key(), b.key());
         assert_eq!(a.key().len(), 32);
+    }
+
+    #[test]
+    fn parses_git_sources() {
+        let git = GitSource::parse("git::https://h/org/infra.git//modules/vpc?ref=v1.0.0&depth=1")
+            .unwrap();
+        assert_eq!(git.url, "https://h/org/infra.git");
+        assert_eq!(git.reference.as_deref(), Some("v1.0.0"));
+        assert_eq!(git.subdir.as_deref(), Some("modules/vpc"));
+        assert_eq!(git.query(), "ref=v1.0.0&depth=1");
+        let scp = GitSource::parse("git::git@github.com:org/infra.git").unwrap();
+        assert_eq!(
+            (scp.url.as_str(), scp.reference),
+            ("git@github.com:org/infra.git", None)
+        );
+        assert_eq!(GitSource::parse("https://h/x.zip"), None);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::git::GitMirrors;
 use crate::modules::Modules;
 use crate::providers::Providers;
 use crate::response::{self, Response};
@@ -36,6 +37,7 @@ pub struct App {
     store: Arc<Store>,
     providers: Providers,
     modules: Modules,
+    git: GitMirrors,
 }
 
 impl App {
@@ -70,11 +72,13 @@ impl Server {
         let upstream = Upstream::new(EnvTokens::from_env());
         let discovery = Discovery::new(config.clone(), upstream.clone(), store.documents().clone());
         let registry = RegistryClient::new(upstream.clone(), discovery, store.documents().clone());
+        let git = GitMirrors::new(config.clone(), store.clone());
         let modules = Modules::new(
             config.clone(),
             store.clone(),
             upstream.clone(),
             registry.clone(),
+            git.clone(),
         );
         let providers = Providers::new(config, store.clone(), upstream, registry);
         let app = App {
@@ -84,6 +88,7 @@ impl Server {
             store,
             providers,
             modules,
+            git,
         };
         Ok(Server {
             listener,

@@ -1,5 +1,6 @@
 //! Maps a request path to the component that answers it.
 
+use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, USER_AGENT};
 use hyper::{Method, Request, StatusCode};
 use percent_encoding::percent_decode_str;
@@ -9,8 +10,9 @@ use crate::request::RequestContext;
 use crate::response::{self, Response};
 use crate::upstream::{Credential, Forwarded};
 
-pub async fn route<B>(app: &App, request: Request<B>) -> Response {
-    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+pub async fn route(app: &App, request: Request<Incoming>) -> Response {
+    let git_post = request.method() == Method::POST && request.uri().path().starts_with("/git/");
+    if !git_post && !matches!(*request.method(), Method::GET | Method::HEAD) {
         return response::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET and HEAD are served",
@@ -33,6 +35,8 @@ pub async fn route<B>(app: &App, request: Request<B>) -> Response {
                 .handle(&segments[2..], &context(app, &request))
                 .await
         }
+        ["git", ..] => app.git.smart_http(&segments[1..], request).await,
+        ["git-archive", ..] => app.git.tarball(&segments[1..]).await,
         ["modules", "archives", file] => {
             app.modules
                 .handle_archive(file, &context(app, &request))

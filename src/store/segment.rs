@@ -82,6 +82,10 @@ impl RelPath {
         Segment::new(name).expect("tfmirror's own path names are valid segments")
     }
 
+    pub fn segments_owned(self) -> Vec<Segment> {
+        self.0
+    }
+
     /// The `/`-joined form used as the index key of the artifact's usage.
     pub fn key(&self) -> String {
         self.0

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use tempfile::TempDir;
 
-use crate::fixtures::{FakeRegistry, ModuleSpec, ProviderSpec};
+use crate::fixtures::{FakeRegistry, GitRepoSpec, ModuleSpec, ProviderSpec};
 
 /// The terraform binary the tests drive: `/usr/local/bin/terraform`, else
 /// the first one on PATH.
@@ -52,8 +52,15 @@ impl World {
         World::start(Vec::new(), modules, "")
     }
 
+    pub fn with_git(modules: Vec<ModuleSpec>, repos: Vec<GitRepoSpec>, extra: &str) -> World {
+        World::from_registry(FakeRegistry::start_all(Vec::new(), modules, repos), extra)
+    }
+
     pub fn start(providers: Vec<ProviderSpec>, modules: Vec<ModuleSpec>, extra: &str) -> World {
-        let registry = FakeRegistry::start_with(providers, modules);
+        World::from_registry(FakeRegistry::start_with(providers, modules), extra)
+    }
+
+    fn from_registry(registry: FakeRegistry, extra: &str) -> World {
         let root = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(root.path().join("home")).unwrap();
         let world = World {
@@ -66,10 +73,10 @@ impl World {
     }
 
     fn write_config(&self) {
+        let url = self.registry.url();
         let config = format!(
-            "{}\nregistries = [\"registry.terraform.io\"]\n[upstream]\n\"registry.terraform.io\" = \"{}\"\n",
+            "{}\nregistries = [\"registry.terraform.io\"]\n[upstream]\n\"registry.terraform.io\" = \"{url}\"\n[git]\nmirror = [\"{url}git/\"]\n",
             self.config_extra,
-            self.registry.url()
         );
         std::fs::write(self.config_path(), config).unwrap();
     }
@@ -276,4 +283,27 @@ pub fn locked_hashes(dir: &Path, namespace: &str, name: &str) -> Vec<String> {
         .filter(|l| l.starts_with("\"h1:") || l.starts_with("\"zh:"))
         .map(|l| l.trim_matches(|c| c == '"' || c == ',').to_owned())
         .collect()
+}
+
+/// The `id` output of each installed module call, keyed by call name.
+pub fn installed_ids(dir: &Path) -> Vec<(String, String)> {
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join(".terraform/modules/modules.json")).unwrap(),
+    )
+    .unwrap();
+    let mut ids: Vec<_> = manifest["Modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["Key"] != "")
+        .map(|m| {
+            let main =
+                std::fs::read_to_string(dir.join(m["Dir"].as_str().unwrap()).join("main.tf"))
+                    .unwrap();
+            let id = main.split('"').nth(3).unwrap_or_default().to_owned();
+            (m["Key"].as_str().unwrap().to_owned(), id)
+        })
+        .collect();
+    ids.sort();
+    ids
 }

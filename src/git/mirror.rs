@@ -1,0 +1,616 @@
+//! Bare mirrors of upstream repositories, kept with gitoxide.
+//!
+//! A mirror holds the upstream's branches and tags under the same names
+//! (`refs/heads/*`, `refs/tags/*`) and its `HEAD` symref, so `git
+//! upload-pack` can serve it as if it were the upstream. It is created in a
+//! temporary directory beside its final place and renamed into place when
+//! complete; later updates fetch into it and then drop the branches and
+//! tags the upstream no longer has.
+//!
+//! Credentials come from git's configuration as `git fetch` would use them
+//! (credential helpers, `GIT_ASKPASS`, `core.askPass`), except that gix is
+//! never allowed to prompt on a terminal: a server has nobody at its
+//! terminal. `url.*.insteadOf` rewriting is deliberately not applied to the
+//! upstream URL: the `GIT_CONFIG_*` variables that send git clients to the
+//! proxy may be set in the proxy's own environment too, and rewriting would
+//! make a mirror fetch from itself.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Once;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gix::bstr::{BStr, ByteSlice};
+use gix::protocol::handshake::Ref;
+use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
+use gix::refs::{FullName, Target};
+use gix::remote::fetch::refs::update::Mode;
+use gix::remote::fetch::{RefLogMessage, Tags};
+use gix::remote::Direction;
+
+/// The file inside a mirror holding the time of its last successful fetch
+/// (unix milliseconds).
+const FETCHED_FILE: &str = "tfmirror-fetched";
+
+/// What a mirror holds of its upstream, under the same names.
+const REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+
+/// The local namespaces that follow the upstream exactly, deletions included.
+const MIRRORED_PREFIXES: [&str; 2] = ["refs/heads/", "refs/tags/"];
+
+/// Configuration applied in memory whenever a mirror is opened for fetching.
+const FETCH_CONFIG: [&str; 2] = [
+    // Nobody answers a prompt on a server's terminal; helpers still run.
+    "gitoxide.credentials.terminalPrompt=false",
+    // A mirror has no use for reflogs, and writing them would need an identity.
+    "core.logAllRefUpdates=false",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("{0}")]
+    Clone(String),
+    #[error("{0}")]
+    Fetch(String),
+    #[error("the mirror of {repo} has no branch, tag or commit {reference:?}")]
+    NoSuchRef { reference: String, repo: String },
+    #[error("{reference:?} names more than one commit in the mirror of {repo}")]
+    AmbiguousRef { reference: String, repo: String },
+    /// A mirror that cannot be opened or read.
+    #[error("{0}")]
+    Repo(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Archive(String),
+}
+
+impl GitError {
+    pub(super) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> GitError {
+        let context = context.into();
+        move |source| GitError::Io { context, source }
+    }
+}
+
+/// An error and its causes on one line. gix errors nest deeply, and the
+/// useful part (the HTTP status, the missing object) is usually the last.
+pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !message.is_empty() && !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A bare mirror of one upstream repository at `<cache>/git/<host>/<path>.git`.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    pub dir: PathBuf,
+    /// The clone URL.
+    pub upstream: String,
+}
+
+impl Mirror {
+    pub fn new(dir: PathBuf, upstream: String) -> Mirror {
+        Mirror { dir, upstream }
+    }
+
+    /// Whether the mirror has been created. A mirror appears complete or
+    /// not at all.
+    pub fn exists(&self) -> bool {
+        self.dir.join("HEAD").is_file()
+    }
+
+    /// Creates the mirror (full history, all branches and tags), or fetches
+    /// into it and prunes the branches and tags the upstream no longer has;
+    /// then records the time of this successful fetch.
+    ///
+    /// Callers serialise updates of one mirror with [`Mirror::with_lock`].
+    pub fn update(&self) -> Result<(), GitError> {
+        install_crypto_provider();
+        if self.exists() {
+            let repo = open_for_fetch(&self.dir).map_err(|e| {
+                GitError::Fetch(format!(
+                    "cannot open the mirror at {}: {}",
+                    self.dir.display(),
+                    chain(&e)
+                ))
+            })?;
+            fetch(&repo, &self.upstream, false).map_err(|e| {
+                GitError::Fetch(format!("cannot fetch {}: {}", self.upstream, chain(&*e)))
+            })?;
+            write_fetched(&self.dir, SystemTime::now())
+        } else {
+            self.create()
+        }
+    }
+
+    fn create(&self) -> Result<(), GitError> {
+        let (Some(parent), Some(name)) = (self.dir.parent(), self.dir.file_name()) else {
+            return Err(GitError::Clone(format!(
+                "cannot clone {} into {}: not a directory name",
+                self.upstream,
+                self.dir.display()
+            )));
+        };
+        fs::create_dir_all(parent)
+            .map_err(GitError::io(format!("cannot create {}", parent.display())))?;
+        // Beside the final place, so the rename stays on one file system,
+        // and hidden, so nothing mistakes it for a mirror. Removed on error.
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{}.", name.to_string_lossy()))
+            .suffix(".tmp")
+            .tempdir_in(parent)
+            .map_err(GitError::io(format!(
+                "cannot create a directory in {}",
+                parent.display()
+            )))?;
+        let clone_error = |e: &(dyn std::error::Error + 'static)| {
+            GitError::Clone(format!(
+                "cannot clone {} into {}: {}",
+                self.upstream,
+                self.dir.display(),
+                chain(e)
+            ))
+        };
+        gix::init_bare(temp.path()).map_err(|e| clone_error(&e))?;
+        let repo = open_for_fetch(temp.path()).map_err(|e| clone_error(&e))?;
+        fetch(&repo, &self.upstream, true).map_err(|e| clone_error(&*e))?;
+        drop(repo);
+        write_fetched(temp.path(), SystemTime::now())?;
+
+        let temp = temp.keep();
+        fs::rename(&temp, &self.dir).map_err(|e| {
+            let _ = fs::remove_dir_all(&temp);
+            GitError::Io {
+                context: format!(
+                    "cannot move the new mirror of {} to {}",
+                    self.upstream,
+                    self.dir.display()
+                ),
+                source: e,
+            }
+        })
+    }
+
+    /// When the last successful fetch (or the creation) finished.
+    pub fn last_fetch(&self) -> Option<SystemTime> {
+        let text = fs::read_to_string(self.dir.join(FETCHED_FILE)).ok()?;
+        let millis: u64 = text.trim().parse().ok()?;
+        UNIX_EPOCH.checked_add(Duration::from_millis(millis))
+    }
+
+    /// Runs `f` while holding an exclusive lock on `<dir>.lock`: one update
+    /// per mirror at a time, across threads and processes. The lock is
+    /// released when `f` returns or panics.
+    pub fn with_lock<T>(&self, f: impl FnOnce() -> T) -> Result<T, GitError> {
+        let path = lock_path(&self.dir);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .map_err(GitError::io(format!("cannot create {}", parent.display())))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(GitError::io(format!(
+                "cannot open the lock file {}",
+                path.display()
+            )))?;
+        file.lock()
+            .map_err(GitError::io(format!("cannot lock {}", path.display())))?;
+        let result = f();
+        drop(file);
+        Ok(result)
+    }
+}
+
+fn lock_path(dir: &Path) -> PathBuf {
+    let mut path = OsString::from(dir.as_os_str());
+    path.push(".lock");
+    PathBuf::from(path)
+}
+
+/// gix's HTTP client is reqwest 0.13 built without a rustls crypto
+/// provider of its own (its default one is aws-lc-rs, a C build): it uses
+/// the process default, which is set here to ring, the provider the rest
+/// of tfmirror already uses.
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Fails only when a default is already installed, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+fn open_for_fetch(dir: &Path) -> gix::Result<gix::Repository> {
+    let mut repo = gix::open_opts(
+        dir,
+        gix::open::Options::default().config_overrides(FETCH_CONFIG),
+    )?;
+    // Reflogs are off, but gix wants an identity at hand for ref edits.
+    repo.committer_or_set_generic_fallback()?;
+    Ok(repo)
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Fetches every branch and tag of `upstream` into `repo` under the same
+/// names, points `HEAD` where the upstream's points, and deletes local
+/// branches and tags the upstream no longer advertises.
+fn fetch(repo: &gix::Repository, upstream: &str, initial: bool) -> Result<(), BoxError> {
+    let url = gix::url::parse(upstream.as_bytes().as_bstr())?;
+    let remote = repo
+        .remote_at_without_url_rewrite(url)?
+        .with_refspecs(REFSPECS, Direction::Fetch)?
+        .with_fetch_tags(Tags::None);
+    // Asking for HEAD too makes the upstream tell where its HEAD points.
+    let head_spec =
+        gix::refspec::parse("HEAD".into(), gix::refspec::parse::Operation::Fetch)?.to_owned();
+    let options = gix::remote::ref_map::Options {
+        extra_refspecs: vec![head_spec],
+        ..Default::default()
+    };
+    let interrupt = AtomicBool::new(false);
+    let outcome = remote
+        .connect(Direction::Fetch)?
+        .prepare_fetch(gix::progress::Discard, options)?
+        // A new mirror gets one packed-refs file, like `git clone`.
+        .with_write_packed_refs_only(initial)
+        .with_reflog_message(RefLogMessage::Prefixed {
+            action: "tfmirror fetch".into(),
+        })
+        .receive(gix::progress::Discard, &interrupt)?;
+
+    let update_refs = match &outcome.status {
+        gix::remote::fetch::Status::NoPackReceived { update_refs, .. } => update_refs,
+        gix::remote::fetch::Status::Change { update_refs, .. } => update_refs,
+    };
+    let rejected: Vec<String> = update_refs
+        .iter_mapping_updates(
+            &outcome.ref_map.mappings,
+            &outcome.ref_map.refspecs,
+            &outcome.ref_map.extra_refspecs,
+        )
+        .filter(|(update, ..)| is_rejection(&update.mode))
+        .map(|(update, mapping, ..)| {
+            let name = mapping
+                .remote
+                .as_name()
+                .map(BStr::to_string)
+                .unwrap_or_default();
+            format!("{name}: {}", update.mode)
+        })
+        .collect();
+    if !rejected.is_empty() {
+        return Err(format!("some refs were not updated: {}", rejected.join(", ")).into());
+    }
+
+    let remote_refs = &outcome.ref_map.remote_refs;
+    set_head(repo, remote_refs)?;
+    prune(repo, remote_refs)?;
+    Ok(())
+}
+
+fn is_rejection(mode: &Mode) -> bool {
+    matches!(
+        mode,
+        Mode::RejectedSourceObjectNotFound { .. }
+            | Mode::RejectedTagUpdate
+            | Mode::RejectedNonFastForward
+            | Mode::RejectedToReplaceWithUnborn
+            | Mode::RejectedCurrentlyCheckedOut { .. }
+    )
+}
+
+fn ref_name(r: &Ref) -> &BStr {
+    match r {
+        Ref::Peeled { full_ref_name, .. }
+        | Ref::Direct { full_ref_name, .. }
+        | Ref::Symbolic { full_ref_name, .. }
+        | Ref::Unborn { full_ref_name, .. } => full_ref_name.as_bstr(),
+    }
+}
+
+/// Points the mirror's `HEAD` where the upstream's points: the default
+/// branch, which a client asking for no particular ref gets.
+fn set_head(repo: &gix::Repository, remote_refs: &[Ref]) -> Result<(), BoxError> {
+    let Some(remote_head) = remote_refs.iter().find(|r| ref_name(r) == "HEAD") else {
+        return Ok(());
+    };
+    let new = match remote_head {
+        Ref::Symbolic { target, .. } | Ref::Unborn { target, .. } => {
+            Target::Symbolic(FullName::try_from(target.as_bstr())?)
+        }
+        Ref::Direct { object, .. } => Target::Object(*object),
+        Ref::Peeled { .. } => return Ok(()),
+    };
+    let head: FullName = "HEAD".try_into()?;
+    if repo.find_reference(head.as_ref())?.inner.target == new {
+        return Ok(());
+    }
+    repo.edit_reference(RefEdit {
+        change: Change::Update {
+            log: LogChange {
+                mode: RefLog::AndReference,
+                force_create_reflog: false,
+                message: "tfmirror: upstream HEAD".into(),
+            },
+            expected: PreviousValue::Any,
+            new,
+        },
+        name: head,
+        deref: false,
+    })?;
+    Ok(())
+}
+
+/// Deletes local branches and tags the upstream did not advertise. gix's
+/// fetch does not prune yet.
+fn prune(repo: &gix::Repository, remote_refs: &[Ref]) -> Result<(), BoxError> {
+    let advertised: HashSet<&BStr> = remote_refs.iter().map(ref_name).collect();
+    let mut edits = Vec::new();
+    let platform = repo.references()?;
+    for prefix in MIRRORED_PREFIXES {
+        for reference in platform.prefixed(prefix)? {
+            let reference = reference?;
+            let name = reference.name().as_bstr();
+            if !advertised.contains(name) {
+                edits.push(RefEdit {
+                    change: Change::Delete {
+                        expected: PreviousValue::Any,
+                        log: RefLog::AndReference,
+                    },
+                    name: reference.name().to_owned(),
+                    deref: false,
+                });
+            }
+        }
+    }
+    if !edits.is_empty() {
+        repo.edit_references(edits)?;
+    }
+    Ok(())
+}
+
+/// Records `time` as the mirror's last successful fetch, atomically.
+fn write_fetched(dir: &Path, time: SystemTime) -> Result<(), GitError> {
+    let millis = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let path = dir.join(FETCHED_FILE);
+    let context = || format!("cannot write {}", path.display());
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tfmirror-fetched.")
+        .tempfile_in(dir)
+        .map_err(GitError::io(context()))?;
+    writeln!(temp, "{millis}").map_err(GitError::io(context()))?;
+    temp.persist(&path).map_err(|e| GitError::Io {
+        context: context(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use super::*;
+
+    /// Runs git in `dir` with a fixed identity and clock.
+    pub fn git(dir: &Path, args: &[&str]) -> String {
+        let output = Command::new("git")
+            .current_dir(dir)
+            .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
+            .args([
+                "-c",
+                "init.defaultBranch=main",
+                "-c",
+                "tag.gpgSign=false",
+                "-c",
+                "commit.gpgSign=false",
+            ])
+            .args(args)
+            .env("GIT_AUTHOR_DATE", "2024-01-02T03:04:05Z")
+            .env("GIT_COMMITTER_DATE", "2024-01-02T03:04:05Z")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .expect("git runs");
+        assert!(
+            output.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
+    /// An upstream repository: on `main`, `v1` (annotated) then `v2`
+    /// (lightweight); a branch `feature` with one more commit that adds a
+    /// `.gitmodules`.
+    pub struct Upstream {
+        pub _temp: tempfile::TempDir,
+        pub dir: PathBuf,
+        pub url: String,
+    }
+
+    impl Upstream {
+        pub fn new() -> Upstream {
+            let temp = tempfile::tempdir().unwrap();
+            let dir = temp.path().join("upstream");
+            fs::create_dir(&dir).unwrap();
+            git(&dir, &["init", "-q"]);
+            fs::write(dir.join("main.tf"), "variable \"a\" {}\n").unwrap();
+            fs::create_dir_all(dir.join("modules/vpc")).unwrap();
+            fs::write(dir.join("modules/vpc/main.tf"), "# vpc\n").unwrap();
+            git(&dir, &["add", "."]);
+            git(&dir, &["commit", "-q", "-m", "one"]);
+            git(&dir, &["tag", "-a", "v1", "-m", "version 1"]);
+            fs::write(dir.join("README.md"), "readme\n").unwrap();
+            git(&dir, &["add", "."]);
+            git(&dir, &["commit", "-q", "-m", "two"]);
+            git(&dir, &["tag", "v2"]);
+            git(&dir, &["checkout", "-q", "-b", "feature"]);
+            fs::write(dir.join(".gitmodules"), "").unwrap();
+            git(&dir, &["add", "."]);
+            git(&dir, &["commit", "-q", "-m", "three"]);
+            git(&dir, &["checkout", "-q", "main"]);
+            let url = format!("file://{}", dir.display());
+            Upstream {
+                _temp: temp,
+                dir,
+                url,
+            }
+        }
+
+        pub fn rev(&self, rev: &str) -> gix::ObjectId {
+            gix::ObjectId::from_hex(git(&self.dir, &["rev-parse", rev]).as_bytes()).unwrap()
+        }
+    }
+
+    pub fn mirror_of(upstream: &Upstream) -> (tempfile::TempDir, Mirror) {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = cache.path().join("git/example.com/org/infra.git");
+        (cache, Mirror::new(dir, upstream.url.clone()))
+    }
+
+    fn refs(dir: &Path) -> Vec<String> {
+        let out = git(dir, &["for-each-ref", "--format=%(refname)"]);
+        out.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn creates_updates_and_prunes() {
+        let upstream = Upstream::new();
+        let (cache, mirror) = mirror_of(&upstream);
+        assert!(!mirror.exists());
+        assert!(mirror.last_fetch().is_none());
+
+        mirror.with_lock(|| mirror.update()).unwrap().unwrap();
+        assert!(mirror.exists());
+        let first = mirror.last_fetch().expect("fetch time recorded");
+        assert!(SystemTime::now().duration_since(first).unwrap() < Duration::from_secs(60));
+        assert_eq!(
+            refs(&mirror.dir),
+            [
+                "refs/heads/feature",
+                "refs/heads/main",
+                "refs/tags/v1",
+                "refs/tags/v2"
+            ]
+        );
+        assert_eq!(
+            git(&mirror.dir, &["symbolic-ref", "HEAD"]),
+            "refs/heads/main"
+        );
+        // Nothing but the mirror and its lock file is left beside it.
+        let mut siblings: Vec<_> = fs::read_dir(mirror.dir.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        siblings.sort();
+        assert_eq!(siblings, ["infra.git", "infra.git.lock"]);
+        // The mirror is a repository git can read, with full history.
+        git(&mirror.dir, &["fsck", "--no-progress"]);
+        assert_eq!(
+            git(&mirror.dir, &["rev-list", "--count", "refs/heads/feature"]),
+            "3"
+        );
+
+        // Upstream changes: a branch goes, a tag moves, a branch and a tag
+        // appear, the default branch changes.
+        git(&upstream.dir, &["branch", "-D", "feature"]);
+        git(
+            &upstream.dir,
+            &["commit", "-q", "--allow-empty", "-m", "four"],
+        );
+        git(&upstream.dir, &["tag", "-f", "v2"]);
+        git(&upstream.dir, &["tag", "v3"]);
+        git(&upstream.dir, &["branch", "trunk"]);
+        git(&upstream.dir, &["symbolic-ref", "HEAD", "refs/heads/trunk"]);
+        git(&upstream.dir, &["branch", "-D", "main"]);
+        mirror.update().unwrap();
+        assert_eq!(
+            refs(&mirror.dir),
+            [
+                "refs/heads/trunk",
+                "refs/tags/v1",
+                "refs/tags/v2",
+                "refs/tags/v3"
+            ]
+        );
+        assert_eq!(
+            git(&mirror.dir, &["rev-parse", "v2"]),
+            upstream.rev("v2").to_string()
+        );
+        assert_eq!(
+            git(&mirror.dir, &["symbolic-ref", "HEAD"]),
+            "refs/heads/trunk"
+        );
+        assert!(mirror.last_fetch().unwrap() >= first);
+
+        // An update with nothing new succeeds too.
+        mirror.update().unwrap();
+        drop(cache);
+    }
+
+    #[test]
+    fn failed_clone_leaves_nothing() {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = cache.path().join("git/example.com/missing.git");
+        let missing = cache.path().join("no-such-repo");
+        let mirror = Mirror::new(dir.clone(), format!("file://{}", missing.display()));
+        let error = mirror.update().unwrap_err();
+        assert!(matches!(error, GitError::Clone(_)), "{error:?}");
+        assert!(error.to_string().contains("no-such-repo"), "{error}");
+        assert!(!mirror.exists());
+        let left: Vec<_> = fs::read_dir(dir.parent().unwrap()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn lock_is_exclusive() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        let cache = tempfile::tempdir().unwrap();
+        let mirror = Mirror::new(cache.path().join("git/h/r.git"), "file:///nowhere".into());
+        let inside = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let mirror = mirror.clone();
+                let inside = inside.clone();
+                std::thread::spawn(move || {
+                    mirror
+                        .with_lock(|| {
+                            assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+                            std::thread::sleep(Duration::from_millis(20));
+                            inside.fetch_sub(1, Ordering::SeqCst);
+                        })
+                        .unwrap();
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Keeping mirrors fresh: the freshness rules of registry metadata applied
+//! to a whole repository, with one fetch per mirror at a time.
+//!
+//! gix's network code blocks, so every mirror operation runs on tokio's
+//! blocking pool.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use super::mirror::{GitError, Mirror};
+use super::refs;
+use super::repo_id::RepoId;
+use crate::config::Config;
+use crate::store::{KeyedLocks, Store};
+
+#[derive(Clone)]
+pub struct GitMirrors {
+    pub(super) config: Arc<Config>,
+    pub(super) store: Arc<Store>,
+    /// Mirrors with a background refresh under way.
+    refreshing: Arc<Mutex<HashSet<String>>>,
+    /// One archive build per commit at a time.
+    pub(super) locks: KeyedLocks,
+}
+
+/// A ref resolved in a mirror.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub commit: gix::ObjectId,
+    /// The tree has a `.gitmodules`: git must clone it, an archive would
+    /// lack the submodules.
+    pub has_submodules: bool,
+}
+
+impl GitMirrors {
+    pub fn new(config: Arc<Config>, store: Arc<Store>) -> GitMirrors {
+        GitMirrors {
+            config,
+            store,
+            refreshing: Arc::default(),
+            locks: KeyedLocks::default(),
+        }
+    }
+
+    pub fn mirror(&self, repo: &RepoId) -> Mirror {
+        Mirror::new(self.store.path(&repo.mirror_dir()), repo.upstream_url())
+    }
+
+    /// The mirror, created or refreshed as its age requires. A refresh that
+    /// fails leaves the existing mirror in use, with one log line.
+    pub async fn fresh(&self, repo: &RepoId) -> Result<Mirror, GitError> {
+        let mirror = self.mirror(repo);
+        let ttl = self.config.metadata_ttl;
+        let age = mirror
+            .last_fetch()
+            .and_then(|t| SystemTime::now().duration_since(t).ok());
+        match age {
+            Some(age) if age < ttl => Ok(mirror),
+            Some(age) if age < ttl + self.config.stale_while_revalidate => {
+                self.refresh_in_background(repo);
+                Ok(mirror)
+            }
+            _ => self.update_now(repo, Some(ttl)).await,
+        }
+    }
+
+    /// Resolves `reference` (default branch when `None`), fetching once
+    /// more if the mirror does not have it yet.
+    pub async fn resolve(
+        &self,
+        repo: &RepoId,
+        reference: Option<&str>,
+    ) -> Result<Resolved, GitError> {
+        let mirror = self.fresh(repo).await?;
+        if let Some(resolved) = blocking_resolve(&mirror, reference).await? {
+            return Ok(resolved);
+        }
+        let mirror = self.update_now(repo, None).await?;
+        blocking_resolve(&mirror, reference)
+            .await?
+            .ok_or_else(|| GitError::NoSuchRef {
+                reference: reference.unwrap_or("HEAD").to_owned(),
+                repo: repo.upstream_url(),
+            })
+    }
+
+    /// Fetches now, under the mirror's lock. With `unless_younger_than`, a
+    /// caller that waited for someone else's fetch does not fetch again.
+    async fn update_now(
+        &self,
+        repo: &RepoId,
+        unless_younger_than: Option<Duration>,
+    ) -> Result<Mirror, GitError> {
+        let mirror = self.mirror(repo);
+        let worker = mirror.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            worker.with_lock(|| {
+                let fresh_enough = unless_younger_than.is_some_and(|limit| {
+                    worker
+                        .last_fetch()
+                        .and_then(|t| SystemTime::now().duration_since(t).ok())
+                        .is_some_and(|age| age < limit)
+                });
+                if fresh_enough {
+                    Ok(())
+                } else {
+                    worker.update()
+                }
+            })?
+        })
+        .await
+        .map_err(|e| GitError::Fetch(format!("fetch task failed: {e}")))?;
+        match result {
+            Ok(()) => Ok(mirror),
+            Err(e) if mirror.exists() => {
+                tracing::warn!("cannot refresh the mirror of {repo}, using it as it is: {e}");
+                Ok(mirror)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn refresh_in_background(&self, repo: &RepoId) {
+        let key = repo.upstream_url();
+        if !self
+            .refreshing
+            .lock()
+            .expect("refresh set poisoned")
+            .insert(key.clone())
+        {
+            return;
+        }
+        let this = self.clone();
+        let repo = repo.clone();
+        tokio::spawn(async move {
+            let _ = this.update_now(&repo, Some(this.config.metadata_ttl)).await;
+            this.refreshing
+                .lock()
+                .expect("refresh set poisoned")
+                .remove(&key);
+        });
+    }
+}
+
+async fn blocking_resolve(
+    mirror: &Mirror,
+    reference: Option<&str>,
+) -> Result<Option<Resolved>, GitError> {
+    let dir = mirror.dir.clone();
+    let reference = reference.map(str::to_owned);
+    tokio::task::spawn_blocking(move || {
+        let Some(commit) = refs::resolve(&dir, reference.as_deref())? else {
+            return Ok(None);
+        };
+        let has_submodules = refs::has_gitmodules(&dir, &commit)?;
+        Ok(Some(Resolved {
+            commit,
+            has_submodules,
+        }))
+    })
+    .await
+    .map_err(|e| GitError::Fetch(format!("resolve task failed: {e}")))?
+}

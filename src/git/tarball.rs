@@ -1,0 +1,88 @@
+//! `/git-archive/<scheme>/<host>/<path>.git/<commit>.tar.gz`: the whole tree
+//! of one commit as a tar.gz, built once from the mirror and then served
+//! from disk like any immutable artifact. A commit never changes, so
+//! neither does its archive.
+
+use hyper::StatusCode;
+
+use super::archive::write_tar_gz;
+use super::repo_id::RepoId;
+use super::service::GitMirrors;
+use crate::response::{self, Response};
+use crate::store::Segment;
+
+const CONTENT_TYPE: &str = "application/gzip";
+
+impl GitMirrors {
+    /// tfmirror's URL for the archive of `commit`, to put in a module location.
+    pub fn archive_url(base_url: &str, repo: &RepoId, commit: &gix::ObjectId) -> String {
+        format!(
+            "{base_url}/git-archive/{}/{commit}.tar.gz",
+            repo.proxy_path()
+        )
+    }
+
+    /// Handles `/git-archive/<segments...>`.
+    pub async fn tarball(&self, segments: &[String]) -> Response {
+        let Some((file, repo_segments)) = segments.split_last() else {
+            return response::error(StatusCode::NOT_FOUND, "no such archive");
+        };
+        let commit = file
+            .strip_suffix(".tar.gz")
+            .and_then(|hex| gix::ObjectId::from_hex(hex.as_bytes()).ok());
+        let (Some(commit), Some(repo)) = (commit, RepoId::from_proxy_segments(repo_segments))
+        else {
+            return response::error(
+                StatusCode::BAD_REQUEST,
+                "not an archive path tfmirror serves",
+            );
+        };
+        let rel = repo.archive_path(Segment::new(file).expect("hex and .tar.gz form a valid name"));
+        if let Some((file, size)) = self.store.open_artifact(&rel).await {
+            return response::file(file, size, CONTENT_TYPE);
+        }
+        let _one_builder = self.locks.lock(&rel.key()).await;
+        if let Some((file, size)) = self.store.open_artifact(&rel).await {
+            return response::file(file, size, CONTENT_TYPE);
+        }
+        if let Err(e) = self.build_archive(&repo, &commit, &rel).await {
+            tracing::error!("cannot build the archive of {repo} at {commit}: {e}");
+            return response::error(
+                StatusCode::BAD_GATEWAY,
+                &format!("cannot archive {repo} at {commit}: {e}"),
+            );
+        }
+        match self.store.open_artifact(&rel).await {
+            Some((file, size)) => response::file(file, size, CONTENT_TYPE),
+            None => response::error(StatusCode::INTERNAL_SERVER_ERROR, "stored archive vanished"),
+        }
+    }
+
+    async fn build_archive(
+        &self,
+        repo: &RepoId,
+        commit: &gix::ObjectId,
+        rel: &crate::store::RelPath,
+    ) -> Result<(), String> {
+        let mut mirror = self.mirror(repo);
+        if !mirror.exists() || !super::refs::has_commit(&mirror.dir, commit) {
+            mirror = self.fresh(repo).await.map_err(|e| e.to_string())?;
+        }
+        // Archives of module repositories are small enough to build in
+        // memory; the store then writes them atomically.
+        let dir = mirror.dir.clone();
+        let commit_id = *commit;
+        let bytes = tokio::task::spawn_blocking(move || {
+            let mut bytes = Vec::new();
+            write_tar_gz(&dir, &commit_id, &mut bytes).map(|()| bytes)
+        })
+        .await
+        .map_err(|e| format!("archive task failed: {e}"))?
+        .map_err(|e| e.to_string())?;
+        self.store
+            .write(rel, &bytes)
+            .await
+            .map_err(|e| format!("cannot store the archive: {e}"))?;
+        Ok(())
+    }
+}

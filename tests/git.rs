@@ -1,0 +1,256 @@
+//! End to end: git module sources, direct and through the registry, served
+//! from one local mirror of a mono-repo.
+
+mod fixtures;
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use fixtures::http::{get, raw_request};
+use fixtures::{GitRepoSpec, ModuleSpec};
+use harness::{assert_failure, assert_success, installed_ids, World};
+
+const REPO: &str = "org/infra.git";
+
+fn registry_modules() -> Vec<ModuleSpec> {
+    vec![
+        ModuleSpec::new("acme", "vpc", "git", &["1.1.0"]).with_git_location(
+            REPO,
+            "modules/vpc",
+            "v1.1.0",
+        ),
+        ModuleSpec::new("acme", "dns", "git", &["1.0.0"]).with_git_location(
+            REPO,
+            "modules/dns",
+            "v1.0.0",
+        ),
+        ModuleSpec::new("acme", "oldvpc", "git", &["1.0.0"]).with_git_location(
+            REPO,
+            "modules/vpc",
+            "v1.0.0",
+        ),
+    ]
+}
+
+fn world(extra_config: &str) -> World {
+    World::with_git(
+        registry_modules(),
+        vec![GitRepoSpec::new(REPO)],
+        extra_config,
+    )
+}
+
+/// Six calls into the mono-repo: three direct `git::` sources at two refs,
+/// three registry modules that resolve to `git::`.
+fn six_calls(world: &World) -> String {
+    let repo = world.registry.git_url(REPO);
+    let mut text = String::new();
+    for (name, subdir, reference) in [
+        ("d_vpc_old", "vpc", "v1.0.0"),
+        ("d_dns_old", "dns", "v1.0.0"),
+        ("d_vpc_new", "vpc", "v1.1.0"),
+    ] {
+        text.push_str(&format!("module \"{name}\" {{\n  source = \"git::{repo}//modules/{subdir}?ref={reference}\"\n}}\n"));
+    }
+    for (name, module, version) in [
+        ("r_vpc", "vpc", "1.1.0"),
+        ("r_dns", "dns", "1.0.0"),
+        ("r_oldvpc", "oldvpc", "1.0.0"),
+    ] {
+        text.push_str(&format!("module \"{name}\" {{\n  source  = \"acme/{module}/git\"\n  version = \"{version}\"\n}}\n"));
+    }
+    text
+}
+
+fn expected_six() -> Vec<(String, String)> {
+    let mut ids: Vec<(String, String)> = [
+        ("d_dns_old", "dns v1.0.0"),
+        ("d_vpc_new", "vpc v1.1.0"),
+        ("d_vpc_old", "vpc v1.0.0"),
+        ("r_dns", "dns v1.0.0"),
+        ("r_oldvpc", "vpc v1.0.0"),
+        ("r_vpc", "vpc v1.1.0"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    ids.sort();
+    ids
+}
+
+fn info_refs(world: &World) -> usize {
+    world
+        .registry
+        .count(|r| r.path.starts_with("/git/") && r.path.contains("/info/refs"))
+}
+
+#[test]
+fn one_mirror_serves_every_call_and_ref() {
+    let world = world("");
+    let cold = world.workdir_with("cold", &six_calls(&world));
+    let started = Instant::now();
+    assert_success(&world.init(&cold), "cold init");
+    let cold_time = started.elapsed();
+    assert_eq!(installed_ids(&cold), expected_six());
+    assert_eq!(
+        info_refs(&world),
+        1,
+        "one clone of the repository: {:?}",
+        world.registry.requests()
+    );
+    assert!(
+        world.registry.git_upload_pack_posts() <= 2,
+        "ls-refs and one fetch at most"
+    );
+    let cold_bytes = world.registry.git_bytes_sent();
+
+    world.registry.clear_requests();
+    let warm = world.workdir_with("warm", &six_calls(&world));
+    let started = Instant::now();
+    assert_success(&world.init(&warm), "warm init");
+    let warm_time = started.elapsed();
+    assert_eq!(installed_ids(&warm), expected_six());
+    assert_eq!(
+        info_refs(&world) + world.registry.git_upload_pack_posts(),
+        0,
+        "{:?}",
+        world.registry.requests()
+    );
+    eprintln!("git mono-repo, 6 calls: cold {cold_time:?}, warm {warm_time:?}, upstream git bytes cold {cold_bytes}");
+
+    world.registry.stop();
+    let offline = world.workdir_with("offline", &six_calls(&world));
+    assert_success(&world.init(&offline), "offline init");
+    assert_eq!(installed_ids(&offline), expected_six());
+}
+
+#[test]
+fn moved_refs_are_seen_after_the_ttl_and_not_before() {
+    let world = world("metadata_ttl = \"3s\"\nstale_while_revalidate = \"0s\"");
+    let call = |name: &str| {
+        let repo = world.registry.git_url(REPO);
+        let text = format!(
+            "module \"direct\" {{\n  source = \"git::{repo}//modules/vpc?ref=main\"\n}}\nmodule \"reg\" {{\n  source  = \"acme/vpc/git\"\n  version = \"1.1.0\"\n}}\n"
+        );
+        world.workdir_with(name, &text)
+    };
+    let first = call("first");
+    let fetched = Instant::now();
+    assert_success(&world.init(&first), "first init");
+    let mut labels = installed_ids(&first);
+    labels.sort();
+    assert_eq!(
+        labels,
+        [
+            ("direct".into(), "vpc v1.1.0".into()),
+            ("reg".into(), "vpc v1.1.0".into())
+        ]
+    );
+
+    world
+        .registry
+        .git_repo(REPO)
+        .advance_branch("main", "main-2");
+    world
+        .registry
+        .git_repo(REPO)
+        .move_tag("v1.1.0", "v1.1.0-moved");
+    let before = call("before");
+    assert_success(&world.init(&before), "init within the TTL");
+    assert!(
+        fetched.elapsed() < Duration::from_secs(3),
+        "the test itself was too slow to check 'not before'"
+    );
+    assert_eq!(
+        installed_ids(&before),
+        labels,
+        "within the TTL the mirror is not refetched"
+    );
+
+    std::thread::sleep(
+        Duration::from_secs(3).saturating_sub(fetched.elapsed()) + Duration::from_millis(200),
+    );
+    let after = call("after");
+    assert_success(&world.init(&after), "init after the TTL");
+    assert_eq!(
+        installed_ids(&after),
+        [
+            ("direct".into(), "vpc main-2".into()),
+            ("reg".into(), "vpc v1.1.0-moved".into())
+        ]
+    );
+
+    // Upstream down and the mirror stale: the mirror is used as it is.
+    world.registry.stop();
+    std::thread::sleep(Duration::from_millis(3200));
+    let offline = call("offline");
+    assert_success(&world.init(&offline), "init with the upstream down");
+    assert_eq!(installed_ids(&offline), installed_ids(&after));
+}
+
+#[test]
+fn missing_refs_and_path_tricks_are_refused() {
+    let world = World::with_git(
+        vec![
+            ModuleSpec::new("acme", "ghost", "git", &["1.0.0"]).with_git_location(
+                REPO,
+                "modules/vpc",
+                "v9.9.9",
+            ),
+        ],
+        vec![GitRepoSpec::new(REPO)],
+        "",
+    );
+    let dir = world.workdir_with(
+        "ghost",
+        "module \"g\" {\n  source  = \"acme/ghost/git\"\n  version = \"1.0.0\"\n}\n",
+    );
+    let text = assert_failure(&world.init(&dir), "init with a missing ref");
+    assert!(
+        text.contains("v9.9.9") && text.contains("org/infra"),
+        "names the ref and the repository:\n{text}"
+    );
+
+    let server = world.serve();
+    for path in [
+        "/git/http/127.0.0.1:1/../../etc/info/refs?service=git-upload-pack",
+        "/git/http/127.0.0.1:1/%2Fetc/passwd/info/refs?service=git-upload-pack",
+        "/git-archive/https/github.com/org/..%2F..%2Fx.git/0123456789abcdef0123456789abcdef01234567.tar.gz",
+        "/git-archive/https/github.com/%2Fetc.git/0123456789abcdef0123456789abcdef01234567.tar.gz",
+    ] {
+        let response = raw_request(server.addr(), &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+        assert_eq!(response.status, 400, "{path}: {}", response.text());
+    }
+}
+
+#[test]
+fn an_archive_is_the_same_bytes_every_time_it_is_built() {
+    let world = world("");
+    let server = world.serve();
+    let location = get(&format!(
+        "{}/v1/modules/registry.terraform.io/acme/vpc/git/1.1.0/download",
+        server.url
+    ));
+    assert_eq!(location.status, 204, "{}", location.text());
+    let source = location.header("X-Terraform-Get").unwrap().to_owned();
+    let archive_url = source.split("//modules/").next().unwrap().to_owned();
+    assert!(
+        archive_url.contains("/git-archive/") && archive_url.ends_with(".tar.gz"),
+        "{source}"
+    );
+    let first = get(&archive_url);
+    assert_eq!(first.status, 200);
+    let stored: Vec<_> = world
+        .cache_files()
+        .into_iter()
+        .filter(|f| f.starts_with("git-archives/"))
+        .collect();
+    assert_eq!(stored.len(), 1, "{:?}", world.cache_files());
+    std::fs::remove_file(world.cache_dir().join(&stored[0])).unwrap();
+    let second = get(&archive_url);
+    assert_eq!(second.status, 200);
+    assert_eq!(
+        fixtures::provider_zip::sha256_hex(&first.body),
+        fixtures::provider_zip::sha256_hex(&second.body)
+    );
+}
