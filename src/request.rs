@@ -57,3 +57,9 @@ pub fn unproxied(config: &Config, host: &Segment) -> Option<Response> {
     let message = format!("{host} is not one of the registries tfmirror proxies");
     Some(response::error(StatusCode::NOT_FOUND, &message))
 }
+
+/// Splits a path the way the router hands it to the protocol handlers.
+#[cfg(test)]
+pub fn test_segments(path: &str) -> Vec<String> {
+    path.split('/').map(str::to_owned).collect()
+}

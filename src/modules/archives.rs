@@ -10,7 +10,7 @@ use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::source::ArchiveSource;
+use super::source::archive_extension;
 use super::validate::check_archive;
 use super::Modules;
 use crate::response::{self, Response};
@@ -33,8 +33,7 @@ pub struct ArchiveOrigin {
 pub fn archive_path(file_name: &str) -> Option<(String, RelPath)> {
     let (key, extension) = file_name.split_once('.')?;
     let valid_key = key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit());
-    let source = ArchiveSource::parse(&format!("http://x/a.{extension}"))?;
-    if !valid_key || source.extension != extension {
+    if !valid_key || archive_extension(extension).is_none() {
         return None;
     }
     let rel = RelPath::new([

@@ -62,7 +62,7 @@ mod tests {
     use super::*;
 
     fn parse(path: &str) -> Result<Route, RouteError> {
-        Route::parse(&path.split('/').map(str::to_owned).collect::<Vec<_>>())
+        Route::parse(&crate::request::test_segments(path))
     }
 
     #[test]

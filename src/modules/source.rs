@@ -11,6 +11,11 @@ use url::Url;
 /// extensions first so `tar.gz` wins over `gz`.
 const ARCHIVE_EXTENSIONS: [&str; 7] = ["tar.bz2", "tar.gz", "tar.xz", "tbz2", "tgz", "txz", "zip"];
 
+/// The canonical name of an archive extension go-getter unpacks.
+pub fn archive_extension(extension: &str) -> Option<&'static str> {
+    ARCHIVE_EXTENSIONS.into_iter().find(|e| *e == extension)
+}
+
 /// A source split into the package address and the `//subdir` within it,
 /// as go-getter's `SourceDirSubdir` splits it: the first `//` after the
 /// scheme's `://` and before the query starts the subdir, and a query
@@ -113,7 +118,7 @@ impl ArchiveSource {
             .find(|(k, _)| k == "archive")
             .map(|(_, v)| v.into_owned());
         let extension = match by_query {
-            Some(format) => ARCHIVE_EXTENSIONS.into_iter().find(|e| *e == format)?,
+            Some(format) => archive_extension(&format)?,
             None => ARCHIVE_EXTENSIONS
                 .into_iter()
                 .find(|e| url.path().ends_with(&format!(".{e}")))?,
