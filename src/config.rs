@@ -5,6 +5,7 @@
 //! environment.
 
 use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,7 +30,19 @@ pub struct Config {
     pub upstream: BTreeMap<String, Url>,
     /// Git URL prefixes whose repositories are served from local mirrors.
     pub git_mirror: Vec<String>,
+    /// Where `tfmirror serve` listens when `--listen` is not given; the
+    /// login service always uses a fixed address, [`DEFAULT_SERVICE_LISTEN`]
+    /// unless this is set.
+    pub listen: Option<SocketAddr>,
+    /// How long a server that `exec` started in the background waits with
+    /// no requests before it exits.
+    pub idle_timeout: Duration,
 }
+
+/// The login service's address: fixed, so the exports `tfmirror env`
+/// prints stay valid across restarts.
+pub const DEFAULT_SERVICE_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7878);
 
 /// Git hosts mirrored when the config names none.
 pub const DEFAULT_GIT_MIRROR: [&str; 3] = [
@@ -46,6 +59,8 @@ impl Default for Config {
             registries: DEFAULT_REGISTRIES.iter().map(|h| h.to_string()).collect(),
             upstream: BTreeMap::new(),
             git_mirror: DEFAULT_GIT_MIRROR.iter().map(|p| p.to_string()).collect(),
+            listen: None,
+            idle_timeout: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -60,6 +75,8 @@ struct ConfigFile {
     #[serde(default)]
     upstream: BTreeMap<String, String>,
     git: Option<GitSection>,
+    listen: Option<String>,
+    idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +131,14 @@ impl Config {
                 .into_iter()
                 .map(|h| normalize_host(&h))
                 .collect::<Result<_, _>>()?;
+        }
+        if let Some(listen) = file.listen {
+            config.listen = Some(listen.parse().map_err(|e| {
+                format!("listen = {listen:?}: {e} (expected e.g. \"127.0.0.1:7878\")")
+            })?);
+        }
+        if let Some(idle) = file.idle_timeout {
+            config.idle_timeout = parse_duration("idle_timeout", &idle)?;
         }
         if let Some(mirror) = file.git.and_then(|git| git.mirror) {
             config.git_mirror = mirror;
@@ -261,6 +286,8 @@ mod tests {
             metadata_ttl = "5m"
             stale_while_revalidate = "2h"
             registries = ["Registry.Terraform.io"]
+            listen = "127.0.0.1:9999"
+            idle_timeout = "90s"
             [upstream]
             "registry.terraform.io" = "http://127.0.0.1:9000"
             "#,
@@ -268,6 +295,8 @@ mod tests {
         .unwrap();
         assert_eq!(config.metadata_ttl, Duration::from_secs(300));
         assert_eq!(config.registries, ["registry.terraform.io"]);
+        assert_eq!(config.listen, Some("127.0.0.1:9999".parse().unwrap()));
+        assert_eq!(config.idle_timeout, Duration::from_secs(90));
         assert_eq!(
             config.discovery_url("registry.terraform.io").as_str(),
             "http://127.0.0.1:9000/.well-known/terraform.json"
@@ -286,6 +315,8 @@ mod tests {
         assert!(err.contains("not a registry hostname"), "{err}");
         let err = Config::parse("[upstream]\n\"a.b\" = \"ftp://x/\"").unwrap_err();
         assert!(err.contains("http or https"), "{err}");
+        let err = Config::parse(r#"listen = "localhost""#).unwrap_err();
+        assert!(err.contains("listen"), "{err}");
         let err = Config::parse("metdata_ttl = \"1h\"").unwrap_err();
         assert!(err.contains("unknown field"), "{err}");
     }
