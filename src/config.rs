@@ -98,12 +98,14 @@ pub enum ConfigError {
 
 impl Config {
     /// Loads the config file that applies (see [`config_file`]), or the
-    /// defaults when there is none.
-    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
-        match config_file(explicit) {
-            Some(path) => Config::from_file(&path),
-            None => Ok(Config::default()),
-        }
+    /// defaults when there is none; also returns that file's path.
+    pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
+        let path = config_file(explicit);
+        let config = match &path {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        Ok((config, path))
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {

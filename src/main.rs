@@ -16,6 +16,7 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -42,11 +43,29 @@ struct CacheArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the cache until stopped (SIGINT/SIGTERM).
+    /// Serve the cache until stopped (SIGINT/SIGTERM, `tfmirror stop`).
     Serve {
-        /// Address to listen on; port 0 picks a free port.
-        #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
-        listen: SocketAddr,
+        /// Address to listen on [default: the config's `listen`, else
+        /// 127.0.0.1 on a free port].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Exit after this long without clients (e.g. `15m`).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        idle_timeout: Option<Duration>,
+        /// Started by a client: exit quietly if another server owns the
+        /// cache, and after the config's `idle_timeout` without clients.
+        #[arg(long, hide = true)]
+        background: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Show the server that owns the cache (exit 1 if none runs).
+    Status {
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Stop the cache's server once its requests in flight finish.
+    Stop {
         #[command(flatten)]
         cache: CacheArgs,
     },
@@ -55,13 +74,14 @@ enum Command {
         #[command(flatten)]
         cache: CacheArgs,
     },
-    /// Print `export` lines that point git at the running server's mirrors.
+    /// Print `export` lines that point Terraform, OpenTofu and git at the
+    /// running server (use with `eval "$(tfmirror env)"`).
     Env {
         #[command(flatten)]
         cache: CacheArgs,
     },
     /// Run a command (e.g. `terraform init`) with Terraform and OpenTofu
-    /// pointed at tfmirror, starting a server for it if none runs.
+    /// pointed at tfmirror, starting a background server if none runs.
     Exec {
         #[command(flatten)]
         cache: CacheArgs,
@@ -91,29 +111,60 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Serve { listen, cache } => {
-            let (dir, config) = load(&cache)?;
-            commands::serve::run(&dir, config, listen).await
+        Command::Serve {
+            listen,
+            idle_timeout,
+            background,
+            cache,
+        } => {
+            let loaded = Loaded::new(&cache)?;
+            let options = commands::serve::ServeOptions {
+                listen,
+                idle_timeout,
+                background,
+            };
+            commands::serve::run(&loaded.dir, loaded.config, options).await
         }
+        Command::Status { cache } => commands::status::run(&Loaded::new(&cache)?.dir).await,
+        Command::Stop { cache } => commands::stop::run(&Loaded::new(&cache)?.dir).await,
         Command::Rc { cache } => {
-            let (dir, config) = load(&cache)?;
-            commands::rc::run(&dir, &config).await
+            let loaded = Loaded::new(&cache)?;
+            commands::rc::run(&loaded.dir, &loaded.config).await
         }
         Command::Env { cache } => {
-            let (dir, config) = load(&cache)?;
-            commands::env::run(&dir, &config).await
+            let loaded = Loaded::new(&cache)?;
+            commands::env::run(&loaded.dir, &loaded.config).await
         }
         Command::Exec { cache, command } => {
-            let (dir, config) = load(&cache)?;
-            commands::exec::run(&dir, config, &command).await
+            let loaded = Loaded::new(&cache)?;
+            let launch = commands::launch::Launch {
+                cache_dir: &loaded.dir,
+                config_file: loaded.config_file.as_deref(),
+            };
+            commands::exec::run(launch, loaded.config.clone(), &command).await
         }
     }
 }
 
-fn load(args: &CacheArgs) -> anyhow::Result<(PathBuf, config::Config)> {
-    let dir = config::cache_dir(args.cache_dir.as_deref())?;
-    let config = config::Config::load(args.config.as_deref())?;
-    Ok((dir, config))
+/// The cache directory and config a command works with.
+struct Loaded {
+    dir: PathBuf,
+    config: config::Config,
+    /// The file the config came from; a server started for this command
+    /// reads the same one.
+    config_file: Option<PathBuf>,
+}
+
+impl Loaded {
+    fn new(args: &CacheArgs) -> anyhow::Result<Loaded> {
+        let dir = config::cache_dir(args.cache_dir.as_deref())?;
+        let (config, config_file) = config::Config::load(args.config.as_deref())?;
+        Ok(Loaded {
+            dir,
+            config,
+            config_file,
+        })
+    }
 }
 
 /// A server logs what it does; around a user's command only warnings and

@@ -194,6 +194,7 @@ fn losing_the_index_costs_no_zip_download() {
     );
     let index = world.cache_dir().join("index");
 
+    world.stop_server();
     std::fs::remove_dir_all(&index).unwrap();
     world.registry.clear_requests();
     assert_success(
@@ -207,6 +208,7 @@ fn losing_the_index_costs_no_zip_download() {
         world.registry.requests()
     );
 
+    world.stop_server();
     for entry in std::fs::read_dir(&index).unwrap() {
         let path = entry.unwrap().path();
         if path.is_file() {

@@ -1,5 +1,10 @@
-//! `tfmirror env`: the `export` lines that point git at the running
-//! server's mirrors, for a shell that runs terraform without `exec`.
+//! `tfmirror env`: the `export` lines that point Terraform, OpenTofu and
+//! git at the running server, for a shell that runs them without `exec`.
+//!
+//! Terraform is pointed at `<cache>/terraform.rc`, which every server
+//! rewrites as it starts, so the exports outlive a restart. The git
+//! variables name the server's address and hold as long as it is fixed
+//! (`listen`, as the login service has it).
 
 use std::path::Path;
 
@@ -9,8 +14,12 @@ pub async fn run(cache_dir: &Path, config: &Config) -> anyhow::Result<i32> {
     let Some(server) = super::require_server(cache_dir).await else {
         return Ok(1);
     };
-    for (name, value) in super::git_config_env(config, &server.url, |name| std::env::var(name).ok())
-    {
+    let terraform_rc = super::terraform_rc_path(&server.cache_dir);
+    let terraform_rc = terraform_rc.to_string_lossy();
+    let cli_config = ["TF_CLI_CONFIG_FILE", "TOFU_CLI_CONFIG_FILE"]
+        .map(|name| (name.to_owned(), terraform_rc.clone().into_owned()));
+    let git = super::git_config_env(config, &server.url, |name| std::env::var(name).ok());
+    for (name, value) in cli_config.into_iter().chain(git) {
         println!("export {name}={}", shell_quote(&value));
     }
     Ok(0)

@@ -3,20 +3,43 @@
 
 pub mod env;
 pub mod exec;
+pub mod launch;
 pub mod rc;
 pub mod serve;
+mod server_log;
+pub mod status;
+pub mod stop;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cliconfig::HostServices;
-use crate::config::Config;
-use crate::server::state_file::{self, ServerInfo};
+use crate::cliconfig::{self, HostServices, Rendered};
+use crate::config::{self, Config};
+use crate::server::state_file;
+
+/// What a running server says of itself at `/_tfmirror/health`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Health {
+    pub version: String,
+    pub pid: u32,
+    pub url: String,
+    pub cache_dir: PathBuf,
+    pub uptime_secs: u64,
+}
+
+impl Health {
+    /// Whether it is this build of tfmirror; another one may speak an older
+    /// protocol or lay out the cache differently.
+    pub fn is_current(&self) -> bool {
+        self.version == env!("CARGO_PKG_VERSION")
+    }
+}
 
 /// The server recorded in `<cache>/server.json`, if it answers its health
-/// check for this cache directory. A stale file (dead process, another
-/// cache) is not trusted.
-pub async fn running_server(cache_dir: &Path) -> Option<ServerInfo> {
+/// check as the process recorded there, for this cache directory. A stale
+/// file (dead process, a port reused by something else, another cache) is
+/// not trusted.
+pub async fn running_server(cache_dir: &Path) -> Option<Health> {
     let info = state_file::read(cache_dir)?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
@@ -28,9 +51,8 @@ pub async fn running_server(cache_dir: &Path) -> Option<ServerInfo> {
         .send()
         .await
         .ok()?;
-    let health: serde_json::Value = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
-    let served_dir = health.get("cache_dir")?.as_str()?;
-    same_dir(Path::new(served_dir), cache_dir).then_some(info)
+    let health: Health = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+    (health.pid == info.pid && same_dir(&health.cache_dir, cache_dir)).then_some(health)
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {
@@ -71,11 +93,12 @@ pub fn git_config_env(
 }
 
 /// The running server, or `None` after telling the user how to start one.
-pub async fn require_server(cache_dir: &Path) -> Option<ServerInfo> {
+pub async fn require_server(cache_dir: &Path) -> Option<Health> {
     let server = running_server(cache_dir).await;
     if server.is_none() {
         eprintln!(
-            "tfmirror: no server is running for the cache at {}; start one with `tfmirror serve`",
+            "tfmirror: no server is running for the cache at {}; start one with \
+             `tfmirror serve`, or install one that starts at login with `tfmirror service install`",
             cache_dir.display()
         );
     }
@@ -98,4 +121,30 @@ pub fn host_services(config: &Config, url: &str) -> Vec<HostServices> {
             ],
         })
         .collect()
+}
+
+/// The CLI config for the server at `url`, carrying along the user's own:
+/// the file `TF_CLI_CONFIG_FILE` (or `TOFU_CLI_CONFIG_FILE`) names, else
+/// Terraform's default files. When that variable points at the cache's own
+/// `terraform.rc` (a shell set up by `tfmirror env`), the defaults are read
+/// instead, so edits to `~/.terraformrc` keep reaching the generated file.
+pub fn render_cli_config(config: &Config, cache_dir: &Path, url: &str) -> anyhow::Result<Rendered> {
+    let own = terraform_rc_path(cache_dir);
+    let user_env = ["TF_CLI_CONFIG_FILE", "TOFU_CLI_CONFIG_FILE"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .find(|path| !path.is_empty())
+        .filter(|path| !same_dir(Path::new(path), &own));
+    let user = cliconfig::find_user_config(user_env.as_deref(), config::home_dir().as_deref())?;
+    Ok(cliconfig::render(
+        &host_services(config, url),
+        user.as_ref(),
+    ))
+}
+
+/// `<cache>/terraform.rc`: the CLI config of the cache's current server,
+/// rewritten whenever one starts, so `TF_CLI_CONFIG_FILE` can name it once
+/// and for all.
+pub fn terraform_rc_path(cache_dir: &Path) -> PathBuf {
+    cache_dir.join("terraform.rc")
 }

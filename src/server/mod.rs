@@ -1,6 +1,7 @@
 //! The HTTP server: accepts connections, routes requests, and shuts down
 //! without cutting off requests in flight.
 
+mod activity;
 mod router;
 pub mod state_file;
 
@@ -25,6 +26,7 @@ use crate::providers::Providers;
 use crate::response::{self, Response};
 use crate::store::Store;
 use crate::upstream::{Discovery, EnvTokens, RegistryClient, Upstream};
+use activity::Activity;
 
 /// How long shutdown waits for requests in flight before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -57,6 +59,7 @@ impl App {
 pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
+    activity: Arc<Activity>,
 }
 
 impl Server {
@@ -93,11 +96,18 @@ impl Server {
         Ok(Server {
             listener,
             app: Arc::new(app),
+            activity: Activity::new(),
         })
     }
 
     pub fn url(&self) -> &str {
         &self.app.url
+    }
+
+    /// Completes once no client has been connected for `timeout`; pass it
+    /// to [`Server::run`] to stop an unused server.
+    pub fn idle_for(&self, timeout: Duration) -> impl Future<Output = ()> + use<> {
+        self.activity.clone().idle_for(timeout)
     }
 
     /// Serves until `shutdown` completes, then lets requests in flight
@@ -117,6 +127,7 @@ impl Server {
                         }
                     };
                     let app = self.app.clone();
+                    let in_use = self.activity.connection();
                     let service = service_fn(move |request| {
                         let app = app.clone();
                         async move {
@@ -132,6 +143,7 @@ impl Server {
                         if let Err(e) = connection.await {
                             tracing::debug!("connection ended with an error: {e}");
                         }
+                        drop(in_use);
                     });
                 }
                 () = &mut shutdown => break,

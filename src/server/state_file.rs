@@ -47,7 +47,12 @@ pub fn read(cache_dir: &Path) -> Option<ServerInfo> {
 /// Removes the file if it still describes this process; a newer server may
 /// have replaced it.
 pub fn remove_own(cache_dir: &Path) {
-    if read(cache_dir).is_some_and(|info| info.pid == std::process::id()) {
+    remove_if_pid(cache_dir, std::process::id());
+}
+
+/// Removes the file if it describes process `pid`.
+pub fn remove_if_pid(cache_dir: &Path, pid: u32) {
+    if read(cache_dir).is_some_and(|info| info.pid == pid) {
         let _ = std::fs::remove_file(path(cache_dir));
     }
 }

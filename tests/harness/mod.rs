@@ -60,6 +60,16 @@ impl World {
         World::from_registry(FakeRegistry::start_with(providers, modules), extra)
     }
 
+    /// Providers, registry modules and git repositories at once.
+    pub fn start_all(
+        providers: Vec<ProviderSpec>,
+        modules: Vec<ModuleSpec>,
+        repos: Vec<GitRepoSpec>,
+        extra: &str,
+    ) -> World {
+        World::from_registry(FakeRegistry::start_all(providers, modules, repos), extra)
+    }
+
     fn from_registry(registry: FakeRegistry, extra: &str) -> World {
         let root = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(root.path().join("home")).unwrap();
@@ -72,10 +82,18 @@ impl World {
         world
     }
 
+    /// A background server outliving its test is stopped when the world
+    /// is dropped; the short `idle_timeout` covers a test that panics
+    /// before that.
     fn write_config(&self) {
         let url = self.registry.url();
+        let idle = if self.config_extra.contains("idle_timeout") {
+            ""
+        } else {
+            "idle_timeout = \"60s\"\n"
+        };
         let config = format!(
-            "{}\nregistries = [\"registry.terraform.io\"]\n[upstream]\n\"registry.terraform.io\" = \"{url}\"\n[git]\nmirror = [\"{url}git/\"]\n",
+            "{}\n{idle}registries = [\"registry.terraform.io\"]\n[upstream]\n\"registry.terraform.io\" = \"{url}\"\n[git]\nmirror = [\"{url}git/\"]\n",
             self.config_extra,
         );
         std::fs::write(self.config_path(), config).unwrap();
@@ -113,9 +131,15 @@ impl World {
     /// A tfmirror command with this world's cache and config, in an
     /// environment cleared of anything from the machine running the tests.
     pub fn tfmirror(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(tfmirror());
+        let mut command = self.command(tfmirror());
+        command.args(args);
         command
-            .args(args)
+    }
+
+    /// Any program, in the environment [`World::tfmirror`] gives tfmirror.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new(program);
+        command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.home())
@@ -149,8 +173,12 @@ impl World {
         command.output().expect("run tfmirror exec")
     }
 
-    /// Starts `tfmirror serve` and waits for its "listening" line.
+    /// Starts `tfmirror serve` and waits for its "listening" line; a
+    /// server an earlier `exec` started is stopped first.
     pub fn serve(&self) -> ServeProcess {
+        if self.server_info().is_some() {
+            self.stop_server();
+        }
         let mut child = self
             .tfmirror(&["serve"])
             .stdout(Stdio::piped())
@@ -167,6 +195,22 @@ impl World {
             .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
             .to_owned();
         ServeProcess { child, url }
+    }
+
+    /// The server recorded in the cache's `server.json`, if any.
+    pub fn server_info(&self) -> Option<serde_json::Value> {
+        let bytes = std::fs::read(self.cache_dir().join("server.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Stops the cache's server (one `exec` started in the background), as
+    /// `tfmirror stop` does, and waits for it to exit.
+    pub fn stop_server(&self) {
+        let output = self
+            .tfmirror(&["stop"])
+            .output()
+            .expect("run tfmirror stop");
+        assert_success(&output, "tfmirror stop");
     }
 
     /// Every file below the cache directory, relative, sorted.
@@ -202,6 +246,14 @@ impl World {
                     .any(|prefix| f.starts_with(prefix))
             })
             .collect()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if self.server_info().is_some() {
+            let _ = self.tfmirror(&["stop"]).output();
+        }
     }
 }
 
