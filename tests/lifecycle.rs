@@ -98,6 +98,12 @@ fn parallel_execs_share_one_server_and_download_everything_once() {
         downloads.values().all(|&n| n == 1),
         "each artifact fetched once: {downloads:#?}"
     );
+    // Module version lists are revalidated on every request by design
+    // (see modules/mod.rs), so only the providers' lists count here.
+    for provider in ["alpha", "beta"] {
+        let versions = format!("/v1/providers/hashicorp/{provider}/versions");
+        assert_eq!(world.registry.count(|r| r.path == versions), 1, "{versions}");
+    }
     let info_refs = world
         .registry
         .count(|r| r.path.starts_with("/git/") && r.path.contains("/info/refs"));
