@@ -289,3 +289,20 @@ fn env_exports_point_plain_terraform_at_the_server() {
     );
     assert!(restarted.stop());
 }
+
+/// A server that cannot start is reported at once, with the reason from
+/// its log, rather than after the 10 s wait.
+#[test]
+fn a_server_that_cannot_start_is_reported_with_its_reason() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let world = World::with_config(Vec::new(), &format!("listen = \"{addr}\""));
+    let started = Instant::now();
+    let output = world.tfmirror(&["exec", "--", "true"]).output().unwrap();
+    let text = harness::assert_failure(&output, "exec with the port taken");
+    assert!(
+        text.contains("could not start") && text.contains(&format!("cannot listen on {addr}")),
+        "{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+}
