@@ -12,7 +12,7 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::StatusCode;
 use tokio::sync::mpsc;
 
-use crate::store::{FetchError, Served, Source};
+use crate::store::{FetchError, Served, Source, WriteError};
 
 pub type Body = BoxBody<Bytes, io::Error>;
 pub type Response = hyper::Response<Body>;
@@ -46,6 +46,19 @@ pub fn error(status: StatusCode, message: &str) -> Response {
         "text/plain; charset=utf-8",
         format!("tfmirror: {message}\n"),
     )
+}
+
+/// The answer when what the client asked for could not be stored: 507
+/// Insufficient Storage when the disk is full, so the cause is plain in
+/// Terraform's output, else 500.
+pub fn store_failed(failure: &WriteError) -> Response {
+    tracing::error!("{failure}");
+    let status = if failure.is_disk_full() {
+        StatusCode::INSUFFICIENT_STORAGE
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    error(status, &failure.to_string())
 }
 
 /// A cached file, streamed from disk in fixed-size chunks.

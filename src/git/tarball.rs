@@ -45,12 +45,19 @@ impl GitMirrors {
         if let Some((file, size)) = self.store.open_artifact(&rel).await {
             return response::file(file, size, CONTENT_TYPE);
         }
-        if let Err(e) = self.build_archive(&repo, &commit, &rel).await {
-            tracing::error!("cannot build the archive of {repo} at {commit}: {e}");
-            return response::error(
-                StatusCode::BAD_GATEWAY,
-                &format!("cannot archive {repo} at {commit}: {e}"),
-            );
+        let bytes = match self.build_archive(&repo, &commit).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!("cannot build the archive of {repo} at {commit}: {e}");
+                return response::error(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("cannot archive {repo} at {commit}: {e}"),
+                );
+            }
+        };
+        if let Err(e) = self.store.write(&rel, &bytes).await {
+            let what = format!("the archive of {repo} at {commit}");
+            return response::store_failed(&self.store.write_error(what, e));
         }
         match self.store.open_artifact(&rel).await {
             Some((file, size)) => response::file(file, size, CONTENT_TYPE),
@@ -58,31 +65,25 @@ impl GitMirrors {
         }
     }
 
+    /// Archives of module repositories are small enough to build in
+    /// memory; the store then writes them atomically.
     async fn build_archive(
         &self,
         repo: &RepoId,
         commit: &gix::ObjectId,
-        rel: &crate::store::RelPath,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<u8>, String> {
         let mut mirror = self.mirror(repo);
         if !mirror.exists() || !super::refs::has_commit(&mirror.dir, commit) {
             mirror = self.fresh(repo).await.map_err(|e| e.to_string())?;
         }
-        // Archives of module repositories are small enough to build in
-        // memory; the store then writes them atomically.
         let dir = mirror.dir.clone();
         let commit_id = *commit;
-        let bytes = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let mut bytes = Vec::new();
             write_tar_gz(&dir, &commit_id, &mut bytes).map(|()| bytes)
         })
         .await
         .map_err(|e| format!("archive task failed: {e}"))?
-        .map_err(|e| e.to_string())?;
-        self.store
-            .write(rel, &bytes)
-            .await
-            .map_err(|e| format!("cannot store the archive: {e}"))?;
-        Ok(())
+        .map_err(|e| e.to_string())
     }
 }

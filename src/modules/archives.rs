@@ -67,16 +67,23 @@ impl Modules {
             return response::error(StatusCode::NOT_FOUND, message);
         };
         let extension = file_name.split_once('.').map_or("", |(_, e)| e);
-        if let Err(reason) = self
+        match self
             .fetch_archive(&origin, &rel, extension, forwarded)
             .await
         {
-            tracing::error!(
-                "refusing module archive {}: {reason}; nothing was cached",
-                origin.url
-            );
-            let message = format!("refusing module archive {}: {reason}", origin.url);
-            return response::error(StatusCode::BAD_GATEWAY, &message);
+            Ok(()) => {}
+            Err(Failure::Refused(reason)) => {
+                tracing::error!(
+                    "refusing module archive {}: {reason}; nothing was cached",
+                    origin.url
+                );
+                let message = format!("refusing module archive {}: {reason}", origin.url);
+                return response::error(StatusCode::BAD_GATEWAY, &message);
+            }
+            Err(Failure::Store(e)) => {
+                let what = format!("module archive {}", origin.url);
+                return response::store_failed(&self.store.write_error(what, e));
+            }
         }
         match self.store.open_artifact(&rel).await {
             Some((file, size)) => response::file(file, size, CONTENT_TYPE),
@@ -95,7 +102,7 @@ impl Modules {
         rel: &RelPath,
         extension: &str,
         forwarded: &Forwarded,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let url = Url::parse(&origin.url).map_err(|e| format!("bad URL: {e}"))?;
         let forwarded = Forwarded {
             authorization: self.archive_credential(origin, &url),
@@ -103,32 +110,22 @@ impl Modules {
         };
         let mut upstream = self.upstream.get_artifact(&url, &forwarded).await?;
         let expected_len = upstream.content_length();
-        let mut writer = self
-            .store
-            .writer(rel)
-            .map_err(|e| format!("cannot write to the cache: {e}"))?;
+        let mut writer = self.store.writer(rel).map_err(Failure::Store)?;
         while let Some(chunk) = upstream
             .chunk()
             .await
             .map_err(|e| format!("the download broke off: {}", crate::upstream::describe(&e)))?
         {
-            writer
-                .write(&chunk)
-                .await
-                .map_err(|e| format!("cannot write to the cache: {e}"))?;
+            writer.write(&chunk).await.map_err(Failure::Store)?;
         }
         let size = writer.written().size;
         if expected_len.is_some_and(|len| len != size) {
-            return Err(format!(
+            return Err(Failure::Refused(format!(
                 "the download broke off after {size} of {} bytes",
                 expected_len.unwrap_or(0)
-            ));
+            )));
         }
-        let staged = writer
-            .staged()
-            .await
-            .map_err(|e| format!("cannot write to the cache: {e}"))?
-            .to_owned();
+        let staged = writer.staged().await.map_err(Failure::Store)?.to_owned();
         let extension = extension.to_owned();
         let entries = tokio::task::spawn_blocking(move || check_archive(&staged, &extension))
             .await
@@ -138,7 +135,7 @@ impl Modules {
             .store
             .commit(rel, writer)
             .await
-            .map_err(|e| format!("cannot store the archive: {e}"))?;
+            .map_err(Failure::Store)?;
         tracing::info!(
             "stored module archive {} ({} bytes, {entries} entries)",
             origin.url,
@@ -164,6 +161,18 @@ impl Modules {
             .get(&origin.url)
             .cloned();
         remembered.or_else(|| self.upstream.env_token(&origin.registry_host).cloned())
+    }
+}
+
+/// Why an archive was not stored: the upstream's doing, or the cache's.
+enum Failure {
+    Refused(String),
+    Store(std::io::Error),
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Failure {
+        Failure::Refused(reason)
     }
 }
 

@@ -164,7 +164,7 @@ impl Providers {
             Artifact::Zip => self.serve_zip(package, &answer, ctx).await,
             Artifact::Checksums | Artifact::Signature => {
                 if let Err(e) = self.verified_checksums(package, &answer, forwarded).await {
-                    return package::refuse(package, &e.to_string());
+                    return self.refuse_checksums(package, e);
                 }
                 let rel = checksum_path(package, artifact);
                 match self.store.open_artifact(&rel).await {

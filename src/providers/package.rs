@@ -5,16 +5,16 @@
 use std::io;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use hyper::StatusCode;
 
-use super::checksums::expected_sha256;
+use super::checksums::{expected_sha256, ChecksumError};
 use super::download_answer::DownloadAnswer;
 use super::route::Package;
 use super::Providers;
 use crate::request::RequestContext;
 use crate::response::{self, ChunkSender, Response};
-use crate::store::{BlobWriter, RelPath, Segment};
+use crate::store::{BlobWriter, RelPath, RunningHash, Segment, Written};
 
 const ZIP: &str = "application/zip";
 
@@ -73,7 +73,7 @@ impl Providers {
         };
         let expected = match expected {
             Ok(expected) => expected,
-            Err(e) => return refuse(package, &e.to_string()),
+            Err(e) => return self.refuse_checksums(package, e),
         };
         let upstream = match self
             .upstream
@@ -85,7 +85,9 @@ impl Providers {
         };
         let writer = match self.store.writer(&rel) {
             Ok(writer) => writer,
-            Err(e) => return refuse(package, &format!("cannot write to the cache: {e}")),
+            Err(e) => {
+                return response::store_failed(&self.store.write_error(package_name(package), e))
+            }
         };
         let (sender, response) = response::channel(upstream.content_length(), ZIP);
         let download = Download {
@@ -100,6 +102,22 @@ impl Providers {
         });
         response
     }
+
+    /// A full disk is the cache's problem, not the package's: it gets its
+    /// own answer.
+    pub(super) fn refuse_checksums(&self, package: &Package, error: ChecksumError) -> Response {
+        match error {
+            ChecksumError::Store(e) => {
+                let what = format!("the checksums of {package}");
+                response::store_failed(&self.store.write_error(what, e))
+            }
+            other => refuse(package, &other.to_string()),
+        }
+    }
+}
+
+fn package_name(package: &Package) -> String {
+    format!("provider package {package}")
 }
 
 /// One zip on its way from upstream to the cache and the client.
@@ -112,32 +130,22 @@ struct Download {
 
 impl Download {
     /// Runs to the end even if the client goes away, so the next request
-    /// finds the zip cached. The last chunk is held back until the sha256
-    /// has been checked: a client never receives a complete-looking copy of
-    /// a file that failed its check.
-    async fn run(self, upstream: reqwest::Response, mut writer: BlobWriter, sender: ChunkSender) {
-        let mut body = upstream.bytes_stream();
-        let mut held: Option<Bytes> = None;
-        while let Some(chunk) = body.next().await {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
-                Err(e) => {
-                    let reason =
-                        format!("the download broke off: {}", crate::upstream::describe(&e));
-                    return self.fail(&sender, &reason).await;
-                }
-            };
-            if let Err(e) = writer.write(&chunk).await {
-                return self
-                    .fail(&sender, &format!("cannot write to the cache: {e}"))
-                    .await;
+    /// finds the zip cached; serves the client to the end even if the cache
+    /// cannot be written, so a full disk fails no install. The last chunk is
+    /// held back until the sha256 has been checked: a client never receives
+    /// a complete-looking copy of a file that failed its check.
+    async fn run(self, upstream: reqwest::Response, writer: BlobWriter, sender: ChunkSender) {
+        let body = upstream
+            .bytes_stream()
+            .map(|chunk| chunk.map_err(|e| crate::upstream::describe(&e)));
+        let relayed = match relay(body, writer, &sender).await {
+            Ok(relayed) => relayed,
+            Err(e) => {
+                let reason = format!("the download broke off: {e}");
+                return self.fail(&sender, &reason).await;
             }
-            if let Some(previous) = held.replace(chunk) {
-                // A client that went away stops receiving; the download goes on.
-                let _ = sender.send(Ok(previous)).await;
-            }
-        }
-        let written = writer.written();
+        };
+        let written = relayed.written();
         if written.sha256 != self.expected {
             let reason = format!(
                 "the downloaded zip does not match SHA256SUMS: its sha256 is {}, expected {} ({} bytes received)",
@@ -145,13 +153,21 @@ impl Download {
             );
             return self.fail(&sender, &reason).await;
         }
-        if let Err(e) = self.providers.store.commit(&self.rel, writer).await {
-            return self
-                .fail(&sender, &format!("cannot store the zip: {e}"))
-                .await;
+        let stored = match relayed.cache {
+            Cache::Writing(writer) => self.providers.store.commit(&self.rel, writer).await,
+            Cache::GaveUp(_, e) => Err(e),
+        };
+        match stored {
+            Ok(_) => tracing::info!("stored {} ({} bytes)", self.package, written.size),
+            Err(e) => {
+                let failure = self
+                    .providers
+                    .store
+                    .write_error(package_name(&self.package), e);
+                tracing::error!("served {} without caching it: {failure}", self.package);
+            }
         }
-        tracing::info!("stored {} ({} bytes)", self.package, written.size);
-        if let Some(last) = held {
+        if let Some(last) = relayed.last {
             let _ = sender.send(Ok(last)).await;
         }
     }
@@ -162,6 +178,65 @@ impl Download {
     }
 }
 
+/// Where the relayed bytes go besides the client: the cache file, or, once
+/// writing it failed, only the hash, since the client still needs the check.
+enum Cache {
+    Writing(BlobWriter),
+    GaveUp(RunningHash, io::Error),
+}
+
+impl Cache {
+    async fn write(self, chunk: &[u8]) -> Cache {
+        match self {
+            Cache::Writing(mut writer) => match writer.write(chunk).await {
+                Ok(()) => Cache::Writing(writer),
+                // Removes the partial file now, freeing its space.
+                Err(e) => Cache::GaveUp(writer.abandon(), e),
+            },
+            Cache::GaveUp(mut hash, e) => {
+                hash.update(chunk);
+                Cache::GaveUp(hash, e)
+            }
+        }
+    }
+}
+
+/// A whole body, relayed but for its last chunk.
+struct Relayed {
+    cache: Cache,
+    last: Option<Bytes>,
+}
+
+impl Relayed {
+    fn written(&self) -> Written {
+        match &self.cache {
+            Cache::Writing(writer) => writer.written(),
+            Cache::GaveUp(hash, _) => hash.written(),
+        }
+    }
+}
+
+/// Sends each chunk to the client as the next one arrives, and to the
+/// cache. A cache that cannot be written (a full disk) is given up, not the
+/// client's download: nothing half-written is kept either way. Fails only
+/// when the upstream body does.
+async fn relay<S>(mut body: S, writer: BlobWriter, sender: &ChunkSender) -> Result<Relayed, String>
+where
+    S: Stream<Item = Result<Bytes, String>> + Unpin,
+{
+    let mut cache = Cache::Writing(writer);
+    let mut last: Option<Bytes> = None;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        cache = cache.write(&chunk).await;
+        if let Some(previous) = last.replace(chunk) {
+            // A client that went away stops receiving; the download goes on.
+            let _ = sender.send(Ok(previous)).await;
+        }
+    }
+    Ok(Relayed { cache, last })
+}
+
 /// Logs why a package is refused and tells the client in a 502.
 pub fn refuse(package: &Package, reason: &str) -> Response {
     tracing::error!("refusing {package}: {reason}; nothing was cached");
@@ -169,4 +244,45 @@ pub fn refuse(package: &Package, reason: &str) -> Response {
         StatusCode::BAD_GATEWAY,
         &format!("refusing {package}: {reason}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha256};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::store::is_disk_full;
+
+    #[tokio::test]
+    async fn a_full_disk_costs_the_cache_not_the_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = BlobWriter::on_full_disk(&dir.path().join("package.zip")).unwrap();
+        let chunks = ["first ", "second ", "third"];
+        let body = futures_util::stream::iter(chunks.map(|c| Ok(Bytes::from_static(c.as_bytes()))));
+        let (sender, mut receiver) = mpsc::channel(8);
+
+        let relayed = relay(body, writer, &sender).await.unwrap();
+        drop(sender);
+        let mut received = Vec::new();
+        while let Some(chunk) = receiver.recv().await {
+            received.push(chunk.unwrap());
+        }
+        assert_eq!(received, ["first ", "second "], "all but the last chunk");
+        assert_eq!(relayed.last.as_deref(), Some(&b"third"[..]));
+        assert_eq!(
+            relayed.written().sha256,
+            hex::encode(Sha256::digest(chunks.concat())),
+            "every byte is still hashed"
+        );
+        assert!(
+            matches!(&relayed.cache, Cache::GaveUp(_, e) if is_disk_full(e)),
+            "the cache file was given up"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "the partial file is gone"
+        );
+    }
 }

@@ -21,8 +21,28 @@ pub struct BlobWriter {
     file: tokio::fs::File,
     temp: TempPath,
     target: PathBuf,
+    hash: RunningHash,
+}
+
+/// The sha256 and length of the bytes seen so far.
+#[derive(Default)]
+pub struct RunningHash {
     hasher: Sha256,
     len: u64,
+}
+
+impl RunningHash {
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.hasher.update(chunk);
+        self.len += chunk.len() as u64;
+    }
+
+    pub fn written(&self) -> Written {
+        Written {
+            sha256: hex::encode(self.hasher.clone().finalize()),
+            size: self.len,
+        }
+    }
 }
 
 /// What was written: the sha256 (lowercase hex) and the size in bytes.
@@ -40,27 +60,48 @@ impl BlobWriter {
             .prefix(TEMP_PREFIX)
             .tempfile_in(dir)?
             .into_parts();
-        Ok(BlobWriter {
+        Ok(BlobWriter::from_parts(file, temp, target))
+    }
+
+    fn from_parts(file: std::fs::File, temp: TempPath, target: &Path) -> BlobWriter {
+        BlobWriter {
             file: tokio::fs::File::from_std(file),
             temp,
             target: target.to_owned(),
-            hasher: Sha256::new(),
-            len: 0,
-        })
+            hash: RunningHash::default(),
+        }
     }
 
+    /// The chunk is hashed even if writing it fails, so that a caller that
+    /// [abandons](Self::abandon) the file still has the hash of every byte
+    /// it was given.
+    ///
+    /// Writes are handed to a blocking thread, so an error (a full disk)
+    /// may surface one call later, or only at [`commit`](Self::commit).
     pub async fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
-        self.hasher.update(chunk);
-        self.len += chunk.len() as u64;
+        self.hash.update(chunk);
         self.file.write_all(chunk).await
     }
 
     /// What has been written so far, for checks made before [`commit`](Self::commit).
     pub fn written(&self) -> Written {
-        Written {
-            sha256: hex::encode(self.hasher.clone().finalize()),
-            size: self.len,
-        }
+        self.hash.written()
+    }
+
+    /// Removes the unfinished file at once (freeing its space, which
+    /// matters when the disk is full) and keeps only the hash, so that a
+    /// download relayed to a client can still be checked to its end.
+    pub fn abandon(self) -> RunningHash {
+        self.hash
+    }
+
+    /// A writer whose writes fail the way they do on a full disk (its data
+    /// goes to `/dev/full`), with a real temporary file beside `target`.
+    #[cfg(test)]
+    pub fn on_full_disk(target: &Path) -> io::Result<BlobWriter> {
+        let temp = BlobWriter::create(target)?.temp;
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full")?;
+        Ok(BlobWriter::from_parts(full, temp, target))
     }
 
     /// Flushes what was written so the unfinished file can be checked
@@ -149,6 +190,53 @@ mod tests {
         writer.write(b"half").await.unwrap();
         drop(writer);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// Writes until the full disk answers, which may be a call late.
+    async fn write_until_full(writer: &mut BlobWriter) -> io::Error {
+        for _ in 0..3 {
+            if let Err(e) = writer.write(b"chunk").await {
+                return e;
+            }
+        }
+        writer
+            .staged()
+            .await
+            .expect_err("a full disk fails the flush")
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_recognised_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("file.zip");
+        let mut writer = BlobWriter::on_full_disk(&target).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let error = write_until_full(&mut writer).await;
+        assert!(crate::store::is_disk_full(&error), "{error:?}");
+        drop(writer);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        let mut writer = BlobWriter::on_full_disk(&target).unwrap();
+        let _ = writer.write(b"late").await;
+        assert!(
+            writer.commit().await.is_err(),
+            "the error surfaces at commit"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_file_is_removed_and_hashing_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = BlobWriter::on_full_disk(&dir.path().join("file.zip")).unwrap();
+        let _ = writer.write(b"hello ").await;
+        let mut hash = writer.abandon();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        hash.update(b"world");
+        assert_eq!(
+            hash.written().sha256,
+            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
     }
 
     #[test]

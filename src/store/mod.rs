@@ -14,7 +14,7 @@ mod segment;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use blob::{write_atomic, BlobWriter, Written};
+pub use blob::{write_atomic, BlobWriter, RunningHash, Written};
 pub use documents::{Documents, FetchError, Freshness, Served, Source};
 pub use index::{Document, Index};
 pub use locks::KeyedLocks;
@@ -39,6 +39,45 @@ pub enum StoreError {
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Index(#[from] index::IndexError),
+}
+
+/// A write to the cache that failed. A full disk is told apart because the
+/// user can fix it, and because nothing is wrong with the upstream.
+#[derive(Debug, thiserror::Error)]
+pub struct WriteError {
+    /// What was being stored, e.g. "module archive https://...".
+    what: String,
+    root: PathBuf,
+    #[source]
+    source: io::Error,
+}
+
+impl WriteError {
+    pub fn is_disk_full(&self) -> bool {
+        is_disk_full(&self.source)
+    }
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (what, root) = (&self.what, self.root.display());
+        if self.is_disk_full() {
+            write!(
+                f,
+                "the cache disk is full (storing {what} in {root}): free some space there and retry"
+            )
+        } else {
+            write!(f, "cannot store {what} in {root}: {}", self.source)
+        }
+    }
+}
+
+/// ENOSPC or EDQUOT: no room left, whether the disk or the user's quota.
+pub fn is_disk_full(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 impl Store {
@@ -98,6 +137,15 @@ impl Store {
     /// The sha256 recorded when the artifact was stored.
     pub fn recorded_sha256(&self, rel: &RelPath) -> Option<String> {
         self.index.usage(&rel.key()).ok().flatten()?.sha256
+    }
+
+    /// Names the failed write for the user: `what` was being stored here.
+    pub fn write_error(&self, what: impl Into<String>, source: io::Error) -> WriteError {
+        WriteError {
+            what: what.into(),
+            root: self.root.clone(),
+            source,
+        }
     }
 
     pub fn writer(&self, rel: &RelPath) -> io::Result<BlobWriter> {
