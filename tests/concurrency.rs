@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use fixtures::http::get;
 use fixtures::provider_zip::sha256_hex;
-use fixtures::{ModuleSpec, ProviderSpec};
+use fixtures::{GitRepoSpec, ModuleSpec, ProviderSpec};
 use harness::{ServeProcess, World};
 use sha2::{Digest, Sha256};
 
@@ -169,4 +169,58 @@ fn concurrent_requests_for_one_module_archive_share_one_download() {
         "{:#?}",
         world.registry.requests()
     );
+}
+
+/// Modules of a mono-repo released together at a tag the mirror does not
+/// have yet: their requests share one fetch instead of queueing one each.
+#[test]
+fn concurrent_requests_for_a_new_tag_share_one_git_fetch() {
+    const REPO: &str = "org/infra.git";
+    let mut modules = vec![
+        ModuleSpec::new("acme", "vpc", "git", &["1.1.0"]).with_git_location(
+            REPO,
+            "modules/vpc",
+            "v1.1.0",
+        ),
+    ];
+    for i in 0..6 {
+        modules.push(
+            ModuleSpec::new("acme", &format!("m{i}"), "git", &["2.0.0"]).with_git_location(
+                REPO,
+                "modules/vpc",
+                "v2.0.0",
+            ),
+        );
+    }
+    let world = World::with_git(modules, vec![GitRepoSpec::new(REPO)], "");
+    let server = world.serve();
+    let location = |name: &str, version: &str| {
+        get(&format!(
+            "{}/v1/modules/registry.terraform.io/acme/{name}/git/{version}/download",
+            server.url
+        ))
+    };
+    assert_eq!(location("vpc", "1.1.0").status, 204, "the mirror is made");
+
+    world.registry.git_repo(REPO).add_tag("v2.0.0", "main");
+    world.registry.clear_requests();
+    let url = server.url.clone();
+    let answers: Vec<_> = (0..6)
+        .map(|i| {
+            let url = url.clone();
+            thread::spawn(move || {
+                get(&format!(
+                    "{url}/v1/modules/registry.terraform.io/acme/m{i}/git/2.0.0/download"
+                ))
+            })
+        })
+        .collect();
+    for answer in answers {
+        let answer = answer.join().unwrap();
+        assert_eq!(answer.status, 204, "{}", answer.text());
+    }
+    let fetches = world
+        .registry
+        .count(|r| r.path.starts_with("/git/") && r.path.contains("/info/refs"));
+    assert_eq!(fetches, 1, "{:#?}", world.registry.requests());
 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use super::mirror::{GitError, Mirror};
 use super::refs;
@@ -61,7 +61,10 @@ impl GitMirrors {
                 self.refresh_in_background(repo);
                 Ok(mirror)
             }
-            _ => self.update_now(repo, Some(ttl)).await,
+            _ => {
+                self.update_now(repo, SystemTime::now().checked_sub(ttl))
+                    .await
+            }
         }
     }
 
@@ -72,11 +75,13 @@ impl GitMirrors {
         repo: &RepoId,
         reference: Option<&str>,
     ) -> Result<Resolved, GitError> {
+        let asked = SystemTime::now();
         let mirror = self.fresh(repo).await?;
         if let Some(resolved) = blocking_resolve(&mirror, reference).await? {
             return Ok(resolved);
         }
-        let mirror = self.update_now(repo, None).await?;
+        // Concurrent requests for a ref just pushed share one fetch.
+        let mirror = self.update_now(repo, Some(asked)).await?;
         blocking_resolve(&mirror, reference)
             .await?
             .ok_or_else(|| GitError::NoSuchRef {
@@ -85,23 +90,21 @@ impl GitMirrors {
             })
     }
 
-    /// Fetches now, under the mirror's lock. With `unless_younger_than`, a
-    /// caller that waited for someone else's fetch does not fetch again.
+    /// Fetches now, under the mirror's lock, unless the mirror was fetched
+    /// at or after `unless_fetched_since`: a caller that waited for someone
+    /// else's fetch does not fetch again.
     async fn update_now(
         &self,
         repo: &RepoId,
-        unless_younger_than: Option<Duration>,
+        unless_fetched_since: Option<SystemTime>,
     ) -> Result<Mirror, GitError> {
         let mirror = self.mirror(repo);
         let worker = mirror.clone();
         let result = tokio::task::spawn_blocking(move || {
             worker.with_lock(|| {
-                let fresh_enough = unless_younger_than.is_some_and(|limit| {
-                    worker
-                        .last_fetch()
-                        .and_then(|t| SystemTime::now().duration_since(t).ok())
-                        .is_some_and(|age| age < limit)
-                });
+                let fresh_enough = unless_fetched_since
+                    .zip(worker.last_fetch())
+                    .is_some_and(|(since, fetched)| fetched >= since);
                 if fresh_enough {
                     Ok(())
                 } else {
@@ -134,7 +137,8 @@ impl GitMirrors {
         let this = self.clone();
         let repo = repo.clone();
         tokio::spawn(async move {
-            let _ = this.update_now(&repo, Some(this.config.metadata_ttl)).await;
+            let since = SystemTime::now().checked_sub(this.config.metadata_ttl);
+            let _ = this.update_now(&repo, since).await;
             this.refreshing
                 .lock()
                 .expect("refresh set poisoned")

@@ -21,7 +21,7 @@ const CONTENT_TYPE: &str = "application/octet-stream";
 
 /// Where a stored archive came from, recorded when a download location
 /// pointing at it is first served, so the archive URL alone finds it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ArchiveOrigin {
     pub url: String,
     /// The registry whose answer named the archive: its token may be sent
@@ -66,11 +66,21 @@ impl Modules {
                 "this archive is not cached and its origin is unknown; run `terraform init` again";
             return response::error(StatusCode::NOT_FOUND, message);
         };
-        let extension = file_name.split_once('.').map_or("", |(_, e)| e);
-        match self
-            .fetch_archive(&origin, &rel, extension, forwarded)
+        let extension = file_name.split_once('.').map_or("", |(_, e)| e).to_owned();
+        // On its own task, so the download finishes (and is stored) for the
+        // requests waiting on the lock even if this client goes away.
+        let download = {
+            let (this, origin, rel, forwarded) =
+                (self.clone(), origin.clone(), rel.clone(), forwarded.clone());
+            tokio::spawn(async move {
+                this.fetch_archive(&origin, &rel, &extension, &forwarded)
+                    .await
+            })
+        };
+        let fetched = download
             .await
-        {
+            .unwrap_or_else(|e| Err(Failure::Refused(format!("the download task failed: {e}"))));
+        match fetched {
             Ok(()) => {}
             Err(Failure::Refused(reason)) => {
                 tracing::error!(
