@@ -34,10 +34,10 @@ struct Cli {
 #[derive(Args)]
 struct CacheArgs {
     /// Cache directory [default: $TFMIRROR_CACHE_DIR, $XDG_CACHE_HOME/tfmirror or ~/.cache/tfmirror]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     cache_dir: Option<PathBuf>,
     /// Config file [default: $TFMIRROR_CONFIG or $XDG_CONFIG_HOME/tfmirror/config.toml]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
 }
 
@@ -77,6 +77,14 @@ enum Command {
     /// Print `export` lines that point Terraform, OpenTofu and git at the
     /// running server (use with `eval "$(tfmirror env)"`).
     Env {
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Install or remove a login service that keeps a server running on a
+    /// fixed address (systemd user unit on Linux, launchd agent on macOS).
+    Service {
+        #[command(subcommand)]
+        action: commands::service::ServiceAction,
         #[command(flatten)]
         cache: CacheArgs,
     },
@@ -134,6 +142,11 @@ async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Env { cache } => {
             let loaded = Loaded::new(&cache)?;
             commands::env::run(&loaded.dir, &loaded.config).await
+        }
+        Command::Service { action, cache } => {
+            let loaded = Loaded::new(&cache)?;
+            let config_file = loaded.config_file.as_deref();
+            commands::service::run(action, &loaded.dir, config_file, &loaded.config).await
         }
         Command::Exec { cache, command } => {
             let loaded = Loaded::new(&cache)?;

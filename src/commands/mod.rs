@@ -7,6 +7,7 @@ pub mod launch;
 pub mod rc;
 pub mod serve;
 mod server_log;
+pub mod service;
 pub mod status;
 pub mod stop;
 
