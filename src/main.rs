@@ -4,6 +4,7 @@ mod cliconfig;
 mod commands;
 mod config;
 mod git;
+mod lockfile;
 mod modules;
 mod providers;
 mod request;
@@ -52,6 +53,13 @@ enum Command {
         /// Exit after this long without clients (e.g. `15m`).
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         idle_timeout: Option<Duration>,
+        /// Serve HTTPS with this PEM certificate chain (needs --tls-key);
+        /// Terraform reaches a `network_mirror` over HTTPS only.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         /// Started by a client: exit quietly if another server owns the
         /// cache, and after the config's `idle_timeout` without clients.
         #[arg(long, hide = true)]
@@ -71,6 +79,11 @@ enum Command {
     },
     /// Print the Terraform CLI config that points at the running server.
     Rc {
+        /// Install providers from the server's network mirror (a
+        /// `provider_installation` block; needs a server with --tls-cert)
+        /// instead of routing registry hosts through it.
+        #[arg(long)]
+        network_mirror: bool,
         #[command(flatten)]
         cache: CacheArgs,
     },
@@ -122,22 +135,31 @@ async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Serve {
             listen,
             idle_timeout,
+            tls_cert,
+            tls_key,
             background,
             cache,
         } => {
             let loaded = Loaded::new(&cache)?;
+            let tls = tls_cert
+                .zip(tls_key)
+                .map(|(cert, key)| server::TlsFiles { cert, key });
             let options = commands::serve::ServeOptions {
                 listen,
                 idle_timeout,
                 background,
+                tls,
             };
             commands::serve::run(&loaded.dir, loaded.config, options).await
         }
         Command::Status { cache } => commands::status::run(&Loaded::new(&cache)?.dir).await,
         Command::Stop { cache } => commands::stop::run(&Loaded::new(&cache)?.dir).await,
-        Command::Rc { cache } => {
+        Command::Rc {
+            network_mirror,
+            cache,
+        } => {
             let loaded = Loaded::new(&cache)?;
-            commands::rc::run(&loaded.dir, &loaded.config).await
+            commands::rc::run(&loaded.dir, &loaded.config, network_mirror).await
         }
         Command::Env { cache } => {
             let loaded = Loaded::new(&cache)?;

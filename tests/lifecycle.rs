@@ -102,7 +102,11 @@ fn parallel_execs_share_one_server_and_download_everything_once() {
     // (see modules/mod.rs), so only the providers' lists count here.
     for provider in ["alpha", "beta"] {
         let versions = format!("/v1/providers/hashicorp/{provider}/versions");
-        assert_eq!(world.registry.count(|r| r.path == versions), 1, "{versions}");
+        assert_eq!(
+            world.registry.count(|r| r.path == versions),
+            1,
+            "{versions}"
+        );
     }
     let info_refs = world
         .registry
@@ -304,5 +308,9 @@ fn a_server_that_cannot_start_is_reported_with_its_reason() {
         text.contains("could not start") && text.contains(&format!("cannot listen on {addr}")),
         "{text}"
     );
-    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
 }

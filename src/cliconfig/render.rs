@@ -33,11 +33,39 @@ const MARKER: &str = "# tfmirror: ";
 /// file already set, because Terraform keeps the first file's value there
 /// while within one file it would keep the last.
 pub fn render(hosts: &[HostServices], user: Option<&UserConfig>) -> Rendered {
+    render_routing(Routing::Hosts(hosts), user)
+}
+
+/// Like [`render`], but providers are installed from tfmirror's network
+/// mirror at `url` (`https://.../providers/`) through a
+/// `provider_installation` block, which replaces the user's own: Terraform
+/// allows one. Modules are left to the registries.
+pub fn render_network_mirror(url: &str, user: Option<&UserConfig>) -> Rendered {
+    render_routing(Routing::NetworkMirror(url), user)
+}
+
+/// How the generated file sends Terraform to tfmirror.
+#[derive(Clone, Copy)]
+enum Routing<'a> {
+    Hosts(&'a [HostServices]),
+    NetworkMirror(&'a str),
+}
+
+impl Routing<'_> {
+    fn hosts(&self) -> &[HostServices] {
+        match self {
+            Routing::Hosts(hosts) => hosts,
+            Routing::NetworkMirror(_) => &[],
+        }
+    }
+}
+
+fn render_routing(routing: Routing, user: Option<&UserConfig>) -> Rendered {
     let mut text = HEADER.to_owned();
     let mut overridden = Vec::new();
     let mut set_earlier = HashSet::new();
     for source in user.iter().flat_map(|user| &user.sources) {
-        let kept = kept_text(source, hosts, &set_earlier, &mut overridden);
+        let kept = kept_text(source, routing, &set_earlier, &mut overridden);
         set_earlier.extend(single_valued_settings(source));
         if !kept.is_empty() {
             text.push_str(&format!("\n{MARKER}kept from {}\n", display_path(source)));
@@ -45,16 +73,29 @@ pub fn render(hosts: &[HostServices], user: Option<&UserConfig>) -> Rendered {
             text.push('\n');
         }
     }
-    if !hosts.is_empty() {
-        text.push_str(&format!(
-            "\n{MARKER}registry hosts served through tfmirror\n"
-        ));
-    }
-    for (index, host) in hosts.iter().enumerate() {
-        if index > 0 {
-            text.push('\n');
+    match routing {
+        Routing::Hosts(hosts) => {
+            if !hosts.is_empty() {
+                text.push_str(&format!(
+                    "\n{MARKER}registry hosts served through tfmirror\n"
+                ));
+            }
+            for (index, host) in hosts.iter().enumerate() {
+                if index > 0 {
+                    text.push('\n');
+                }
+                write_host_block(&mut text, host);
+            }
         }
-        write_host_block(&mut text, host);
+        Routing::NetworkMirror(url) => {
+            text.push_str(&format!(
+                "\n{MARKER}providers installed from tfmirror's network mirror\n"
+            ));
+            text.push_str(&format!(
+                "provider_installation {{\n  network_mirror {{\n    url = {}\n  }}\n}}\n",
+                quoted(url)
+            ));
+        }
     }
     Rendered { text, overridden }
 }
@@ -68,15 +109,21 @@ pub(super) fn is_generated(text: &str) -> bool {
 /// lines at either end.
 fn kept_text(
     source: &Source,
-    hosts: &[HostServices],
+    routing: Routing,
     set_earlier: &HashSet<&str>,
     overridden: &mut Vec<String>,
 ) -> String {
     let mut cuts = Vec::new();
     for item in &source.items {
-        if let Some(label) = replaced_host(item, hosts) {
+        if let Some(label) = replaced_host(item, routing.hosts()) {
             cuts.push(with_lead_comment(source, item.span.clone()));
             let setting = format!("host {label:?}");
+            if !source.generated && !overridden.contains(&setting) {
+                overridden.push(setting);
+            }
+        } else if replaced_installation(item, routing) {
+            cuts.push(with_lead_comment(source, item.span.clone()));
+            let setting = "provider_installation".to_owned();
             if !source.generated && !overridden.contains(&setting) {
                 overridden.push(setting);
             }
@@ -106,6 +153,13 @@ fn replaced_host<'a>(item: &'a hcl1::Item, hosts: &[HostServices]) -> Option<&'a
             .then_some(label.as_str()),
         _ => None,
     }
+}
+
+/// The user's `provider_installation`, which a network mirror replaces.
+fn replaced_installation(item: &hcl1::Item, routing: Routing) -> bool {
+    matches!(routing, Routing::NetworkMirror(_))
+        && item.keys.len() == 1
+        && item.keys[0] == "provider_installation"
 }
 
 /// Hostnames compare case-insensitively, and `:443` is the default port.
@@ -347,6 +401,17 @@ provider_installation {
         let rendered = render(&hosts(&["registry.terraform.io"]), None);
         insta::assert_snapshot!("no_user_config", rendered.text);
         assert!(rendered.overridden.is_empty());
+        assert_parses(&rendered.text);
+    }
+
+    #[test]
+    fn network_mirror_replaces_the_users_provider_installation() {
+        let user = user(&[("/home/user/.terraformrc", FULL_USER_CONFIG)]);
+        let rendered = render_network_mirror("https://127.0.0.1:7878/providers/", Some(&user));
+        insta::assert_snapshot!("network_mirror", rendered.text);
+        assert_eq!(rendered.overridden, ["provider_installation"]);
+        assert_eq!(rendered.text.matches("provider_installation").count(), 1);
+        assert!(rendered.text.contains("xxxxxx.atlasv1.zzzzzzzzzzzzz"));
         assert_parses(&rendered.text);
     }
 

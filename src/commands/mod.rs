@@ -42,9 +42,14 @@ impl Health {
 /// not trusted.
 pub async fn running_server(cache_dir: &Path) -> Option<Health> {
     let info = state_file::read(cache_dir)?;
+    // The certificate of a server with `--tls-cert` is for Terraform to
+    // check; this probe only asks a recorded address who it is, sends
+    // nothing secret, and trusts the answer only if the pid and cache dir
+    // match.
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .no_proxy()
+        .danger_accept_invalid_certs(true)
         .build()
         .ok()?;
     let response = client
@@ -130,17 +135,32 @@ pub fn host_services(config: &Config, url: &str) -> Vec<HostServices> {
 /// `terraform.rc` (a shell set up by `tfmirror env`), the defaults are read
 /// instead, so edits to `~/.terraformrc` keep reaching the generated file.
 pub fn render_cli_config(config: &Config, cache_dir: &Path, url: &str) -> anyhow::Result<Rendered> {
+    let user = user_cli_config(cache_dir)?;
+    Ok(cliconfig::render(
+        &host_services(config, url),
+        user.as_ref(),
+    ))
+}
+
+/// [`render_cli_config`] for the server's network mirror instead of host
+/// blocks.
+pub fn render_network_mirror_config(cache_dir: &Path, url: &str) -> anyhow::Result<Rendered> {
+    let user = user_cli_config(cache_dir)?;
+    let mirror = format!("{url}/providers/");
+    Ok(cliconfig::render_network_mirror(&mirror, user.as_ref()))
+}
+
+fn user_cli_config(cache_dir: &Path) -> anyhow::Result<Option<cliconfig::UserConfig>> {
     let own = terraform_rc_path(cache_dir);
     let user_env = ["TF_CLI_CONFIG_FILE", "TOFU_CLI_CONFIG_FILE"]
         .iter()
         .filter_map(std::env::var_os)
         .find(|path| !path.is_empty())
         .filter(|path| !same_dir(Path::new(path), &own));
-    let user = cliconfig::find_user_config(user_env.as_deref(), config::home_dir().as_deref())?;
-    Ok(cliconfig::render(
-        &host_services(config, url),
-        user.as_ref(),
-    ))
+    Ok(cliconfig::find_user_config(
+        user_env.as_deref(),
+        config::home_dir().as_deref(),
+    )?)
 }
 
 /// `<cache>/terraform.rc`: the CLI config of the cache's current server,

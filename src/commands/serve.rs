@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::server::{self, state_file, Server};
+use crate::server::{self, state_file, Server, TlsFiles};
 use crate::store::{write_atomic, OwnerLockError, Store, StoreError};
 
 pub struct ServeOptions {
@@ -19,6 +19,8 @@ pub struct ServeOptions {
     /// Started by a client (`exec`): losing the cache to another server is
     /// the expected outcome of a race, not an error.
     pub background: bool,
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<TlsFiles>,
 }
 
 pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> anyhow::Result<i32> {
@@ -46,7 +48,7 @@ pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> any
     let idle_timeout = options
         .idle_timeout
         .or(options.background.then_some(config.idle_timeout));
-    let server = Server::bind(listen, config.clone(), store).await?;
+    let server = Server::bind(listen, options.tls.as_ref(), config.clone(), store).await?;
     let url = server.url().to_owned();
     write_terraform_rc(cache_dir, &config, &url).await;
     state_file::write(cache_dir, &state_file::ServerInfo::current(&url))?;

@@ -7,6 +7,8 @@
 
 mod checksums;
 mod download_answer;
+mod hashes;
+mod network_mirror;
 mod package;
 mod route;
 pub mod signature;
@@ -19,7 +21,7 @@ use hyper::StatusCode;
 use crate::config::Config;
 use crate::request::{unproxied, RequestContext};
 use crate::response::{self, Response};
-use crate::store::{Freshness, KeyedLocks, Store};
+use crate::store::{FetchError, Freshness, KeyedLocks, Served, Store};
 use crate::upstream::{ApiRequest, Forwarded, RegistryClient, Upstream};
 
 pub use checksums::checksum_path;
@@ -101,20 +103,27 @@ impl Providers {
     }
 
     async fn versions(&self, addr: &ProviderAddr, ctx: &RequestContext) -> Response {
+        match self.version_list(addr, ctx).await {
+            Ok(served) => response::cached_answer(&addr.to_string(), served),
+            Err(e) => response::fetch_error(&addr.to_string(), e),
+        }
+    }
+
+    /// The registry's version list, by the metadata freshness rules.
+    async fn version_list(
+        &self,
+        addr: &ProviderAddr,
+        ctx: &RequestContext,
+    ) -> Result<Served, FetchError> {
         let key = format!("providers/versions/{addr}");
         let path = format!("{}/{}/versions", addr.namespace, addr.kind);
         let request = self.api_request(key, addr, path, self.config.metadata_freshness());
-        let served = self
-            .registry
+        self.registry
             .get(request, &ctx.forwarded, |answer, _| {
                 check_version_list(&answer.body)?;
                 Ok(answer.body.clone())
             })
-            .await;
-        match served {
-            Ok(served) => response::cached_answer(&addr.to_string(), served),
-            Err(e) => response::fetch_error(&addr.to_string(), e),
-        }
+            .await
     }
 
     /// The upstream's download answer for a package, cached for good: a

@@ -4,6 +4,9 @@
 mod activity;
 mod router;
 pub mod state_file;
+mod tls;
+
+pub use tls::TlsFiles;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,8 +19,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::StatusCode;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::git::GitMirrors;
@@ -26,7 +30,7 @@ use crate::providers::Providers;
 use crate::response::{self, Response};
 use crate::store::Store;
 use crate::upstream::{Discovery, EnvTokens, RegistryClient, Upstream};
-use activity::Activity;
+use activity::{Activity, ConnectionGuard};
 
 /// How long shutdown waits for requests in flight before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,18 +62,26 @@ impl App {
 
 pub struct Server {
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     app: Arc<App>,
     activity: Arc<Activity>,
 }
 
 impl Server {
     /// Binds the listener; the URL is known from here on (port 0 picks one).
-    pub async fn bind(listen: SocketAddr, config: Config, store: Store) -> anyhow::Result<Server> {
+    pub async fn bind(
+        listen: SocketAddr,
+        tls: Option<&TlsFiles>,
+        config: Config,
+        store: Store,
+    ) -> anyhow::Result<Server> {
+        let tls = tls.map(TlsFiles::acceptor).transpose()?;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
         let local = listener.local_addr()?;
-        let url = format!("http://{local}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{local}");
         let config = Arc::new(config);
         let store = Arc::new(store);
         let upstream = Upstream::new(EnvTokens::from_env());
@@ -95,6 +107,7 @@ impl Server {
         };
         Ok(Server {
             listener,
+            tls,
             app: Arc::new(app),
             activity: Activity::new(),
         })
@@ -126,25 +139,12 @@ impl Server {
                             continue;
                         }
                     };
-                    let app = self.app.clone();
-                    let in_use = self.activity.connection();
-                    let service = service_fn(move |request| {
-                        let app = app.clone();
-                        async move {
-                            let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-                            let response = router::route(&app, request).await;
-                            tracing::debug!("{method} {path} -> {}", response.status().as_u16());
-                            Ok::<_, Infallible>(response)
-                        }
-                    });
-                    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-                    let connection = graceful.watch(connection);
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!("connection ended with an error: {e}");
-                        }
-                        drop(in_use);
-                    });
+                    let connection = Connection {
+                        app: self.app.clone(),
+                        in_use: self.activity.connection(),
+                        watcher: graceful.watcher(),
+                    };
+                    tokio::spawn(connection.serve(stream, self.tls.clone()));
                 }
                 () = &mut shutdown => break,
             }
@@ -160,6 +160,52 @@ impl Server {
             );
         }
         self.app.store.flush();
+    }
+}
+
+/// One accepted client connection.
+struct Connection {
+    app: Arc<App>,
+    /// Keeps the server from counting as idle while the client is connected.
+    in_use: ConnectionGuard,
+    watcher: Watcher,
+}
+
+/// A client that connects but never finishes the TLS handshake must not
+/// hold a task (and the idle timer) forever.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Connection {
+    async fn serve(self, stream: TcpStream, tls: Option<TlsAcceptor>) {
+        let Some(tls) = tls else {
+            return self.serve_http(stream).await;
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+            Ok(Ok(stream)) => self.serve_http(stream).await,
+            Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+            Err(_) => tracing::debug!("TLS handshake timed out"),
+        }
+    }
+
+    async fn serve_http<IO>(self, io: IO)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let app = self.app;
+        let service = service_fn(move |request| {
+            let app = app.clone();
+            async move {
+                let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+                let response = router::route(&app, request).await;
+                tracing::debug!("{method} {path} -> {}", response.status().as_u16());
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let connection = http1::Builder::new().serve_connection(TokioIo::new(io), service);
+        if let Err(e) = self.watcher.watch(connection).await {
+            tracing::debug!("connection ended with an error: {e}");
+        }
+        drop(self.in_use);
     }
 }
 

@@ -35,6 +35,11 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Response {
                 .handle(&segments[2..], &context(app, &request))
                 .await
         }
+        ["providers", ..] => {
+            app.providers
+                .handle_mirror(&segments[1..], &context(app, &request))
+                .await
+        }
         ["git", ..] => app.git.smart_http(&segments[1..], request).await,
         ["git-archive", ..] => app.git.tarball(&segments[1..]).await,
         ["modules", "archives", file] => {

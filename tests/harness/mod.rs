@@ -176,11 +176,17 @@ impl World {
     /// Starts `tfmirror serve` and waits for its "listening" line; a
     /// server an earlier `exec` started is stopped first.
     pub fn serve(&self) -> ServeProcess {
+        self.serve_with(&[])
+    }
+
+    /// [`World::serve`] with more arguments, e.g. `--tls-cert`.
+    pub fn serve_with(&self, args: &[&str]) -> ServeProcess {
         if self.server_info().is_some() {
             self.stop_server();
         }
-        let mut child = self
-            .tfmirror(&["serve"])
+        let mut command = self.tfmirror(&["serve"]);
+        command.args(args);
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -265,7 +271,11 @@ pub struct ServeProcess {
 
 impl ServeProcess {
     pub fn addr(&self) -> std::net::SocketAddr {
-        self.url.trim_start_matches("http://").parse().unwrap()
+        let authority = self
+            .url
+            .split_once("://")
+            .map_or(&*self.url, |(_, rest)| rest);
+        authority.parse().unwrap()
     }
 
     /// SIGTERM, then wait; returns whether it exited successfully.

@@ -1,0 +1,113 @@
+//! Provider addresses as a lock file spells them.
+//!
+//! Terraform accepts only the fully-qualified, normalized form in a lock
+//! file (`registry.terraform.io/hashicorp/aws`, never `hashicorp/aws` or
+//! `Hashicorp/AWS`), so that each block names its provider unambiguously.
+
+use std::fmt;
+
+/// `host/namespace/type`, lowercase.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProviderAddress {
+    pub host: String,
+    pub namespace: String,
+    /// The provider type, e.g. `aws`.
+    pub kind: String,
+}
+
+impl fmt::Display for ProviderAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.host, self.namespace, self.kind)
+    }
+}
+
+impl ProviderAddress {
+    /// Reads a lock file's block label; the error is a message for the user.
+    pub fn parse(label: &str) -> Result<ProviderAddress, String> {
+        let invalid = || {
+            format!(
+                "invalid provider address {label:?}; a lock file spells it \
+                 \"hostname/namespace/type\""
+            )
+        };
+        let parts: Vec<&str> = label.split('/').collect();
+        let [host, namespace, kind] = parts[..] else {
+            return Err(invalid());
+        };
+        if !is_host(host) || !is_name(namespace) || !is_name(kind) {
+            return Err(invalid());
+        }
+        let address = ProviderAddress {
+            host: host.to_lowercase(),
+            namespace: namespace.to_lowercase(),
+            kind: kind.to_lowercase(),
+        };
+        if address.host == "terraform.io" && address.namespace == "builtin" {
+            return Err(format!(
+                "{label:?} is built into Terraform and cannot be locked"
+            ));
+        }
+        let normalized = address.to_string();
+        if normalized != label {
+            return Err(format!(
+                "provider address {label:?} must be written {normalized:?}"
+            ));
+        }
+        Ok(address)
+    }
+}
+
+/// A hostname with an optional port; internationalized names allowed.
+fn is_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        Some(_) => return false,
+        None => host,
+    };
+    !name.is_empty() && name.split('.').all(is_name)
+}
+
+/// A namespace, type or hostname label: letters, digits and single dashes
+/// between them (Terraform's `ParseProviderPart`).
+fn is_name(part: &str) -> bool {
+    !part.is_empty()
+        && !part.starts_with('-')
+        && !part.ends_with('-')
+        && !part.contains("--")
+        && part.chars().all(|c| c == '-' || c.is_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_normalized_addresses() {
+        let address = ProviderAddress::parse("registry.terraform.io/hashicorp/aws").unwrap();
+        assert_eq!(address.host, "registry.terraform.io");
+        assert_eq!(address.namespace, "hashicorp");
+        assert_eq!(address.kind, "aws");
+        assert_eq!(address.to_string(), "registry.terraform.io/hashicorp/aws");
+        assert!(ProviderAddress::parse("localhost:8443/my-org/thing2").is_ok());
+    }
+
+    #[test]
+    fn refuses_what_terraform_refuses() {
+        for label in [
+            "hashicorp/aws",
+            "a/b/c/d",
+            "registry.terraform.io//aws",
+            "registry.terraform.io/hashi corp/aws",
+            "registry.terraform.io/-x/aws",
+            "registry.terraform.io/x--y/aws",
+            "host:port/x/y",
+        ] {
+            assert!(ProviderAddress::parse(label).is_err(), "{label}");
+        }
+        assert_eq!(
+            ProviderAddress::parse("Registry.Terraform.io/HashiCorp/aws").unwrap_err(),
+            r#"provider address "Registry.Terraform.io/HashiCorp/aws" must be written "registry.terraform.io/hashicorp/aws""#
+        );
+        assert!(ProviderAddress::parse("terraform.io/builtin/terraform").is_err());
+    }
+}

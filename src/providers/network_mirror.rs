@@ -1,0 +1,352 @@
+//! The Provider Network Mirror Protocol, under `/providers/`.
+//!
+//! A `network_mirror` in a CLI config's `provider_installation` makes
+//! Terraform read every provider from one URL, with no registry, no
+//! signature and no service discovery: the mirror is trusted, and its
+//! hashes go into the lock file. So the answers are made from the same
+//! verified cache as the registry proxy's, and when the upstream is down
+//! (or was never there: a directory imported with `tfmirror cache import`)
+//! from the zips on disk alone.
+//!
+//! - `<host>/<ns>/<type>/index.json` → `{"versions":{"1.2.0":{}}}`
+//! - `<host>/<ns>/<type>/<version>.json` → `{"archives":{"linux_amd64":
+//!   {"url":"terraform-provider-..._linux_amd64.zip","hashes":[...]}}}`
+//! - `<host>/<ns>/<type>/terraform-provider-<type>_<version>_<os>_<arch>.zip`,
+//!   the file name the packed layout and `terraform providers mirror` use.
+
+use std::collections::BTreeMap;
+
+use futures_util::StreamExt;
+use hyper::StatusCode;
+use serde_json::json;
+
+use super::hashes;
+use super::package::zip_path;
+use super::route::{Package, ProviderAddr};
+use super::Providers;
+use crate::request::{unproxied, validate_segments, RequestContext, RouteError};
+use crate::response::{self, Response};
+use crate::store::{Document, FetchError, Freshness, RelPath, Segment, Source};
+
+/// Download answers fetched at once for a `<version>.json`: one per
+/// platform, and a provider may have a dozen.
+const PLATFORM_CONCURRENCY: usize = 8;
+
+/// `(os, arch)` pairs a version is built for.
+type Platforms = Vec<(Segment, Segment)>;
+
+enum Route {
+    Index(ProviderAddr),
+    Version(ProviderAddr, Segment),
+    Zip(Package),
+}
+
+impl Route {
+    fn parse(segments: &[String]) -> Result<Route, RouteError> {
+        let valid = validate_segments(segments)?;
+        let [host, namespace, kind, file] = valid.as_slice() else {
+            return Err(RouteError::NotFound);
+        };
+        let addr = ProviderAddr {
+            host: host.clone(),
+            namespace: namespace.clone(),
+            kind: kind.clone(),
+        };
+        let file = file.as_str();
+        if file == "index.json" {
+            return Ok(Route::Index(addr));
+        }
+        if let Some(version) = file.strip_suffix(".json") {
+            let version = Segment::new(version).map_err(RouteError::BadName)?;
+            return Ok(Route::Version(addr, version));
+        }
+        let package = parse_zip_name(&addr, file).ok_or(RouteError::NotFound)?;
+        Ok(Route::Zip(package))
+    }
+}
+
+/// `terraform-provider-<type>_<version>_<os>_<arch>.zip`; versions, systems
+/// and architectures have no `_` of their own.
+fn parse_zip_name(addr: &ProviderAddr, file: &str) -> Option<Package> {
+    let rest = file
+        .strip_suffix(".zip")?
+        .strip_prefix("terraform-provider-")?
+        .strip_prefix(addr.kind.as_str())?
+        .strip_prefix('_')?;
+    let mut parts = rest.split('_');
+    let (version, os, arch) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Package {
+        addr: addr.clone(),
+        version: Segment::new(version).ok()?,
+        os: Segment::new(os).ok()?,
+        arch: Segment::new(arch).ok()?,
+    })
+}
+
+impl Providers {
+    /// Handles `/providers/<segments...>`.
+    pub async fn handle_mirror(&self, segments: &[String], ctx: &RequestContext) -> Response {
+        let route = match Route::parse(segments) {
+            Ok(route) => route,
+            Err(e) => return e.response("network mirror"),
+        };
+        let host = match &route {
+            Route::Index(addr) | Route::Version(addr, _) => &addr.host,
+            Route::Zip(package) => &package.addr.host,
+        };
+        if let Some(refusal) = unproxied(&self.config, host) {
+            return refusal;
+        }
+        match route {
+            Route::Index(addr) => self.mirror_index(&addr, ctx).await,
+            Route::Version(addr, version) => self.mirror_version(&addr, &version, ctx).await,
+            Route::Zip(package) => self.mirror_zip(&package, ctx).await,
+        }
+    }
+
+    async fn mirror_index(&self, addr: &ProviderAddr, ctx: &RequestContext) -> Response {
+        let listed = self.upstream_versions(addr, ctx).await;
+        let versions: BTreeMap<String, serde_json::Value> = match listed {
+            Ok(list) => list.into_iter().map(|(v, _)| (v, json!({}))).collect(),
+            Err(failure) => match self.local_packages(addr).await {
+                Some(local) => local.into_keys().map(|v| (v, json!({}))).collect(),
+                None => return response::fetch_error(&addr.to_string(), failure),
+            },
+        };
+        response::json(StatusCode::OK, json!({ "versions": versions }).to_string())
+    }
+
+    async fn mirror_version(
+        &self,
+        addr: &ProviderAddr,
+        version: &Segment,
+        ctx: &RequestContext,
+    ) -> Response {
+        let platforms = match self.upstream_versions(addr, ctx).await {
+            Ok(list) => match list.into_iter().find(|(v, _)| v == version.as_str()) {
+                Some((_, platforms)) => platforms,
+                None => return not_found(&format!("{addr} has no version {version}")),
+            },
+            Err(failure) => match self.local_packages(addr).await {
+                Some(mut local) => match local.remove(version.as_str()) {
+                    Some(platforms) => platforms,
+                    None => return not_found(&format!("no cached {addr} {version}")),
+                },
+                None => return response::fetch_error(&addr.to_string(), failure),
+            },
+        };
+        let archives: BTreeMap<String, serde_json::Value> = futures_util::stream::iter(platforms)
+            .map(|(os, arch)| {
+                let package = Package {
+                    addr: addr.clone(),
+                    version: version.clone(),
+                    os,
+                    arch,
+                };
+                async move { self.archive_entry(&package, ctx).await }
+            })
+            .buffer_unordered(PLATFORM_CONCURRENCY)
+            .filter_map(|entry| async move { entry })
+            .collect()
+            .await;
+        response::json(StatusCode::OK, json!({ "archives": archives }).to_string())
+    }
+
+    /// One platform's entry: the zip's relative URL and the hashes known
+    /// for it, `zh:` from the registry's answer or the cached file, `h1:`
+    /// once the zip is cached. A platform whose answer cannot be had is
+    /// left out rather than failing the whole version.
+    async fn archive_entry(
+        &self,
+        package: &Package,
+        ctx: &RequestContext,
+    ) -> Option<(String, serde_json::Value)> {
+        let rel = zip_path(package);
+        let cached = self.store.path(&rel).is_file();
+        let sha256 = match self.download_answer(package, &ctx.forwarded).await {
+            Ok(answer) => answer.shasum,
+            Err(_) if cached => self.cached_sha256(&rel).await?,
+            Err(_) => {
+                tracing::warn!("leaving {package} out of the mirror's answer: no download answer");
+                return None;
+            }
+        };
+        let mut hashes = Vec::new();
+        if cached {
+            hashes.extend(self.h1(package, &rel).await);
+        }
+        hashes.push(format!("zh:{sha256}"));
+        let platform = format!("{}_{}", package.os, package.arch);
+        let url = rel
+            .segments_owned()
+            .pop()
+            .expect("zip paths end in a file name");
+        Some((platform, json!({ "url": url.as_str(), "hashes": hashes })))
+    }
+
+    /// The sha256 recorded when the zip was stored, else computed from it.
+    async fn cached_sha256(&self, rel: &RelPath) -> Option<String> {
+        if let Some(sha256) = self.store.recorded_sha256(rel) {
+            return Some(sha256);
+        }
+        let path = self.store.path(rel);
+        let zh = tokio::task::spawn_blocking(move || hashes::zh_of_file(&path))
+            .await
+            .ok()?
+            .ok()?;
+        zh.strip_prefix("zh:").map(str::to_owned)
+    }
+
+    /// The zip's `h1:` hashes (see [`hashes::ZipH1`]), computed once and
+    /// kept in the index: a cached zip never changes, and hashing means
+    /// unpacking it.
+    async fn h1(&self, package: &Package, rel: &RelPath) -> Vec<String> {
+        let key = format!("providers/h1/{}", rel.key());
+        let path = self.store.path(rel);
+        let served = self
+            .store
+            .documents()
+            .get(
+                &key,
+                Freshness::IMMUTABLE,
+                HASH_DEADLINE,
+                move || async move {
+                    let h1 = tokio::task::spawn_blocking(move || hashes::zip_h1(&path))
+                        .await
+                        .map_err(|e| FetchError::Unavailable(e.to_string()))?
+                        .map_err(|e| FetchError::Unavailable(e.to_string()))?;
+                    Ok(h1.values().join(" "))
+                },
+            )
+            .await;
+        match served {
+            Ok(served) => served.doc.body.split(' ').map(str::to_owned).collect(),
+            Err(e) => {
+                tracing::warn!("cannot compute the h1 hash of {package}: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn mirror_zip(&self, package: &Package, ctx: &RequestContext) -> Response {
+        let rel = zip_path(package);
+        if let Some((file, size)) = self.store.open_artifact(&rel).await {
+            return response::file(file, size, "application/zip");
+        }
+        match self.download_answer(package, &ctx.forwarded).await {
+            Ok(answer) => self.serve_zip(package, &answer, ctx).await,
+            Err(response) => response,
+        }
+    }
+
+    /// The upstream's versions of a provider with their platforms.
+    async fn upstream_versions(
+        &self,
+        addr: &ProviderAddr,
+        ctx: &RequestContext,
+    ) -> Result<Vec<(String, Platforms)>, FetchError> {
+        let served = self.version_list(addr, ctx).await?;
+        if let Source::StaleFallback(why) = &served.source {
+            tracing::warn!("serving a cached version list for {addr}: {why}");
+        }
+        parse_versions(&served.doc)
+            .map_err(|e| FetchError::Unavailable(format!("the version list of {addr}: {e}")))
+    }
+
+    /// Versions and platforms of the zips on disk, or `None` when there
+    /// are none.
+    async fn local_packages(&self, addr: &ProviderAddr) -> Option<BTreeMap<String, Platforms>> {
+        let dir = self.store.path(&RelPath::new([
+            RelPath::fixed("providers"),
+            addr.host.clone(),
+            addr.namespace.clone(),
+            addr.kind.clone(),
+        ]));
+        let mut entries = tokio::fs::read_dir(dir).await.ok()?;
+        let mut found: BTreeMap<String, Platforms> = BTreeMap::new();
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let name = entry.file_name();
+            if let Some(package) = parse_zip_name(addr, &name.to_string_lossy()) {
+                found
+                    .entry(package.version.to_string())
+                    .or_default()
+                    .push((package.os, package.arch));
+            }
+        }
+        (!found.is_empty()).then_some(found)
+    }
+}
+
+/// Hashing a zip is local work; it gets as long as it takes.
+const HASH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn not_found(message: &str) -> Response {
+    response::error(StatusCode::NOT_FOUND, message)
+}
+
+/// The registry's `{"versions":[{"version":..,"platforms":[{"os","arch"}]}]}`.
+fn parse_versions(doc: &Document) -> Result<Vec<(String, Platforms)>, String> {
+    #[derive(serde::Deserialize)]
+    struct List {
+        versions: Vec<Version>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Version {
+        version: String,
+        #[serde(default)]
+        platforms: Vec<Platform>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Platform {
+        os: String,
+        arch: String,
+    }
+    let list: List = serde_json::from_str(&doc.body).map_err(|e| e.to_string())?;
+    let segment = |s: &str| Segment::new(s).map_err(|e| e.to_string());
+    list.versions
+        .into_iter()
+        .map(|v| {
+            let platforms = v
+                .platforms
+                .iter()
+                .map(|p| Ok((segment(&p.os)?, segment(&p.arch)?)))
+                .collect::<Result<_, String>>()?;
+            Ok((v.version, platforms))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr() -> ProviderAddr {
+        let s = |v: &str| Segment::new(v).unwrap();
+        ProviderAddr {
+            host: s("registry.terraform.io"),
+            namespace: s("hashicorp"),
+            kind: s("aws"),
+        }
+    }
+
+    #[test]
+    fn reads_packed_zip_names() {
+        let package =
+            parse_zip_name(&addr(), "terraform-provider-aws_5.1.0_linux_amd64.zip").unwrap();
+        assert_eq!(
+            package.to_string(),
+            "registry.terraform.io/hashicorp/aws 5.1.0 linux_amd64"
+        );
+        for bad in [
+            "terraform-provider-aws_5.1.0_linux.zip",
+            "terraform-provider-gcp_5.1.0_linux_amd64.zip",
+            "terraform-provider-aws_5.1.0_linux_amd64_x.zip",
+            "terraform-provider-aws_5.1.0_linux_amd64.tar",
+        ] {
+            assert!(parse_zip_name(&addr(), bad).is_none(), "{bad}");
+        }
+    }
+}

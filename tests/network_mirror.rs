@@ -1,0 +1,203 @@
+//! End to end: Terraform installs providers from tfmirror's network mirror
+//! over HTTPS (`provider_installation { network_mirror { ... } }`), with a
+//! test CA it is told to trust through `SSL_CERT_FILE`.
+
+mod fixtures;
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use fixtures::http::get;
+use fixtures::ProviderSpec;
+use harness::{assert_success, terraform, World};
+
+const PROVIDERS: [(&str, &str, &str); 2] =
+    [("hashicorp", "alpha", "1.2.0"), ("acme", "beta", "0.3.0")];
+
+fn world() -> World {
+    World::new(vec![
+        ProviderSpec::new("hashicorp", "alpha", &["1.0.0", "1.2.0"]),
+        ProviderSpec::new("acme", "beta", &["0.3.0"]),
+    ])
+}
+
+/// A throwaway CA and a certificate for 127.0.0.1 signed by it, as PEM
+/// files: `(ca, cert, key)`.
+fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// Plain `terraform init` with the given CLI config and trusted CA.
+fn init(world: &World, dir: &Path, cli_config: &Path, ca: &Path) -> Output {
+    world
+        .command(terraform())
+        .args(["init", "-input=false", "-no-color"])
+        .current_dir(dir)
+        .env("TF_CLI_CONFIG_FILE", cli_config)
+        .env("SSL_CERT_FILE", ca)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn terraform_installs_from_the_network_mirror_over_tls() {
+    let world = world();
+    let (ca, cert, key) = test_certificates(world.root.path());
+    let server = world.serve_with(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+
+    let rc = world
+        .tfmirror(&["rc", "--network-mirror"])
+        .output()
+        .unwrap();
+    assert_success(&rc, "tfmirror rc --network-mirror");
+    let text = String::from_utf8(rc.stdout).unwrap();
+    assert!(
+        text.contains(&format!("url = \"{}/providers/\"", server.url)),
+        "{text}"
+    );
+    assert!(!text.contains("host \""), "{text}");
+    let cli_config = world.root.path().join("mirror.tfrc");
+    std::fs::write(&cli_config, text).unwrap();
+
+    let first = world.workdir("first", &PROVIDERS);
+    assert_success(
+        &init(&world, &first, &cli_config, &ca),
+        "cold init from the mirror",
+    );
+    assert!(world.registry.artifact_requests() > 0);
+    let hashes = harness::locked_hashes(&first, "hashicorp", "alpha");
+
+    world.registry.clear_requests();
+    let second = world.workdir("second", &PROVIDERS);
+    assert_success(
+        &init(&world, &second, &cli_config, &ca),
+        "warm init from the mirror",
+    );
+    assert_eq!(
+        world.registry.artifact_requests(),
+        0,
+        "{:#?}",
+        world.registry.requests()
+    );
+    assert_eq!(
+        harness::locked_hashes(&second, "hashicorp", "alpha"),
+        hashes,
+        "the same hashes from the cache"
+    );
+
+    // Terraform records the h1: it computes itself; the mirror lists the
+    // same value for the cached zip.
+    drop(server);
+    let plain = world.serve();
+    let version = get(&format!(
+        "{}/providers/registry.terraform.io/hashicorp/alpha/1.2.0.json",
+        plain.url
+    ));
+    let listed = version.json()["archives"]["linux_amd64"]["hashes"].clone();
+    assert_eq!(
+        listed[0].as_str(),
+        Some(hashes[0].as_str()),
+        "{listed} vs {hashes:?}"
+    );
+}
+
+#[test]
+fn the_mirror_answers_from_disk_when_the_upstream_is_down() {
+    let world = world();
+    let server = world.serve();
+    let base = format!(
+        "{}/providers/registry.terraform.io/hashicorp/alpha",
+        server.url
+    );
+    let version = get(&format!("{base}/1.2.0.json"));
+    assert_eq!(version.status, 200, "{}", version.text());
+    assert_eq!(version.header("content-type"), Some("application/json"));
+    let archives = version.json()["archives"].clone();
+    assert_eq!(
+        archives.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["darwin_arm64", "linux_amd64", "windows_amd64"]
+    );
+    let linux = &archives["linux_amd64"];
+    let url = linux["url"].as_str().unwrap();
+    assert_eq!(url, "terraform-provider-alpha_1.2.0_linux_amd64.zip");
+    let hashes: Vec<_> = linux["hashes"].as_array().unwrap().iter().collect();
+    assert_eq!(
+        hashes.len(),
+        1,
+        "only zh: until the zip is cached: {hashes:?}"
+    );
+
+    let zip = get(&format!("{base}/{url}"));
+    assert_eq!(zip.status, 200);
+    assert!(
+        zip.body
+            == world
+                .registry
+                .zip_bytes("hashicorp", "alpha", "1.2.0", "linux", "amd64")
+    );
+
+    world.registry.stop();
+    let index = get(&format!("{base}/index.json"));
+    assert_eq!(index.status, 200, "{}", index.text());
+    assert!(
+        index.json()["versions"]["1.2.0"].is_object(),
+        "{}",
+        index.text()
+    );
+    let version = get(&format!("{base}/1.2.0.json"));
+    assert_eq!(version.status, 200, "{}", version.text());
+    let hashes = version.json()["archives"]["linux_amd64"]["hashes"].clone();
+    let hashes: Vec<&str> = hashes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    assert!(
+        hashes[0].starts_with("h1:") && hashes.last().unwrap().starts_with("zh:"),
+        "{hashes:?}"
+    );
+
+    for bad in [
+        "/providers/registry.terraform.io/hashicorp/alpha/..%2f..%2fx.json",
+        "/providers/registry.terraform.io/hashicorp/alpha/terraform-provider-alpha_1.2.0_linux.zip",
+    ] {
+        let response = get(&format!("{}{bad}", server.url));
+        assert!(
+            matches!(response.status, 400 | 404),
+            "{bad}: {}",
+            response.status
+        );
+    }
+}
