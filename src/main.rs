@@ -93,6 +93,13 @@ enum Command {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// Manage the cache's contents.
+    Cache {
+        #[command(subcommand)]
+        action: commands::cache::CacheAction,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
     /// Install or remove a login service that keeps a server running on a
     /// fixed address (systemd user unit on Linux, launchd agent on macOS).
     Service {
@@ -164,6 +171,18 @@ async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Env { cache } => {
             let loaded = Loaded::new(&cache)?;
             commands::env::run(&loaded.dir, &loaded.config).await
+        }
+        Command::Cache { action, cache } => {
+            let loaded = Loaded::new(&cache)?;
+            let launch = commands::launch::Launch {
+                cache_dir: &loaded.dir,
+                config_file: loaded.config_file.as_deref(),
+            };
+            match action {
+                commands::cache::CacheAction::Import { dir } => {
+                    commands::cache::import::run(launch, &dir).await
+                }
+            }
         }
         Command::Service { action, cache } => {
             let loaded = Loaded::new(&cache)?;

@@ -201,3 +201,105 @@ fn the_mirror_answers_from_disk_when_the_upstream_is_down() {
         );
     }
 }
+
+/// `terraform providers mirror` output, imported into another cache whose
+/// upstream is down, then installed from by Terraform twice: with the
+/// cache's `providers/` as a `filesystem_mirror`, and through the network
+/// mirror over TLS.
+#[test]
+fn an_imported_mirror_directory_serves_inits_without_the_upstream() {
+    let source = world();
+    let mirror = source.root.path().join("mirror");
+    let output = source
+        .tfmirror(&["exec", "--"])
+        .arg(terraform())
+        .args(["providers", "mirror", "-platform=linux_amd64"])
+        .arg(&mirror)
+        .current_dir(source.workdir("source", &PROVIDERS))
+        .output()
+        .unwrap();
+    assert_success(&output, "terraform providers mirror");
+
+    let world = world();
+    world.registry.stop();
+    let import = |dir: &Path| {
+        world
+            .tfmirror(&["cache", "import", dir.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let output = import(&mirror);
+    assert_success(&output, "cache import");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("2 imported, 0 already cached"), "{stdout}");
+    let output = import(&mirror);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("0 imported, 2 already cached"));
+
+    // A zip that does not match its version file is refused.
+    let tampered = world.root.path().join("tampered");
+    copy_tree(&mirror, &tampered);
+    let zip = tampered
+        .join("registry.terraform.io/acme/beta/terraform-provider-beta_0.3.0_linux_amd64.zip");
+    let mut bytes = std::fs::read(&zip).unwrap();
+    let last = bytes.len() - 30;
+    bytes[last] ^= 0xff;
+    std::fs::write(&zip, bytes).unwrap();
+    let output = import(&tampered);
+    let text = harness::assert_failure(&output, "import of a tampered zip");
+    assert!(text.contains("does not match the hashes"), "{text}");
+
+    let filesystem = world.root.path().join("filesystem.tfrc");
+    let providers = world.cache_dir().join("providers");
+    std::fs::write(
+        &filesystem,
+        format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path = \"{}\"\n  }}\n}}\n",
+            providers.display()
+        ),
+    )
+    .unwrap();
+    let dir = world.workdir("filesystem", &PROVIDERS);
+    let output = world
+        .command(terraform())
+        .args(["init", "-input=false", "-no-color"])
+        .current_dir(&dir)
+        .env("TF_CLI_CONFIG_FILE", &filesystem)
+        .output()
+        .unwrap();
+    assert_success(
+        &output,
+        "init from <cache>/providers as a filesystem_mirror",
+    );
+
+    let (ca, cert, key) = test_certificates(world.root.path());
+    let _server = world.serve_with(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let rc = world
+        .tfmirror(&["rc", "--network-mirror"])
+        .output()
+        .unwrap();
+    let network = world.root.path().join("network.tfrc");
+    std::fs::write(&network, rc.stdout).unwrap();
+    let dir = world.workdir("network", &PROVIDERS);
+    assert_success(
+        &init(&world, &dir, &network, &ca),
+        "init from the network mirror with the upstream down",
+    );
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! One module per subcommand; what they share (finding the server that owns
 //! a cache, rendering the CLI config for it) lives here.
 
+pub mod cache;
 pub mod env;
 pub mod exec;
 pub mod launch;
@@ -42,16 +43,7 @@ impl Health {
 /// not trusted.
 pub async fn running_server(cache_dir: &Path) -> Option<Health> {
     let info = state_file::read(cache_dir)?;
-    // The certificate of a server with `--tls-cert` is for Terraform to
-    // check; this probe only asks a recorded address who it is, sends
-    // nothing secret, and trusts the answer only if the pid and cache dir
-    // match.
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .no_proxy()
-        .danger_accept_invalid_certs(true)
-        .build()
-        .ok()?;
+    let client = local_client(Some(Duration::from_secs(2))).ok()?;
     let response = client
         .get(format!("{}/_tfmirror/health", info.url))
         .send()
@@ -59,6 +51,22 @@ pub async fn running_server(cache_dir: &Path) -> Option<Health> {
         .ok()?;
     let health: Health = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
     (health.pid == info.pid && same_dir(&health.cache_dir, cache_dir)).then_some(health)
+}
+
+/// An HTTP client for the cache's own server, on loopback.
+///
+/// The certificate of a server with `--tls-cert` is for Terraform to check;
+/// this client talks only to the address recorded in `server.json`, which
+/// it trusts only after the health check has matched the pid and cache
+/// dir, and sends no credentials.
+pub fn local_client(timeout: Option<Duration>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .danger_accept_invalid_certs(true);
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    Ok(builder.build()?)
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {

@@ -7,7 +7,8 @@
 
 mod checksums;
 mod download_answer;
-mod hashes;
+pub mod hashes;
+mod import;
 mod network_mirror;
 mod package;
 mod route;

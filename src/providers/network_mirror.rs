@@ -86,6 +86,18 @@ fn parse_zip_name(addr: &ProviderAddr, file: &str) -> Option<Package> {
     })
 }
 
+/// The route of a zip: what a `PUT` may name.
+pub(super) fn zip_route(segments: &[String]) -> Result<Package, RouteError> {
+    match Route::parse(segments)? {
+        Route::Zip(package) => Ok(package),
+        Route::Index(_) | Route::Version(..) => Err(RouteError::NotFound),
+    }
+}
+
+/// Index key prefix of a cached zip's `h1:` values, followed by the zip's
+/// key.
+pub(super) const H1_KEY_PREFIX: &str = "providers/h1/";
+
 impl Providers {
     /// Handles `/providers/<segments...>`.
     pub async fn handle_mirror(&self, segments: &[String], ctx: &RequestContext) -> Response {
@@ -188,7 +200,7 @@ impl Providers {
     }
 
     /// The sha256 recorded when the zip was stored, else computed from it.
-    async fn cached_sha256(&self, rel: &RelPath) -> Option<String> {
+    pub(super) async fn cached_sha256(&self, rel: &RelPath) -> Option<String> {
         if let Some(sha256) = self.store.recorded_sha256(rel) {
             return Some(sha256);
         }
@@ -204,7 +216,7 @@ impl Providers {
     /// kept in the index: a cached zip never changes, and hashing means
     /// unpacking it.
     async fn h1(&self, package: &Package, rel: &RelPath) -> Vec<String> {
-        let key = format!("providers/h1/{}", rel.key());
+        let key = format!("{H1_KEY_PREFIX}{}", rel.key());
         let path = self.store.path(rel);
         let served = self
             .store

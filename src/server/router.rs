@@ -11,8 +11,10 @@ use crate::response::{self, Response};
 use crate::upstream::{Credential, Forwarded};
 
 pub async fn route(app: &App, request: Request<Incoming>) -> Response {
-    let git_post = request.method() == Method::POST && request.uri().path().starts_with("/git/");
-    if !git_post && !matches!(*request.method(), Method::GET | Method::HEAD) {
+    let path = request.uri().path();
+    let git_post = request.method() == Method::POST && path.starts_with("/git/");
+    let import = request.method() == Method::PUT && path.starts_with("/providers/");
+    if !git_post && !import && !matches!(*request.method(), Method::GET | Method::HEAD) {
         return response::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET and HEAD are served",
@@ -33,6 +35,11 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Response {
         ["v1", "modules", ..] => {
             app.modules
                 .handle(&segments[2..], &context(app, &request))
+                .await
+        }
+        ["providers", ..] if import => {
+            app.providers
+                .import_zip(&segments[1..], request.into_body())
                 .await
         }
         ["providers", ..] => {

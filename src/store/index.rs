@@ -22,6 +22,16 @@ pub struct Document {
     pub body: String,
 }
 
+impl Document {
+    /// A document made now.
+    pub fn now(body: String) -> Document {
+        Document {
+            fetched_at_ms: now_ms(),
+            body,
+        }
+    }
+}
+
 /// How an artifact has been used, for reports and garbage collection.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Usage {
