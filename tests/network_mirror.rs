@@ -10,7 +10,7 @@ use std::process::Output;
 
 use fixtures::http::get;
 use fixtures::ProviderSpec;
-use harness::{assert_success, terraform, World};
+use harness::{assert_success, terraform, ServeProcess, World};
 
 const PROVIDERS: [(&str, &str, &str); 2] =
     [("hashicorp", "alpha", "1.2.0"), ("acme", "beta", "0.3.0")];
@@ -48,6 +48,19 @@ fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     paths
 }
 
+/// `tfmirror serve` over HTTPS with a new test certificate; returns the
+/// CA to trust.
+fn serve_tls(world: &World) -> (ServeProcess, PathBuf) {
+    let (ca, cert, key) = test_certificates(world.root.path());
+    let server = world.serve_with(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    (server, ca)
+}
+
 /// Plain `terraform init` with the given CLI config and trusted CA.
 fn init(world: &World, dir: &Path, cli_config: &Path, ca: &Path) -> Output {
     world
@@ -63,13 +76,7 @@ fn init(world: &World, dir: &Path, cli_config: &Path, ca: &Path) -> Output {
 #[test]
 fn terraform_installs_from_the_network_mirror_over_tls() {
     let world = world();
-    let (ca, cert, key) = test_certificates(world.root.path());
-    let server = world.serve_with(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
+    let (server, ca) = serve_tls(&world);
     assert!(
         server.url.starts_with("https://127.0.0.1:"),
         "{}",
@@ -271,13 +278,7 @@ fn an_imported_mirror_directory_serves_inits_without_the_upstream() {
         "init from <cache>/providers as a filesystem_mirror",
     );
 
-    let (ca, cert, key) = test_certificates(world.root.path());
-    let _server = world.serve_with(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
+    let (_server, ca) = serve_tls(&world);
     let rc = world
         .tfmirror(&["rc", "--network-mirror"])
         .output()
