@@ -14,7 +14,13 @@ use super::index::Index;
 
 /// Files at the top of the cache that are tfmirror's own bookkeeping, not
 /// artifacts.
-const NOT_ARTIFACTS: [&str; 3] = ["owner.lock", "server.json", "server.log"];
+const NOT_ARTIFACTS: [&str; 5] = [
+    "owner.lock",
+    "server.json",
+    "server.log",
+    "server.log.1",
+    "terraform.rc",
+];
 
 /// Records every artifact file below `root`, skipping the directories named
 /// in `skip_dirs` (relative to root). Returns how many were recorded.
@@ -73,8 +79,11 @@ mod tests {
         std::fs::write(root.join("providers/h/ns/t/p.zip"), b"zip").unwrap();
         std::fs::write(root.join("providers/h/ns/t/.tmp-x"), b"partial").unwrap();
         std::fs::write(root.join("server.json"), b"{}").unwrap();
+        std::fs::write(root.join("terraform.rc"), b"host {}").unwrap();
+        std::fs::create_dir_all(root.join("git/h/r.git/objects")).unwrap();
+        std::fs::write(root.join("git/h/r.git/objects/pack"), b"pack").unwrap();
         let index = Index::open(&root.join("index")).unwrap().index;
-        assert_eq!(rebuild(root, &index, &["index"]).unwrap(), 1);
+        assert_eq!(rebuild(root, &index, &["index", "git"]).unwrap(), 1);
         let usage = index.usage("providers/h/ns/t/p.zip").unwrap().unwrap();
         assert_eq!(usage.size, 3);
     }
