@@ -122,6 +122,22 @@ enum Command {
         )]
         command: Vec<OsString>,
     },
+    /// Fetch every provider package that lock files name into the cache,
+    /// checking each against the lock file's hashes.
+    Warm {
+        #[command(flatten)]
+        args: commands::warm::WarmArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Add the `h1:` hashes of more platforms to lock files, from cached
+    /// packages that match the `zh:` hashes already there.
+    Lock {
+        #[command(flatten)]
+        args: commands::lock::LockArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -197,6 +213,14 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             };
             commands::exec::run(launch, loaded.config.clone(), &command).await
         }
+        Command::Warm { args, cache } => {
+            let loaded = Loaded::new(&cache)?;
+            commands::warm::run(loaded.launch(), args).await
+        }
+        Command::Lock { args, cache } => {
+            let loaded = Loaded::new(&cache)?;
+            commands::lock::run(loaded.launch(), args).await
+        }
     }
 }
 
@@ -218,6 +242,14 @@ impl Loaded {
             config,
             config_file,
         })
+    }
+
+    /// How to start a server for this cache and config, if none runs.
+    fn launch(&self) -> commands::launch::Launch<'_> {
+        commands::launch::Launch {
+            cache_dir: &self.dir,
+            config_file: self.config_file.as_deref(),
+        }
     }
 }
 

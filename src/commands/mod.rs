@@ -5,12 +5,15 @@ pub mod cache;
 pub mod env;
 pub mod exec;
 pub mod launch;
+pub mod lock;
+mod packages;
 pub mod rc;
 pub mod serve;
 mod server_log;
 pub mod service;
 pub mod status;
 pub mod stop;
+pub mod warm;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -112,7 +112,7 @@ impl Decoder<'_> {
             };
             arguments.push(attribute.span().unwrap_or_default());
             match attribute.key.as_str() {
-                "version" => version = Some(self.string(attribute)?),
+                "version" => version = Some(self.version(attribute)?),
                 "constraints" => constraints = Some(self.string(attribute)?),
                 "hashes" => hashes = Some(self.hashes(attribute)?),
                 other => {
@@ -159,6 +159,23 @@ impl Decoder<'_> {
             close: span.start + text.rfind('}').unwrap_or_default(),
             arguments,
         }
+    }
+
+    /// An exact version, as Terraform requires; it also becomes part of
+    /// package file names and URLs, so nothing else may pass.
+    fn version(&self, attribute: &Attribute) -> Result<String, LockFileError> {
+        let version = self.string(attribute)?;
+        let exact = version.starts_with(|c: char| c.is_ascii_digit())
+            && version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'));
+        if !exact {
+            return Err(self.error(
+                attribute.value.span(),
+                format!("version {version:?} is not an exact version such as \"1.2.0\""),
+            ));
+        }
+        Ok(version)
     }
 
     fn string(&self, attribute: &Attribute) -> Result<String, LockFileError> {
@@ -303,6 +320,10 @@ mod tests {
             (
                 "version not a string",
                 "provider \"registry.terraform.io/hashicorp/aws\" {\n  version = 1\n}\n",
+            ),
+            (
+                "version not exact",
+                "provider \"registry.terraform.io/hashicorp/aws\" {\n  version = \"../1.0\"\n}\n",
             ),
             (
                 "duplicate provider",

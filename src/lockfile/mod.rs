@@ -11,9 +11,6 @@
 //! - `edit`: inserts hashes where Terraform's own sorted order puts them.
 //! - `find`: the lock files under some directories.
 
-// Used by the lock and warm commands (issue 6).
-#![allow(dead_code, unused_imports)]
-
 mod address;
 mod decode;
 mod edit;
@@ -99,6 +96,7 @@ impl LockFile {
         })
     }
 
+    #[cfg(test)]
     pub fn provider(&self, address: &ProviderAddress) -> Option<&LockedProvider> {
         self.providers.iter().find(|p| &p.address == address)
     }

@@ -1,0 +1,201 @@
+//! `tfmirror lock`: adds the `h1:` hashes of other platforms to lock
+//! files, so that every laptop and CI runner accepts the same file.
+//!
+//! `terraform init` records `zh:` hashes for every platform (from the
+//! registry's signed SHA256SUMS) but `h1:` only for the platform it ran
+//! on; a machine of another platform that installs from a mirror or a
+//! plugin cache then has nothing to check its package against. The `zh:`
+//! already in the file are the trust root: a package is hashed only once
+//! its zip matches one of them, and nothing is ever removed.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::launch::Launch;
+use super::packages::{
+    self, FetchError, Fetched, PackageId, Platform, Server, DEFAULT_CONCURRENCY,
+};
+use crate::lockfile::{LockFile, LockedProvider, ProviderAddress};
+
+#[derive(clap::Args)]
+pub struct LockArgs {
+    /// A platform to add hashes for, as Terraform names it (e.g.
+    /// `darwin_arm64`); repeat for more [default: this machine's].
+    #[arg(long = "platform", value_name = "OS_ARCH")]
+    platforms: Vec<Platform>,
+    /// Change no lock file: list the hashes that are missing, and exit 1
+    /// if any is (the packages are still fetched into the cache).
+    #[arg(long)]
+    check: bool,
+    /// Directories searched for `.terraform.lock.hcl` files, recursively
+    /// (`.terraform` and `.git` are skipped) [default: the current
+    /// directory's lock file].
+    #[arg(value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+}
+
+/// A hash to add, and the package it is the hash of.
+struct Addition {
+    hash: String,
+    package: PackageId,
+}
+
+/// What one lock file needs.
+#[derive(Default)]
+struct Plan {
+    additions: BTreeMap<ProviderAddress, Vec<Addition>>,
+    /// Messages for providers left unchanged because a package did not
+    /// match the lock file.
+    refused: Vec<String>,
+}
+
+pub async fn run(launch: Launch<'_>, args: LockArgs) -> anyhow::Result<i32> {
+    let paths = packages::lock_file_paths(&[], &args.dirs)?;
+    let locks = packages::read_lock_files(&paths)?;
+    let platforms = Platform::or_host(args.platforms);
+    let server = Server::connect(launch).await?;
+    let wanted = packages::unique_packages(&locks, &platforms);
+    let fetches = packages::fetch_all(&server, wanted, DEFAULT_CONCURRENCY).await;
+    eprintln!("fetched {}", fetches.summary());
+    let mut failed = fetches.results.values().any(Result::is_err);
+    let mut incomplete = false;
+    for lock in &locks {
+        let plan = plan(lock, &platforms, &fetches.results);
+        for message in &plan.refused {
+            eprintln!("tfmirror: {message}");
+        }
+        failed |= !plan.refused.is_empty();
+        if plan.additions.is_empty() {
+            println!("{}: complete", lock.path.display());
+        } else if args.check {
+            report(&lock.path, "lacks", &plan);
+            incomplete = true;
+        } else {
+            let hashes = plan
+                .additions
+                .iter()
+                .map(|(address, added)| {
+                    let hashes = added.iter().map(|a| a.hash.clone()).collect();
+                    (address.clone(), hashes)
+                })
+                .collect();
+            replace_file(&lock.path, &lock.with_added_hashes(&hashes))?;
+            report(&lock.path, "added", &plan);
+        }
+    }
+    Ok(i32::from(failed || incomplete))
+}
+
+/// The `h1:` hashes `lock` lacks for `platforms`, of packages that match
+/// its `zh:` hashes. A provider with a package that does not match gets
+/// none: its lock entry is in question, and the user has to decide.
+fn plan(
+    lock: &LockFile,
+    platforms: &[Platform],
+    fetched: &BTreeMap<PackageId, Result<Fetched, FetchError>>,
+) -> Plan {
+    let mut plan = Plan::default();
+    for provider in &lock.providers {
+        match provider_additions(lock, provider, platforms, fetched) {
+            Ok(added) if added.is_empty() => {}
+            Ok(added) => {
+                plan.additions.insert(provider.address.clone(), added);
+            }
+            Err(message) => plan.refused.push(message),
+        }
+    }
+    plan
+}
+
+fn provider_additions(
+    lock: &LockFile,
+    provider: &LockedProvider,
+    platforms: &[Platform],
+    fetched: &BTreeMap<PackageId, Result<Fetched, FetchError>>,
+) -> Result<Vec<Addition>, String> {
+    let mut added: Vec<Addition> = Vec::new();
+    for package in PackageId::of(provider, platforms) {
+        // A package that could not be fetched was reported already; the
+        // other platforms' hashes are still worth adding.
+        let Some(Ok(fetched)) = fetched.get(&package) else {
+            continue;
+        };
+        if let Err(why) = packages::check(fetched, &provider.hashes, true) {
+            return Err(packages::mismatch(&package, &lock.path, why, fetched));
+        }
+        for hash in fetched.h1.values() {
+            let known = provider.hashes.contains(&hash) || added.iter().any(|a| a.hash == hash);
+            if !known {
+                added.push(Addition {
+                    hash,
+                    package: package.clone(),
+                });
+            }
+        }
+    }
+    Ok(added)
+}
+
+/// One line per hash, `verb` being what happened to it.
+fn report(path: &Path, verb: &str, plan: &Plan) {
+    for addition in plan.additions.values().flatten() {
+        println!(
+            "{}: {verb} {} ({})",
+            path.display(),
+            addition.hash,
+            addition.package
+        );
+    }
+}
+
+/// Replaces the file at `path` (or the file a symlink there points to) with
+/// `text` at once: a temporary file in the same directory, with the same
+/// permissions, flushed to disk and renamed over it. An interrupted run
+/// leaves the old lock file, never half of the new one.
+fn replace_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    let context = |e: std::io::Error| anyhow::anyhow!("cannot write {}: {e}", path.display());
+    let target = std::fs::canonicalize(path).map_err(context)?;
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let permissions = std::fs::metadata(&target).map_err(context)?.permissions();
+    let mut temp = tempfile::Builder::new()
+        .prefix(".terraform.lock.hcl.")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(context)?;
+    temp.write_all(text.as_bytes()).map_err(context)?;
+    temp.as_file()
+        .set_permissions(permissions)
+        .map_err(context)?;
+    temp.as_file().sync_all().map_err(context)?;
+    temp.persist(&target).map_err(|e| context(e.error))?;
+    // The rename itself is durable once the directory is synced.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(context)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replacing_keeps_permissions_and_leaves_no_temp_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".terraform.lock.hcl");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let link = dir.path().join("link.hcl");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+
+        replace_file(&link, "new").unwrap();
+
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+}
