@@ -37,6 +37,39 @@ pub struct Config {
     /// How long a server that `exec` started in the background waits with
     /// no requests before it exits.
     pub idle_timeout: Duration,
+    /// Garbage collection; the server collects at start and every
+    /// `interval` when `unused_for` or `max_size` is set.
+    pub gc: GcConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct GcConfig {
+    /// Artifacts unused this long are removed (`tfmirror cache gc`
+    /// defaults to 30 days when this is unset).
+    pub unused_for: Option<Duration>,
+    /// The cache is shrunk to this many bytes.
+    pub max_size: Option<u64>,
+    /// Nothing stored or used more recently than this is removed.
+    pub min_age: Duration,
+    pub interval: Duration,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            unused_for: None,
+            max_size: None,
+            min_age: Duration::from_secs(12 * 3600),
+            interval: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl GcConfig {
+    /// Whether the server collects by itself.
+    pub fn is_automatic(&self) -> bool {
+        self.unused_for.is_some() || self.max_size.is_some()
+    }
 }
 
 /// The login service's address: fixed, so the exports `tfmirror env`
@@ -61,6 +94,7 @@ impl Default for Config {
             git_mirror: DEFAULT_GIT_MIRROR.iter().map(|p| p.to_string()).collect(),
             listen: None,
             idle_timeout: Duration::from_secs(15 * 60),
+            gc: GcConfig::default(),
         }
     }
 }
@@ -77,6 +111,10 @@ struct ConfigFile {
     git: Option<GitSection>,
     listen: Option<String>,
     idle_timeout: Option<String>,
+    gc_unused_for: Option<String>,
+    gc_max_size: Option<String>,
+    gc_min_age: Option<String>,
+    gc_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +180,19 @@ impl Config {
         if let Some(idle) = file.idle_timeout {
             config.idle_timeout = parse_duration("idle_timeout", &idle)?;
         }
+        if let Some(value) = file.gc_unused_for {
+            config.gc.unused_for = Some(parse_duration("gc_unused_for", &value)?);
+        }
+        if let Some(value) = file.gc_max_size {
+            config.gc.max_size =
+                Some(parse_size(&value).map_err(|e| format!("gc_max_size = {value:?}: {e}"))?);
+        }
+        if let Some(value) = file.gc_min_age {
+            config.gc.min_age = parse_duration("gc_min_age", &value)?;
+        }
+        if let Some(value) = file.gc_interval {
+            config.gc.interval = parse_duration("gc_interval", &value)?;
+        }
         if let Some(mirror) = file.git.and_then(|git| git.mirror) {
             config.git_mirror = mirror;
         }
@@ -185,6 +236,32 @@ impl Config {
 
 fn parse_duration(key: &str, value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|e| format!("{key} = {value:?}: {e}"))
+}
+
+/// `10GB`, `500 MiB`, `1.5G`, `123` (bytes): decimal units for `kB`/`MB`/
+/// `GB`/`TB` and their one-letter forms, binary for `KiB`/`MiB`/`GiB`/`TiB`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| "expected a size such as 10GB or 500MiB".to_owned())?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        other => return Err(format!("unknown size unit {other:?}")),
+    };
+    Ok((number * factor as f64) as u64)
 }
 
 /// Registry hostnames are case-insensitive; keep one spelling so cache keys
@@ -307,6 +384,19 @@ mod tests {
             config.discovery_url("registry.opentofu.org").as_str(),
             "https://registry.opentofu.org/.well-known/terraform.json"
         );
+    }
+
+    #[test]
+    fn reads_sizes() {
+        assert_eq!(parse_size("10GB"), Ok(10_000_000_000));
+        assert_eq!(parse_size("500 MiB"), Ok(500 << 20));
+        assert_eq!(parse_size("1.5g"), Ok(1_500_000_000));
+        assert_eq!(parse_size("123"), Ok(123));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("10XB").is_err());
+        let config = Config::parse("gc_max_size = \"2GB\"\ngc_unused_for = \"7d\"").unwrap();
+        assert_eq!(config.gc.max_size, Some(2_000_000_000));
+        assert!(config.gc.is_automatic());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! tfmirror: a local caching proxy for Terraform and OpenTofu registries.
 
+mod catalog;
 mod cliconfig;
 mod commands;
 mod config;
@@ -194,10 +195,41 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 cache_dir: &loaded.dir,
                 config_file: loaded.config_file.as_deref(),
             };
+            use commands::cache::{self as cache_commands, CacheAction};
             match action {
-                commands::cache::CacheAction::Import { dir } => {
-                    commands::cache::import::run(launch, &dir).await
+                CacheAction::Import { dir } => cache_commands::import::run(launch, &dir).await,
+                CacheAction::List { kind, filter, json } => {
+                    cache_commands::list::run(launch, kind, filter.as_deref(), json).await
                 }
+                CacheAction::Stats { json } => cache_commands::stats::run(launch, json).await,
+                CacheAction::Gc {
+                    max_size,
+                    unused_for,
+                    dry_run,
+                    json,
+                } => {
+                    let gc = &loaded.config.gc;
+                    let options = cache_commands::remove::GcOptions {
+                        unused_for: unused_for
+                            .or(gc.unused_for)
+                            .unwrap_or(Duration::from_secs(30 * 24 * 3600)),
+                        max_size: max_size.or(gc.max_size),
+                        min_age: gc.min_age,
+                        dry_run,
+                        json,
+                    };
+                    cache_commands::remove::gc(launch, options).await
+                }
+                CacheAction::Delete {
+                    pattern,
+                    dry_run,
+                    json,
+                } => cache_commands::remove::delete(launch, &pattern, dry_run, json).await,
+                CacheAction::Prune {
+                    older_than,
+                    dry_run,
+                    json,
+                } => cache_commands::remove::prune(launch, older_than, dry_run, json).await,
             }
         }
         Command::Service { action, cache } => {

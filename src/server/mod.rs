@@ -2,6 +2,7 @@
 //! without cutting off requests in flight.
 
 mod activity;
+mod admin;
 mod router;
 pub mod state_file;
 mod tls;
@@ -38,6 +39,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Everything a request handler may need, shared by all connections.
 pub struct App {
     url: String,
+    config: Arc<Config>,
     cache_dir: PathBuf,
     started: Instant,
     store: Arc<Store>,
@@ -95,9 +97,10 @@ impl Server {
             registry.clone(),
             git.clone(),
         );
-        let providers = Providers::new(config, store.clone(), upstream, registry);
+        let providers = Providers::new(config.clone(), store.clone(), upstream, registry);
         let app = App {
             url,
+            config,
             cache_dir: store.root().to_owned(),
             started: Instant::now(),
             store,
@@ -126,6 +129,7 @@ impl Server {
     /// Serves until `shutdown` completes, then lets requests in flight
     /// finish and flushes the index.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let collector = tokio::spawn(self.app.clone().collect_periodically());
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -150,6 +154,7 @@ impl Server {
             }
         }
         drop(self.listener);
+        collector.abort();
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
             .await
             .is_err()

@@ -14,7 +14,8 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Response {
     let path = request.uri().path();
     let git_post = request.method() == Method::POST && path.starts_with("/git/");
     let import = request.method() == Method::PUT && path.starts_with("/providers/");
-    if !git_post && !import && !matches!(*request.method(), Method::GET | Method::HEAD) {
+    let admin = request.method() == Method::POST && path.starts_with("/_tfmirror/");
+    if !git_post && !import && !admin && !matches!(*request.method(), Method::GET | Method::HEAD) {
         return response::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET and HEAD are served",
@@ -27,6 +28,11 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Response {
     let words: Vec<&str> = segments.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["_tfmirror", "health"] => app.health(),
+        ["_tfmirror", "artifacts"] => app.artifacts().await,
+        ["_tfmirror", action] if admin => {
+            let action = action.to_string();
+            app.admin(&action, request).await
+        }
         ["v1", "providers", ..] => {
             app.providers
                 .handle(&segments[2..], &context(app, &request))

@@ -150,9 +150,14 @@ pub fn remove_temp_files(root: &Path) -> io::Result<usize> {
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             let kind = entry.file_type()?;
-            if kind.is_dir() {
+            let temporary = entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
+            if kind.is_dir() && temporary {
+                // A directory being removed when the process died.
+                std::fs::remove_dir_all(entry.path())?;
+                removed += 1;
+            } else if kind.is_dir() {
                 dirs.push(entry.path());
-            } else if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            } else if temporary {
                 std::fs::remove_file(entry.path())?;
                 removed += 1;
             }

@@ -153,6 +153,57 @@ impl Index {
         put_json(&self.usage, key, &usage)
     }
 
+    /// Forgets an artifact that was removed.
+    pub fn remove_usage(&self, key: &str) -> Result<(), IndexError> {
+        self.usage.remove(key)?;
+        Ok(())
+    }
+
+    /// Removes metadata documents fetched before `before_ms`, but not those
+    /// `keep` names; returns how many went.
+    pub fn prune_documents(
+        &self,
+        before_ms: u64,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<usize, IndexError> {
+        let stale = self.stale_documents(before_ms, keep)?;
+        for key in &stale {
+            self.documents.remove(key)?;
+        }
+        Ok(stale.len())
+    }
+
+    /// How many documents [`Index::prune_documents`] would remove.
+    pub fn count_documents(
+        &self,
+        before_ms: u64,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<usize, IndexError> {
+        Ok(self.stale_documents(before_ms, keep)?.len())
+    }
+
+    fn stale_documents(
+        &self,
+        before_ms: u64,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<sled::IVec>, IndexError> {
+        let mut stale = Vec::new();
+        for entry in self.documents.iter() {
+            let (key, bytes) = entry?;
+            let old = serde_json::from_slice::<Document>(&bytes)
+                .map_or(true, |doc| doc.fetched_at_ms < before_ms);
+            if old && !keep(&String::from_utf8_lossy(&key)) {
+                stale.push(key);
+            }
+        }
+        Ok(stale)
+    }
+
+    /// How many metadata documents the index holds.
+    pub fn document_count(&self) -> usize {
+        self.documents.len()
+    }
+
     pub fn flush(&self) -> Result<(), IndexError> {
         self.db.flush()?;
         Ok(())

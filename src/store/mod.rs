@@ -5,7 +5,9 @@
 
 mod blob;
 mod documents;
+mod gc;
 mod index;
+mod inventory;
 mod locks;
 mod owner;
 mod reindex;
@@ -16,7 +18,9 @@ use std::path::{Path, PathBuf};
 
 pub use blob::{write_atomic, BlobWriter, RunningHash, Written};
 pub use documents::{Documents, FetchError, Freshness, Served, Source};
-pub use index::{Document, Index};
+pub use gc::{plan as gc_plan, GcRules, Reason, Removal};
+pub use index::{now_ms, Document, Index};
+pub use inventory::StoredArtifact;
 pub use locks::KeyedLocks;
 pub use owner::{OwnerLock, OwnerLockError};
 pub use segment::{RelPath, Segment, SegmentError};
@@ -100,8 +104,12 @@ impl Store {
         }
         let opened = Index::open(&root.join(INDEX_DIR))?;
         if opened.needs_rebuild {
-            let count = reindex::rebuild(root, &opened.index, &[INDEX_DIR, "index.broken", GIT_MIRRORS_DIR])
-                .map_err(io_err)?;
+            let count = reindex::rebuild(
+                root,
+                &opened.index,
+                &[INDEX_DIR, "index.broken", GIT_MIRRORS_DIR],
+            )
+            .map_err(io_err)?;
             if count > 0 || opened.moved_aside.is_some() {
                 tracing::warn!("re-indexed {count} cached artifact file(s)");
             }
@@ -175,6 +183,68 @@ impl Store {
         {
             tracing::warn!("cannot record {} in the index: {e}", rel.key());
         }
+    }
+
+    /// How many metadata documents (version lists, download answers) are
+    /// cached.
+    pub fn metadata_entries(&self) -> usize {
+        self.index.document_count()
+    }
+
+    /// Every stored artifact with its use, read from the files.
+    pub fn inventory(&self) -> io::Result<Vec<StoredArtifact>> {
+        inventory::list(&self.root, &self.index)
+    }
+
+    /// Removes an artifact found by [`Store::inventory`]: a file, or a git
+    /// mirror's directory, which is first renamed to a temporary name so it
+    /// vanishes at once (and is swept at the next start should this process
+    /// die half way).
+    pub fn remove(&self, key: &str) -> io::Result<()> {
+        if key
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad key {key:?}"),
+            ));
+        }
+        let path = self.root.join(key);
+        if path.is_dir() {
+            let name = path
+                .file_name()
+                .expect("a key has a last part")
+                .to_string_lossy();
+            let doomed = path.with_file_name(format!("{}gc-{name}", blob::TEMP_PREFIX));
+            std::fs::rename(&path, &doomed)?;
+            std::fs::remove_dir_all(&doomed)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+        if let Err(e) = self.index.remove_usage(key) {
+            tracing::warn!("cannot forget {key} in the index: {e}");
+        }
+        Ok(())
+    }
+
+    /// Drops metadata fetched before `before_ms`, except documents `keep`
+    /// names (ones that cannot be fetched again, like where an archive came
+    /// from).
+    pub fn count_stale_metadata(
+        &self,
+        before_ms: u64,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<usize, index::IndexError> {
+        self.index.count_documents(before_ms, keep)
+    }
+
+    pub fn prune_metadata(
+        &self,
+        before_ms: u64,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<usize, index::IndexError> {
+        self.index.prune_documents(before_ms, keep)
     }
 
     pub fn flush(&self) {

@@ -14,7 +14,7 @@ use super::index::Index;
 
 /// Files at the top of the cache that are tfmirror's own bookkeeping, not
 /// artifacts.
-const NOT_ARTIFACTS: [&str; 5] = [
+pub(super) const NOT_ARTIFACTS: [&str; 5] = [
     "owner.lock",
     "server.json",
     "server.log",

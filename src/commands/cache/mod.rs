@@ -1,6 +1,10 @@
 //! `tfmirror cache <verb>`: managing what the cache holds.
 
 pub mod import;
+mod inventory;
+pub mod list;
+pub mod remove;
+pub mod stats;
 
 #[derive(clap::Subcommand)]
 pub enum CacheAction {
@@ -11,5 +15,61 @@ pub enum CacheAction {
         /// The directory `terraform providers mirror` wrote.
         #[arg(value_name = "DIR")]
         dir: std::path::PathBuf,
+    },
+    /// One row per cached artifact: kind, size, last use, uses, name.
+    List {
+        /// Only artifacts of this kind.
+        #[arg(long)]
+        kind: Option<crate::catalog::Kind>,
+        /// Only artifacts whose name or path matches this glob,
+        /// e.g. `*hashicorp/aws*`.
+        #[arg(long, value_name = "GLOB")]
+        filter: Option<String>,
+        /// A JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove artifacts unused for long, then the least valuable while the
+    /// cache is over a size; never one stored or used within `gc_min_age`.
+    Gc {
+        /// Shrink the cache to this size, e.g. `10GB` [default: the
+        /// config's `gc_max_size`, else no limit].
+        #[arg(long, value_name = "SIZE", value_parser = crate::config::parse_size)]
+        max_size: Option<u64>,
+        /// Remove what was unused this long [default: the config's
+        /// `gc_unused_for`, else 30d].
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        unused_for: Option<std::time::Duration>,
+        /// Only show what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the artifacts whose name or path matches (a glob or exact).
+    Delete {
+        /// e.g. `registry.terraform.io/hashicorp/aws 5.89.0 *`
+        #[arg(value_name = "KEY|GLOB")]
+        pattern: String,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop cached registry metadata (version lists, discovery) older than
+    /// DURATION [default: past its stale window]; artifacts stay.
+    Prune {
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        older_than: Option<std::time::Duration>,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Total size, counts and bytes per kind, the largest artifacts.
+    Stats {
+        /// A JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }

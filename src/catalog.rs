@@ -1,0 +1,131 @@
+//! Names for what the cache holds, in Terraform's terms: the store lists
+//! files by path, people look for `registry.terraform.io/hashicorp/aws
+//! 5.89.0 linux_amd64`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoredArtifact;
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Providers,
+    Modules,
+    Git,
+    /// A file the layout does not explain, e.g. left by another version.
+    Other,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Providers => "providers",
+            Kind::Modules => "modules",
+            Kind::Git => "git",
+            Kind::Other => "other",
+        }
+    }
+}
+
+/// One artifact as `tfmirror cache list` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub kind: Kind,
+    /// What it is, e.g. `registry.terraform.io/hashicorp/aws 5.89.0 linux_amd64`.
+    pub name: String,
+    /// Its path below the cache directory.
+    pub path: String,
+    pub size: u64,
+    pub stored_at_ms: u64,
+    pub last_used_ms: u64,
+    pub uses: u64,
+}
+
+impl Entry {
+    pub fn new(artifact: &StoredArtifact) -> Entry {
+        let (kind, name) = describe(&artifact.key);
+        Entry {
+            kind,
+            name,
+            path: artifact.key.clone(),
+            size: artifact.size,
+            stored_at_ms: artifact.usage.stored_at_ms,
+            last_used_ms: artifact.usage.last_used_ms,
+            uses: artifact.usage.hits,
+        }
+    }
+}
+
+/// The kind and human name of the artifact at `key`.
+pub fn describe(key: &str) -> (Kind, String) {
+    let parts: Vec<&str> = key.split('/').collect();
+    match parts.as_slice() {
+        ["providers", host, namespace, kind, file] => {
+            let package = file
+                .strip_suffix(".zip")
+                .and_then(|f| f.strip_prefix("terraform-provider-"))
+                .and_then(|f| f.strip_prefix(*kind))
+                .and_then(|f| f.strip_prefix('_'))
+                .and_then(|f| f.split_once('_'))
+                .map(|(version, platform)| format!("{version} {platform}"));
+            let name = match package {
+                Some(package) => format!("{host}/{namespace}/{kind} {package}"),
+                None => format!("{host}/{namespace}/{kind} {file}"),
+            };
+            (Kind::Providers, name)
+        }
+        ["provider-checksums", host, namespace, kind, version, file] => (
+            Kind::Providers,
+            format!("{host}/{namespace}/{kind} {version} {file}"),
+        ),
+        ["modules", "archives", file] => (Kind::Modules, format!("module archive {file}")),
+        ["git", repo @ ..] if key.ends_with(".git") => {
+            (Kind::Git, format!("{} mirror", repo_name(repo)))
+        }
+        ["git-archives", repo @ .., file] => {
+            let commit = file.split('.').next().unwrap_or(file);
+            let short = &commit[..commit.len().min(12)];
+            (Kind::Git, format!("{} {short} archive", repo_name(repo)))
+        }
+        _ => (Kind::Other, key.to_owned()),
+    }
+}
+
+/// `host/org/repo.git` → `host/org/repo`.
+fn repo_name(parts: &[&str]) -> String {
+    parts.join("/").trim_end_matches(".git").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_each_kind() {
+        let cases = [
+            (
+                "providers/registry.terraform.io/hashicorp/aws/terraform-provider-aws_5.89.0_linux_amd64.zip",
+                Kind::Providers,
+                "registry.terraform.io/hashicorp/aws 5.89.0 linux_amd64",
+            ),
+            (
+                "provider-checksums/registry.terraform.io/hashicorp/aws/5.89.0/SHA256SUMS.sig",
+                Kind::Providers,
+                "registry.terraform.io/hashicorp/aws 5.89.0 SHA256SUMS.sig",
+            ),
+            ("modules/archives/ab12.tar.gz", Kind::Modules, "module archive ab12.tar.gz"),
+            ("git/github.com/org/infra.git", Kind::Git, "github.com/org/infra mirror"),
+            (
+                "git-archives/github.com/org/infra.git/0123456789abcdef0123.tar.gz",
+                Kind::Git,
+                "github.com/org/infra 0123456789ab archive",
+            ),
+            ("stray.bin", Kind::Other, "stray.bin"),
+        ];
+        for (key, kind, name) in cases {
+            assert_eq!(describe(key), (kind, name.to_owned()), "{key}");
+        }
+    }
+}

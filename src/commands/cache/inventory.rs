@@ -1,0 +1,81 @@
+//! The cache's contents as the server reports them, and how they are
+//! shown: sizes and ages for people, JSON for scripts.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+use crate::catalog::Entry;
+use crate::commands::launch::Launch;
+
+#[derive(Debug, Deserialize)]
+pub struct Inventory {
+    pub artifacts: Vec<Entry>,
+    pub metadata_entries: usize,
+}
+
+/// Asks the cache's server (started if none runs, as `exec` does): it owns
+/// the index that knows when each artifact was used.
+pub async fn fetch(launch: &Launch<'_>) -> anyhow::Result<Inventory> {
+    let server = launch.connect().await?;
+    let client = crate::commands::local_client(None)?;
+    let response = client
+        .get(format!("{}/_tfmirror/artifacts", server.url))
+        .send()
+        .await?;
+    let status = response.status();
+    let body = response.bytes().await?;
+    if !status.is_success() {
+        anyhow::bail!(
+            "the server could not list the cache: {}",
+            String::from_utf8_lossy(&body).trim()
+        );
+    }
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// `1.2 GB`, `310 MB`, `12 kB`, `900 B`: decimal units, as `du -h --si`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if value < 10.0 {
+        format!("{value:.1} {}", UNITS[unit])
+    } else {
+        format!("{value:.0} {}", UNITS[unit])
+    }
+}
+
+/// How long ago a time in ms since the epoch was, in its largest unit.
+pub fn ago(ms: u64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let secs = now.saturating_sub(ms) / 1000;
+    match secs {
+        0..60 => "just now".to_owned(),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86_400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_du() {
+        assert_eq!(human_bytes(900), "900 B");
+        assert_eq!(human_bytes(12_345), "12 kB");
+        assert_eq!(human_bytes(1_234_567), "1.2 MB");
+        assert_eq!(human_bytes(310_000_000), "310 MB");
+    }
+}

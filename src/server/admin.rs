@@ -1,0 +1,283 @@
+//! `/_tfmirror/...`: listing and shrinking the cache, done by the server
+//! because it owns the cache and knows what is in use.
+//!
+//! The endpoints that remove things take a `POST` with a JSON body and the
+//! header `X-Tfmirror-Client`: a custom header makes a browser ask first
+//! (CORS preflight, never answered), so no web page can empty the cache.
+
+use std::time::Duration;
+
+use globset::Glob;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::App;
+use crate::catalog::{self, Entry};
+use crate::response::{self, Response};
+use crate::store::{gc_plan, now_ms, GcRules, Reason, Removal, StoredArtifact};
+
+/// The header that proves a request comes from a tfmirror client.
+pub const CLIENT_HEADER: &str = "x-tfmirror-client";
+
+/// Metadata that cannot be fetched again once dropped, or never changes.
+const KEPT_METADATA: [&str; 4] = [
+    "providers/download/",
+    "modules/download/",
+    "modules/archive-origin/",
+    "providers/h1/",
+];
+
+#[derive(Debug, Deserialize)]
+pub struct GcRequest {
+    pub unused_for_secs: Option<u64>,
+    pub max_size: Option<u64>,
+    pub min_age_secs: u64,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeleteRequest {
+    /// A glob over names and paths, or an exact name or path.
+    pub pattern: String,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PruneRequest {
+    /// Default: past the stale window (`metadata_ttl` +
+    /// `stale_while_revalidate`).
+    pub older_than_secs: Option<u64>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a removal did (or, dry, would do).
+#[derive(Debug, Serialize)]
+pub(super) struct Removed {
+    removed: Vec<RemovedEntry>,
+    bytes_freed: u64,
+    dry_run: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct RemovedEntry {
+    name: String,
+    path: String,
+    size: u64,
+    reason: Reason,
+}
+
+impl App {
+    /// `GET /_tfmirror/artifacts`: what `tfmirror cache list` and `stats`
+    /// show.
+    pub(super) async fn artifacts(&self) -> Response {
+        match self.inventory().await {
+            Ok(artifacts) => {
+                let entries: Vec<Entry> = artifacts.iter().map(Entry::new).collect();
+                let body = serde_json::json!({
+                    "cache_dir": self.cache_dir,
+                    "artifacts": entries,
+                    "metadata_entries": self.store.metadata_entries(),
+                });
+                response::json(StatusCode::OK, body.to_string())
+            }
+            Err(failure) => failure.response(),
+        }
+    }
+
+    /// `POST /_tfmirror/{gc,delete,prune}`.
+    pub(super) async fn admin(&self, action: &str, request: Request<Incoming>) -> Response {
+        if !request.headers().contains_key(CLIENT_HEADER) {
+            return response::error(
+                StatusCode::FORBIDDEN,
+                "only tfmirror's own commands may do this",
+            );
+        }
+        let body = match request.into_body().collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(e) => return response::error(StatusCode::BAD_REQUEST, &e.to_string()),
+        };
+        let result = match action {
+            "gc" => match parse(&body) {
+                Ok(request) => self.gc(request).await,
+                Err(failure) => Err(failure),
+            },
+            "delete" => match parse(&body) {
+                Ok(request) => self.delete(request).await,
+                Err(failure) => Err(failure),
+            },
+            "prune" => parse(&body).and_then(|request| self.prune(request)),
+            _ => Err(Failure::new(StatusCode::NOT_FOUND, "not found".to_owned())),
+        };
+        result.unwrap_or_else(Failure::response)
+    }
+
+    async fn gc(&self, request: GcRequest) -> Result<Response, Failure> {
+        let rules = GcRules {
+            unused_for: request.unused_for_secs.map(Duration::from_secs),
+            max_size: request.max_size,
+            min_age: Duration::from_secs(request.min_age_secs),
+        };
+        let removed = self.run_gc(&rules, request.dry_run).await?;
+        Ok(json_ok(&removed))
+    }
+
+    async fn delete(&self, request: DeleteRequest) -> Result<Response, Failure> {
+        let glob = Glob::new(&request.pattern)
+            .map_err(|e| {
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("{:?}: {e}", request.pattern),
+                )
+            })?
+            .compile_matcher();
+        let artifacts = self.inventory().await?;
+        let plan: Vec<Removal> = artifacts
+            .iter()
+            .filter(|a| {
+                let name = catalog::describe(&a.key).1;
+                glob.is_match(&name) || glob.is_match(&a.key) || request.pattern == name
+            })
+            .map(|a| Removal {
+                key: a.key.clone(),
+                size: a.size,
+                reason: Reason::Requested,
+            })
+            .collect();
+        Ok(json_ok(&self.carry_out(plan, request.dry_run)))
+    }
+
+    fn prune(&self, request: PruneRequest) -> Result<Response, Failure> {
+        let window = match request.older_than_secs {
+            Some(secs) => Duration::from_secs(secs),
+            None => self.config.metadata_ttl + self.config.stale_while_revalidate,
+        };
+        let before = now_ms().saturating_sub(window.as_millis() as u64);
+        let keep = |key: &str| KEPT_METADATA.iter().any(|prefix| key.starts_with(prefix));
+        let pruned = if request.dry_run {
+            self.store.count_stale_metadata(before, keep)
+        } else {
+            self.store.prune_metadata(before, keep)
+        }
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if !request.dry_run && pruned > 0 {
+            tracing::info!(
+                "pruned {pruned} metadata entries older than {}",
+                humantime::format_duration(window)
+            );
+        }
+        let body = serde_json::json!({ "pruned": pruned, "dry_run": request.dry_run });
+        Ok(response::json(StatusCode::OK, body.to_string()))
+    }
+
+    /// Plans by `rules` and removes (unless `dry_run`); also what the
+    /// periodic collection runs.
+    pub(super) async fn run_gc(&self, rules: &GcRules, dry_run: bool) -> Result<Removed, Failure> {
+        let artifacts = self.inventory().await?;
+        let plan = gc_plan(&artifacts, rules, now_ms());
+        Ok(self.carry_out(plan, dry_run))
+    }
+
+    /// The server's own collection, at start and every `gc_interval`, when
+    /// the config sets `gc_unused_for` or `gc_max_size`.
+    pub(super) async fn collect_periodically(self: std::sync::Arc<Self>) {
+        let gc = &self.config.gc;
+        if !gc.is_automatic() {
+            return;
+        }
+        let rules = GcRules {
+            unused_for: gc.unused_for,
+            max_size: gc.max_size,
+            min_age: gc.min_age,
+        };
+        loop {
+            match self.run_gc(&rules, false).await {
+                Ok(removed) if !removed.removed.is_empty() => tracing::info!(
+                    "garbage collection freed {} bytes in {} artifacts",
+                    removed.bytes_freed,
+                    removed.removed.len()
+                ),
+                Ok(_) => {}
+                Err(_) => tracing::warn!("garbage collection could not list the cache"),
+            }
+            tokio::time::sleep(gc.interval).await;
+        }
+    }
+
+    fn carry_out(&self, plan: Vec<Removal>, dry_run: bool) -> Removed {
+        let mut removed = Vec::new();
+        for removal in plan {
+            if !dry_run {
+                if let Err(e) = self.store.remove(&removal.key) {
+                    tracing::warn!("cannot remove {}: {e}", removal.key);
+                    continue;
+                }
+                tracing::info!(
+                    "removed {} ({} bytes, {:?})",
+                    removal.key,
+                    removal.size,
+                    removal.reason
+                );
+            }
+            removed.push(RemovedEntry {
+                name: catalog::describe(&removal.key).1,
+                path: removal.key,
+                size: removal.size,
+                reason: removal.reason,
+            });
+        }
+        let bytes_freed = removed.iter().map(|r| r.size).sum();
+        Removed {
+            removed,
+            bytes_freed,
+            dry_run,
+        }
+    }
+
+    async fn inventory(&self) -> Result<Vec<StoredArtifact>, Failure> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.inventory()).await {
+            Ok(Ok(artifacts)) => Ok(artifacts),
+            Ok(Err(e)) => Err(Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot list the cache: {e}"),
+            )),
+            Err(e) => Err(Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                e.to_string(),
+            )),
+        }
+    }
+}
+
+/// Why an admin request failed, turned into a response at the end.
+pub(super) struct Failure {
+    status: StatusCode,
+    message: String,
+}
+
+impl Failure {
+    fn new(status: StatusCode, message: String) -> Failure {
+        Failure { status, message }
+    }
+
+    fn response(self) -> Response {
+        response::error(self.status, &self.message)
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Failure> {
+    serde_json::from_slice(body)
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("bad request: {e}")))
+}
+
+fn json_ok(value: &impl Serialize) -> Response {
+    response::json(
+        StatusCode::OK,
+        serde_json::to_string(value).expect("serializes"),
+    )
+}

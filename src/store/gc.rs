@@ -1,0 +1,150 @@
+//! Choosing what to remove when the cache must shrink.
+//!
+//! The plan is a pure function of the inventory and the rules, so it can be
+//! shown (`--dry-run`) and tested exactly; [`super::Store::remove`] carries
+//! it out. Two passes:
+//!
+//! 1. everything unused for longer than `unused_for`;
+//! 2. then, while the cache is larger than `max_size`, the least valuable
+//!    artifact left: least recently used first, then fewest uses, then
+//!    largest (freeing the most for the least loss).
+//!
+//! Never removed: anything stored or used within `min_age`. That protects
+//! an artifact being downloaded or served right now (each use is recorded
+//! when it starts) and one a running `init` is about to ask for again.
+
+use std::time::Duration;
+
+use super::inventory::StoredArtifact;
+
+#[derive(Debug, Clone, Default)]
+pub struct GcRules {
+    pub unused_for: Option<Duration>,
+    pub max_size: Option<u64>,
+    pub min_age: Duration,
+}
+
+/// Why an artifact is in the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Unused,
+    OverSize,
+    /// Named by `tfmirror cache delete`.
+    Requested,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Removal {
+    pub key: String,
+    pub size: u64,
+    pub reason: Reason,
+}
+
+/// The artifacts to remove, in the order they would be removed.
+pub fn plan(artifacts: &[StoredArtifact], rules: &GcRules, now_ms: u64) -> Vec<Removal> {
+    let ms = |d: Duration| d.as_millis() as u64;
+    let protected_since = now_ms.saturating_sub(ms(rules.min_age));
+    let removable =
+        |a: &StoredArtifact| a.usage.last_used_ms.max(a.usage.stored_at_ms) < protected_since;
+    let mut plan = Vec::new();
+    let mut kept: Vec<&StoredArtifact> = Vec::new();
+    for artifact in artifacts {
+        let unused = rules
+            .unused_for
+            .is_some_and(|d| artifact.usage.last_used_ms < now_ms.saturating_sub(ms(d)));
+        if unused && removable(artifact) {
+            plan.push(removal(artifact, Reason::Unused));
+        } else {
+            kept.push(artifact);
+        }
+    }
+    if let Some(max_size) = rules.max_size {
+        let mut total: u64 = kept.iter().map(|a| a.size).sum();
+        kept.sort_by(|a, b| {
+            (
+                a.usage.last_used_ms,
+                a.usage.hits,
+                std::cmp::Reverse(a.size),
+                &a.key,
+            )
+                .cmp(&(
+                    b.usage.last_used_ms,
+                    b.usage.hits,
+                    std::cmp::Reverse(b.size),
+                    &b.key,
+                ))
+        });
+        for artifact in kept {
+            if total <= max_size {
+                break;
+            }
+            if removable(artifact) {
+                total -= artifact.size;
+                plan.push(removal(artifact, Reason::OverSize));
+            }
+        }
+    }
+    plan
+}
+
+fn removal(artifact: &StoredArtifact, reason: Reason) -> Removal {
+    Removal {
+        key: artifact.key.clone(),
+        size: artifact.size,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::index::Usage;
+
+    const HOUR: u64 = 3_600_000;
+    const NOW: u64 = 1_000 * HOUR;
+
+    fn artifact(key: &str, size: u64, last_used_hours_ago: u64, hits: u64) -> StoredArtifact {
+        let last_used = NOW - last_used_hours_ago * HOUR;
+        StoredArtifact {
+            key: key.to_owned(),
+            size,
+            usage: Usage {
+                size,
+                sha256: None,
+                stored_at_ms: last_used.min(NOW - 500 * HOUR),
+                last_used_ms: last_used,
+                hits,
+            },
+        }
+    }
+
+    #[test]
+    fn removes_the_unused_then_the_least_valuable_until_small_enough() {
+        let artifacts = [
+            artifact("a-old-unused", 100, 800, 9),
+            artifact("b-lru-small", 10, 100, 1),
+            artifact("c-lru-big", 50, 100, 1),
+            artifact("d-lru-popular", 70, 100, 5),
+            artifact("e-recent", 40, 50, 0),
+            artifact("f-used-a-moment-ago", 500, 0, 0),
+        ];
+        let rules = GcRules {
+            unused_for: Some(Duration::from_secs(30 * 24 * 3600)),
+            max_size: Some(560),
+            min_age: Duration::from_secs(12 * 3600),
+        };
+        insta::assert_json_snapshot!(plan(&artifacts, &rules, NOW));
+    }
+
+    #[test]
+    fn keeps_what_was_used_within_min_age_even_over_the_limit() {
+        let artifacts = [artifact("big", 1000, 1, 0), artifact("small", 10, 2, 0)];
+        let rules = GcRules {
+            max_size: Some(0),
+            min_age: Duration::from_secs(12 * 3600),
+            ..GcRules::default()
+        };
+        assert!(plan(&artifacts, &rules, NOW).is_empty());
+    }
+}

@@ -1,0 +1,164 @@
+//! What the cache holds, read from the files: they are the truth, the
+//! index only adds when and how often each was used.
+//!
+//! A git mirror is one artifact however many files the bare repository
+//! has: its size is the directory's, its age that of its last change.
+
+use std::io;
+use std::path::Path;
+use std::time::UNIX_EPOCH;
+
+use super::blob::TEMP_PREFIX;
+use super::index::{Index, Usage};
+use super::reindex::NOT_ARTIFACTS;
+use super::{GIT_MIRRORS_DIR, INDEX_DIR};
+
+/// One stored artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArtifact {
+    /// The path below the cache root, `/`-separated: the index key.
+    pub key: String,
+    pub size: u64,
+    /// Stored-at and last-use times in ms since the epoch, and uses.
+    pub usage: Usage,
+}
+
+/// Every artifact below `root`, sorted by key.
+pub fn list(root: &Path, index: &Index) -> io::Result<Vec<StoredArtifact>> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let key = key_of(root, &path);
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let file_type = entry.file_type()?;
+            if file_type.is_dir() {
+                if is_git_mirror(&key) {
+                    found.push(mirror(&path, key, index)?);
+                } else if !is_bookkeeping_dir(&key) {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            let top_level = !key.contains('/');
+            if !file_type.is_file()
+                || name.starts_with(TEMP_PREFIX)
+                || (top_level && NOT_ARTIFACTS.contains(&name.as_str()))
+            {
+                continue;
+            }
+            let metadata = entry.metadata()?;
+            let usage = recorded(index, &key).unwrap_or_else(|| from_metadata(&metadata));
+            found.push(StoredArtifact {
+                size: metadata.len(),
+                usage,
+                key,
+            });
+        }
+    }
+    found.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(found)
+}
+
+fn key_of(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .expect("walk stays below root")
+        .to_string_lossy()
+        .replace(std::path::MAIN_SEPARATOR, "/")
+}
+
+fn is_bookkeeping_dir(key: &str) -> bool {
+    key == INDEX_DIR || key == "index.broken"
+}
+
+/// `git/<host>/<path>.git`: a bare mirror.
+fn is_git_mirror(key: &str) -> bool {
+    key.starts_with(&format!("{GIT_MIRRORS_DIR}/")) && key.ends_with(".git")
+}
+
+fn mirror(path: &Path, key: String, index: &Index) -> io::Result<StoredArtifact> {
+    let (size, modified_ms) = dir_size(path)?;
+    let usage = recorded(index, &key).unwrap_or(Usage {
+        size,
+        stored_at_ms: modified_ms,
+        last_used_ms: modified_ms,
+        ..Usage::default()
+    });
+    Ok(StoredArtifact { key, size, usage })
+}
+
+fn recorded(index: &Index, key: &str) -> Option<Usage> {
+    index.usage(key).ok().flatten()
+}
+
+/// A file the index does not know (it was lost, or the file was copied
+/// in by hand) counts as stored and last used when it was last modified.
+fn from_metadata(metadata: &std::fs::Metadata) -> Usage {
+    let modified = modified_ms(metadata);
+    Usage {
+        size: metadata.len(),
+        stored_at_ms: modified,
+        last_used_ms: modified,
+        ..Usage::default()
+    }
+}
+
+fn modified_ms(metadata: &std::fs::Metadata) -> u64 {
+    metadata
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Total size of the files below `dir`, and the newest modification time.
+fn dir_size(dir: &Path) -> io::Result<(u64, u64)> {
+    let (mut size, mut newest) = (0, 0);
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let metadata = entry.metadata()?;
+            if metadata.is_dir() {
+                dirs.push(entry.path());
+            } else {
+                size += metadata.len();
+                newest = newest.max(modified_ms(&metadata));
+            }
+        }
+    }
+    Ok((size, newest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_and_mirrors_but_not_bookkeeping() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let index = Index::open(&root.join("index")).unwrap().index;
+        std::fs::create_dir_all(root.join("providers/h/ns/t")).unwrap();
+        std::fs::write(root.join("providers/h/ns/t/p.zip"), b"zip").unwrap();
+        std::fs::write(root.join("providers/h/ns/t/.tmp-x"), b"partial").unwrap();
+        std::fs::create_dir_all(root.join("git/h/org/r.git/objects")).unwrap();
+        std::fs::write(root.join("git/h/org/r.git/HEAD"), b"ref").unwrap();
+        std::fs::write(root.join("git/h/org/r.git/objects/p"), b"objects").unwrap();
+        std::fs::write(root.join("server.json"), b"{}").unwrap();
+        index
+            .record_stored("providers/h/ns/t/p.zip", 3, None)
+            .unwrap();
+        index.record_hit("providers/h/ns/t/p.zip", 3).unwrap();
+
+        let listed = list(root, &index).unwrap();
+        let keys: Vec<_> = listed.iter().map(|a| (a.key.as_str(), a.size)).collect();
+        assert_eq!(
+            keys,
+            [("git/h/org/r.git", 10), ("providers/h/ns/t/p.zip", 3)]
+        );
+        assert_eq!(listed[1].usage.hits, 1);
+    }
+}
