@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod git;
 mod lockfile;
+mod metrics;
 mod modules;
 mod providers;
 mod request;

@@ -61,24 +61,55 @@ pub fn store_failed(failure: &WriteError) -> Response {
     error(status, &failure.to_string())
 }
 
+/// Where an artifact response's bytes come from, recorded on the response
+/// for the metrics and the savings report: the server counts the bytes as
+/// they are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Cache,
+    Upstream,
+}
+
+/// How a registry answer was had, recorded like [`Origin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Hit,
+    Miss,
+    Stale,
+}
+
 /// A cached file, streamed from disk in fixed-size chunks.
 pub fn file(file: tokio::fs::File, size: u64, content_type: &'static str) -> Response {
     let chunks = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
     let body = BodyExt::boxed(StreamBody::new(chunks.map(|chunk| chunk.map(Frame::data))));
-    with_length(hyper::Response::new(body), Some(size), content_type)
+    let mut response = with_length(hyper::Response::new(body), Some(size), content_type);
+    response.extensions_mut().insert(Origin::Cache);
+    response
+}
+
+/// A file this request had to download first, served from disk.
+pub fn downloaded(mut response: Response) -> Response {
+    response.extensions_mut().insert(Origin::Upstream);
+    response
 }
 
 /// A body fed by a channel, so a download can be relayed while it is being
 /// written to disk. The channel is small: a slow client slows the download
 /// instead of growing memory.
-pub fn channel(length: Option<u64>, content_type: &'static str) -> (ChunkSender, Response) {
+pub fn channel(
+    length: Option<u64>,
+    content_type: &'static str,
+    origin: Origin,
+) -> (ChunkSender, Response) {
     let (sender, receiver) = mpsc::channel::<Result<Bytes, io::Error>>(8);
     let frames = futures_util::stream::unfold(receiver, |mut receiver| async move {
         let item = receiver.recv().await?;
         Some((item.map(Frame::data), receiver))
     });
     let response = hyper::Response::new(BodyExt::boxed(StreamBody::new(frames)));
-    (sender, with_length(response, length, content_type))
+    let mut response = with_length(response, length, content_type);
+    response.extensions_mut().insert(origin);
+    (sender, response)
 }
 
 fn with_length(
@@ -105,7 +136,13 @@ pub fn log_stale(what: &str, source: &Source) {
 /// stale copy served because the upstream failed.
 pub fn cached_answer(what: &str, served: Served) -> Response {
     log_stale(what, &served.source);
+    let outcome = match served.source {
+        Source::Fresh | Source::Revalidating => Outcome::Hit,
+        Source::Fetched => Outcome::Miss,
+        Source::StaleFallback(_) => Outcome::Stale,
+    };
     let mut response = json(StatusCode::OK, served.doc.body);
+    response.extensions_mut().insert(outcome);
     if let Source::StaleFallback(_) = served.source {
         response.headers_mut().insert(
             "Warning",

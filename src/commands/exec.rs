@@ -10,6 +10,7 @@ use tokio::process::Command;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::launch::Launch;
+use super::savings;
 use super::server_log::LogTail;
 use crate::config::Config;
 
@@ -21,9 +22,18 @@ pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> an
     };
     let server = launch.connect().await?;
     let log = LogTail::from_end(super::launch::log_path(launch.cache_dir));
-    let code = run_command(&config, launch.cache_dir, &server.url, program, args).await;
+    let run = savings::new_run_id();
+    let run_url = format!("{}/run/{run}", server.url);
+    let code = run_command(&config, launch.cache_dir, &run_url, program, args).await;
     for line in log.warnings() {
         eprintln!("tfmirror server: {line}");
+    }
+    if let Some(line) = savings::fetch(&server.url, &run)
+        .await
+        .as_ref()
+        .and_then(savings::line)
+    {
+        eprintln!("tfmirror: {line}");
     }
     code
 }

@@ -15,7 +15,7 @@ use tokio::process::Command;
 
 use super::repo_id::RepoId;
 use super::service::GitMirrors;
-use crate::response::{self, Response};
+use crate::response::{self, Origin, Response};
 
 /// A fetch request larger than this is not a fetch request.
 const MAX_REQUEST: usize = 64 * 1024 * 1024;
@@ -145,7 +145,7 @@ async fn upload_pack(dir: &std::path::Path, protocol: &str, request: Bytes) -> R
         let _ = stdin.write_all(&request).await;
     });
     let stdout = child.stdout.take().expect("stdout is piped");
-    let (sender, response) = response::channel(None, "application/octet-stream");
+    let (sender, response) = response::channel(None, "application/octet-stream", Origin::Cache);
     tokio::spawn(async move {
         let mut chunks = tokio_util::io::ReaderStream::with_capacity(stdout, 64 * 1024);
         while let Some(chunk) = futures_util::StreamExt::next(&mut chunks).await {

@@ -96,7 +96,7 @@ impl Modules {
             }
         }
         match self.store.open_artifact(&rel).await {
-            Some((file, size)) => response::file(file, size, CONTENT_TYPE),
+            Some((file, size)) => response::downloaded(response::file(file, size, CONTENT_TYPE)),
             None => response::error(StatusCode::INTERNAL_SERVER_ERROR, "stored archive vanished"),
         }
     }
@@ -113,6 +113,7 @@ impl Modules {
         extension: &str,
         forwarded: &Forwarded,
     ) -> Result<(), Failure> {
+        let _in_flight = crate::metrics::InFlight::start();
         let url = Url::parse(&origin.url).map_err(|e| format!("bad URL: {e}"))?;
         let forwarded = Forwarded {
             authorization: self.archive_credential(origin, &url),

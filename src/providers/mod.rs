@@ -173,12 +173,18 @@ impl Providers {
         match artifact {
             Artifact::Zip => self.serve_zip(package, &answer, ctx).await,
             Artifact::Checksums | Artifact::Signature => {
+                let rel = checksum_path(package, artifact);
+                let was_cached = self.store.path(&rel).is_file();
                 if let Err(e) = self.verified_checksums(package, &answer, forwarded).await {
                     return self.refuse_checksums(package, e);
                 }
-                let rel = checksum_path(package, artifact);
                 match self.store.open_artifact(&rel).await {
-                    Some((file, size)) => response::file(file, size, "application/octet-stream"),
+                    Some((file, size)) if was_cached => {
+                        response::file(file, size, "application/octet-stream")
+                    }
+                    Some((file, size)) => {
+                        response::downloaded(response::file(file, size, "application/octet-stream"))
+                    }
                     None => response::error(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "verified checksums vanished",

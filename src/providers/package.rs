@@ -13,7 +13,7 @@ use super::download_answer::DownloadAnswer;
 use super::route::Package;
 use super::Providers;
 use crate::request::RequestContext;
-use crate::response::{self, ChunkSender, Response};
+use crate::response::{self, ChunkSender, Origin, Response};
 use crate::store::{BlobWriter, RelPath, RunningHash, Segment, Written};
 
 const ZIP: &str = "application/zip";
@@ -89,7 +89,8 @@ impl Providers {
                 return response::store_failed(&self.store.write_error(package_name(package), e))
             }
         };
-        let (sender, response) = response::channel(upstream.content_length(), ZIP);
+        let (sender, response) =
+            response::channel(upstream.content_length(), ZIP, Origin::Upstream);
         let download = Download {
             providers: self.clone(),
             package: package.clone(),
@@ -135,6 +136,7 @@ impl Download {
     /// held back until the sha256 has been checked: a client never receives
     /// a complete-looking copy of a file that failed its check.
     async fn run(self, upstream: reqwest::Response, writer: BlobWriter, sender: ChunkSender) {
+        let _in_flight = crate::metrics::InFlight::start();
         let body = upstream
             .bytes_stream()
             .map(|chunk| chunk.map_err(|e| crate::upstream::describe(&e)));

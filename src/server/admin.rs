@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::App;
 use crate::catalog::{self, Entry};
+use crate::metrics;
 use crate::response::{self, Response};
 use crate::store::{gc_plan, now_ms, GcRules, Reason, Removal, StoredArtifact};
 
@@ -87,6 +88,32 @@ impl App {
             }
             Err(failure) => failure.response(),
         }
+    }
+
+    /// `GET /_tfmirror/metrics`, with the cache sizes read at scrape time.
+    pub(super) async fn metrics(&self) -> Response {
+        if let Ok(artifacts) = self.inventory().await {
+            let mut by_kind = std::collections::BTreeMap::<&str, i64>::new();
+            for artifact in &artifacts {
+                let kind = catalog::describe(&artifact.key).0.as_str();
+                *by_kind.entry(kind).or_default() += artifact.size as i64;
+            }
+            for kind in ["providers", "modules", "git", "other"] {
+                let bytes = by_kind.get(kind).copied().unwrap_or(0);
+                metrics::CACHE_BYTES.with_label_values(&[kind]).set(bytes);
+            }
+        }
+        response::full(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics::render(),
+        )
+    }
+
+    /// `GET /_tfmirror/runs/<id>`: what one `exec` run took from the cache
+    /// and from upstream; read once, at the run's end.
+    pub(super) fn run_counters(&self, id: &str) -> Response {
+        json_ok(&self.runs.take(id))
     }
 
     /// `POST /_tfmirror/{gc,delete,prune}`.
@@ -179,7 +206,12 @@ impl App {
     pub(super) async fn run_gc(&self, rules: &GcRules, dry_run: bool) -> Result<Removed, Failure> {
         let artifacts = self.inventory().await?;
         let plan = gc_plan(&artifacts, rules, now_ms());
-        Ok(self.carry_out(plan, dry_run))
+        let removed = self.carry_out(plan, dry_run);
+        if !dry_run {
+            metrics::GC_RUNS.inc();
+            metrics::GC_BYTES_FREED.inc_by(removed.bytes_freed);
+        }
+        Ok(removed)
     }
 
     /// The server's own collection, at start and every `gc_interval`, when

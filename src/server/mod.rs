@@ -3,6 +3,7 @@
 
 mod activity;
 mod admin;
+mod metering;
 mod router;
 pub mod state_file;
 mod tls;
@@ -40,6 +41,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct App {
     url: String,
     config: Arc<Config>,
+    runs: Arc<metering::Runs>,
     cache_dir: PathBuf,
     started: Instant,
     store: Arc<Store>,
@@ -101,6 +103,7 @@ impl Server {
         let app = App {
             url,
             config,
+            runs: Arc::default(),
             cache_dir: store.root().to_owned(),
             started: Instant::now(),
             store,
@@ -200,9 +203,17 @@ impl Connection {
         let service = service_fn(move |request| {
             let app = app.clone();
             async move {
+                let started = Instant::now();
                 let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-                let response = router::route(&app, request).await;
-                tracing::debug!("{method} {path} -> {}", response.status().as_u16());
+                let routed = router::route(&app, request).await;
+                tracing::debug!("{method} {path} -> {}", routed.response.status().as_u16());
+                let metered = metering::Metered {
+                    route: routed.route,
+                    run: routed.run.map(|run| (run, path)),
+                    head: method == hyper::Method::HEAD,
+                    started,
+                };
+                let response = metering::meter(routed.response, metered, app.runs.clone());
                 Ok::<_, Infallible>(response)
             }
         });

@@ -10,57 +10,107 @@ use crate::request::RequestContext;
 use crate::response::{self, Response};
 use crate::upstream::{Credential, Forwarded};
 
-pub async fn route(app: &App, request: Request<Incoming>) -> Response {
-    let path = request.uri().path();
-    let git_post = request.method() == Method::POST && path.starts_with("/git/");
-    let import = request.method() == Method::PUT && path.starts_with("/providers/");
-    let admin = request.method() == Method::POST && path.starts_with("/_tfmirror/");
-    if !git_post && !import && !admin && !matches!(*request.method(), Method::GET | Method::HEAD) {
-        return response::error(
+/// A response and what the metering needs to know of its request.
+pub struct Routed {
+    pub response: Response,
+    /// The route's name in the metrics.
+    pub route: &'static str,
+    /// The run id of an `exec` run, from a `/run/<id>/` path prefix.
+    pub run: Option<String>,
+}
+
+pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
+    let segments = match decode_segments(request.uri().path()) {
+        Ok(segments) => segments,
+        Err(message) => return unrouted(response::error(StatusCode::BAD_REQUEST, &message)),
+    };
+    // `exec` puts its run id in every URL of the CLI config it writes, so
+    // the server can tell it what that run cost and saved.
+    let (run, segments) = match segments.as_slice() {
+        [first, id, rest @ ..] if first == "run" && is_run_id(id) => {
+            (Some(id.clone()), rest.to_vec())
+        }
+        _ => (None, segments),
+    };
+    let base_url = match &run {
+        Some(id) => format!("{}/run/{id}", app.url),
+        None => app.url.clone(),
+    };
+    let (route, response) = dispatch(app, request, &segments, base_url).await;
+    Routed {
+        response,
+        route,
+        run,
+    }
+}
+
+fn unrouted(response: Response) -> Routed {
+    Routed {
+        response,
+        route: "other",
+        run: None,
+    }
+}
+
+/// 8 to 32 lowercase hex digits, as `exec` makes them.
+fn is_run_id(id: &str) -> bool {
+    (8..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+async fn dispatch(
+    app: &App,
+    request: Request<Incoming>,
+    segments: &[String],
+    base_url: String,
+) -> (&'static str, Response) {
+    let method = request.method().clone();
+    let first = segments.first().map(String::as_str).unwrap_or_default();
+    let git_post = method == Method::POST && first == "git";
+    let import = method == Method::PUT && first == "providers";
+    let admin = method == Method::POST && first == "_tfmirror";
+    if !git_post && !import && !admin && !matches!(method, Method::GET | Method::HEAD) {
+        let refusal = response::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET and HEAD are served",
         );
+        return ("other", refusal);
     }
-    let segments = match decode_segments(request.uri().path()) {
-        Ok(segments) => segments,
-        Err(message) => return response::error(StatusCode::BAD_REQUEST, &message),
-    };
+    let ctx = || context(&base_url, &request);
     let words: Vec<&str> = segments.iter().map(String::as_str).collect();
     match words.as_slice() {
-        ["_tfmirror", "health"] => app.health(),
-        ["_tfmirror", "artifacts"] => app.artifacts().await,
+        ["_tfmirror", "health"] => ("admin", app.health()),
+        ["_tfmirror", "metrics"] => ("admin", app.metrics().await),
+        ["_tfmirror", "artifacts"] => ("admin", app.artifacts().await),
+        ["_tfmirror", "runs", id] => ("admin", app.run_counters(id)),
         ["_tfmirror", action] if admin => {
             let action = action.to_string();
-            app.admin(&action, request).await
+            ("admin", app.admin(&action, request).await)
         }
-        ["v1", "providers", ..] => {
-            app.providers
-                .handle(&segments[2..], &context(app, &request))
-                .await
-        }
-        ["v1", "modules", ..] => {
-            app.modules
-                .handle(&segments[2..], &context(app, &request))
-                .await
-        }
-        ["providers", ..] if import => {
+        ["v1", "providers", ..] => (
+            "providers",
+            app.providers.handle(&segments[2..], &ctx()).await,
+        ),
+        ["v1", "modules", ..] => ("modules", app.modules.handle(&segments[2..], &ctx()).await),
+        ["providers", ..] if import => (
+            "network_mirror",
             app.providers
                 .import_zip(&segments[1..], request.into_body())
-                .await
-        }
-        ["providers", ..] => {
-            app.providers
-                .handle_mirror(&segments[1..], &context(app, &request))
-                .await
-        }
-        ["git", ..] => app.git.smart_http(&segments[1..], request).await,
-        ["git-archive", ..] => app.git.tarball(&segments[1..]).await,
-        ["modules", "archives", file] => {
-            app.modules
-                .handle_archive(file, &context(app, &request))
-                .await
-        }
-        _ => response::error(StatusCode::NOT_FOUND, "not found"),
+                .await,
+        ),
+        ["providers", ..] => (
+            "network_mirror",
+            app.providers.handle_mirror(&segments[1..], &ctx()).await,
+        ),
+        ["git", ..] => ("git", app.git.smart_http(&segments[1..], request).await),
+        ["git-archive", ..] => ("git_archives", app.git.tarball(&segments[1..]).await),
+        ["modules", "archives", file] => (
+            "module_archives",
+            app.modules.handle_archive(file, &ctx()).await,
+        ),
+        _ => ("other", response::error(StatusCode::NOT_FOUND, "not found")),
     }
 }
 
@@ -83,9 +133,9 @@ fn decode_segments(path: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
-fn context<B>(app: &App, request: &Request<B>) -> RequestContext {
+fn context<B>(base_url: &str, request: &Request<B>) -> RequestContext {
     RequestContext {
-        base_url: app.url.clone(),
+        base_url: base_url.to_owned(),
         forwarded: forwarded(request),
         head: request.method() == Method::HEAD,
     }

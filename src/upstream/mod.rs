@@ -90,8 +90,7 @@ impl Upstream {
         if let Some(agent) = &forwarded.user_agent {
             request = request.header("User-Agent", agent);
         }
-        let response = request
-            .send()
+        let response = timed("api", request.send())
             .await
             .map_err(|e| FetchError::Unavailable(format!("{url}: {}", describe(&e))))?;
         let status = response.status().as_u16();
@@ -127,8 +126,7 @@ impl Upstream {
         if let Some(credential) = &forwarded.authorization {
             request = request.header("Authorization", credential.header_value());
         }
-        let response = request
-            .send()
+        let response = timed("artifact", request.send())
             .await
             .map_err(|e| format!("{url}: {}", describe(&e)))?;
         if !response.status().is_success() {
@@ -148,6 +146,17 @@ impl Upstream {
             .await
             .map_err(|e| format!("{url}: {e}"))
     }
+}
+
+/// Runs an upstream request, recording how long the upstream took to
+/// answer (successfully or not) in the latency histogram.
+async fn timed<T>(kind: &str, request: impl std::future::Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let result = request.await;
+    crate::metrics::UPSTREAM_LATENCY
+        .with_label_values(&[kind])
+        .observe(started.elapsed().as_secs_f64());
+    result
 }
 
 fn classify(url: &Url, status: u16, body: String) -> Result<String, FetchError> {

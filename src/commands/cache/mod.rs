@@ -2,6 +2,7 @@
 
 pub mod import;
 mod inventory;
+pub use inventory::human_bytes;
 pub mod list;
 pub mod remove;
 pub mod stats;

@@ -1,0 +1,218 @@
+//! Counting what each response sends, by where its bytes came from, for
+//! the Prometheus metrics and for the savings report of one `exec` run.
+//!
+//! Bytes are counted as the body is sent, not when the handler returns: a
+//! zip relayed from upstream is still arriving then, and a client that
+//! hangs up half way received only half.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use serde::Serialize;
+
+use crate::metrics;
+use crate::response::{Body, Origin, Outcome, Response};
+
+/// The counters of one run, as `exec` reads them at its end.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RunCounters {
+    pub hits: u64,
+    pub misses: u64,
+    pub bytes_from_cache: u64,
+    pub bytes_from_upstream: u64,
+    /// Time spent sending responses whose bytes came from upstream.
+    pub upstream_secs: f64,
+}
+
+/// What each run touched, by request path, kept until the run asks.
+///
+/// Counting by path makes one artifact one hit or one miss however it was
+/// asked for: Terraform may send HEAD before GET, and a HEAD for a module
+/// archive is what downloads it.
+#[derive(Default)]
+pub struct Runs(Mutex<HashMap<String, HashMap<String, Touch>>>);
+
+#[derive(Debug, Clone, Copy)]
+struct Touch {
+    origin: Origin,
+    bytes: u64,
+    secs: f64,
+}
+
+impl Runs {
+    /// The counters of `run`, forgotten once read.
+    pub fn take(&self, run: &str) -> RunCounters {
+        let touched = self.0.lock().expect("runs lock").remove(run);
+        let mut counters = RunCounters::default();
+        for touch in touched.into_iter().flat_map(HashMap::into_values) {
+            match touch.origin {
+                Origin::Cache => {
+                    counters.hits += 1;
+                    counters.bytes_from_cache += touch.bytes;
+                }
+                Origin::Upstream => {
+                    counters.misses += 1;
+                    counters.bytes_from_upstream += touch.bytes;
+                    counters.upstream_secs += touch.secs;
+                }
+            }
+        }
+        counters
+    }
+
+    /// A later touch of the same artifact keeps the first one's origin
+    /// unless it had to download, and the larger byte count.
+    fn add(&self, run: &str, path: &str, touch: Touch) {
+        let mut runs = self.0.lock().expect("runs lock");
+        let touched = runs.entry(run.to_owned()).or_default();
+        touched
+            .entry(path.to_owned())
+            .and_modify(|earlier| {
+                if touch.origin == Origin::Upstream {
+                    earlier.origin = Origin::Upstream;
+                }
+                earlier.bytes = earlier.bytes.max(touch.bytes);
+                earlier.secs += touch.secs;
+            })
+            .or_insert(touch);
+    }
+}
+
+/// The request a response answers, as the metering needs it.
+pub struct Metered {
+    pub route: &'static str,
+    /// The `exec` run it belongs to, and the path it asked for.
+    pub run: Option<(String, String)>,
+    pub head: bool,
+    pub started: Instant,
+}
+
+/// Records the request in the metrics and, for an artifact, wraps its
+/// body so the bytes are counted (for the run, too) once sent.
+pub fn meter(response: Response, request: Metered, runs: Arc<Runs>) -> Response {
+    let origin = response.extensions().get::<Origin>().copied();
+    let result = if response.status().as_u16() >= 400 {
+        "error"
+    } else {
+        match (origin, response.extensions().get::<Outcome>()) {
+            (Some(Origin::Cache), _) | (None, Some(Outcome::Hit)) => "hit",
+            (Some(Origin::Upstream), _) | (None, Some(Outcome::Miss)) => "miss",
+            (None, Some(Outcome::Stale)) => "stale",
+            (None, None) => "served",
+        }
+    };
+    metrics::REQUESTS
+        .with_label_values(&[request.route, result])
+        .inc();
+    let Some(origin) = origin.filter(|_| result != "error") else {
+        return response;
+    };
+    if request.head {
+        // No body follows; the artifact's size is what the HEAD stands for.
+        if let Some((run, path)) = &request.run {
+            let bytes = response
+                .headers()
+                .get(hyper::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .unwrap_or(0);
+            let secs = request.started.elapsed().as_secs_f64();
+            runs.add(
+                run,
+                path,
+                Touch {
+                    origin,
+                    bytes,
+                    secs,
+                },
+            );
+        }
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let counted = Counted {
+        inner: body,
+        bytes: 0,
+        started: request.started,
+        origin,
+        run: request.run,
+        runs,
+        done: false,
+    };
+    Response::from_parts(parts, counted.boxed())
+}
+
+struct Counted {
+    inner: Body,
+    bytes: u64,
+    started: Instant,
+    origin: Origin,
+    run: Option<(String, String)>,
+    runs: Arc<Runs>,
+    done: bool,
+}
+
+impl Counted {
+    fn finish(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let source = match self.origin {
+            Origin::Cache => "cache",
+            Origin::Upstream => "upstream",
+        };
+        metrics::BYTES_SERVED
+            .with_label_values(&[source])
+            .inc_by(self.bytes);
+        if let Some((run, path)) = &self.run {
+            let touch = Touch {
+                origin: self.origin,
+                bytes: self.bytes,
+                secs: self.started.elapsed().as_secs_f64(),
+            };
+            self.runs.add(run, path, touch);
+        }
+    }
+}
+
+impl HttpBody for Counted {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => self.finish(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A client that hangs up still counts for what it received.
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
