@@ -5,10 +5,10 @@
 //! config it writes (`/run/<id>/...`) and asks for that run's counters
 //! afterwards.
 
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::cache::human_bytes;
+use crate::server::RunCounters;
 
 /// A fresh run id: 16 hex digits, unique enough across processes.
 pub fn new_run_id() -> String {
@@ -22,15 +22,6 @@ pub fn new_run_id() -> String {
         std::thread::current().id()
     );
     hex::encode(&Sha256::digest(seed.as_bytes())[..8])
-}
-
-#[derive(Debug, Default, Deserialize, PartialEq)]
-pub struct RunCounters {
-    pub hits: u64,
-    pub misses: u64,
-    pub bytes_from_cache: u64,
-    pub bytes_from_upstream: u64,
-    pub upstream_secs: f64,
 }
 
 /// The run's counters from the server; `None` if it cannot say.

@@ -14,13 +14,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::metrics;
 use crate::response::{Body, Origin, Outcome, Response};
 
 /// The counters of one run, as `exec` reads them at its end.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunCounters {
     pub hits: u64,
     pub misses: u64,

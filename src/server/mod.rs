@@ -8,6 +8,7 @@ mod router;
 pub mod state_file;
 mod tls;
 
+pub use metering::RunCounters;
 pub use tls::TlsFiles;
 
 use std::convert::Infallible;
