@@ -239,3 +239,67 @@ fn gc_over_the_size_limit_keeps_what_was_just_used() {
         "{names:?}"
     );
 }
+
+#[test]
+fn prune_drops_version_lists_but_keeps_what_cannot_change() {
+    let world = World::new(vec![ProviderSpec::new("hashicorp", "alpha", &["1.0.0"])]);
+    let providers = [("hashicorp", "alpha", "1.0.0")];
+    assert_success(
+        &world.init(&world.workdir("first", &providers)),
+        "first init",
+    );
+    let dry = json(
+        &world,
+        &[
+            "cache",
+            "prune",
+            "--older-than",
+            "0s",
+            "--dry-run",
+            "--json",
+        ],
+    );
+    assert!(dry["pruned"].as_u64().unwrap() >= 2, "{dry}");
+    let pruned = json(&world, &["cache", "prune", "--older-than", "0s", "--json"]);
+    assert_eq!(pruned["pruned"], dry["pruned"]);
+
+    world.registry.clear_requests();
+    assert_success(
+        &world.init(&world.workdir("second", &providers)),
+        "init after prune",
+    );
+    let versions = world.registry.count(|r| r.path.ends_with("/versions"));
+    let answers = world.registry.count(|r| r.path.contains("/download/"));
+    assert_eq!(
+        (versions, answers),
+        (1, 0),
+        "{:#?}",
+        world.registry.requests()
+    );
+    assert_eq!(world.registry.artifact_requests(), 0);
+}
+
+#[test]
+fn a_server_with_gc_max_size_collects_when_it_starts() {
+    let world = World::with_config(
+        vec![ProviderSpec::new("hashicorp", "alpha", &["1.0.0"])],
+        "gc_max_size = \"1\"\ngc_min_age = \"0s\"",
+    );
+    let providers = [("hashicorp", "alpha", "1.0.0")];
+    assert_success(&world.init(&world.workdir("first", &providers)), "init");
+    assert!(!world.artifact_files().is_empty());
+    world.stop_server();
+
+    let server = world.serve();
+    let started = std::time::Instant::now();
+    while !world.artifact_files().is_empty() && started.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        world.artifact_files(),
+        Vec::<String>::new(),
+        "collected at start"
+    );
+    let metrics = fixtures::http::get(&format!("{}/_tfmirror/metrics", server.url)).text();
+    assert!(metrics.contains("tfmirror_gc_runs_total 1"), "{metrics}");
+}
