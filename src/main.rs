@@ -9,6 +9,7 @@ mod lockfile;
 mod metrics;
 mod modules;
 mod providers;
+mod replace_file;
 mod request;
 mod response;
 mod server;

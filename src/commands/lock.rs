@@ -9,7 +9,6 @@
 //! its zip matches one of them, and nothing is ever removed.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::launch::Launch;
@@ -156,24 +155,8 @@ fn report(path: &Path, verb: &str, plan: &Plan) {
 fn replace_file(path: &Path, text: &str) -> anyhow::Result<()> {
     let context = |e: std::io::Error| anyhow::anyhow!("cannot write {}: {e}", path.display());
     let target = std::fs::canonicalize(path).map_err(context)?;
-    let dir = target.parent().unwrap_or(Path::new("."));
     let permissions = std::fs::metadata(&target).map_err(context)?.permissions();
-    let mut temp = tempfile::Builder::new()
-        .prefix(".terraform.lock.hcl.")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(context)?;
-    temp.write_all(text.as_bytes()).map_err(context)?;
-    temp.as_file()
-        .set_permissions(permissions)
-        .map_err(context)?;
-    temp.as_file().sync_all().map_err(context)?;
-    temp.persist(&target).map_err(|e| context(e.error))?;
-    // The rename itself is durable once the directory is synced.
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(context)?;
-    Ok(())
+    crate::replace_file::replace(&target, text.as_bytes(), Some(permissions)).map_err(context)
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ pub async fn running_server(cache_dir: &Path) -> Option<Health> {
         .await
         .ok()?;
     let health: Health = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
-    (health.pid == info.pid && same_dir(&health.cache_dir, cache_dir)).then_some(health)
+    (health.pid == info.pid && same_path(&health.cache_dir, cache_dir)).then_some(health)
 }
 
 /// An HTTP client for the cache's own server, on loopback.
@@ -73,7 +73,7 @@ pub fn local_client(timeout: Option<Duration>) -> anyhow::Result<reqwest::Client
     Ok(builder.build()?)
 }
 
-fn same_dir(a: &Path, b: &Path) -> bool {
+fn same_path(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
@@ -168,7 +168,7 @@ fn user_cli_config(cache_dir: &Path) -> anyhow::Result<Option<cliconfig::UserCon
         .iter()
         .filter_map(std::env::var_os)
         .find(|path| !path.is_empty())
-        .filter(|path| !same_dir(Path::new(path), &own));
+        .filter(|path| !same_path(Path::new(path), &own));
     Ok(cliconfig::find_user_config(
         user_env.as_deref(),
         config::home_dir().as_deref(),

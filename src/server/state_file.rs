@@ -31,10 +31,7 @@ pub fn path(cache_dir: &Path) -> PathBuf {
 /// Written atomically, so a reader never sees half a file.
 pub fn write(cache_dir: &Path, info: &ServerInfo) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(info).expect("server info serializes");
-    let mut temp = tempfile::NamedTempFile::new_in(cache_dir)?;
-    std::io::Write::write_all(&mut temp, &json)?;
-    temp.persist(path(cache_dir)).map_err(|e| e.error)?;
-    Ok(())
+    crate::replace_file::replace(&path(cache_dir), &json, None)
 }
 
 /// The recorded server, if the file exists and is readable. Whether that

@@ -5,13 +5,13 @@
 //! has: its size is the directory's, its age that of its last change.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use super::blob::TEMP_PREFIX;
 use super::index::{Index, Usage};
 use super::reindex::NOT_ARTIFACTS;
-use super::{GIT_MIRRORS_DIR, INDEX_DIR};
+use super::{BROKEN_INDEX_DIR, GIT_MIRRORS_DIR, INDEX_DIR};
 
 /// One stored artifact.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,9 +23,24 @@ pub struct StoredArtifact {
     pub usage: Usage,
 }
 
-/// Every artifact below `root`, sorted by key.
-pub fn list(root: &Path, index: &Index) -> io::Result<Vec<StoredArtifact>> {
-    let mut found = Vec::new();
+/// What [`walk`] finds: an artifact file, or a git mirror's directory.
+pub(super) enum Found {
+    File {
+        key: String,
+        path: PathBuf,
+        metadata: std::fs::Metadata,
+    },
+    Mirror {
+        key: String,
+        path: PathBuf,
+    },
+}
+
+/// Visits every artifact below `root`: files, skipping temporary files,
+/// tfmirror's bookkeeping and the index, and each git mirror as one whole.
+/// Shared by the inventory and the index rebuild, so both count the same
+/// things.
+pub(super) fn walk(root: &Path, mut visit: impl FnMut(Found) -> io::Result<()>) -> io::Result<()> {
     let mut dirs = vec![root.to_owned()];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir)? {
@@ -36,7 +51,7 @@ pub fn list(root: &Path, index: &Index) -> io::Result<Vec<StoredArtifact>> {
             let file_type = entry.file_type()?;
             if file_type.is_dir() {
                 if is_git_mirror(&key) {
-                    found.push(mirror(&path, key, index)?);
+                    visit(Found::Mirror { key, path })?;
                 } else if !is_bookkeeping_dir(&key) {
                     dirs.push(path);
                 }
@@ -50,14 +65,30 @@ pub fn list(root: &Path, index: &Index) -> io::Result<Vec<StoredArtifact>> {
                 continue;
             }
             let metadata = entry.metadata()?;
-            let usage = recorded(index, &key).unwrap_or_else(|| from_metadata(&metadata));
-            found.push(StoredArtifact {
-                size: metadata.len(),
-                usage,
+            visit(Found::File {
                 key,
-            });
+                path,
+                metadata,
+            })?;
         }
     }
+    Ok(())
+}
+
+/// Every artifact below `root`, sorted by key.
+pub fn list(root: &Path, index: &Index) -> io::Result<Vec<StoredArtifact>> {
+    let mut found = Vec::new();
+    walk(root, |item| {
+        found.push(match item {
+            Found::Mirror { key, path } => mirror(&path, key, index)?,
+            Found::File { key, metadata, .. } => StoredArtifact {
+                size: metadata.len(),
+                usage: recorded(index, &key).unwrap_or_else(|| from_metadata(&metadata)),
+                key,
+            },
+        });
+        Ok(())
+    })?;
     found.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(found)
 }
@@ -70,7 +101,7 @@ fn key_of(root: &Path, path: &Path) -> String {
 }
 
 fn is_bookkeeping_dir(key: &str) -> bool {
-    key == INDEX_DIR || key == "index.broken"
+    key == INDEX_DIR || key == BROKEN_INDEX_DIR
 }
 
 /// `git/<host>/<path>.git`: a bare mirror.

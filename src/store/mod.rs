@@ -27,6 +27,8 @@ pub use segment::{RelPath, Segment, SegmentError};
 
 /// Directory of the sled index inside the cache.
 const INDEX_DIR: &str = "index";
+/// Where a damaged index is moved aside (`index.rs`).
+const BROKEN_INDEX_DIR: &str = "index.broken";
 /// Git mirrors: bare repositories, whose object files are not artifacts of
 /// their own.
 const GIT_MIRRORS_DIR: &str = "git";
@@ -104,12 +106,7 @@ impl Store {
         }
         let opened = Index::open(&root.join(INDEX_DIR))?;
         if opened.needs_rebuild {
-            let count = reindex::rebuild(
-                root,
-                &opened.index,
-                &[INDEX_DIR, "index.broken", GIT_MIRRORS_DIR],
-            )
-            .map_err(io_err)?;
+            let count = reindex::rebuild(root, &opened.index).map_err(io_err)?;
             if count > 0 || opened.moved_aside.is_some() {
                 tracing::warn!("re-indexed {count} cached artifact file(s)");
             }

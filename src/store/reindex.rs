@@ -9,8 +9,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::blob::TEMP_PREFIX;
 use super::index::Index;
+use super::inventory::Found;
 
 /// Files at the top of the cache that are tfmirror's own bookkeeping, not
 /// artifacts.
@@ -22,41 +22,21 @@ pub(super) const NOT_ARTIFACTS: [&str; 5] = [
     "terraform.rc",
 ];
 
-/// Records every artifact file below `root`, skipping the directories named
-/// in `skip_dirs` (relative to root). Returns how many were recorded.
-pub fn rebuild(root: &Path, index: &Index, skip_dirs: &[&str]) -> io::Result<usize> {
+/// Records every artifact file below `root` (git mirrors are directories
+/// and have no record). Returns how many were recorded.
+pub fn rebuild(root: &Path, index: &Index) -> io::Result<usize> {
     let mut count = 0;
-    let mut dirs = vec![root.to_owned()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let path = entry.path();
-            let rel = path.strip_prefix(root).expect("walk stays below root");
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                if !skip_dirs.iter().any(|d| rel == Path::new(d)) {
-                    dirs.push(path);
-                }
-                continue;
-            }
-            let top_level = rel.parent() == Some(Path::new(""));
-            if !kind.is_file()
-                || name.starts_with(TEMP_PREFIX)
-                || (top_level && NOT_ARTIFACTS.contains(&name.as_str()))
-            {
-                continue;
-            }
-            let (size, sha256) = hash_file(&path)?;
-            let key = rel
-                .to_string_lossy()
-                .replace(std::path::MAIN_SEPARATOR, "/");
-            if let Err(e) = index.record_stored(&key, size, Some(sha256)) {
-                tracing::warn!("cannot re-index {key}: {e}");
-            }
-            count += 1;
+    super::inventory::walk(root, |found| {
+        let Found::File { key, path, .. } = found else {
+            return Ok(());
+        };
+        let (size, sha256) = hash_file(&path)?;
+        if let Err(e) = index.record_stored(&key, size, Some(sha256)) {
+            tracing::warn!("cannot re-index {key}: {e}");
         }
-    }
+        count += 1;
+        Ok(())
+    })?;
     Ok(count)
 }
 
@@ -83,7 +63,7 @@ mod tests {
         std::fs::create_dir_all(root.join("git/h/r.git/objects")).unwrap();
         std::fs::write(root.join("git/h/r.git/objects/pack"), b"pack").unwrap();
         let index = Index::open(&root.join("index")).unwrap().index;
-        assert_eq!(rebuild(root, &index, &["index", "git"]).unwrap(), 1);
+        assert_eq!(rebuild(root, &index).unwrap(), 1);
         let usage = index.usage("providers/h/ns/t/p.zip").unwrap().unwrap();
         assert_eq!(usage.size, 3);
     }

@@ -11,7 +11,6 @@ mod launchd;
 mod systemd;
 
 use std::fmt;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -237,19 +236,10 @@ async fn uninstall(manager: &dyn Manager, stop: bool) -> anyhow::Result<i32> {
 fn write_atomic(path: &Path, contents: &str) -> anyhow::Result<()> {
     let dir = path.parent().context("a service file has a directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let write = || -> std::io::Result<()> {
-        let mut temp = tempfile::Builder::new()
-            .prefix(".tfmirror-")
-            .tempfile_in(dir)?;
-        temp.write_all(contents.as_bytes())?;
-        // Temporary files are private (0600); service files are not secret.
-        temp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        temp.as_file().sync_all()?;
-        temp.persist(path).map_err(|e| e.error)?;
-        Ok(())
-    };
-    write().with_context(|| format!("cannot write {}", path.display()))
+    // Temporary files are private (0600); service files are not secret.
+    let mode = std::fs::Permissions::from_mode(0o644);
+    crate::replace_file::replace(path, contents.as_bytes(), Some(mode))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// One command to the service manager.
