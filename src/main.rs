@@ -4,6 +4,7 @@ mod catalog;
 mod cliconfig;
 mod commands;
 mod config;
+mod file_chunks;
 mod git;
 mod lockfile;
 mod metrics;

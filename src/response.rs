@@ -5,7 +5,6 @@
 use std::io;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
@@ -78,12 +77,10 @@ pub enum Outcome {
     Stale,
 }
 
-/// A cached file, streamed from disk in fixed-size chunks.
-pub fn file(file: tokio::fs::File, size: u64, content_type: &'static str) -> Response {
-    let chunks = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
-    let body = BodyExt::boxed(StreamBody::new(chunks.map(|chunk| chunk.map(Frame::data))));
-    let mut response = with_length(hyper::Response::new(body), Some(size), content_type);
-    response.extensions_mut().insert(Origin::Cache);
+/// A cached file, streamed from disk one chunk ahead of the client.
+pub fn file(file: std::fs::File, size: u64, content_type: &'static str) -> Response {
+    let (sender, response) = channel_body(1, Some(size), content_type, Origin::Cache);
+    tokio::spawn(crate::file_chunks::send(file, size, sender));
     response
 }
 
@@ -101,7 +98,16 @@ pub fn channel(
     content_type: &'static str,
     origin: Origin,
 ) -> (ChunkSender, Response) {
-    let (sender, receiver) = mpsc::channel::<Result<Bytes, io::Error>>(8);
+    channel_body(8, length, content_type, origin)
+}
+
+fn channel_body(
+    capacity: usize,
+    length: Option<u64>,
+    content_type: &'static str,
+    origin: Origin,
+) -> (ChunkSender, Response) {
+    let (sender, receiver) = mpsc::channel::<Result<Bytes, io::Error>>(capacity);
     let frames = futures_util::stream::unfold(receiver, |mut receiver| async move {
         let item = receiver.recv().await?;
         Some((item.map(Frame::data), receiver))

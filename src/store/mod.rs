@@ -133,9 +133,10 @@ impl Store {
     }
 
     /// Opens a stored artifact for reading and counts the use.
-    pub async fn open_artifact(&self, rel: &RelPath) -> Option<(tokio::fs::File, u64)> {
+    pub async fn open_artifact(&self, rel: &RelPath) -> Option<(std::fs::File, u64)> {
         let file = tokio::fs::File::open(self.path(rel)).await.ok()?;
         let size = file.metadata().await.ok()?.len();
+        let file = file.into_std().await;
         if let Err(e) = self.index.record_hit(&rel.key(), size) {
             tracing::warn!("cannot record use of {}: {e}", rel.key());
         }
