@@ -14,6 +14,8 @@ pub struct RequestContext {
     pub forwarded: Forwarded,
     /// A HEAD request: headers only, and never a reason to download.
     pub head: bool,
+    /// The run id of an `exec` run, from a `/run/<id>/` path prefix.
+    pub run: Option<String>,
 }
 
 /// Why a path names no request a handler can serve.

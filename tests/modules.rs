@@ -122,6 +122,48 @@ fn a_newly_published_version_is_found_at_once() {
     );
 }
 
+/// The second `init` from a directory gets its version lists fetched ahead, all at once, as the
+/// run begins: each list reaches the upstream once, from tfmirror rather than from Terraform's
+/// request, and a version published in between is still seen.
+#[test]
+fn a_directory_s_version_lists_are_fetched_ahead_and_stay_current() {
+    let world = World::with_modules(four_modules());
+    let dir = world.workdir_with("ahead", &root_module(&FOUR_CALLS));
+    assert_success(&world.init(&dir), "first init");
+
+    world
+        .registry
+        .publish_module_version("acme", "net", "aws", "1.2.0");
+    let mut calls = FOUR_CALLS;
+    calls[0] = ("net", "acme/net/aws", "1.2.0");
+    std::fs::write(dir.join("main.tf"), root_module(&calls)).unwrap();
+    std::fs::remove_dir_all(dir.join(".terraform")).unwrap();
+    world.registry.clear_requests();
+    assert_success(&world.init(&dir), "second init");
+
+    let lists: Vec<_> = world
+        .registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/versions"))
+        .collect();
+    assert_eq!(lists.len(), 4, "one request per list: {lists:?}");
+    assert!(
+        lists.iter().all(|r| r
+            .user_agent
+            .as_deref()
+            .is_some_and(|agent| agent.starts_with("tfmirror/"))),
+        "every list was fetched ahead, none when Terraform asked: {lists:?}"
+    );
+    let net = installed_ids(&dir)
+        .into_iter()
+        .find(|(name, _)| name == "net");
+    assert_eq!(
+        net.map(|(_, id)| id).as_deref(),
+        Some("acme/net/aws 1.2.0 root")
+    );
+}
+
 #[test]
 fn root_modules_share_one_stored_archive() {
     let world = World::with_modules(four_modules());

@@ -24,6 +24,10 @@ pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> an
     let log = LogTail::from_end(super::launch::log_path(launch.cache_dir));
     let run = savings::new_run_id();
     let run_url = format!("{}/run/{run}", server.url);
+    let cwd = std::env::current_dir()?;
+    if let Some(workdir) = super::run_start::module_workdir(args, &cwd) {
+        super::run_start::announce(&server.url, &run, &workdir).await;
+    }
     let code = run_command(&config, launch.cache_dir, &run_url, program, args).await;
     for line in log.warnings() {
         eprintln!("tfmirror server: {line}");

@@ -8,6 +8,7 @@ pub mod launch;
 pub mod lock;
 mod packages;
 pub mod rc;
+mod run_start;
 mod savings;
 pub mod serve;
 mod server_log;

@@ -8,6 +8,7 @@
 
 mod archives;
 mod location;
+mod prefetch;
 mod route;
 mod source;
 mod validate;
@@ -16,14 +17,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use hyper::header::HeaderValue;
 use hyper::StatusCode;
 
 use crate::config::Config;
 use crate::response::{self, Response};
-use crate::store::{Document, Freshness, KeyedLocks, Store};
+use crate::store::{now_ms, Document, Freshness, KeyedLocks, Store};
 use crate::upstream::{ApiRequest, Credential, Forwarded, RegistryClient, Upstream};
 use archives::{origin_key, ArchiveOrigin};
+use prefetch::RunPlans;
 use route::{ModuleAddr, Route};
 use source::{split_subdir, subdir_is_safe, ArchiveSource, GitSource};
 
@@ -33,7 +36,8 @@ use crate::request::{unproxied, RequestContext};
 
 /// Terraform reads a module's version list before it picks a version, and
 /// fails if the list lacks the one its constraint asks for; the proxy never
-/// sees the constraint. So a cached list is revalidated on every request,
+/// sees the constraint. So a cached list is revalidated on every request
+/// (within an `exec` run: fetched since the run began, see [`prefetch`]),
 /// and served as it is when the upstream fails or takes longer than this.
 const VERSIONS_REVALIDATE: Freshness = Freshness {
     ttl: Some(Duration::ZERO),
@@ -54,6 +58,7 @@ pub struct Modules {
     /// Tokens of the requests that resolved each archive's location, by
     /// archive URL, for an archive on the registry's own host. Memory only.
     credentials: Arc<Mutex<HashMap<String, Credential>>>,
+    plans: RunPlans,
 }
 
 impl Modules {
@@ -72,7 +77,53 @@ impl Modules {
             git,
             locks: KeyedLocks::default(),
             credentials: Arc::default(),
+            plans: RunPlans::default(),
         }
+    }
+
+    /// An `exec` run of `init` from `workdir` begins: the version lists the
+    /// last run from there asked for are fetched now, all at once, instead
+    /// of one at a time as Terraform gets to them.
+    pub fn begin_run(&self, run: &str, workdir: &str) {
+        let key = self.plans.begin(run, workdir);
+        let started_ms = now_ms();
+        let wanted = self
+            .store
+            .documents()
+            .cached(&key)
+            .map(|doc| prefetch::parse_remembered(&doc.body))
+            .unwrap_or_default();
+        if wanted.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            "run {run}: fetching {} module version lists ahead",
+            wanted.len()
+        );
+        let this = self.clone();
+        tokio::spawn(async move {
+            futures_util::stream::iter(wanted)
+                .for_each_concurrent(prefetch::CONCURRENCY, |addr| {
+                    let this = this.clone();
+                    async move {
+                        let Some(addr) = ModuleAddr::parse(&addr) else {
+                            return;
+                        };
+                        if unproxied(&this.config, &addr.host).is_none() {
+                            let freshness = prefetch::since(started_ms);
+                            let _ = this
+                                .fetch_versions(&addr, &Forwarded::default(), freshness)
+                                .await;
+                        }
+                    }
+                })
+                .await;
+        });
+    }
+
+    /// The run's counters were collected: its plan is done.
+    pub fn end_run(&self, run: &str) {
+        self.plans.end(run);
     }
 
     /// Handles `/v1/modules/<segments...>`.
@@ -86,7 +137,7 @@ impl Modules {
             return refusal;
         }
         match &route {
-            Route::Versions(addr) => self.versions(addr, &ctx.forwarded).await,
+            Route::Versions(addr) => self.versions(addr, ctx).await,
             Route::Download(addr, version) => self.download(addr, version.as_str(), ctx).await,
         }
     }
@@ -96,16 +147,33 @@ impl Modules {
         self.archive(file_name, &ctx.forwarded).await
     }
 
-    async fn versions(&self, addr: &ModuleAddr, forwarded: &Forwarded) -> Response {
+    async fn versions(&self, addr: &ModuleAddr, ctx: &RequestContext) -> Response {
+        let run = ctx.run.as_deref();
+        let freshness = self.plans.freshness(run).unwrap_or(VERSIONS_REVALIDATE);
+        let served = self.fetch_versions(addr, &ctx.forwarded, freshness).await;
+        if ctx.forwarded.authorization.is_none() {
+            self.remember(run, addr);
+        }
+        match served {
+            Ok(served) => response::cached_answer(&addr.to_string(), served),
+            Err(e) => response::fetch_error(&addr.to_string(), e),
+        }
+    }
+
+    async fn fetch_versions(
+        &self,
+        addr: &ModuleAddr,
+        forwarded: &Forwarded,
+        freshness: Freshness,
+    ) -> Result<crate::store::Served, crate::store::FetchError> {
         let request = self.api_request(
             format!("modules/versions/{addr}"),
             addr,
             format!("{}/versions", addr.registry_path()),
-            VERSIONS_REVALIDATE,
+            freshness,
             VERSIONS_DEADLINE,
         );
-        let served = self
-            .registry
+        self.registry
             .get(request, forwarded, |answer, _| {
                 match serde_json::from_str::<serde_json::Value>(&answer.body) {
                     Ok(v) if v.get("modules").is_some_and(|m| m.is_array()) => {
@@ -116,10 +184,21 @@ impl Modules {
                     }
                 }
             })
-            .await;
-        match served {
-            Ok(served) => response::cached_answer(&addr.to_string(), served),
-            Err(e) => response::fetch_error(&addr.to_string(), e),
+            .await
+    }
+
+    /// Keeps the list of addresses this run asked for, for the next run
+    /// from the same directory.
+    fn remember(&self, run: Option<&str>, addr: &ModuleAddr) {
+        let Some(remembered) = self.plans.record(run, &addr.to_string()) else {
+            return;
+        };
+        let doc = Document {
+            fetched_at_ms: now_ms(),
+            body: remembered.body,
+        };
+        if let Err(e) = self.store.documents().put(&remembered.key, &doc) {
+            tracing::warn!("cannot remember the module lists of this run: {e}");
         }
     }
 

@@ -26,6 +26,16 @@ impl fmt::Display for ModuleAddr {
 }
 
 impl ModuleAddr {
+    /// Reads back what `Display` wrote, with every segment validated again.
+    pub fn parse(text: &str) -> Option<ModuleAddr> {
+        let mut segments: Vec<String> = text.split('/').map(str::to_owned).collect();
+        segments.push("versions".to_owned());
+        match Route::parse(&segments) {
+            Ok(Route::Versions(addr)) => Some(addr),
+            _ => None,
+        }
+    }
+
     /// The path of this module below the registry's `modules.v1` URL.
     pub fn registry_path(&self) -> String {
         format!("{}/{}/{}", self.namespace, self.name, self.system)

@@ -48,6 +48,11 @@ pub struct DeleteRequest {
 }
 
 #[derive(Debug, Deserialize)]
+pub struct BeginRun {
+    pub workdir: String,
+}
+
+#[derive(Debug, Deserialize)]
 pub struct PruneRequest {
     /// Default: past the stale window (`metadata_ttl` +
     /// `stale_while_revalidate`).
@@ -113,20 +118,29 @@ impl App {
     /// `GET /_tfmirror/runs/<id>`: what one `exec` run took from the cache
     /// and from upstream; read once, at the run's end.
     pub(super) fn run_counters(&self, id: &str) -> Response {
+        self.modules.end_run(id);
         json_ok(&self.runs.take(id))
+    }
+
+    /// `POST /_tfmirror/runs/<id>` with `{"workdir": ...}`: an `exec` of
+    /// `init` begins there, so the module version lists its last run asked
+    /// for can be fetched ahead.
+    pub(super) async fn begin_run(&self, id: &str, request: Request<Incoming>) -> Response {
+        let result = match self.admin_body(request).await {
+            Ok(body) => parse::<BeginRun>(&body).map(|begin| {
+                self.modules.begin_run(id, &begin.workdir);
+                json_ok(&serde_json::json!({}))
+            }),
+            Err(failure) => Err(failure),
+        };
+        result.unwrap_or_else(Failure::response)
     }
 
     /// `POST /_tfmirror/{gc,delete,prune}`.
     pub(super) async fn admin(&self, action: &str, request: Request<Incoming>) -> Response {
-        if !request.headers().contains_key(CLIENT_HEADER) {
-            return response::error(
-                StatusCode::FORBIDDEN,
-                "only tfmirror's own commands may do this",
-            );
-        }
-        let body = match request.into_body().collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(e) => return response::error(StatusCode::BAD_REQUEST, &e.to_string()),
+        let body = match self.admin_body(request).await {
+            Ok(body) => body,
+            Err(failure) => return failure.response(),
         };
         let result = match action {
             "gc" => match parse(&body) {
@@ -141,6 +155,20 @@ impl App {
             _ => Err(Failure::new(StatusCode::NOT_FOUND, "not found".to_owned())),
         };
         result.unwrap_or_else(Failure::response)
+    }
+
+    /// The body of a request only tfmirror's own commands may make.
+    async fn admin_body(&self, request: Request<Incoming>) -> Result<bytes::Bytes, Failure> {
+        if !request.headers().contains_key(CLIENT_HEADER) {
+            return Err(Failure::new(
+                StatusCode::FORBIDDEN,
+                "only tfmirror's own commands may do this".to_owned(),
+            ));
+        }
+        match request.into_body().collect().await {
+            Ok(body) => Ok(body.to_bytes()),
+            Err(e) => Err(Failure::new(StatusCode::BAD_REQUEST, e.to_string())),
+        }
     }
 
     async fn gc(&self, request: GcRequest) -> Result<Response, Failure> {

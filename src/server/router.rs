@@ -36,7 +36,7 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
         Some(id) => format!("{}/run/{id}", app.url),
         None => app.url.clone(),
     };
-    let (route, response) = dispatch(app, request, &segments, base_url).await;
+    let (route, response) = dispatch(app, request, &segments, base_url, run.as_deref()).await;
     Routed {
         response,
         route,
@@ -65,6 +65,7 @@ async fn dispatch(
     request: Request<Incoming>,
     segments: &[String],
     base_url: String,
+    run: Option<&str>,
 ) -> (&'static str, Response) {
     let method = request.method().clone();
     let first = segments.first().map(String::as_str).unwrap_or_default();
@@ -78,12 +79,13 @@ async fn dispatch(
         );
         return ("other", refusal);
     }
-    let ctx = || context(&base_url, &request);
+    let ctx = || context(&base_url, run, &request);
     let words: Vec<&str> = segments.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["_tfmirror", "health"] => ("admin", app.health()),
         ["_tfmirror", "metrics"] => ("admin", app.metrics().await),
         ["_tfmirror", "artifacts"] => ("admin", app.artifacts().await),
+        ["_tfmirror", "runs", id] if admin => ("admin", app.begin_run(id, request).await),
         ["_tfmirror", "runs", id] => ("admin", app.run_counters(id)),
         ["_tfmirror", action] if admin => {
             let action = action.to_string();
@@ -133,11 +135,12 @@ fn decode_segments(path: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
-fn context<B>(base_url: &str, request: &Request<B>) -> RequestContext {
+fn context<B>(base_url: &str, run: Option<&str>, request: &Request<B>) -> RequestContext {
     RequestContext {
         base_url: base_url.to_owned(),
         forwarded: forwarded(request),
         head: request.method() == Method::HEAD,
+        run: run.map(str::to_owned),
     }
 }
 
