@@ -57,6 +57,9 @@ fn main_tf(registry: &FakeRegistry) -> String {
     text
 }
 
+/// Each side re-runs `init` in its own working directory, emptied of `.terraform` and the
+/// lock file before every run, as a CI job or a developer does in a project's checkout; that
+/// is what lets tfmirror fetch the directory's module version lists ahead.
 pub fn warm(tools: &Tools, network: Network, runs: usize) -> Result<Pair> {
     let registry = FakeRegistry::start_all(Vec::new(), specs(), vec![GitRepoSpec::new(REPO)]);
     network.apply(&registry);
@@ -65,16 +68,20 @@ pub fn warm(tools: &Tools, network: Network, runs: usize) -> Result<Pair> {
     let _server = sandbox.serve(&cache, &[])?;
     let direct = sandbox.direct_cli_config()?;
     let main_tf = main_tf(&registry);
-    let priming = sandbox.workdir(&main_tf, None)?;
-    run(&mut sandbox.init_through(&cache, &priming), "priming init")?;
+    let through = sandbox.workdir(&main_tf, None)?;
+    run(&mut sandbox.init_through(&cache, &through), "priming init")?;
+    let without = sandbox.workdir(&main_tf, None)?;
 
     alternate(
         "modules-warm",
         runs,
-        |_| sandbox.warm_init(&registry, &cache, &main_tf),
         |_| {
-            let dir = sandbox.workdir(&main_tf, None)?;
-            run(&mut sandbox.init_with(&direct, &dir), "direct init")
+            sandbox.reset_workdir(&through)?;
+            sandbox.warm_init(&registry, &cache, &through)
+        },
+        |_| {
+            sandbox.reset_workdir(&without)?;
+            run(&mut sandbox.init_with(&direct, &without), "direct init")
         },
     )
 }

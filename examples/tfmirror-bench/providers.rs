@@ -50,7 +50,7 @@ pub fn warm(tools: &Tools, network: Network, runs: usize) -> Result<Pair> {
     alternate(
         "providers-warm",
         runs,
-        |_| sandbox.warm_init(&registry, &cache, &main_tf),
+        |_| sandbox.warm_init(&registry, &cache, &sandbox.workdir(&main_tf, None)?),
         |_| {
             let dir = sandbox.workdir(&main_tf, None)?;
             run(

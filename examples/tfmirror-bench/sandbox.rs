@@ -125,23 +125,29 @@ impl Sandbox {
         command
     }
 
-    /// Plain `terraform init` in `dir` with `cli_config` as its CLI configuration.
-    /// One timed init through a warm tfmirror in a fresh directory; any
-    /// upstream request it still made is reported, since a warm run should
-    /// make none (module version lists aside).
-    pub fn warm_init(
-        &self,
-        registry: &FakeRegistry,
-        cache: &Path,
-        main_tf: &str,
-    ) -> Result<Duration> {
-        let dir = self.workdir(main_tf, None)?;
+    /// One timed init through a warm tfmirror in `dir`; any upstream request it still made is
+    /// reported, since a warm run should make none (module version lists aside).
+    pub fn warm_init(&self, registry: &FakeRegistry, cache: &Path, dir: &Path) -> Result<Duration> {
         registry.clear_requests();
-        let elapsed = run(&mut self.init_through(cache, &dir), "init through tfmirror")?;
+        let elapsed = run(&mut self.init_through(cache, dir), "init through tfmirror")?;
         report_upstream(registry);
         Ok(elapsed)
     }
 
+    /// `dir` as before its first init: without `.terraform` and the lock file.
+    pub fn reset_workdir(&self, dir: &Path) -> Result<()> {
+        let installed = dir.join(".terraform");
+        if installed.exists() {
+            std::fs::remove_dir_all(&installed)?;
+        }
+        let lock_file = dir.join(".terraform.lock.hcl");
+        if lock_file.exists() {
+            std::fs::remove_file(&lock_file)?;
+        }
+        Ok(())
+    }
+
+    /// Plain `terraform init` in `dir` with `cli_config` as its CLI configuration.
     pub fn init_with(&self, cli_config: &Path, dir: &Path) -> Command {
         let mut command = self.command(&self.tools.terraform);
         command
