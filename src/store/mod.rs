@@ -134,9 +134,17 @@ impl Store {
 
     /// Opens a stored artifact for reading and counts the use.
     pub async fn open_artifact(&self, rel: &RelPath) -> Option<(std::fs::File, u64)> {
-        let file = tokio::fs::File::open(self.path(rel)).await.ok()?;
-        let size = file.metadata().await.ok()?.len();
-        let file = file.into_std().await;
+        // One trip to the blocking pool, not one per call: a warm init opens
+        // about 80 small files, each a request Terraform waits for.
+        let path = self.path(rel);
+        let (file, size) = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(path)?;
+            let size = file.metadata()?.len();
+            std::io::Result::Ok((file, size))
+        })
+        .await
+        .ok()?
+        .ok()?;
         if let Err(e) = self.index.record_hit(&rel.key(), size) {
             tracing::warn!("cannot record use of {}: {e}", rel.key());
         }
