@@ -23,7 +23,7 @@ use hyper::StatusCode;
 
 use crate::config::Config;
 use crate::response::{self, Response};
-use crate::store::{now_ms, Document, Freshness, KeyedLocks, Store};
+use crate::store::{now_ms, Document, FetchError, Freshness, KeyedLocks, Served, Store};
 use crate::upstream::{ApiRequest, Credential, Forwarded, RegistryClient, Upstream};
 use archives::{origin_key, ArchiveOrigin};
 use prefetch::RunPlans;
@@ -165,7 +165,7 @@ impl Modules {
         addr: &ModuleAddr,
         forwarded: &Forwarded,
         freshness: Freshness,
-    ) -> Result<crate::store::Served, crate::store::FetchError> {
+    ) -> Result<Served, FetchError> {
         let request = self.api_request(
             format!("modules/versions/{addr}"),
             addr,
