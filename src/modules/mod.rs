@@ -85,8 +85,7 @@ impl Modules {
     /// last run from there asked for are fetched now, all at once, instead
     /// of one at a time as Terraform gets to them.
     pub fn begin_run(&self, run: &str, workdir: &str) {
-        let key = self.plans.begin(run, workdir);
-        let started_ms = now_ms();
+        let (key, started_ms) = self.plans.begin(run, workdir);
         let wanted = self
             .store
             .documents()

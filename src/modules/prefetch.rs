@@ -45,9 +45,9 @@ pub struct Remembered {
 }
 
 impl RunPlans {
-    /// Starts a plan for `run` and returns the document key under which the
-    /// lists of `workdir`'s last run are remembered.
-    pub fn begin(&self, run: &str, workdir: &str) -> String {
+    /// Starts a plan for `run`; returns the document key under which the
+    /// lists of `workdir`'s last run are remembered, and the run's start.
+    pub fn begin(&self, run: &str, workdir: &str) -> (String, u64) {
         let key = wanted_key(workdir);
         let now = now_ms();
         let mut runs = self.lock();
@@ -62,7 +62,7 @@ impl RunPlans {
                 asked: Vec::new(),
             },
         );
-        key
+        (key, now)
     }
 
     pub fn end(&self, run: &str) {
@@ -122,9 +122,9 @@ mod tests {
     #[test]
     fn a_run_records_each_address_once_under_its_directory() {
         let plans = RunPlans::default();
-        let key = plans.begin("r1", "/work/a");
-        assert_eq!(key, plans.begin("r2", "/work/a"), "one key per directory");
-        assert_ne!(key, RunPlans::default().begin("r3", "/work/b"));
+        let (key, _) = plans.begin("r1", "/work/a");
+        assert_eq!(key, plans.begin("r2", "/work/a").0, "one key per directory");
+        assert_ne!(key, RunPlans::default().begin("r3", "/work/b").0);
 
         let first = plans.record(Some("r1"), "h/a/b/c").unwrap();
         assert_eq!(
