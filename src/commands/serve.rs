@@ -48,6 +48,7 @@ pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> any
     let idle_timeout = options
         .idle_timeout
         .or(options.background.then_some(config.idle_timeout));
+    let signal = server::shutdown_signal()?;
     let server = Server::bind(listen, options.tls.as_ref(), config.clone(), store).await?;
     let url = server.url().to_owned();
     write_terraform_rc(cache_dir, &config, &url).await;
@@ -55,10 +56,7 @@ pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> any
     tracing::info!("listening on {url}");
     println!("tfmirror listening on {url}");
     std::io::stdout().flush()?;
-    let stop = stop_when(
-        server::shutdown_signal(),
-        idle_timeout.map(|t| (t, server.idle_for(t))),
-    );
+    let stop = stop_when(signal, idle_timeout.map(|t| (t, server.idle_for(t))));
     server.run(stop).await;
     state_file::remove_own(cache_dir);
     Ok(0)
