@@ -37,6 +37,7 @@ pub async fn send(mut file: File, size: u64, sender: ChunkSender) {
                 file = returned;
                 chunk
             }
+            // The reading thread panicked and took the file with it.
             Err(e) => {
                 let _ = sender.send(Err(io::Error::other(e))).await;
                 return;

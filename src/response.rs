@@ -138,9 +138,18 @@ pub fn log_stale(what: &str, source: &Source) {
     }
 }
 
+/// A registry document as the client gets it: the cached answer, or why
+/// there is none.
+pub fn document(what: &str, result: Result<Served, FetchError>) -> Response {
+    match result {
+        Ok(served) => cached_answer(what, served),
+        Err(e) => fetch_error(what, e),
+    }
+}
+
 /// A cached registry answer, marked with a `Warning` header when it is a
 /// stale copy served because the upstream failed.
-pub fn cached_answer(what: &str, served: Served) -> Response {
+fn cached_answer(what: &str, served: Served) -> Response {
     log_stale(what, &served.source);
     let outcome = match served.source {
         Source::Fresh | Source::Revalidating => Outcome::Hit,

@@ -30,6 +30,15 @@ fn filled_world() -> World {
     world
 }
 
+const ALPHA: [(&str, &str, &str); 1] = [("hashicorp", "alpha", "1.0.0")];
+
+/// One provider, installed once through tfmirror, so it is cached.
+fn alpha_cached() -> World {
+    let world = World::new(vec![ProviderSpec::new("hashicorp", "alpha", &["1.0.0"])]);
+    assert_success(&world.init(&world.workdir("first", &ALPHA)), "first init");
+    world
+}
+
 fn json(world: &World, args: &[&str]) -> serde_json::Value {
     let output = world.tfmirror(args).output().unwrap();
     assert_success(&output, &args.join(" "));
@@ -123,12 +132,7 @@ fn du_or_len(path: &Path) -> u64 {
 
 #[test]
 fn delete_of_a_provider_version_makes_the_next_init_fetch_it_once() {
-    let world = World::new(vec![ProviderSpec::new("hashicorp", "alpha", &["1.0.0"])]);
-    let providers = [("hashicorp", "alpha", "1.0.0")];
-    assert_success(
-        &world.init(&world.workdir("first", &providers)),
-        "first init",
-    );
+    let world = alpha_cached();
 
     let dry = world
         .tfmirror(&[
@@ -161,7 +165,7 @@ fn delete_of_a_provider_version_makes_the_next_init_fetch_it_once() {
 
     world.registry.clear_requests();
     assert_success(
-        &world.init(&world.workdir("again", &providers)),
+        &world.init(&world.workdir("again", &ALPHA)),
         "init after delete",
     );
     let zip_downloads = world
@@ -242,12 +246,7 @@ fn gc_over_the_size_limit_keeps_what_was_just_used() {
 
 #[test]
 fn prune_drops_version_lists_but_keeps_what_cannot_change() {
-    let world = World::new(vec![ProviderSpec::new("hashicorp", "alpha", &["1.0.0"])]);
-    let providers = [("hashicorp", "alpha", "1.0.0")];
-    assert_success(
-        &world.init(&world.workdir("first", &providers)),
-        "first init",
-    );
+    let world = alpha_cached();
     let dry = json(
         &world,
         &[
@@ -265,7 +264,7 @@ fn prune_drops_version_lists_but_keeps_what_cannot_change() {
 
     world.registry.clear_requests();
     assert_success(
-        &world.init(&world.workdir("second", &providers)),
+        &world.init(&world.workdir("second", &ALPHA)),
         "init after prune",
     );
     let versions = world.registry.count(|r| r.path.ends_with("/versions"));

@@ -122,8 +122,8 @@ fn a_newly_published_version_is_found_at_once() {
     );
 }
 
-/// The second `init` from a directory gets its version lists fetched ahead, all at once, as the
-/// run begins: each list reaches the upstream once, from tfmirror rather than from Terraform's
+/// The second `init` of a directory (here through `terraform -chdir=`) gets its version lists
+/// fetched ahead, all at once, as the run begins: each list reaches the upstream once, from tfmirror rather than from Terraform's
 /// request, and a version published in between is still seen.
 #[test]
 fn a_directory_s_version_lists_are_fetched_ahead_and_stay_current() {
@@ -139,7 +139,22 @@ fn a_directory_s_version_lists_are_fetched_ahead_and_stay_current() {
     std::fs::write(dir.join("main.tf"), root_module(&calls)).unwrap();
     std::fs::remove_dir_all(dir.join(".terraform")).unwrap();
     world.registry.clear_requests();
-    assert_success(&world.init(&dir), "second init");
+    // From the parent directory with `-chdir`: the same directory to the server.
+    let terraform = harness::terraform();
+    let second = world
+        .tfmirror(&[
+            "exec",
+            "--",
+            terraform.to_str().unwrap(),
+            "-chdir=ahead",
+            "init",
+            "-input=false",
+            "-no-color",
+        ])
+        .current_dir(dir.parent().unwrap())
+        .output()
+        .unwrap();
+    assert_success(&second, "second init, with -chdir");
 
     let lists: Vec<_> = world
         .registry

@@ -150,13 +150,13 @@ impl Modules {
         let run = ctx.run.as_deref();
         let freshness = self.plans.freshness(run).unwrap_or(VERSIONS_REVALIDATE);
         let served = self.fetch_versions(addr, &ctx.forwarded, freshness).await;
-        if ctx.forwarded.authorization.is_none() {
+        // A list that needed a token, or that failed, is not worth fetching
+        // early next time: the early fetch has no token, and a 404 is not
+        // cached, so Terraform would ask again anyway.
+        if served.is_ok() && ctx.forwarded.authorization.is_none() {
             self.remember(run, addr);
         }
-        match served {
-            Ok(served) => response::cached_answer(&addr.to_string(), served),
-            Err(e) => response::fetch_error(&addr.to_string(), e),
-        }
+        response::document(&addr.to_string(), served)
     }
 
     async fn fetch_versions(

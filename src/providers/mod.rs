@@ -104,10 +104,7 @@ impl Providers {
     }
 
     async fn versions(&self, addr: &ProviderAddr, ctx: &RequestContext) -> Response {
-        match self.version_list(addr, ctx).await {
-            Ok(served) => response::cached_answer(&addr.to_string(), served),
-            Err(e) => response::fetch_error(&addr.to_string(), e),
-        }
+        response::document(&addr.to_string(), self.version_list(addr, ctx).await)
     }
 
     /// The registry's version list, by the metadata freshness rules.

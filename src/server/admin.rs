@@ -126,19 +126,22 @@ impl App {
     /// `init` begins there, so the module version lists its last run asked
     /// for can be fetched ahead.
     pub(super) async fn begin_run(&self, id: &str, request: Request<Incoming>) -> Response {
-        let result = match self.admin_body(request).await {
-            Ok(body) => parse::<BeginRun>(&body).map(|begin| {
-                self.modules.begin_run(id, &begin.workdir);
-                json_ok(&serde_json::json!({}))
-            }),
+        let begin = match admin_body(request).await {
+            Ok(body) => parse::<BeginRun>(&body),
             Err(failure) => Err(failure),
         };
-        result.unwrap_or_else(Failure::response)
+        match begin {
+            Ok(begin) => {
+                self.modules.begin_run(id, &begin.workdir);
+                json_ok(&serde_json::json!({}))
+            }
+            Err(failure) => failure.response(),
+        }
     }
 
     /// `POST /_tfmirror/{gc,delete,prune}`.
     pub(super) async fn admin(&self, action: &str, request: Request<Incoming>) -> Response {
-        let body = match self.admin_body(request).await {
+        let body = match admin_body(request).await {
             Ok(body) => body,
             Err(failure) => return failure.response(),
         };
@@ -155,20 +158,6 @@ impl App {
             _ => Err(Failure::new(StatusCode::NOT_FOUND, "not found".to_owned())),
         };
         result.unwrap_or_else(Failure::response)
-    }
-
-    /// The body of a request only tfmirror's own commands may make.
-    async fn admin_body(&self, request: Request<Incoming>) -> Result<bytes::Bytes, Failure> {
-        if !request.headers().contains_key(CLIENT_HEADER) {
-            return Err(Failure::new(
-                StatusCode::FORBIDDEN,
-                "only tfmirror's own commands may do this".to_owned(),
-            ));
-        }
-        match request.into_body().collect().await {
-            Ok(body) => Ok(body.to_bytes()),
-            Err(e) => Err(Failure::new(StatusCode::BAD_REQUEST, e.to_string())),
-        }
     }
 
     async fn gc(&self, request: GcRequest) -> Result<Response, Failure> {
@@ -327,6 +316,20 @@ impl Failure {
 
     fn response(self) -> Response {
         response::error(self.status, &self.message)
+    }
+}
+
+/// The body of a request only tfmirror's own commands may make.
+async fn admin_body(request: Request<Incoming>) -> Result<bytes::Bytes, Failure> {
+    if !request.headers().contains_key(CLIENT_HEADER) {
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            "only tfmirror's own commands may do this".to_owned(),
+        ));
+    }
+    match request.into_body().collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) => Err(Failure::new(StatusCode::BAD_REQUEST, e.to_string())),
     }
 }
 

@@ -234,9 +234,7 @@ impl Store {
         Ok(())
     }
 
-    /// Drops metadata fetched before `before_ms`, except documents `keep`
-    /// names (ones that cannot be fetched again, like where an archive came
-    /// from).
+    /// How many documents [`Store::prune_metadata`] would drop.
     pub fn count_stale_metadata(
         &self,
         before_ms: u64,
@@ -245,6 +243,9 @@ impl Store {
         self.index.count_documents(before_ms, keep)
     }
 
+    /// Drops metadata fetched before `before_ms`, except documents `keep`
+    /// names (ones that cannot be fetched again, like where an archive came
+    /// from).
     pub fn prune_metadata(
         &self,
         before_ms: u64,
