@@ -216,10 +216,7 @@ impl Config {
 
     /// The freshness rules for registry metadata.
     pub fn metadata_freshness(&self) -> crate::store::Freshness {
-        crate::store::Freshness {
-            ttl: Some(self.metadata_ttl),
-            stale_while_revalidate: self.stale_while_revalidate,
-        }
+        crate::store::Freshness::within(Some(self.metadata_ttl), self.stale_while_revalidate)
     }
 
     /// Whether a git URL is under one of the mirrored prefixes.

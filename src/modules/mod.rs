@@ -39,10 +39,7 @@ use crate::request::{unproxied, RequestContext};
 /// sees the constraint. So a cached list is revalidated on every request
 /// (within an `exec` run: fetched since the run began, see [`prefetch`]),
 /// and served as it is when the upstream fails or takes longer than this.
-const VERSIONS_REVALIDATE: Freshness = Freshness {
-    ttl: Some(Duration::ZERO),
-    stale_while_revalidate: Duration::ZERO,
-};
+const VERSIONS_REVALIDATE: Freshness = Freshness::within(Some(Duration::ZERO), Duration::ZERO);
 const VERSIONS_DEADLINE: Duration = Duration::from_secs(2);
 /// Download locations of a published version do not change.
 const LOCATION_DEADLINE: Duration = Duration::from_secs(5);
@@ -109,7 +106,7 @@ impl Modules {
                             return;
                         };
                         if unproxied(&this.config, &addr.host).is_none() {
-                            let freshness = prefetch::since(started_ms);
+                            let freshness = Freshness::fetched_since(started_ms);
                             let _ = this
                                 .fetch_versions(&addr, &Forwarded::default(), freshness)
                                 .await;

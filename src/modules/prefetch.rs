@@ -73,7 +73,7 @@ impl RunPlans {
     /// `None` for a request outside any plan.
     pub fn freshness(&self, run: Option<&str>) -> Option<Freshness> {
         let started_ms = self.lock().get(run?)?.started_ms;
-        Some(since(started_ms))
+        Some(Freshness::fetched_since(started_ms))
     }
 
     /// Notes that `run` asked for `addr`; returns the run's list so far to
@@ -93,14 +93,6 @@ impl RunPlans {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Plan>> {
         self.runs.lock().expect("run plans poisoned")
-    }
-}
-
-/// Anything fetched after `started_ms` is fresh; anything older is not.
-pub fn since(started_ms: u64) -> Freshness {
-    Freshness {
-        ttl: Some(Duration::from_millis(now_ms().saturating_sub(started_ms))),
-        stale_while_revalidate: Duration::ZERO,
     }
 }
 

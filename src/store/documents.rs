@@ -23,15 +23,37 @@ use super::index::{now_ms, Document, Index};
 pub struct Freshness {
     pub ttl: Option<Duration>,
     pub stale_while_revalidate: Duration,
+    /// A copy fetched before this time (ms since the epoch) is expired,
+    /// whatever its age. An instant rather than an age, because an age is
+    /// measured when it is checked, later than when it was computed.
+    pub fetched_since_ms: u64,
 }
 
 impl Freshness {
-    pub const IMMUTABLE: Freshness = Freshness {
-        ttl: None,
-        stale_while_revalidate: Duration::ZERO,
-    };
+    pub const IMMUTABLE: Freshness = Freshness::within(None, Duration::ZERO);
+
+    /// Fresh for `ttl`, then served for `stale_while_revalidate` while refreshed.
+    pub const fn within(ttl: Option<Duration>, stale_while_revalidate: Duration) -> Freshness {
+        Freshness {
+            ttl,
+            stale_while_revalidate,
+            fetched_since_ms: 0,
+        }
+    }
+
+    /// Fresh if fetched at or after `started_ms`, expired otherwise.
+    pub const fn fetched_since(started_ms: u64) -> Freshness {
+        Freshness {
+            ttl: None,
+            stale_while_revalidate: Duration::ZERO,
+            fetched_since_ms: started_ms,
+        }
+    }
 
     fn age_class(&self, doc: &Document, now_ms: u64) -> Age {
+        if doc.fetched_at_ms < self.fetched_since_ms {
+            return Age::Expired;
+        }
         let Some(ttl) = self.ttl else {
             return Age::Fresh;
         };
@@ -214,10 +236,8 @@ mod tests {
         (dir, Documents::new(index))
     }
 
-    const TTL: Freshness = Freshness {
-        ttl: Some(Duration::from_secs(60)),
-        stale_while_revalidate: Duration::from_secs(60),
-    };
+    const TTL: Freshness =
+        Freshness::within(Some(Duration::from_secs(60)), Duration::from_secs(60));
 
     fn age(docs: &Documents, key: &str, by: Duration) {
         let mut doc = docs.cached(key).unwrap();
@@ -268,6 +288,37 @@ mod tests {
             .unwrap();
         assert_eq!(fallback.doc.body, "v2");
         assert_eq!(fallback.source, Source::StaleFallback("down".into()));
+    }
+
+    /// A copy fetched since a run began stays fresh however long the run
+    /// takes to ask for it; the CI failure this guards against was a relative
+    /// age computed a few milliseconds before it was checked.
+    #[tokio::test]
+    async fn fetched_since_is_an_instant_not_an_age() {
+        let (_dir, docs) = documents();
+        get(&docs, Ok("before")).await.unwrap();
+        let started_ms = docs.cached("k").unwrap().fetched_at_ms + 1;
+        let since = Freshness::fetched_since(started_ms);
+        let fetch = |body: &'static str| move || async move { Ok(body.to_owned()) };
+        let deadline = Duration::from_secs(5);
+
+        let refetched = docs.get("k", since, deadline, fetch("during")).await;
+        assert_eq!(
+            refetched.unwrap().source,
+            Source::Fetched,
+            "older than the run"
+        );
+        let mut doc = docs.cached("k").unwrap();
+        doc.fetched_at_ms = started_ms;
+        docs.index.put_document("k", &doc).unwrap();
+        let kept = docs
+            .get("k", since, deadline, fetch("unused"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (kept.doc.body.as_str(), kept.source),
+            ("during", Source::Fresh)
+        );
     }
 
     #[tokio::test]
