@@ -123,8 +123,10 @@ pub fn render() -> String {
         &*BYTES_SERVED,
         &*UPSTREAM_LATENCY,
         &*DOWNLOADS_IN_FLIGHT,
+        &*CACHE_BYTES,
+        &*GC_RUNS,
+        &*GC_BYTES_FREED,
     );
-    let _ = (&*CACHE_BYTES, &*GC_RUNS, &*GC_BYTES_FREED);
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&REGISTRY.gather(), &mut out)

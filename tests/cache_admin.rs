@@ -284,8 +284,7 @@ fn a_server_with_gc_max_size_collects_when_it_starts() {
         vec![ProviderSpec::new("hashicorp", "alpha", &["1.0.0"])],
         "gc_max_size = \"1\"\ngc_min_age = \"0s\"",
     );
-    let providers = [("hashicorp", "alpha", "1.0.0")];
-    assert_success(&world.init(&world.workdir("first", &providers)), "init");
+    assert_success(&world.init(&world.workdir("first", &ALPHA)), "init");
     assert!(!world.artifact_files().is_empty());
     world.stop_server();
 

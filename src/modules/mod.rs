@@ -83,12 +83,16 @@ impl Modules {
     /// of one at a time as Terraform gets to them.
     pub fn begin_run(&self, run: &str, workdir: &str) {
         let (key, started_ms) = self.plans.begin(run, workdir);
-        let wanted = self
+        let wanted: Vec<ModuleAddr> = self
             .store
             .documents()
             .cached(&key)
             .map(|doc| prefetch::parse_remembered(&doc.body))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|addr| ModuleAddr::parse(addr))
+            .filter(|addr| self.config.is_proxied(addr.host.as_str()))
+            .collect();
         if wanted.is_empty() {
             return;
         }
@@ -96,21 +100,16 @@ impl Modules {
             "run {run}: fetching {} module version lists ahead",
             wanted.len()
         );
+        let freshness = Freshness::fetched_since(started_ms);
         let this = self.clone();
         tokio::spawn(async move {
             futures_util::stream::iter(wanted)
                 .for_each_concurrent(prefetch::CONCURRENCY, |addr| {
                     let this = this.clone();
                     async move {
-                        let Some(addr) = ModuleAddr::parse(&addr) else {
-                            return;
-                        };
-                        if unproxied(&this.config, &addr.host).is_none() {
-                            let freshness = Freshness::fetched_since(started_ms);
-                            let _ = this
-                                .fetch_versions(&addr, &Forwarded::default(), freshness)
-                                .await;
-                        }
+                        let _ = this
+                            .fetch_versions(&addr, &Forwarded::default(), freshness)
+                            .await;
                     }
                 })
                 .await;

@@ -176,11 +176,13 @@ impl Providers {
                     return self.refuse_checksums(package, e);
                 }
                 match self.store.open_artifact(&rel).await {
-                    Some((file, size)) if was_cached => {
-                        response::file(file, size, "application/octet-stream")
-                    }
                     Some((file, size)) => {
-                        response::downloaded(response::file(file, size, "application/octet-stream"))
+                        let served = response::file(file, size, "application/octet-stream");
+                        if was_cached {
+                            served
+                        } else {
+                            response::downloaded(served)
+                        }
                     }
                     None => response::error(
                         StatusCode::INTERNAL_SERVER_ERROR,

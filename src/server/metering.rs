@@ -115,23 +115,12 @@ pub fn meter(response: Response, request: Metered, runs: Arc<Runs>) -> Response 
     };
     if request.head {
         // No body follows; the artifact's size is what the HEAD stands for.
-        if let Some((run, path)) = &request.run {
-            let bytes = response
-                .headers()
-                .get(hyper::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse().ok())
-                .unwrap_or(0);
-            let secs = request.started.elapsed().as_secs_f64();
-            runs.add(
-                run,
-                path,
-                Touch {
-                    origin,
-                    bytes,
-                    secs,
-                },
-            );
-        }
+        let bytes = response
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        touch_run(&runs, &request.run, origin, bytes, request.started);
         return response;
     }
     let (parts, body) = response.into_parts();
@@ -169,14 +158,30 @@ impl Counted {
         metrics::BYTES_SERVED
             .with_label_values(&[source])
             .inc_by(self.bytes);
-        if let Some((run, path)) = &self.run {
-            let touch = Touch {
-                origin: self.origin,
-                bytes: self.bytes,
-                secs: self.started.elapsed().as_secs_f64(),
-            };
-            self.runs.add(run, path, touch);
-        }
+        touch_run(&self.runs, &self.run, self.origin, self.bytes, self.started);
+    }
+}
+
+/// Counts `bytes` from `origin`, sent since `started`, for the `exec` run
+/// and path the request belongs to, if any.
+fn touch_run(
+    runs: &Runs,
+    run: &Option<(String, String)>,
+    origin: Origin,
+    bytes: u64,
+    started: Instant,
+) {
+    if let Some((run, path)) = run {
+        let secs = started.elapsed().as_secs_f64();
+        runs.add(
+            run,
+            path,
+            Touch {
+                origin,
+                bytes,
+                secs,
+            },
+        );
     }
 }
 
