@@ -34,6 +34,8 @@ pub struct Config {
     /// login service always uses a fixed address, [`DEFAULT_SERVICE_LISTEN`]
     /// unless this is set.
     pub listen: Option<SocketAddr>,
+    /// The URL a team server's clients reach it by (`serve --public-url`).
+    pub public_url: Option<Url>,
     /// How long a server that `exec` started in the background waits with
     /// no requests before it exits.
     pub idle_timeout: Duration,
@@ -93,6 +95,7 @@ impl Default for Config {
             upstream: BTreeMap::new(),
             git_mirror: DEFAULT_GIT_MIRROR.iter().map(|p| p.to_string()).collect(),
             listen: None,
+            public_url: None,
             idle_timeout: Duration::from_secs(15 * 60),
             gc: GcConfig::default(),
         }
@@ -110,6 +113,7 @@ struct ConfigFile {
     upstream: BTreeMap<String, String>,
     git: Option<GitSection>,
     listen: Option<String>,
+    public_url: Option<String>,
     idle_timeout: Option<String>,
     gc_unused_for: Option<String>,
     gc_max_size: Option<String>,
@@ -175,6 +179,11 @@ impl Config {
         if let Some(listen) = file.listen {
             config.listen = Some(listen.parse().map_err(|e| {
                 format!("listen = {listen:?}: {e} (expected e.g. \"127.0.0.1:7878\")")
+            })?);
+        }
+        if let Some(public) = file.public_url {
+            config.public_url = Some(Url::parse(&public).map_err(|e| {
+                format!("public_url = {public:?}: {e} (expected e.g. \"https://tfmirror.example.com:8443\")")
             })?);
         }
         if let Some(idle) = file.idle_timeout {
@@ -328,6 +337,18 @@ pub fn config_file(explicit: Option<&Path>) -> Option<PathBuf> {
         non_empty_env("XDG_CONFIG_HOME").or_else(|| home_dir().map(|h| h.join(".config")))?;
     let path = config_home.join("tfmirror").join("config.toml");
     path.is_file().then_some(path)
+}
+
+/// tfmirror's own files that hold secrets and belong to this user alone:
+/// `$XDG_RUNTIME_DIR/tfmirror` (a tmpfs only the user can enter), else
+/// `$XDG_CONFIG_HOME/tfmirror` (or `~/.config/tfmirror`), else the
+/// system's temporary directory.
+pub fn private_dir() -> PathBuf {
+    let base = non_empty_env("XDG_RUNTIME_DIR")
+        .or_else(|| non_empty_env("XDG_CONFIG_HOME"))
+        .or_else(|| home_dir().map(|home| home.join(".config")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("tfmirror")
 }
 
 pub fn home_dir() -> Option<PathBuf> {

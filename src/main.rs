@@ -64,6 +64,16 @@ enum Command {
         /// The PEM private key of --tls-cert.
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// The URL a team's clients reach this server by (e.g.
+        /// `https://tfmirror.example.com:8443`); every URL in its answers
+        /// starts with it. Needed to listen beyond loopback [default: the
+        /// config's `public_url`].
+        #[arg(long, value_name = "URL")]
+        public_url: Option<url::Url>,
+        /// A file of client tokens, one per line: team clients send one as
+        /// `TF_TOKEN_<host>`. Needed to listen beyond loopback.
+        #[arg(long, value_name = "FILE")]
+        tokens: Option<PathBuf>,
         /// Started by a client: exit quietly if another server owns the
         /// cache, and after the config's `idle_timeout` without clients.
         #[arg(long, hide = true)]
@@ -164,6 +174,8 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             idle_timeout,
             tls_cert,
             tls_key,
+            public_url,
+            tokens,
             background,
             cache,
         } => {
@@ -176,6 +188,8 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 idle_timeout,
                 background,
                 tls,
+                public_url,
+                tokens,
             };
             commands::serve::run(&loaded.dir, loaded.config, options).await
         }

@@ -37,6 +37,16 @@ pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response {
     full(status, "application/json", body)
 }
 
+/// A status and nothing else, not even a content type.
+pub fn empty(status: StatusCode) -> Response {
+    let body = Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed();
+    let mut response = hyper::Response::new(body);
+    *response.status_mut() = status;
+    response
+}
+
 /// An error for the client, worded for the person reading Terraform's
 /// output or tfmirror's log.
 pub fn error(status: StatusCode, message: &str) -> Response {

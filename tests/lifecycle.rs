@@ -6,7 +6,7 @@ mod harness;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -242,8 +242,8 @@ fn an_idle_background_server_exits() {
 }
 
 /// `eval "$(tfmirror env)"` in a shell, then plain `terraform init`: the
-/// exported config names `<cache>/terraform.rc`, which a restarted server
-/// (on another port) rewrites.
+/// exported config names a 0600 file outside the cache, which a restarted
+/// server (on another port, with another secret) rewrites.
 #[test]
 fn env_exports_point_plain_terraform_at_the_server() {
     let world = World::new(vec![ProviderSpec::new("hashicorp", "alpha", &["1.0.0"])]);
@@ -274,7 +274,16 @@ fn env_exports_point_plain_terraform_at_the_server() {
         3,
         "zip, sums and signature through tfmirror"
     );
-    let rc = world.cache_dir().join("terraform.rc");
+    let exports = world.tfmirror(&["env"]).output().unwrap();
+    assert_success(&exports, "tfmirror env");
+    let exports = String::from_utf8(exports.stdout).unwrap();
+    let rc = exports
+        .lines()
+        .find_map(|line| line.strip_prefix("export TF_CLI_CONFIG_FILE="))
+        .map(|path| PathBuf::from(path.trim_matches('\'')))
+        .unwrap_or_else(|| panic!("no TF_CLI_CONFIG_FILE in {exports}"));
+    assert!(!rc.starts_with(world.cache_dir()), "{}", rc.display());
+    assert!(rc.starts_with(world.home()), "{}", rc.display());
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(rc.metadata().unwrap().permissions().mode() & 0o777, 0o600);
     assert!(std::fs::read_to_string(&rc).unwrap().contains(&server.url));

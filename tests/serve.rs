@@ -39,7 +39,11 @@ fn path_tricks_get_400_and_touch_nothing() {
     for path in &tricks {
         let response = raw_request(
             server.addr(),
-            &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+            &format!(
+                "GET /{}{path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                server.secret,
+                server.addr()
+            ),
         );
         assert_eq!(response.status, 400, "{path}: {}", response.text());
     }
@@ -62,7 +66,14 @@ fn serve_announces_itself_and_cleans_up_on_sigterm() {
     let info: serde_json::Value =
         serde_json::from_slice(&std::fs::read(world.cache_dir().join("server.json")).unwrap())
             .unwrap();
-    assert_eq!(info["url"], server.url.as_str());
+    assert_eq!(info["url"], server.address.as_str());
+    assert_eq!(info["secret"], server.secret.as_str());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(world.cache_dir().join("server.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "only the owner reads the secret");
     assert_eq!(info["pid"], server.child.id());
     let health = get(&format!("{}/_tfmirror/health", server.url)).json();
     assert_eq!(health["status"], "ok");

@@ -28,7 +28,7 @@ mod user;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use render::{render, render_network_mirror};
+pub use render::{render, render_network_mirror, Tokens};
 pub use user::{find_user_config, UserConfig};
 
 /// One registry host routed through tfmirror and the service URLs Terraform

@@ -32,17 +32,35 @@ const MARKER: &str = "# tfmirror: ";
 /// and a single-valued setting such as `plugin_cache_dir` that an earlier
 /// file already set, because Terraform keeps the first file's value there
 /// while within one file it would keep the last.
-pub fn render(hosts: &[HostServices], user: Option<&UserConfig>) -> Rendered {
-    render_routing(Routing::Hosts(hosts), user)
+pub fn render(hosts: &[HostServices], user: Option<&UserConfig>, tokens: Tokens) -> Rendered {
+    render_routing(Routing::Hosts(hosts), user, tokens)
 }
 
 /// Like [`render`], but providers are installed from tfmirror's network
 /// mirror at `url` (`https://.../providers/`) through a
 /// `provider_installation` block, which replaces the user's own: Terraform
 /// allows one. Modules are left to the registries.
-pub fn render_network_mirror(url: &str, user: Option<&UserConfig>) -> Rendered {
-    render_routing(Routing::NetworkMirror(url), user)
+pub fn render_network_mirror(url: &str, user: Option<&UserConfig>, tokens: Tokens) -> Rendered {
+    render_routing(Routing::NetworkMirror(url), user, tokens)
 }
+
+/// Whether the user's `credentials` blocks are carried into the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tokens {
+    /// For a file Terraform reads (0600, outside the cache directory):
+    /// Terraform reads nothing else, so without them it would send no token.
+    Keep,
+    /// For text that is shown (`tfmirror rc`): a token must never be
+    /// printed. A comment says what was left out and how to get it.
+    Omit,
+}
+
+/// What replaces the credentials [`Tokens::Omit`] leaves out, one line
+/// after each marker.
+const OMITTED_CREDENTIALS: [&str; 2] = [
+    "credentials blocks left out: tfmirror rc never prints a token.",
+    "To send yours, use `eval \"$(tfmirror env)\"` (a 0600 file) or TF_TOKEN_<host>.",
+];
 
 /// How the generated file sends Terraform to tfmirror.
 #[derive(Clone, Copy)]
@@ -60,17 +78,27 @@ impl Routing<'_> {
     }
 }
 
-fn render_routing(routing: Routing, user: Option<&UserConfig>) -> Rendered {
+fn render_routing(routing: Routing, user: Option<&UserConfig>, tokens: Tokens) -> Rendered {
     let mut text = HEADER.to_owned();
     let mut overridden = Vec::new();
     let mut set_earlier = HashSet::new();
+    let mut omitted = false;
     for source in user.iter().flat_map(|user| &user.sources) {
-        let kept = kept_text(source, routing, &set_earlier, &mut overridden);
+        if tokens == Tokens::Omit {
+            omitted |= source.items.iter().any(is_credentials);
+        }
+        let kept = kept_text(source, routing, tokens, &set_earlier, &mut overridden);
         set_earlier.extend(single_valued_settings(source));
         if !kept.is_empty() {
             text.push_str(&format!("\n{MARKER}kept from {}\n", display_path(source)));
             text.push_str(&kept);
             text.push('\n');
+        }
+    }
+    if omitted {
+        text.push('\n');
+        for line in OMITTED_CREDENTIALS {
+            text.push_str(&format!("{MARKER}{line}\n"));
         }
     }
     match routing {
@@ -110,6 +138,7 @@ pub(super) fn is_generated(text: &str) -> bool {
 fn kept_text(
     source: &Source,
     routing: Routing,
+    tokens: Tokens,
     set_earlier: &HashSet<&str>,
     overridden: &mut Vec<String>,
 ) -> String {
@@ -128,6 +157,8 @@ fn kept_text(
                 overridden.push(setting);
             }
         } else if is_single_valued(item) && set_earlier.contains(item.keys[0].as_str()) {
+            cuts.push(with_lead_comment(source, item.span.clone()));
+        } else if tokens == Tokens::Omit && is_credentials(item) {
             cuts.push(with_lead_comment(source, item.span.clone()));
         }
     }
@@ -153,6 +184,11 @@ fn replaced_host<'a>(item: &'a hcl1::Item, hosts: &[HostServices]) -> Option<&'a
             .then_some(label.as_str()),
         _ => None,
     }
+}
+
+/// A `credentials "host" { token = ... }` block.
+fn is_credentials(item: &hcl1::Item) -> bool {
+    item.keys.first().is_some_and(|key| key == "credentials")
 }
 
 /// The user's `provider_installation`, which a network mirror replaces.
@@ -398,7 +434,7 @@ provider_installation {
 
     #[test]
     fn without_user_config() {
-        let rendered = render(&hosts(&["registry.terraform.io"]), None);
+        let rendered = render(&hosts(&["registry.terraform.io"]), None, Tokens::Keep);
         insta::assert_snapshot!("no_user_config", rendered.text);
         assert!(rendered.overridden.is_empty());
         assert_parses(&rendered.text);
@@ -407,7 +443,11 @@ provider_installation {
     #[test]
     fn network_mirror_replaces_the_users_provider_installation() {
         let user = user(&[("/home/user/.terraformrc", FULL_USER_CONFIG)]);
-        let rendered = render_network_mirror("https://127.0.0.1:7878/providers/", Some(&user));
+        let rendered = render_network_mirror(
+            "https://127.0.0.1:7878/providers/",
+            Some(&user),
+            Tokens::Keep,
+        );
         insta::assert_snapshot!("network_mirror", rendered.text);
         assert_eq!(rendered.overridden, ["provider_installation"]);
         assert_eq!(rendered.text.matches("provider_installation").count(), 1);
@@ -418,7 +458,11 @@ provider_installation {
     #[test]
     fn with_full_user_config() {
         let user = user(&[("/home/user/.terraformrc", FULL_USER_CONFIG)]);
-        let rendered = render(&hosts(&["registry.terraform.io"]), Some(&user));
+        let rendered = render(
+            &hosts(&["registry.terraform.io"]),
+            Some(&user),
+            Tokens::Keep,
+        );
         insta::assert_snapshot!("full_user_config", rendered.text);
         assert_eq!(rendered.overridden, [r#"host "Registry.Terraform.io""#]);
         assert!(rendered.text.contains("xxxxxx.atlasv1.zzzzzzzzzzzzz"));
@@ -427,13 +471,44 @@ provider_installation {
     }
 
     #[test]
+    fn shown_text_has_no_token() {
+        let mine = user(&[("/home/user/.terraformrc", FULL_USER_CONFIG)]);
+        let rendered = render(
+            &hosts(&["registry.terraform.io"]),
+            Some(&mine),
+            Tokens::Omit,
+        );
+        assert!(
+            !rendered.text.contains("xxxxxx.atlasv1"),
+            "{}",
+            rendered.text
+        );
+        assert!(
+            !rendered.text.contains("credentials \""),
+            "{}",
+            rendered.text
+        );
+        assert!(rendered.text.contains("never prints a token"));
+        assert!(rendered.text.contains("credentials_helper"));
+        assert_parses(&rendered.text);
+        // Shown text read back and shown again says it once.
+        let saved = user(&[("/home/user/.terraformrc", &rendered.text)]);
+        let again = render(
+            &hosts(&["registry.terraform.io"]),
+            Some(&saved),
+            Tokens::Omit,
+        );
+        assert_eq!(again.text.matches("never prints a token").count(), 0);
+    }
+
+    #[test]
     fn rerendering_own_output_replaces_instead_of_duplicating() {
         let hosts = hosts(&["registry.terraform.io", "registry.opentofu.org"]);
         let first = user(&[("/home/user/.terraformrc", FULL_USER_CONFIG)]);
-        let once = render(&hosts, Some(&first)).text;
+        let once = render(&hosts, Some(&first), Tokens::Keep).text;
 
         let saved = user(&[("/home/user/.tfmirror.tfrc", &once)]);
-        let twice = render(&hosts, Some(&saved));
+        let twice = render(&hosts, Some(&saved), Tokens::Keep);
         insta::assert_snapshot!("rerendered_own_output", twice.text);
         assert!(twice.overridden.is_empty());
         assert_eq!(twice.text.matches("Generated by tfmirror").count(), 1);
@@ -451,6 +526,7 @@ provider_installation {
         let again = render(
             &hosts,
             Some(&user(&[("/home/user/.tfmirror.tfrc", &twice.text)])),
+            Tokens::Keep,
         );
         assert_eq!(again.text, twice.text);
         assert_parses(&twice.text);
@@ -472,7 +548,11 @@ provider_installation {
                 "plugin_cache_dir = \"/ignored\" # Terraform keeps the first file's\nhost \"REGISTRY.TERRAFORM.IO:443\" {\n  services = {}\n}\n",
             ),
         ]);
-        let rendered = render(&hosts(&["registry.terraform.io"]), Some(&user));
+        let rendered = render(
+            &hosts(&["registry.terraform.io"]),
+            Some(&user),
+            Tokens::Keep,
+        );
         insta::assert_snapshot!("config_dir_files", rendered.text);
         assert_eq!(
             rendered.overridden,
@@ -488,7 +568,11 @@ provider_installation {
     fn keeps_hcl1_only_syntax_and_odd_layouts_verbatim() {
         let text = "provider_installation {\n  dev_overrides {\n    \"hashicorp/null\" = \"/home/dev/null\"\n  }\n  direct {}\n}\na = 1, host \"registry.terraform.io\" {}, b = <<EOF\nhost \"registry.terraform.io\" {}\nEOF\n";
         let user = user(&[("/u/.terraformrc", text)]);
-        let rendered = render(&hosts(&["registry.terraform.io"]), Some(&user));
+        let rendered = render(
+            &hosts(&["registry.terraform.io"]),
+            Some(&user),
+            Tokens::Keep,
+        );
         let kept = rendered
             .text
             .split("# tfmirror: kept from /u/.terraformrc\n")
@@ -507,13 +591,22 @@ provider_installation {
     #[test]
     fn empty_user_config_adds_no_section() {
         let user = user(&[("/u/.terraformrc", "# nothing yet\n\n")]);
-        let with = render(&hosts(&["registry.terraform.io"]), Some(&user)).text;
+        let with = render(
+            &hosts(&["registry.terraform.io"]),
+            Some(&user),
+            Tokens::Keep,
+        )
+        .text;
         assert!(with.contains("# nothing yet"));
         let user = user_only_hosts();
-        let rendered = render(&hosts(&["registry.terraform.io"]), Some(&user));
+        let rendered = render(
+            &hosts(&["registry.terraform.io"]),
+            Some(&user),
+            Tokens::Keep,
+        );
         assert_eq!(
             rendered.text,
-            render(&hosts(&["registry.terraform.io"]), None).text
+            render(&hosts(&["registry.terraform.io"]), None, Tokens::Keep).text
         );
     }
 
@@ -523,10 +616,15 @@ provider_installation {
         let once = render(
             &hosts,
             Some(&user(&[("/u/.terraformrc", FULL_USER_CONFIG)])),
+            Tokens::Keep,
         )
         .text;
         let crlf = once.replace('\n', "\r\n");
-        let twice = render(&hosts, Some(&user(&[("/u/.terraformrc", &crlf)])));
+        let twice = render(
+            &hosts,
+            Some(&user(&[("/u/.terraformrc", &crlf)])),
+            Tokens::Keep,
+        );
         assert!(twice.overridden.is_empty());
         assert_eq!(twice.text.matches("Generated by tfmirror").count(), 1);
         assert_eq!(twice.text.matches("# tfmirror: ").count(), 2);
@@ -540,7 +638,11 @@ provider_installation {
     #[test]
     fn debug_output_hides_credentials() {
         let user = user(&[("/u/.terraformrc", FULL_USER_CONFIG)]);
-        let rendered = render(&hosts(&["registry.terraform.io"]), Some(&user));
+        let rendered = render(
+            &hosts(&["registry.terraform.io"]),
+            Some(&user),
+            Tokens::Keep,
+        );
         for debug in [format!("{user:?}"), format!("{rendered:?}")] {
             assert!(!debug.contains("atlasv1"), "{debug}");
             assert!(

@@ -1,10 +1,11 @@
 //! `tfmirror env`: the `export` lines that point Terraform, OpenTofu and
 //! git at the running server, for a shell that runs them without `exec`.
 //!
-//! Terraform is pointed at `<cache>/terraform.rc`, which every server
-//! rewrites as it starts, so the exports outlive a restart. The git
-//! variables name the server's address and hold as long as it is fixed
-//! (`listen`, as the login service has it).
+//! Terraform is pointed at the cache's persistent CLI config (see
+//! `terraform_rc_path`: outside the cache, mode 0600), which every server
+//! rewrites as it starts, so that export outlives a restart. The git
+//! variables name the server's address and secret, which a restarted
+//! server changes: run `eval "$(tfmirror env)"` again after one.
 
 use std::path::Path;
 

@@ -12,6 +12,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::launch::Launch;
 use super::savings;
 use super::server_log::LogTail;
+use crate::cliconfig::Tokens;
 use crate::config::Config;
 
 pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> anyhow::Result<i32> {
@@ -26,13 +27,13 @@ pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> an
     let run_url = format!("{}/run/{run}", server.url);
     let cwd = std::env::current_dir()?;
     if let Some(workdir) = super::run_start::module_workdir(args, &cwd) {
-        super::run_start::announce(&server.url, &run, &workdir).await;
+        super::run_start::announce(&server, &run, &workdir).await;
     }
     let code = run_command(&config, launch.cache_dir, &run_url, program, args).await;
     for line in log.warnings() {
         eprintln!("tfmirror server: {line}");
     }
-    if let Some(line) = savings::fetch(&server.url, &run)
+    if let Some(line) = savings::end_run(&server, &run)
         .await
         .as_ref()
         .and_then(savings::line)
@@ -49,7 +50,7 @@ async fn run_command(
     program: &OsString,
     args: &[OsString],
 ) -> anyhow::Result<i32> {
-    let rendered = super::render_cli_config(config, cache_dir, url)?;
+    let rendered = super::render_cli_config(config, cache_dir, url, Tokens::Keep)?;
     if !rendered.overridden.is_empty() {
         eprintln!(
             "tfmirror: the generated CLI config replaces these settings of yours: {}",

@@ -20,18 +20,33 @@ pub mod warm;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cliconfig::{self, HostServices, Rendered};
+use sha2::{Digest, Sha256};
+
+use crate::cliconfig::{self, HostServices, Rendered, Tokens};
 use crate::config::{self, Config};
 use crate::server::state_file;
 
-/// What a running server says of itself at `/_tfmirror/health`.
+/// What a running server says of itself at `/_tfmirror/health`, with
+/// what `server.json` adds: the secret that makes this process its owner.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Health {
     pub version: String,
     pub pid: u32,
-    pub url: String,
+    /// The server's address from this machine, without the secret: what
+    /// may be shown.
+    #[serde(rename = "url")]
+    pub address: String,
+    /// A team server's public URL.
+    #[serde(default)]
+    pub public_url: Option<String>,
     pub cache_dir: PathBuf,
     pub uptime_secs: u64,
+    /// What every request of the owner's starts with: the address and the
+    /// secret. Never printed, logged or written inside the cache.
+    #[serde(skip)]
+    pub url: String,
+    #[serde(skip)]
+    secret: Option<String>,
 }
 
 impl Health {
@@ -39,6 +54,20 @@ impl Health {
     /// protocol or lay out the cache differently.
     pub fn is_current(&self) -> bool {
         self.version == env!("CARGO_PKG_VERSION")
+    }
+
+    /// A client for the owner's requests: it shows the secret as a bearer
+    /// token, which whatever changes the cache needs.
+    pub fn client(&self, timeout: Option<Duration>) -> anyhow::Result<reqwest::Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(secret) = &self.secret {
+            let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {secret}"))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        Ok(local_client_builder(timeout)
+            .default_headers(headers)
+            .build()?)
     }
 }
 
@@ -48,13 +77,18 @@ impl Health {
 /// not trusted.
 pub async fn running_server(cache_dir: &Path) -> Option<Health> {
     let info = state_file::read(cache_dir)?;
-    let client = local_client(Some(Duration::from_secs(2))).ok()?;
+    let client = local_client_builder(Some(Duration::from_secs(2)))
+        .build()
+        .ok()?;
+    let base = info.base_url();
     let response = client
-        .get(format!("{}/_tfmirror/health", info.url))
+        .get(format!("{base}/_tfmirror/health"))
         .send()
         .await
         .ok()?;
-    let health: Health = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+    let mut health: Health = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+    health.url = base;
+    health.secret = info.secret;
     (health.pid == info.pid && same_path(&health.cache_dir, cache_dir)).then_some(health)
 }
 
@@ -63,15 +97,15 @@ pub async fn running_server(cache_dir: &Path) -> Option<Health> {
 /// The certificate of a server with `--tls-cert` is for Terraform to check;
 /// this client talks only to the address recorded in `server.json`, which
 /// it trusts only after the health check has matched the pid and cache
-/// dir, and sends no credentials.
-pub fn local_client(timeout: Option<Duration>) -> anyhow::Result<reqwest::Client> {
+/// dir.
+fn local_client_builder(timeout: Option<Duration>) -> reqwest::ClientBuilder {
     let mut builder = reqwest::Client::builder()
         .no_proxy()
         .danger_accept_invalid_certs(true);
     if let Some(timeout) = timeout {
         builder = builder.timeout(timeout);
     }
-    Ok(builder.build()?)
+    builder
 }
 
 fn same_path(a: &Path, b: &Path) -> bool {
@@ -145,40 +179,74 @@ pub fn host_services(config: &Config, url: &str) -> Vec<HostServices> {
 /// The CLI config for the server at `url`, carrying along the user's own:
 /// the file `TF_CLI_CONFIG_FILE` (or `TOFU_CLI_CONFIG_FILE`) names, else
 /// Terraform's default files. When that variable points at the cache's own
-/// `terraform.rc` (a shell set up by `tfmirror env`), the defaults are read
-/// instead, so edits to `~/.terraformrc` keep reaching the generated file.
-pub fn render_cli_config(config: &Config, cache_dir: &Path, url: &str) -> anyhow::Result<Rendered> {
+/// persistent config (a shell set up by `tfmirror env`), the defaults are
+/// read instead, so edits to `~/.terraformrc` keep reaching the generated
+/// file.
+pub fn render_cli_config(
+    config: &Config,
+    cache_dir: &Path,
+    url: &str,
+    tokens: Tokens,
+) -> anyhow::Result<Rendered> {
     let user = user_cli_config(cache_dir)?;
     Ok(cliconfig::render(
         &host_services(config, url),
         user.as_ref(),
+        tokens,
     ))
 }
 
 /// [`render_cli_config`] for the server's network mirror instead of host
 /// blocks.
-pub fn render_network_mirror_config(cache_dir: &Path, url: &str) -> anyhow::Result<Rendered> {
+pub fn render_network_mirror_config(
+    cache_dir: &Path,
+    url: &str,
+    tokens: Tokens,
+) -> anyhow::Result<Rendered> {
     let user = user_cli_config(cache_dir)?;
     let mirror = format!("{url}/providers/");
-    Ok(cliconfig::render_network_mirror(&mirror, user.as_ref()))
+    Ok(cliconfig::render_network_mirror(
+        &mirror,
+        user.as_ref(),
+        tokens,
+    ))
 }
 
 fn user_cli_config(cache_dir: &Path) -> anyhow::Result<Option<cliconfig::UserConfig>> {
-    let own = terraform_rc_path(cache_dir);
+    let own = [
+        terraform_rc_path(cache_dir),
+        legacy_terraform_rc_path(cache_dir),
+    ];
     let user_env = ["TF_CLI_CONFIG_FILE", "TOFU_CLI_CONFIG_FILE"]
         .iter()
         .filter_map(std::env::var_os)
         .find(|path| !path.is_empty())
-        .filter(|path| !same_path(Path::new(path), &own));
+        .filter(|path| !own.iter().any(|own| same_path(Path::new(path), own)));
     Ok(cliconfig::find_user_config(
         user_env.as_deref(),
         config::home_dir().as_deref(),
     )?)
 }
 
-/// `<cache>/terraform.rc`: the CLI config of the cache's current server,
-/// rewritten whenever one starts, so `TF_CLI_CONFIG_FILE` can name it once
-/// and for all.
+/// The CLI config of the cache's current server, rewritten whenever one
+/// starts, so `TF_CLI_CONFIG_FILE` can name it once and for all. It carries
+/// the user's registry credentials (Terraform reads no other file), so it
+/// lives where the user's own settings do, never inside the cache
+/// directory, which CI systems save and share:
+/// `$XDG_RUNTIME_DIR/tfmirror/` (else the config directory), one file per
+/// cache directory.
 pub fn terraform_rc_path(cache_dir: &Path) -> PathBuf {
+    let cache = cache_dir
+        .canonicalize()
+        .or_else(|_| std::path::absolute(cache_dir))
+        .unwrap_or_else(|_| cache_dir.to_owned());
+    let digest = Sha256::digest(cache.as_os_str().as_encoded_bytes());
+    let name = format!("terraform-{}.rc", hex::encode(&digest[..8]));
+    config::private_dir().join(name)
+}
+
+/// Where versions before 0.2 kept that file: inside the cache. A server
+/// removes it as it starts.
+pub fn legacy_terraform_rc_path(cache_dir: &Path) -> PathBuf {
     cache_dir.join("terraform.rc")
 }

@@ -1,7 +1,12 @@
-//! `tfmirror rc`: print the CLI config for the running server.
+//! `tfmirror rc`: print the CLI config for the running server. The URLs
+//! carry the server's secret, as they must to be let in; the user's
+//! registry tokens are left out: printed text ends up in terminals, logs
+//! and tickets.
 
 use std::path::Path;
 
+use super::Health;
+use crate::cliconfig::Tokens;
 use crate::config::Config;
 
 /// With `network_mirror`, providers come from the server's network mirror
@@ -17,10 +22,19 @@ pub async fn run(cache_dir: &Path, config: &Config, network_mirror: bool) -> any
                  start the server with --tls-cert and --tls-key"
             );
         }
-        super::render_network_mirror_config(cache_dir, &server.url)?
+        super::render_network_mirror_config(cache_dir, &mirror_base(&server), Tokens::Omit)?
     } else {
-        super::render_cli_config(config, cache_dir, &server.url)?
+        super::render_cli_config(config, cache_dir, &server.url, Tokens::Omit)?
     };
     print!("{}", rendered.text);
     Ok(0)
+}
+
+/// A team server's network mirror is for its clients, at its public URL
+/// (they authenticate with a token); otherwise it is the owner's own.
+fn mirror_base(server: &Health) -> String {
+    match &server.public_url {
+        Some(public) => public.clone(),
+        None => server.url.clone(),
+    }
 }

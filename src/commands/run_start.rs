@@ -6,6 +6,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::Health;
+
 /// The directory Terraform or OpenTofu will read modules from, if the
 /// command installs modules (`init`, `get`): the current directory, or the
 /// one `-chdir=DIR` names. Other commands never ask for a version list, so
@@ -26,14 +28,13 @@ pub fn module_workdir(args: &[OsString], cwd: &Path) -> Option<PathBuf> {
 
 /// Best effort: a server that does not know the request, or does not answer
 /// at once, only means no lists are fetched ahead.
-pub async fn announce(server_url: &str, run: &str, workdir: &Path) {
-    let Ok(client) = super::local_client(Some(Duration::from_secs(2))) else {
+pub async fn announce(server: &Health, run: &str, workdir: &Path) {
+    let Ok(client) = server.client(Some(Duration::from_secs(2))) else {
         return;
     };
     let body = serde_json::json!({ "workdir": workdir.to_string_lossy() });
     let sent = client
-        .post(format!("{server_url}/_tfmirror/runs/{run}"))
-        .header("X-Tfmirror-Client", env!("CARGO_PKG_VERSION"))
+        .post(format!("{}/_tfmirror/runs/{run}", server.url))
         .header("Content-Type", "application/json")
         .body(body.to_string())
         .send()
@@ -44,7 +45,10 @@ pub async fn announce(server_url: &str, run: &str, workdir: &Path) {
             "the server did not take the run's start: {}",
             response.status()
         ),
-        Err(e) => tracing::debug!("cannot tell the server the run's start: {e}"),
+        Err(e) => tracing::debug!(
+            "cannot tell the server the run's start: {}",
+            e.without_url()
+        ),
     }
 }
 

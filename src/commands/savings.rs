@@ -8,6 +8,7 @@
 use sha2::{Digest, Sha256};
 
 use super::cache::human_bytes;
+use super::Health;
 use crate::server::RunCounters;
 
 /// A fresh run id: 16 hex digits, unique enough across processes.
@@ -24,11 +25,14 @@ pub fn new_run_id() -> String {
     hex::encode(&Sha256::digest(seed.as_bytes())[..8])
 }
 
-/// The run's counters from the server; `None` if it cannot say.
-pub async fn fetch(url: &str, run: &str) -> Option<RunCounters> {
-    let client = super::local_client(Some(std::time::Duration::from_secs(5))).ok()?;
+/// Ends the run on the server and returns its counters; `None` if it
+/// cannot say.
+pub async fn end_run(server: &Health, run: &str) -> Option<RunCounters> {
+    let client = server
+        .client(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
     let response = client
-        .get(format!("{url}/_tfmirror/runs/{run}"))
+        .delete(format!("{}/_tfmirror/runs/{run}", server.url))
         .send()
         .await
         .ok()?;

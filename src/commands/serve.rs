@@ -7,9 +7,14 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use std::path::PathBuf;
+
+use url::Url;
+
+use crate::cliconfig::Tokens;
 use crate::config::Config;
-use crate::server::{self, state_file, Server, TlsFiles};
-use crate::store::{write_atomic, OwnerLockError, Store, StoreError};
+use crate::server::{self, state_file, MemberTokens, Server, Team, TlsFiles};
+use crate::store::{OwnerLockError, Store, StoreError};
 
 pub struct ServeOptions {
     /// `--listen`; else the config's `listen`; else a free loopback port.
@@ -21,9 +26,69 @@ pub struct ServeOptions {
     pub background: bool,
     /// Serve HTTPS with this certificate and key.
     pub tls: Option<TlsFiles>,
+    /// `--public-url`; else the config's `public_url`.
+    pub public_url: Option<Url>,
+    /// `--tokens`: team clients' tokens.
+    pub tokens: Option<PathBuf>,
+}
+
+impl ServeOptions {
+    /// Who besides the owner may use the server. A server reachable from
+    /// other machines must say by which URL (or its answers would carry
+    /// `0.0.0.0`), speak TLS and admit only token holders: it refuses to
+    /// start otherwise, in one line naming what to add.
+    fn team(&self, listen: SocketAddr, config: &Config) -> anyhow::Result<Team> {
+        let public_url = self
+            .public_url
+            .clone()
+            .or_else(|| config.public_url.clone());
+        if let Some(url) = &public_url {
+            check_public_url(url, self.tls.is_some())?;
+        }
+        if !listen.ip().is_loopback() {
+            let missing: Vec<&str> = [
+                (public_url.is_none(), "--public-url https://NAME:PORT"),
+                (self.tls.is_none(), "--tls-cert FILE --tls-key FILE"),
+                (self.tokens.is_none(), "--tokens FILE"),
+            ]
+            .into_iter()
+            .filter_map(|(missing, flag)| missing.then_some(flag))
+            .collect();
+            if !missing.is_empty() {
+                anyhow::bail!(
+                    "{listen} is reachable from other machines; to serve a team there, add {}",
+                    missing.join(", ")
+                );
+            }
+        }
+        let members = self.tokens.as_deref().map(MemberTokens::read).transpose()?;
+        Ok(Team {
+            public_url,
+            members,
+        })
+    }
+}
+
+/// A public URL names a host, carries no path tricks, and is https when
+/// the server speaks TLS (Terraform reaches a network mirror over https
+/// only).
+fn check_public_url(url: &Url, tls: bool) -> anyhow::Result<()> {
+    let expected = if tls { "https" } else { "http" };
+    if url.scheme() != expected || url.host_str().is_none_or(str::is_empty) {
+        anyhow::bail!("--public-url {url}: expected {expected}://NAME[:PORT]");
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        anyhow::bail!("--public-url {url}: a public URL has no user, query or fragment");
+    }
+    Ok(())
 }
 
 pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> anyhow::Result<i32> {
+    let listen = options
+        .listen
+        .or(config.listen)
+        .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    let team = options.team(listen, &config)?;
     let store = match Store::open(cache_dir) {
         Ok(store) => store,
         Err(StoreError::Owned(OwnerLockError::Busy(_))) if options.background => {
@@ -41,18 +106,15 @@ pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> any
         }
         Err(e) => return Err(e.into()),
     };
-    let listen = options
-        .listen
-        .or(config.listen)
-        .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     let idle_timeout = options
         .idle_timeout
         .or(options.background.then_some(config.idle_timeout));
     let signal = server::shutdown_signal()?;
-    let server = Server::bind(listen, options.tls.as_ref(), config.clone(), store).await?;
+    let server = Server::bind(listen, options.tls.as_ref(), team, config.clone(), store).await?;
     let url = server.url().to_owned();
-    write_terraform_rc(cache_dir, &config, &url).await;
-    state_file::write(cache_dir, &state_file::ServerInfo::current(&url))?;
+    let info = state_file::ServerInfo::current(&url, server.secret());
+    write_terraform_rc(cache_dir, &config, &info.base_url()).await;
+    state_file::write(cache_dir, &info)?;
     tracing::info!("listening on {url}");
     println!("tfmirror listening on {url}");
     std::io::stdout().flush()?;
@@ -82,20 +144,42 @@ async fn stop_when(
     }
 }
 
-/// Rewrites `<cache>/terraform.rc` for this server, the file `tfmirror env`
-/// points Terraform at. A failure costs only that file, so it is logged and
-/// the server starts anyway.
+/// Rewrites the persistent CLI config for this server, the file `tfmirror
+/// env` points Terraform at, and removes the copy versions before 0.2 kept
+/// inside the cache (it may hold the user's tokens). A failure costs only
+/// that file, so it is logged and the server starts anyway.
 async fn write_terraform_rc(cache_dir: &Path, config: &Config, url: &str) {
+    let legacy = super::legacy_terraform_rc_path(cache_dir);
+    if let Err(e) = tokio::fs::remove_file(&legacy).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("cannot remove {}: {e}", legacy.display());
+        }
+    }
     let path = super::terraform_rc_path(cache_dir);
-    let result = match super::render_cli_config(config, cache_dir, url) {
-        // Mode 0600, as for every temporary file tempfile creates: the
-        // text may hold the user's registry credentials.
-        Ok(rendered) => write_atomic(&path, rendered.text.as_bytes())
-            .await
-            .map_err(anyhow::Error::from),
+    let result = match super::render_cli_config(config, cache_dir, url, Tokens::Keep) {
+        Ok(rendered) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || write_private(&path, rendered.text.as_bytes()))
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|written| written.map_err(anyhow::Error::from))
+        }
         Err(e) => Err(e),
     };
     if let Err(e) = result {
         tracing::warn!("cannot write {}: {e:#}", path.display());
     }
+}
+
+/// Mode 0600 in a directory of mode 0700: the text holds the user's
+/// registry credentials and the server's secret.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    crate::replace_file::replace(path, contents, None)
 }

@@ -15,7 +15,10 @@ pub async fn run(cache_dir: &Path) -> anyhow::Result<i32> {
         return Ok(1);
     };
     let uptime = humantime::format_duration(Duration::from_secs(health.uptime_secs));
-    println!("url:       {}", health.url);
+    println!("url:       {}", health.address);
+    if let Some(public) = &health.public_url {
+        println!("public:    {public}");
+    }
     println!("pid:       {}", health.pid);
     println!("uptime:    {uptime}");
     println!("version:   {}", health.version);

@@ -1,9 +1,9 @@
 //! `/_tfmirror/...`: listing and shrinking the cache, done by the server
 //! because it owns the cache and knows what is in use.
 //!
-//! The endpoints that remove things take a `POST` with a JSON body and the
-//! header `X-Tfmirror-Client`: a custom header makes a browser ask first
-//! (CORS preflight, never answered), so no web page can empty the cache.
+//! The endpoints that change things take a `POST` (or `DELETE`) with a
+//! JSON body; the router lets only the owner's bearer secret reach them
+//! (see `access`).
 
 use std::time::Duration;
 
@@ -18,9 +18,6 @@ use crate::catalog::{self, Entry};
 use crate::metrics;
 use crate::response::{self, Response};
 use crate::store::{gc_plan, now_ms, GcRules, Reason, Removal, StoredArtifact};
-
-/// The header that proves a request comes from a tfmirror client.
-pub const CLIENT_HEADER: &str = "x-tfmirror-client";
 
 /// Metadata that cannot be fetched again once dropped, or never changes.
 const KEPT_METADATA: [&str; 4] = [
@@ -116,8 +113,14 @@ impl App {
     }
 
     /// `GET /_tfmirror/runs/<id>`: what one `exec` run took from the cache
-    /// and from upstream; read once, at the run's end.
+    /// and from upstream so far.
     pub(super) fn run_counters(&self, id: &str) -> Response {
+        json_ok(&self.runs.peek(id))
+    }
+
+    /// `DELETE /_tfmirror/runs/<id>`: the run is over; its counters are
+    /// answered one last time and forgotten.
+    pub(super) fn end_run(&self, id: &str) -> Response {
         self.modules.end_run(id);
         json_ok(&self.runs.take(id))
     }
@@ -319,15 +322,13 @@ impl Failure {
     }
 }
 
-/// The body of a request only tfmirror's own commands may make.
+/// Admin requests are a few hundred bytes of JSON.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// The body of an admin request, bounded.
 async fn admin_body(request: Request<Incoming>) -> Result<bytes::Bytes, Failure> {
-    if !request.headers().contains_key(CLIENT_HEADER) {
-        return Err(Failure::new(
-            StatusCode::FORBIDDEN,
-            "only tfmirror's own commands may do this".to_owned(),
-        ));
-    }
-    match request.into_body().collect().await {
+    let limited = http_body_util::Limited::new(request.into_body(), MAX_ADMIN_BODY);
+    match limited.collect().await {
         Ok(body) => Ok(body.to_bytes()),
         Err(e) => Err(Failure::new(StatusCode::BAD_REQUEST, e.to_string())),
     }

@@ -46,24 +46,16 @@ struct Touch {
 }
 
 impl Runs {
-    /// The counters of `run`, forgotten once read.
+    /// The counters of `run` so far; reading changes nothing.
+    pub fn peek(&self, run: &str) -> RunCounters {
+        let runs = self.0.lock().expect("runs lock");
+        count(runs.get(run).into_iter().flat_map(HashMap::values))
+    }
+
+    /// The counters of `run`, which ends: they are forgotten.
     pub fn take(&self, run: &str) -> RunCounters {
         let touched = self.0.lock().expect("runs lock").remove(run);
-        let mut counters = RunCounters::default();
-        for touch in touched.into_iter().flat_map(HashMap::into_values) {
-            match touch.origin {
-                Origin::Cache => {
-                    counters.hits += 1;
-                    counters.bytes_from_cache += touch.bytes;
-                }
-                Origin::Upstream => {
-                    counters.misses += 1;
-                    counters.bytes_from_upstream += touch.bytes;
-                    counters.upstream_secs += touch.secs;
-                }
-            }
-        }
-        counters
+        count(touched.iter().flat_map(HashMap::values))
     }
 
     /// A later touch of the same artifact keeps the first one's origin
@@ -82,6 +74,24 @@ impl Runs {
             })
             .or_insert(touch);
     }
+}
+
+fn count<'a>(touches: impl Iterator<Item = &'a Touch>) -> RunCounters {
+    let mut counters = RunCounters::default();
+    for touch in touches {
+        match touch.origin {
+            Origin::Cache => {
+                counters.hits += 1;
+                counters.bytes_from_cache += touch.bytes;
+            }
+            Origin::Upstream => {
+                counters.misses += 1;
+                counters.bytes_from_upstream += touch.bytes;
+                counters.upstream_secs += touch.secs;
+            }
+        }
+    }
+    counters
 }
 
 /// The request a response answers, as the metering needs it.

@@ -1,6 +1,7 @@
 //! The HTTP server: accepts connections, routes requests, and shuts down
 //! without cutting off requests in flight.
 
+mod access;
 mod activity;
 mod admin;
 mod metering;
@@ -8,6 +9,7 @@ mod router;
 pub mod state_file;
 mod tls;
 
+pub use access::{MemberTokens, Secret};
 pub use metering::RunCounters;
 pub use tls::TlsFiles;
 
@@ -33,6 +35,7 @@ use crate::providers::Providers;
 use crate::response::{self, Response};
 use crate::store::Store;
 use crate::upstream::{Discovery, EnvTokens, RegistryClient, Upstream};
+use access::AccessPolicy;
 use activity::{Activity, ConnectionGuard};
 
 /// How long shutdown waits for requests in flight before giving up on them.
@@ -40,7 +43,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything a request handler may need, shared by all connections.
 pub struct App {
+    /// Where the server is reached from this machine, without the secret.
     url: String,
+    /// The address a team's clients use; set for a team server.
+    public_url: Option<String>,
+    access: AccessPolicy,
     config: Arc<Config>,
     runs: Arc<metering::Runs>,
     cache_dir: PathBuf,
@@ -52,17 +59,39 @@ pub struct App {
 }
 
 impl App {
+    /// What the owner's URLs start with: the server's own address and its
+    /// secret.
+    fn owner_url(&self) -> String {
+        format!("{}/{}", self.url, self.access.secret().as_str())
+    }
+
+    /// What a team member's URLs start with: the public URL (else this
+    /// machine's address) and the member's capability.
+    fn member_url(&self, capability: &access::Capability) -> String {
+        let base = self.public_url.as_deref().unwrap_or(&self.url);
+        format!("{base}/{}", capability.as_str())
+    }
+
     fn health(&self) -> Response {
         let body = serde_json::json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
             "url": self.url,
+            "public_url": self.public_url,
             "cache_dir": self.cache_dir,
             "uptime_secs": self.started.elapsed().as_secs(),
         });
         response::json(StatusCode::OK, body.to_string())
     }
+}
+
+/// Who besides the owner may use the server: a team server's public URL
+/// (every URL its answers carry starts with it) and its clients' tokens.
+#[derive(Default)]
+pub struct Team {
+    pub public_url: Option<url::Url>,
+    pub members: Option<MemberTokens>,
 }
 
 pub struct Server {
@@ -77,6 +106,7 @@ impl Server {
     pub async fn bind(
         listen: SocketAddr,
         tls: Option<&TlsFiles>,
+        team: Team,
         config: Config,
         store: Store,
     ) -> anyhow::Result<Server> {
@@ -86,7 +116,16 @@ impl Server {
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
         let local = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let url = format!("{scheme}://{local}");
+        let url = format!("{scheme}://{}", reachable(local));
+        let access = AccessPolicy::new(
+            Secret::generate()?,
+            local,
+            team.public_url.as_ref(),
+            team.members,
+        );
+        let public_url = team
+            .public_url
+            .map(|url| url.as_str().trim_end_matches('/').to_owned());
         let config = Arc::new(config);
         let store = Arc::new(store);
         let upstream = Upstream::new(EnvTokens::from_env());
@@ -103,6 +142,8 @@ impl Server {
         let providers = Providers::new(config.clone(), store.clone(), upstream, registry);
         let app = App {
             url,
+            public_url,
+            access,
             config,
             runs: Arc::default(),
             cache_dir: store.root().to_owned(),
@@ -120,8 +161,14 @@ impl Server {
         })
     }
 
+    /// The server's address from this machine, without the secret.
     pub fn url(&self) -> &str {
         &self.app.url
+    }
+
+    /// The secret the owner's requests carry; for `server.json` only.
+    pub fn secret(&self) -> &Secret {
+        self.app.access.secret()
     }
 
     /// Completes once no client has been connected for `timeout`; pass it
@@ -179,6 +226,17 @@ impl Server {
     }
 }
 
+/// An address this machine can connect to: a server listening on every
+/// address (`0.0.0.0`, `::`) is reached on loopback.
+fn reachable(local: SocketAddr) -> SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match local.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, local.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, local.port()).into(),
+        _ => local,
+    }
+}
+
 /// One accepted client connection.
 struct Connection {
     app: Arc<App>,
@@ -212,8 +270,9 @@ impl Connection {
             let app = app.clone();
             async move {
                 let started = Instant::now();
-                let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+                let method = request.method().clone();
                 let routed = router::route(&app, request).await;
+                let path = routed.path;
                 tracing::debug!("{method} {path} -> {}", routed.response.status().as_u16());
                 let metered = metering::Metered {
                     route: routed.route,

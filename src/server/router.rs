@@ -1,10 +1,11 @@
 //! Maps a request path to the component that answers it.
 
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, USER_AGENT};
+use hyper::header::{HeaderValue, AUTHORIZATION, HOST, USER_AGENT, WWW_AUTHENTICATE};
 use hyper::{Method, Request, StatusCode};
 use percent_encoding::percent_decode_str;
 
+use super::access::{bearer_token, Caller, Presented, Refusal};
 use super::App;
 use crate::request::RequestContext;
 use crate::response::{self, Response};
@@ -17,13 +18,39 @@ pub struct Routed {
     pub route: &'static str,
     /// The run id of an `exec` run, from a `/run/<id>/` path prefix.
     pub run: Option<String>,
+    /// The path asked for, without the server's secret: what may be logged.
+    pub path: String,
 }
 
-pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
+pub async fn route(app: &App, mut request: Request<Incoming>) -> Routed {
     let segments = match decode_segments(request.uri().path()) {
         Ok(segments) => segments,
         Err(message) => return unrouted(response::error(StatusCode::BAD_REQUEST, &message)),
     };
+    let caller = match app.access.check(&presented(&request, &segments)) {
+        Ok(caller) => caller,
+        Err(refusal) => return unrouted(refused(refusal)),
+    };
+    // What comes after the access check never sees the secret or a
+    // capability, and no credential of tfmirror's own (the secret, a team
+    // token) goes upstream.
+    let base_url = match &caller {
+        Caller::Owner { bearer } => {
+            if *bearer {
+                request.headers_mut().remove(AUTHORIZATION);
+            }
+            app.owner_url()
+        }
+        Caller::Member { capability, .. } => {
+            request.headers_mut().remove(AUTHORIZATION);
+            app.member_url(capability)
+        }
+    };
+    let segments = match caller.credential_in_path() {
+        true => segments[1..].to_vec(),
+        false => segments,
+    };
+    let path = format!("/{}", segments.join("/"));
     // `exec` puts its run id in every URL of the CLI config it writes, so
     // the server can tell it what that run cost and saved.
     let (run, segments) = match segments.as_slice() {
@@ -33,14 +60,20 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
         _ => (None, segments),
     };
     let base_url = match &run {
-        Some(id) => format!("{}/run/{id}", app.url),
-        None => app.url.clone(),
+        Some(id) => format!("{base_url}/run/{id}"),
+        None => base_url,
     };
-    let (route, response) = dispatch(app, request, &segments, base_url, run.as_deref()).await;
+    let call = Call {
+        caller,
+        base_url,
+        run: run.as_deref(),
+    };
+    let (route, response) = dispatch(app, request, &segments, call).await;
     Routed {
         response,
         route,
         run,
+        path,
     }
 }
 
@@ -49,6 +82,48 @@ fn unrouted(response: Response) -> Routed {
         response,
         route: "other",
         run: None,
+        path: String::new(),
+    }
+}
+
+/// What the access policy is shown: the `Host` the request names (its
+/// absolute URI's authority for a proxy-style request), the first path
+/// segment, and a bearer token.
+fn presented<'a>(request: &'a Request<Incoming>, segments: &'a [String]) -> Presented<'a> {
+    let host = request
+        .headers()
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    let bearer = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    Presented {
+        host,
+        first_segment: segments.first().map(String::as_str),
+        bearer,
+    }
+}
+
+/// Each refusal with its status. A foreign `Host` gets no body at all: a
+/// rebinding page learns nothing, not even that this is tfmirror.
+fn refused(refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::ForeignHost => response::empty(StatusCode::MISDIRECTED_REQUEST),
+        Refusal::Hidden => response::error(StatusCode::NOT_FOUND, "not found"),
+        Refusal::NoToken => {
+            let mut response = response::error(
+                StatusCode::UNAUTHORIZED,
+                "this tfmirror server needs a token: set TF_TOKEN_<host> for its host",
+            );
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tfmirror\""),
+            );
+            response
+        }
     }
 }
 
@@ -60,18 +135,25 @@ fn is_run_id(id: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Who asked, and the URL the answers' links start with.
+struct Call<'a> {
+    caller: Caller,
+    base_url: String,
+    run: Option<&'a str>,
+}
+
 async fn dispatch(
     app: &App,
     request: Request<Incoming>,
     segments: &[String],
-    base_url: String,
-    run: Option<&str>,
+    call: Call<'_>,
 ) -> (&'static str, Response) {
     let method = request.method().clone();
     let first = segments.first().map(String::as_str).unwrap_or_default();
     let git_post = method == Method::POST && first == "git";
     let import = method == Method::PUT && first == "providers";
-    let admin = method == Method::POST && first == "_tfmirror";
+    let own = first == "_tfmirror";
+    let admin = own && matches!(method, Method::POST | Method::DELETE);
     if !git_post && !import && !admin && !matches!(method, Method::GET | Method::HEAD) {
         let refusal = response::error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -79,13 +161,28 @@ async fn dispatch(
         );
         return ("other", refusal);
     }
-    let ctx = || context(&base_url, run, &request);
+    // Changing the cache takes the secret as a bearer token, which only a
+    // tfmirror command of the owner's sends; tfmirror's own endpoints are
+    // not for team clients at all.
+    let owner_bearer = call.caller == Caller::Owner { bearer: true };
+    let member = matches!(call.caller, Caller::Member { .. });
+    if (import || admin) && !owner_bearer || own && member {
+        let refusal = response::error(
+            StatusCode::FORBIDDEN,
+            "only the cache's owner may do this (tfmirror's own commands send its secret)",
+        );
+        return ("admin", refusal);
+    }
+    let ctx = || context(&call.base_url, call.run, &request);
     let words: Vec<&str> = segments.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["_tfmirror", "health"] => ("admin", app.health()),
         ["_tfmirror", "metrics"] => ("admin", app.metrics().await),
         ["_tfmirror", "artifacts"] => ("admin", app.artifacts().await),
-        ["_tfmirror", "runs", id] if admin => ("admin", app.begin_run(id, request).await),
+        ["_tfmirror", "runs", id] if method == Method::POST => {
+            ("admin", app.begin_run(id, request).await)
+        }
+        ["_tfmirror", "runs", id] if method == Method::DELETE => ("admin", app.end_run(id)),
         ["_tfmirror", "runs", id] => ("admin", app.run_counters(id)),
         ["_tfmirror", action] if admin => {
             let action = action.to_string();

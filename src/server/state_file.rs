@@ -1,5 +1,6 @@
 //! `<cache>/server.json`: how other tfmirror processes find the server
-//! that owns a cache directory.
+//! that owns a cache directory, and the secret that makes them its owner.
+//! Mode 0600: whoever can read it can use and change the cache.
 
 use std::path::{Path, PathBuf};
 
@@ -10,16 +11,30 @@ const FILE: &str = "server.json";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ServerInfo {
     pub pid: u32,
+    /// The server's address from this machine, without the secret.
     pub url: String,
     pub version: String,
+    /// The owner's secret; servers before 0.2 had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 impl ServerInfo {
-    pub fn current(url: &str) -> ServerInfo {
+    pub fn current(url: &str, secret: &super::Secret) -> ServerInfo {
         ServerInfo {
             pid: std::process::id(),
             url: url.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            secret: Some(secret.as_str().to_owned()),
+        }
+    }
+
+    /// What every request of the owner's starts with: the address and,
+    /// where the server has one, its secret.
+    pub fn base_url(&self) -> String {
+        match &self.secret {
+            Some(secret) => format!("{}/{secret}", self.url),
+            None => self.url.clone(),
         }
     }
 }
@@ -28,7 +43,8 @@ pub fn path(cache_dir: &Path) -> PathBuf {
     cache_dir.join(FILE)
 }
 
-/// Written atomically, so a reader never sees half a file.
+/// Written atomically, so a reader never sees half a file, with mode 0600
+/// (the replacing file's own), so no other user reads the secret.
 pub fn write(cache_dir: &Path, info: &ServerInfo) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(info).expect("server info serializes");
     crate::replace_file::replace(&path(cache_dir), &json, None)

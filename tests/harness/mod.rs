@@ -195,12 +195,35 @@ impl World {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .expect("read the listening line");
-        let url = line
+        let address = line
             .trim()
             .strip_prefix("tfmirror listening on ")
             .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
             .to_owned();
-        ServeProcess { child, url }
+        let secret = self.server_secret();
+        ServeProcess {
+            child,
+            url: format!("{address}/{secret}"),
+            address,
+            secret,
+        }
+    }
+
+    /// The running server's secret, from `server.json`: what makes a
+    /// request the owner's.
+    pub fn server_secret(&self) -> String {
+        let info = self.server_info().expect("server.json of a running server");
+        info["secret"]
+            .as_str()
+            .expect("server.json has a secret")
+            .to_owned()
+    }
+
+    /// The base URL of the owner's requests to the running server (one an
+    /// `exec` started, say): its address and secret.
+    pub fn server_url(&self) -> String {
+        let info = self.server_info().expect("server.json of a running server");
+        format!("{}/{}", info["url"].as_str().unwrap(), self.server_secret())
     }
 
     /// The server recorded in the cache's `server.json`, if any.
@@ -266,15 +289,19 @@ impl Drop for World {
 /// A running `tfmirror serve`, stopped with SIGTERM when dropped.
 pub struct ServeProcess {
     pub child: Child,
+    /// What the owner's requests start with: the address and the secret.
     pub url: String,
+    /// The address alone, as `serve` prints it.
+    pub address: String,
+    pub secret: String,
 }
 
 impl ServeProcess {
     pub fn addr(&self) -> std::net::SocketAddr {
         let authority = self
-            .url
+            .address
             .split_once("://")
-            .map_or(&*self.url, |(_, rest)| rest);
+            .map_or(&*self.address, |(_, rest)| rest);
         authority.parse().unwrap()
     }
 

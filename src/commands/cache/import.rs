@@ -34,7 +34,7 @@ pub async fn run(launch: Launch<'_>, dir: &Path) -> anyhow::Result<i32> {
         );
     }
     let server = launch.connect().await?;
-    let client = super::super::local_client(None)?;
+    let client = server.client(None)?;
     let (mut imported, mut cached, mut failed) = (0, 0, 0);
     for zip in &found {
         match import(&client, &server.url, zip).await {
@@ -66,7 +66,8 @@ async fn import(client: &reqwest::Client, url: &str, zip: &Found) -> anyhow::Res
         .put(format!("{url}/providers/{}", zip.rel))
         .body(body)
         .send()
-        .await?;
+        .await
+        .map_err(reqwest::Error::without_url)?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     match status {

@@ -18,13 +18,17 @@ pub struct Inventory {
 /// the index that knows when each artifact was used.
 pub async fn fetch(launch: &Launch<'_>) -> anyhow::Result<Inventory> {
     let server = launch.connect().await?;
-    let client = crate::commands::local_client(None)?;
+    let client = server.client(None)?;
     let response = client
         .get(format!("{}/_tfmirror/artifacts", server.url))
         .send()
-        .await?;
+        .await
+        .map_err(reqwest::Error::without_url)?;
     let status = response.status();
-    let body = response.bytes().await?;
+    let body = response
+        .bytes()
+        .await
+        .map_err(reqwest::Error::without_url)?;
     if !status.is_success() {
         anyhow::bail!(
             "the server could not list the cache: {}",

@@ -15,15 +15,16 @@ async fn ask(
     body: serde_json::Value,
 ) -> anyhow::Result<serde_json::Value> {
     let server = launch.connect().await?;
-    let response = crate::commands::local_client(None)?
+    let response = server
+        .client(None)?
         .post(format!("{}/_tfmirror/{action}", server.url))
-        .header("X-Tfmirror-Client", env!("CARGO_PKG_VERSION"))
         .header("Content-Type", "application/json")
         .body(body.to_string())
         .send()
-        .await?;
+        .await
+        .map_err(reqwest::Error::without_url)?;
     let status = response.status();
-    let text = response.text().await?;
+    let text = response.text().await.map_err(reqwest::Error::without_url)?;
     if !status.is_success() {
         anyhow::bail!("{}", text.trim().trim_start_matches("tfmirror: "));
     }

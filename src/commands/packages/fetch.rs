@@ -38,7 +38,10 @@ pub enum FetchError {
 /// The cache's server, asked for packages over its network mirror route.
 pub struct Server {
     client: reqwest::Client,
+    /// Requests go here (the secret included) ...
     url: String,
+    /// ... and messages name this.
+    address: String,
     cache_dir: PathBuf,
 }
 
@@ -51,14 +54,11 @@ impl Server {
         // recorded it and it answered the health check with this cache's
         // pid and directory; and every package is checked against the lock
         // file's hashes afterwards, so its certificate adds nothing here.
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .danger_accept_invalid_certs(true)
-            .connect_timeout(Duration::from_secs(10))
-            .build()?;
+        let client = health.client(None)?;
         Ok(Server {
             client,
-            url: health.url,
+            url: health.url.clone(),
+            address: health.address,
             cache_dir: health.cache_dir,
         })
     }
@@ -89,7 +89,9 @@ impl Server {
     /// last bytes) and returns its size.
     async fn download(&self, packed: &str) -> Result<u64, FetchError> {
         let url = format!("{}/providers/{packed}", self.url);
-        let failed = |e: reqwest::Error| FetchError::Failed(format!("{url}: {e}"));
+        let shown = format!("{}/providers/{packed}", self.address);
+        let failed =
+            |e: reqwest::Error| FetchError::Failed(format!("{shown}: {}", e.without_url()));
         let response = self.client.get(&url).send().await.map_err(failed)?;
         let status = response.status();
         if !status.is_success() {
