@@ -168,8 +168,9 @@ fn a_killed_download_leaves_nothing_and_is_fetched_again() {
     let url = answer.json()["download_url"].as_str().unwrap().to_owned();
     // Sent, and never read: what the client sees is not the point here.
     let mut client = TcpStream::connect(server.addr()).unwrap();
-    let path = url.strip_prefix(&server.url).unwrap();
-    write!(client, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let path = url.strip_prefix(&server.address).unwrap();
+    let host = server.addr();
+    write!(client, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
 
     let partial = || {
         temp_files(&world)

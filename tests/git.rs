@@ -237,7 +237,12 @@ fn missing_refs_and_path_tricks_are_refused() {
         "/git-archive/https/github.com/org/..%2F..%2Fx.git/0123456789abcdef0123456789abcdef01234567.tar.gz",
         "/git-archive/https/github.com/%2Fetc.git/0123456789abcdef0123456789abcdef01234567.tar.gz",
     ] {
-        let response = raw_request(server.addr(), &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+        let request = format!(
+            "GET /{}{path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            server.secret,
+            server.addr()
+        );
+        let response = raw_request(server.addr(), &request);
         assert_eq!(response.status, 400, "{path}: {}", response.text());
     }
 }

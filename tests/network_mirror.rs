@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use fixtures::http::get;
+use fixtures::tls::test_certificates;
 use fixtures::ProviderSpec;
 use harness::{assert_success, terraform, ServeProcess, World};
 
@@ -20,32 +21,6 @@ fn world() -> World {
         ProviderSpec::new("hashicorp", "alpha", &["1.0.0", "1.2.0"]),
         ProviderSpec::new("acme", "beta", &["0.3.0"]),
     ])
-}
-
-/// A throwaway CA and a certificate for 127.0.0.1 signed by it, as PEM
-/// files: `(ca, cert, key)`.
-fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca.pem()).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
 }
 
 /// `tfmirror serve` over HTTPS with a new test certificate; returns the
@@ -157,7 +132,10 @@ fn the_mirror_answers_from_disk_when_the_upstream_is_down() {
     );
     let linux = &archives["linux_amd64"];
     let url = linux["url"].as_str().unwrap();
-    assert_eq!(url, "terraform-provider-alpha_1.2.0_linux_amd64.zip");
+    assert_eq!(
+        url,
+        format!("{base}/terraform-provider-alpha_1.2.0_linux_amd64.zip")
+    );
     let hashes: Vec<_> = linux["hashes"].as_array().unwrap().iter().collect();
     assert_eq!(
         hashes.len(),
@@ -165,7 +143,7 @@ fn the_mirror_answers_from_disk_when_the_upstream_is_down() {
         "only zh: until the zip is cached: {hashes:?}"
     );
 
-    let zip = get(&format!("{base}/{url}"));
+    let zip = get(url);
     assert_eq!(zip.status, 200);
     assert!(
         zip.body

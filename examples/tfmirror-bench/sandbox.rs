@@ -199,8 +199,14 @@ impl Sandbox {
             let _ = child.kill();
             bail!("unexpected first line from tfmirror serve: {line:?}");
         };
+        // The owner's requests carry the server's secret, from server.json.
+        let info: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(cache.join("server.json"))?)?;
+        let secret = info["secret"]
+            .as_str()
+            .context("server.json has no secret")?;
         Ok(Server {
-            url: url.trim_end_matches('/').to_owned(),
+            url: format!("{}/{secret}", url.trim_end_matches('/')),
             child,
         })
     }

@@ -156,9 +156,9 @@ fn kept_text(
             if !source.generated && !overridden.contains(&setting) {
                 overridden.push(setting);
             }
-        } else if is_single_valued(item) && set_earlier.contains(item.keys[0].as_str()) {
-            cuts.push(with_lead_comment(source, item.span.clone()));
-        } else if tokens == Tokens::Omit && is_credentials(item) {
+        } else if is_single_valued(item) && set_earlier.contains(item.keys[0].as_str())
+            || tokens == Tokens::Omit && is_credentials(item)
+        {
             cuts.push(with_lead_comment(source, item.span.clone()));
         }
     }

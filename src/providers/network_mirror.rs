@@ -192,11 +192,10 @@ impl Providers {
         }
         hashes.push(format!("zh:{sha256}"));
         let platform = format!("{}_{}", package.os, package.arch);
-        let url = rel
-            .segments_owned()
-            .pop()
-            .expect("zip paths end in a file name");
-        Some((platform, json!({ "url": url.as_str(), "hashes": hashes })))
+        // Absolute, with the caller's credential in the path: Terraform
+        // downloads the archive without the token it sent for this answer.
+        let url = format!("{}/{}", ctx.base_url, rel.key());
+        Some((platform, json!({ "url": url, "hashes": hashes })))
     }
 
     /// The sha256 recorded when the zip was stored, else computed from it.

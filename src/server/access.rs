@@ -136,13 +136,18 @@ impl Members {
     }
 }
 
-/// The addresses a request may name in `Host`.
-struct AllowedHosts(HashSet<String>);
+/// The addresses a request may name in `Host`, each as `host:port`.
+struct AllowedHosts {
+    names: HashSet<String>,
+    /// The port a `Host` without one means: HTTP clients leave out the
+    /// scheme's default (443 for https).
+    default_port: u16,
+}
 
 impl AllowedHosts {
     /// The loopback names with the server's port, the address it listens
     /// on when that is one address, and the public URL's authority.
-    fn new(listen: SocketAddr, public_url: Option<&Url>) -> AllowedHosts {
+    fn new(listen: SocketAddr, public_url: Option<&Url>, tls: bool) -> AllowedHosts {
         let port = listen.port();
         let mut hosts: HashSet<String> = ["127.0.0.1", "localhost", "[::1]"]
             .iter()
@@ -153,24 +158,27 @@ impl AllowedHosts {
         }
         if let Some(url) = public_url {
             let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-            match url.port() {
-                Some(port) => {
-                    hosts.insert(format!("{host}:{port}"));
-                }
-                // The scheme's default port: clients send the bare name,
-                // some add the port anyway.
-                None => {
-                    let port = url.port_or_known_default().unwrap_or(443);
-                    hosts.insert(format!("{host}:{port}"));
-                    hosts.insert(host);
-                }
-            }
+            let port = url.port_or_known_default().unwrap_or(443);
+            hosts.insert(format!("{host}:{port}"));
         }
-        AllowedHosts(hosts)
+        AllowedHosts {
+            names: hosts,
+            default_port: if tls { 443 } else { 80 },
+        }
     }
 
     fn allows(&self, host: &str) -> bool {
-        self.0.contains(&host.to_ascii_lowercase())
+        let host = host.to_ascii_lowercase();
+        // A port follows the last `:`, unless that is inside `[::1]`.
+        let has_port = host
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| !p.ends_with(']'));
+        if has_port {
+            self.names.contains(&host)
+        } else {
+            self.names
+                .contains(&format!("{host}:{}", self.default_port))
+        }
     }
 }
 
@@ -226,13 +234,14 @@ impl AccessPolicy {
     pub fn new(
         secret: Secret,
         listen: SocketAddr,
+        tls: bool,
         public_url: Option<&Url>,
         members: Option<MemberTokens>,
     ) -> AccessPolicy {
         let members = members.map(|tokens| Members(tokens.capabilities(&secret)));
         AccessPolicy {
             secret,
-            hosts: AllowedHosts::new(listen, public_url),
+            hosts: AllowedHosts::new(listen, public_url, tls),
             members,
         }
     }
@@ -298,6 +307,7 @@ mod tests {
         AccessPolicy::new(
             Secret("s3cret".to_owned()),
             listen,
+            true,
             Some(&public),
             members.map(MemberTokens::parse),
         )
@@ -396,6 +406,7 @@ mod tests {
         let elsewhere = AccessPolicy::new(
             Secret("another".to_owned()),
             "0.0.0.0:8443".parse().unwrap(),
+            true,
             None,
             Some(MemberTokens::parse("beta-token")),
         );

@@ -120,6 +120,7 @@ impl Server {
         let access = AccessPolicy::new(
             Secret::generate()?,
             local,
+            tls.is_some(),
             team.public_url.as_ref(),
             team.members,
         );

@@ -23,13 +23,15 @@ pub struct Routed {
 }
 
 pub async fn route(app: &App, mut request: Request<Incoming>) -> Routed {
+    // Who asks comes first: a stranger learns nothing, not even how this
+    // server judges a path.
+    let caller = match app.access.check(&presented(&request)) {
+        Ok(caller) => caller,
+        Err(refusal) => return unrouted(refused(refusal)),
+    };
     let segments = match decode_segments(request.uri().path()) {
         Ok(segments) => segments,
         Err(message) => return unrouted(response::error(StatusCode::BAD_REQUEST, &message)),
-    };
-    let caller = match app.access.check(&presented(&request, &segments)) {
-        Ok(caller) => caller,
-        Err(refusal) => return unrouted(refused(refusal)),
     };
     // What comes after the access check never sees the secret or a
     // capability, and no credential of tfmirror's own (the secret, a team
@@ -88,8 +90,9 @@ fn unrouted(response: Response) -> Routed {
 
 /// What the access policy is shown: the `Host` the request names (its
 /// absolute URI's authority for a proxy-style request), the first path
-/// segment, and a bearer token.
-fn presented<'a>(request: &'a Request<Incoming>, segments: &'a [String]) -> Presented<'a> {
+/// segment as sent (secrets and capabilities are hex: no encoding to
+/// undo), and a bearer token.
+fn presented(request: &Request<Incoming>) -> Presented<'_> {
     let host = request
         .headers()
         .get(HOST)
@@ -102,7 +105,12 @@ fn presented<'a>(request: &'a Request<Incoming>, segments: &'a [String]) -> Pres
         .and_then(bearer_token);
     Presented {
         host,
-        first_segment: segments.first().map(String::as_str),
+        first_segment: request
+            .uri()
+            .path()
+            .trim_start_matches('/')
+            .split('/')
+            .next(),
         bearer,
     }
 }
