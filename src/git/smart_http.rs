@@ -36,7 +36,7 @@ impl GitMirrors {
                 "not a repository path tfmirror serves",
             );
         };
-        if !self.config.is_git_mirrored(&repo.upstream_url()) {
+        if !self.config.is_git_mirrored(&repo) {
             let message = format!("{repo} is not under a [git] mirror prefix");
             return response::error(StatusCode::NOT_FOUND, &message);
         }
