@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use crate::git::{InvalidMirrorPrefix, MirrorPrefix, RepoId};
+
 /// Registries routed through tfmirror when the config names none: the
 /// default hosts of Terraform and OpenTofu.
 pub const DEFAULT_REGISTRIES: [&str; 2] = ["registry.terraform.io", "registry.opentofu.org"];
@@ -28,8 +30,9 @@ pub struct Config {
     /// Where a host's service discovery is really read from, when it is not
     /// `https://<host>/`. Tests point this at a fake registry on loopback.
     pub upstream: BTreeMap<String, Url>,
-    /// Git URL prefixes whose repositories are served from local mirrors.
-    pub git_mirror: Vec<String>,
+    /// Git URL prefixes whose repositories are served from local mirrors;
+    /// the server clones nothing else, whatever a client asks for.
+    pub git_mirror: Vec<MirrorPrefix>,
     /// Where `tfmirror serve` listens when `--listen` is not given; the
     /// login service always uses a fixed address, [`DEFAULT_SERVICE_LISTEN`]
     /// unless this is set.
@@ -93,7 +96,10 @@ impl Default for Config {
             stale_while_revalidate: Duration::from_secs(168 * 3600),
             registries: DEFAULT_REGISTRIES.iter().map(|h| h.to_string()).collect(),
             upstream: BTreeMap::new(),
-            git_mirror: DEFAULT_GIT_MIRROR.iter().map(|p| p.to_string()).collect(),
+            git_mirror: DEFAULT_GIT_MIRROR
+                .iter()
+                .map(|p| p.parse().expect("the default git prefixes are valid"))
+                .collect(),
             listen: None,
             public_url: None,
             idle_timeout: Duration::from_secs(15 * 60),
@@ -203,7 +209,11 @@ impl Config {
             config.gc.interval = parse_duration("gc_interval", &value)?;
         }
         if let Some(mirror) = file.git.and_then(|git| git.mirror) {
-            config.git_mirror = mirror;
+            config.git_mirror = mirror
+                .iter()
+                .map(|prefix| prefix.parse())
+                .collect::<Result<_, InvalidMirrorPrefix>>()
+                .map_err(|e| format!("[git] mirror: {e}"))?;
         }
         for (host, base) in file.upstream {
             let host = normalize_host(&host)?;
@@ -228,11 +238,9 @@ impl Config {
         crate::store::Freshness::within(Some(self.metadata_ttl), self.stale_while_revalidate)
     }
 
-    /// Whether a git URL is under one of the mirrored prefixes.
-    pub fn is_git_mirrored(&self, url: &str) -> bool {
-        self.git_mirror
-            .iter()
-            .any(|prefix| url.starts_with(prefix.as_str()))
+    /// Whether a git repository is under one of the mirrored prefixes.
+    pub fn is_git_mirrored(&self, repo: &RepoId) -> bool {
+        self.git_mirror.iter().any(|prefix| prefix.matches(repo))
     }
 
     pub fn is_proxied(&self, host: &str) -> bool {
@@ -429,5 +437,30 @@ mod tests {
         assert!(err.contains("listen"), "{err}");
         let err = Config::parse("metdata_ttl = \"1h\"").unwrap_err();
         assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn git_mirror_prefixes_are_parsed_and_matched_by_parts() {
+        let defaults = Config::parse("").unwrap();
+        let github = RepoId::from_url("https://github.com/org/infra.git").unwrap();
+        assert!(defaults.is_git_mirrored(&github));
+        let config = Config::parse("[git]\nmirror = [\"https://git.example.org/team\"]").unwrap();
+        assert!(!config.is_git_mirrored(&github));
+        let ours = RepoId::from_url("https://git.example.org/team/infra.git").unwrap();
+        let theirs = RepoId::from_url("https://git.example.org/team-evil/infra.git").unwrap();
+        assert!(config.is_git_mirrored(&ours));
+        assert!(!config.is_git_mirrored(&theirs));
+    }
+
+    #[test]
+    fn a_git_mirror_that_is_no_url_prefix_is_refused_with_the_key_named() {
+        let err = Config::parse("[git]\nmirror = [\"https://github.com/\", \"\"]").unwrap_err();
+        assert!(
+            err.starts_with(r#"[git] mirror: "" is not a git URL prefix"#)
+                && err.ends_with(r#"(expected e.g. "https://github.com/" or "git@github.com:")"#),
+            "{err}"
+        );
+        let err = Config::parse("[git]\nmirror = [\"github.com\"]").unwrap_err();
+        assert!(err.starts_with(r#"[git] mirror: "github.com""#), "{err}");
     }
 }

@@ -6,9 +6,10 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
+use fixtures::git_repo::git_command;
 use fixtures::http::{get, raw_request};
-use fixtures::{GitRepoSpec, ModuleSpec};
-use harness::{assert_failure, assert_success, installed_ids, World};
+use fixtures::{FakeRegistry, GitRepoSpec, ModuleSpec};
+use harness::{assert_failure, assert_success, installed_ids, ServeProcess, World};
 
 const REPO: &str = "org/infra.git";
 
@@ -277,4 +278,88 @@ fn an_archive_is_the_same_bytes_every_time_it_is_built() {
         fixtures::provider_zip::sha256_hex(&first.body),
         fixtures::provider_zip::sha256_hex(&second.body)
     );
+}
+
+/// The one place this file turns a path into a URL of the server.
+fn server_url(server: &ServeProcess, path: &str) -> String {
+    format!("{}{path}", server.url)
+}
+
+/// The harness mirrors `http://127.0.0.1:PORT/git/`. A client that names
+/// another upstream, a sibling path, or the same repository with a user or
+/// another port in its URL is refused on every git route, and no upstream
+/// hears of it: the server clones only what `[git] mirror` names.
+#[test]
+fn a_repository_outside_the_mirror_prefixes_is_never_cloned() {
+    let world = world("");
+    let other = FakeRegistry::start_all(Vec::new(), Vec::new(), vec![GitRepoSpec::new(REPO)]);
+    let commit = other.git_repo(REPO).commit_id("main");
+    let server = world.serve();
+    let (ours, theirs) = (world.registry.addr(), other.addr());
+    let outside = [
+        format!("http/{theirs}/git/{REPO}"),
+        format!("http/{}/gitx/{REPO}", ours),
+        format!("http/{}/git-evil/{REPO}", ours),
+        format!("http/user@{ours}/git/{REPO}"),
+        format!("http/{}:{}/git/{REPO}", ours.ip(), ours.port() ^ 1),
+        format!("https/{ours}/git/{REPO}"),
+        format!("ssh/git@{}/git/{REPO}", ours.ip()),
+    ];
+    for repo in &outside {
+        for path in [
+            format!("/git/{repo}/info/refs?service=git-upload-pack"),
+            format!("/git-archive/{repo}/{commit}.tar.gz"),
+        ] {
+            let response = get(&server_url(&server, &path));
+            assert_eq!(response.status, 403, "{path}: {}", response.text());
+            assert!(
+                response.text().contains("[git] mirror"),
+                "{path}: the refusal names the key to change: {}",
+                response.text()
+            );
+        }
+    }
+
+    // Real git, as a `git::` source outside the prefixes would reach it.
+    let home = tempfile::tempdir().unwrap();
+    let url = server_url(&server, &format!("/git/{}", outside[0]));
+    let output = git_command(home.path())
+        .args(["-c", "http.lowSpeedLimit=1", "-c", "http.lowSpeedTime=30"])
+        .args(["ls-remote", &url])
+        .output()
+        .expect("run git");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("403"),
+        "git ls-remote {url} should be refused with 403:\n{stderr}"
+    );
+
+    assert_eq!(other.requests().len(), 0, "{:?}", other.requests());
+    assert_eq!(
+        world.registry.requests().len(),
+        0,
+        "{:?}",
+        world.registry.requests()
+    );
+    let cloned: Vec<_> = world
+        .cache_files()
+        .into_iter()
+        .filter(|f| f.starts_with("git"))
+        .collect();
+    assert!(cloned.is_empty(), "nothing mirrored: {cloned:?}");
+
+    // The same routes serve the mirrored prefix: the refusals above are
+    // about the repository, not the URLs this test builds.
+    let mirrored = format!("http/{ours}/git/{REPO}");
+    let refs = get(&server_url(
+        &server,
+        &format!("/git/{mirrored}/info/refs?service=git-upload-pack"),
+    ));
+    assert_eq!(refs.status, 200, "{}", refs.text());
+    let ours_commit = world.registry.git_repo(REPO).commit_id("main");
+    let archive = get(&server_url(
+        &server,
+        &format!("/git-archive/{mirrored}/{ours_commit}.tar.gz"),
+    ));
+    assert_eq!(archive.status, 200, "{}", archive.text());
 }

@@ -130,15 +130,15 @@ pub fn git_config_env(
     let mut vars = Vec::new();
     let mut count = start;
     for prefix in &config.git_mirror {
-        let Some(proxy) = crate::git::proxy_prefix(url, prefix) else {
-            tracing::warn!("ignoring git mirror prefix {prefix:?}: not a URL prefix");
-            continue;
-        };
+        let proxy = prefix.proxy_prefix(url);
         vars.push((
             format!("GIT_CONFIG_KEY_{count}"),
             format!("url.{proxy}.insteadOf"),
         ));
-        vars.push((format!("GIT_CONFIG_VALUE_{count}"), prefix.clone()));
+        vars.push((
+            format!("GIT_CONFIG_VALUE_{count}"),
+            prefix.as_str().to_owned(),
+        ));
         count += 1;
     }
     vars.push(("GIT_CONFIG_COUNT".to_owned(), count.to_string()));

@@ -71,6 +71,13 @@ pub enum GitError {
     },
     #[error("{0}")]
     Archive(String),
+    /// A repository outside every `[git] mirror` prefix: never cloned.
+    #[error(
+        "{repo} is under none of the [git] mirror prefixes of this tfmirror, so it is not \
+         cloned; to mirror it, add its prefix (e.g. \"https://host/org/\") to [git] mirror \
+         in the tfmirror config"
+    )]
+    NotMirrored { repo: String },
 }
 
 impl GitError {

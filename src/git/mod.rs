@@ -4,11 +4,13 @@
 
 pub mod archive;
 pub mod mirror;
+mod mirror_prefix;
 pub mod refs;
 mod repo_id;
 mod service;
 mod smart_http;
 mod tarball;
 
-pub use repo_id::{proxy_prefix, RepoId};
+pub use mirror_prefix::{InvalidMirrorPrefix, MirrorPrefix};
+pub use repo_id::RepoId;
 pub use service::GitMirrors;

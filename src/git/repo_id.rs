@@ -78,6 +78,18 @@ impl RepoId {
         })
     }
 
+    pub(super) fn scheme(&self) -> &str {
+        &self.scheme
+    }
+
+    pub(super) fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    pub(super) fn path(&self) -> &[Segment] {
+        &self.path
+    }
+
     fn path_string(&self) -> String {
         self.path
             .iter()
@@ -137,37 +149,9 @@ impl fmt::Display for RepoId {
     }
 }
 
-/// tfmirror's URL prefix that stands for an upstream prefix in git's
-/// `url.<base>.insteadOf` rewriting: `https://github.com/` becomes
-/// `<base>/git/https/github.com/`, and scp-like `git@github.com:` becomes
-/// `<base>/git/ssh/git@github.com/`.
-pub fn proxy_prefix(base_url: &str, upstream_prefix: &str) -> Option<String> {
-    let rewritten = match upstream_prefix.split_once("://") {
-        Some((scheme, rest)) => format!("{}/{rest}", scheme.to_ascii_lowercase()),
-        None => {
-            let (authority, rest) = upstream_prefix.split_once(':')?;
-            format!("ssh/{authority}/{rest}")
-        }
-    };
-    Some(format!("{base_url}/git/{rewritten}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefixes_map_to_the_proxy() {
-        let base = "http://127.0.0.1:7878";
-        assert_eq!(
-            proxy_prefix(base, "https://github.com/").unwrap(),
-            "http://127.0.0.1:7878/git/https/github.com/"
-        );
-        assert_eq!(
-            proxy_prefix(base, "git@github.com:").unwrap(),
-            "http://127.0.0.1:7878/git/ssh/git@github.com/"
-        );
-    }
 
     #[test]
     fn maps_urls_both_ways() {

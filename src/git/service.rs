@@ -8,10 +8,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use hyper::StatusCode;
+
 use super::mirror::{GitError, Mirror};
 use super::refs;
 use super::repo_id::RepoId;
 use crate::config::Config;
+use crate::response::{self, Response};
 use crate::store::{KeyedLocks, Store};
 
 #[derive(Clone)]
@@ -41,6 +44,27 @@ impl GitMirrors {
             refreshing: Arc::default(),
             locks: KeyedLocks::default(),
         }
+    }
+
+    /// Refuses a repository outside the `[git] mirror` prefixes. Every route
+    /// asks this before it touches a mirror, and [`Self::update_now`] again
+    /// before any fetch: a client names the repository in its request, and
+    /// must not make the server clone what the config does not name.
+    pub(super) fn check_mirrored(&self, repo: &RepoId) -> Result<(), GitError> {
+        if self.config.is_git_mirrored(repo) {
+            Ok(())
+        } else {
+            Err(GitError::NotMirrored {
+                repo: repo.upstream_url(),
+            })
+        }
+    }
+
+    /// A route's answer for a repository outside the prefixes: 403, saying
+    /// which key to change; `None` when the repository is mirrored.
+    pub(super) fn refuse_unmirrored(&self, repo: &RepoId) -> Option<Response> {
+        let refused = self.check_mirrored(repo).err()?;
+        Some(response::error(StatusCode::FORBIDDEN, &refused.to_string()))
     }
 
     pub fn mirror(&self, repo: &RepoId) -> Mirror {
@@ -98,6 +122,7 @@ impl GitMirrors {
         repo: &RepoId,
         unless_fetched_since: Option<SystemTime>,
     ) -> Result<Mirror, GitError> {
+        self.check_mirrored(repo)?;
         let mirror = self.mirror(repo);
         let worker = mirror.clone();
         let result = tokio::task::spawn_blocking(move || {

@@ -36,9 +36,8 @@ impl GitMirrors {
                 "not a repository path tfmirror serves",
             );
         };
-        if !self.config.is_git_mirrored(&repo.upstream_url()) {
-            let message = format!("{repo} is not under a [git] mirror prefix");
-            return response::error(StatusCode::NOT_FOUND, &message);
+        if let Some(refused) = self.refuse_unmirrored(&repo) {
+            return refused;
         }
         let protocol = request
             .headers()

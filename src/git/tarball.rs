@@ -37,6 +37,9 @@ impl GitMirrors {
                 "not an archive path tfmirror serves",
             );
         };
+        if let Some(refused) = self.refuse_unmirrored(&repo) {
+            return refused;
+        }
         let rel = repo.archive_path(Segment::new(file).expect("hex and .tar.gz form a valid name"));
         if let Some((file, size)) = self.store.open_artifact(&rel).await {
             return response::file(file, size, CONTENT_TYPE);

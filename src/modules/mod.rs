@@ -277,7 +277,7 @@ impl Modules {
         ctx: &RequestContext,
     ) -> Result<String, String> {
         let repo = match RepoId::from_url(&git.url) {
-            Some(repo) if self.config.is_git_mirrored(&git.url) => repo,
+            Some(repo) if self.config.is_git_mirrored(&repo) => repo,
             _ => {
                 tracing::debug!("{addr}: {} is not mirrored; passing it through", git.url);
                 return Ok(format_git_source(&format!("git::{}", git.url), &git));
