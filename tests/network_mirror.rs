@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use fixtures::http::get;
+use fixtures::tls::test_certificates;
 use fixtures::ProviderSpec;
 use harness::{assert_success, terraform, ServeProcess, World};
 
@@ -20,32 +21,6 @@ fn world() -> World {
         ProviderSpec::new("hashicorp", "alpha", &["1.0.0", "1.2.0"]),
         ProviderSpec::new("acme", "beta", &["0.3.0"]),
     ])
-}
-
-/// A throwaway CA and a certificate for 127.0.0.1 signed by it, as PEM
-/// files: `(ca, cert, key)`.
-fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca.pem()).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
 }
 
 /// `tfmirror serve` over HTTPS with a new test certificate; returns the
@@ -210,19 +185,22 @@ fn the_mirror_answers_from_disk_when_the_upstream_is_down() {
 }
 
 /// `terraform providers mirror` output, imported into another cache whose
-/// upstream is down, then installed from by Terraform twice: with the
-/// cache's `providers/` as a `filesystem_mirror`, and through the network
-/// mirror over TLS.
+/// upstream is down (so with the lock file's hashes), then installed from
+/// by Terraform twice: with the cache's `providers/` as a
+/// `filesystem_mirror`, and through the network mirror over TLS.
 #[test]
 fn an_imported_mirror_directory_serves_inits_without_the_upstream() {
     let source = world();
     let mirror = source.root.path().join("mirror");
+    let workdir = source.workdir("source", &PROVIDERS);
+    assert_success(&source.init(&workdir), "init that writes the lock file");
+    let lock_file = workdir.join(".terraform.lock.hcl");
     let output = source
         .tfmirror(&["exec", "--"])
         .arg(terraform())
         .args(["providers", "mirror", "-platform=linux_amd64"])
         .arg(&mirror)
-        .current_dir(source.workdir("source", &PROVIDERS))
+        .current_dir(&workdir)
         .output()
         .unwrap();
     assert_success(&output, "terraform providers mirror");
@@ -231,7 +209,8 @@ fn an_imported_mirror_directory_serves_inits_without_the_upstream() {
     world.registry.stop();
     let import = |dir: &Path| {
         world
-            .tfmirror(&["cache", "import", dir.to_str().unwrap()])
+            .tfmirror(&["cache", "import", dir.to_str().unwrap(), "--lock-file"])
+            .arg(&lock_file)
             .output()
             .unwrap()
     };

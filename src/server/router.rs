@@ -99,7 +99,7 @@ async fn dispatch(
         ["providers", ..] if import => (
             "network_mirror",
             app.providers
-                .import_zip(&segments[1..], request.into_body())
+                .import_zip(&segments[1..], request)
                 .await,
         ),
         ["providers", ..] => (
