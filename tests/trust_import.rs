@@ -37,7 +37,9 @@ fn planted_zip() -> Vec<u8> {
 
 /// The registry's own zip of `hashicorp/alpha 1.2.0` for a platform.
 fn genuine_zip(world: &World, os: &str, arch: &str) -> Vec<u8> {
-    world.registry.zip_bytes("hashicorp", "alpha", "1.2.0", os, arch)
+    world
+        .registry
+        .zip_bytes("hashicorp", "alpha", "1.2.0", os, arch)
 }
 
 /// A `terraform providers mirror` style directory holding `zips`
@@ -119,7 +121,10 @@ fn lock_file(path: &Path, hashes: &[String]) -> PathBuf {
 #[test]
 fn a_planted_zip_is_refused_while_the_registry_is_up() {
     let world = world();
-    assert_success(&world.init(&world.workdir("first", &PROVIDER)), "first init");
+    assert_success(
+        &world.init(&world.workdir("first", &PROVIDER)),
+        "first init",
+    );
     let before = cache_tree(&world);
     assert!(
         !cached_zip(&world, "darwin", "arm64").exists(),
@@ -159,7 +164,11 @@ fn the_registrys_own_zip_is_imported_and_recorded_as_registry_verified() {
     );
     let output = import(&world, &dir, &[]);
     assert_success(&output, "import of the registry's own zip");
-    assert!(stdout(&output).contains("1 imported"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("1 imported"),
+        "{}",
+        stdout(&output)
+    );
     assert_eq!(
         std::fs::read(cached_zip(&world, "darwin", "arm64")).unwrap(),
         genuine_zip(&world, "darwin", "arm64")
@@ -202,7 +211,11 @@ fn offline_only_a_lock_file_hash_lets_a_zip_in() {
 
     let output = import(&world, &dir, &[]);
     let text = assert_failure(&output, "offline import without --lock-file");
-    assert_eq!(text.matches("no --lock-file was given").count(), 3, "{text}");
+    assert_eq!(
+        text.matches("no --lock-file was given").count(),
+        3,
+        "{text}"
+    );
     assert!(text.contains("the registry is unreachable"), "{text}");
     assert!(text.contains("--lock-file .terraform.lock.hcl"), "{text}");
     assert_eq!(cache_tree(&world), before, "nothing stored");
@@ -280,7 +293,11 @@ fn the_network_mirror_neither_lists_nor_serves_an_unverified_zip() {
     let name = zip_filename("alpha", "1.2.0", "linux", "amd64");
     let served = get(&format!("{base}/{name}"));
     assert_eq!(served.status, 404, "{}", served.text());
-    assert!(served.text().contains("never verified"), "{}", served.text());
+    assert!(
+        served.text().contains("never verified"),
+        "{}",
+        served.text()
+    );
     drop(server);
 
     let (ca, cert, key) = test_certificates(world.root.path());
@@ -307,8 +324,14 @@ fn the_network_mirror_neither_lists_nor_serves_an_unverified_zip() {
         .env("SSL_CERT_FILE", &ca)
         .output()
         .unwrap();
-    let text = assert_failure(&output, "init of a planted provider over the network mirror");
-    assert!(text.contains("never verified"), "{text}");
+    let text = assert_failure(
+        &output,
+        "init of a planted provider over the network mirror",
+    );
+    assert!(
+        text.contains("Failed to install provider") && text.contains("404"),
+        "{text}"
+    );
     assert_eq!(
         std::fs::read(&zip).unwrap(),
         planted,

@@ -79,7 +79,10 @@ impl LockHashes {
             .into_owned();
         Ok(LockHashes {
             file,
-            hashes: words.filter(|h| is_checked_hash(h)).map(str::to_owned).collect(),
+            hashes: words
+                .filter(|h| is_checked_hash(h))
+                .map(str::to_owned)
+                .collect(),
         })
     }
 }
@@ -209,7 +212,10 @@ impl Providers {
                 );
                 return response::error(StatusCode::CONFLICT, &message);
             }
-            if verified::verification(&self.store, &package).await.is_some() {
+            if verified::verification(&self.store, &package)
+                .await
+                .is_some()
+            {
                 return response::error(StatusCode::OK, &format!("{package} is already cached"));
             }
             // Cached before verification was recorded, and not derivable:
@@ -302,9 +308,9 @@ impl Providers {
             Err(AnswerError::Fetch(FetchError::Answer { status, .. })) => {
                 return Err(RegistryCheck::Absent(RegistryAbsent::Unknown(status)))
             }
-            Err(AnswerError::Fetch(FetchError::Unavailable(why)) | AnswerError::Unreadable(why)) => {
-                return Err(RegistryCheck::Absent(RegistryAbsent::Unreachable(why)))
-            }
+            Err(
+                AnswerError::Fetch(FetchError::Unavailable(why)) | AnswerError::Unreadable(why),
+            ) => return Err(RegistryCheck::Absent(RegistryAbsent::Unreachable(why))),
         };
         let sums = match self.verified_checksums(package, &answer, &forwarded).await {
             Ok(sums) => sums,

@@ -27,8 +27,8 @@ use crate::store::{FetchError, Freshness, KeyedLocks, Served, Store};
 use crate::upstream::{ApiRequest, Forwarded, RegistryClient, Upstream};
 
 pub use checksums::checksum_path;
-pub use import::{LockHashes, LOCK_FILE_HEADER};
 use download_answer::DownloadAnswer;
+pub use import::{LockHashes, LOCK_FILE_HEADER};
 use route::{Artifact, Package, ProviderAddr, Route};
 
 /// Terraform gives up on a registry API call after 10 s; a slow upstream
@@ -219,7 +219,8 @@ impl AnswerError {
         match self {
             AnswerError::Fetch(e) => response::fetch_error(&package.addr.to_string(), e),
             AnswerError::Unreadable(e) => {
-                let message = format!("the stored download answer for {package} is unreadable: {e}");
+                let message =
+                    format!("the stored download answer for {package} is unreadable: {e}");
                 response::error(StatusCode::BAD_GATEWAY, &message)
             }
         }

@@ -163,7 +163,12 @@ impl Download {
         match stored {
             Ok(_) => {
                 let store = &self.providers.store;
-                verified::record(store, &self.package, &written.sha256, VerifiedBy::RegistrySignature);
+                verified::record(
+                    store,
+                    &self.package,
+                    &written.sha256,
+                    VerifiedBy::RegistrySignature,
+                );
                 tracing::info!("stored {} ({} bytes)", self.package, written.size)
             }
             Err(e) => {

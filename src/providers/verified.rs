@@ -101,7 +101,10 @@ fn recorded(store: &Store, rel: &RelPath, sha256: &str) -> Option<VerifiedBy> {
         Ok(record) if record.sha256 == sha256 => Some(record.by),
         Ok(_) => None,
         Err(e) => {
-            tracing::warn!("ignoring the unreadable verification record of {}: {e}", rel.key());
+            tracing::warn!(
+                "ignoring the unreadable verification record of {}: {e}",
+                rel.key()
+            );
             None
         }
     }
@@ -178,7 +181,12 @@ mod tests {
         record(&store, &package(), &zip_sha256(), by.clone());
         assert_eq!(verification(&store, &package()).await, Some(by));
 
-        record(&store, &package(), &"1".repeat(64), VerifiedBy::RegistrySignature);
+        record(
+            &store,
+            &package(),
+            &"1".repeat(64),
+            VerifiedBy::RegistrySignature,
+        );
         assert_eq!(
             verification(&store, &package()).await,
             None,
@@ -224,7 +232,12 @@ mod tests {
     async fn a_record_without_its_zip_vouches_for_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        record(&store, &package(), &zip_sha256(), VerifiedBy::RegistrySignature);
+        record(
+            &store,
+            &package(),
+            &zip_sha256(),
+            VerifiedBy::RegistrySignature,
+        );
         assert_eq!(verification(&store, &package()).await, None);
     }
 

@@ -98,9 +98,7 @@ async fn dispatch(
         ["v1", "modules", ..] => ("modules", app.modules.handle(&segments[2..], &ctx()).await),
         ["providers", ..] if import => (
             "network_mirror",
-            app.providers
-                .import_zip(&segments[1..], request)
-                .await,
+            app.providers.import_zip(&segments[1..], request).await,
         ),
         ["providers", ..] => (
             "network_mirror",

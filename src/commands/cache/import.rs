@@ -78,7 +78,8 @@ async fn import(
     zip: Found,
     locks: &[LockFile],
 ) -> anyhow::Result<(Outcome, String)> {
-    let zip = tokio::task::spawn_blocking(move || check_listed_hashes(&zip).map(|()| zip)).await??;
+    let zip =
+        tokio::task::spawn_blocking(move || check_listed_hashes(&zip).map(|()| zip)).await??;
     let file = tokio::fs::File::open(&zip.path).await?;
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
     let mut request = client.put(format!("{url}/providers/{}", zip.rel));
@@ -235,14 +236,18 @@ mod tests {
     #[test]
     fn reads_the_provider_and_version_from_the_layout() {
         assert_eq!(
-            provider_of("registry.terraform.io/hashicorp/aws/terraform-provider-aws_5.1.0_linux_amd64.zip"),
+            provider_of(
+                "registry.terraform.io/hashicorp/aws/terraform-provider-aws_5.1.0_linux_amd64.zip"
+            ),
             Some((
                 "registry.terraform.io/hashicorp/aws".to_owned(),
                 "5.1.0".to_owned()
             ))
         );
         assert_eq!(
-            provider_of("registry.terraform.io/hashicorp/aws/terraform-provider-gcp_5.1.0_linux_amd64.zip"),
+            provider_of(
+                "registry.terraform.io/hashicorp/aws/terraform-provider-gcp_5.1.0_linux_amd64.zip"
+            ),
             None
         );
     }
