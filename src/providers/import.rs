@@ -145,15 +145,20 @@ enum Unverified {
 enum RegistryAbsent {
     #[error("{0} is not a registry this server proxies")]
     NotProxied(String),
-    #[error("the registry does not know this package (it answered {0})")]
-    Unknown(u16),
+    /// It answered no: a 404 for a package it does not have, or a 401 for
+    /// a private one this server has no token for.
+    #[error("the registry answered {0} for this package")]
+    Refused(u16),
     #[error("the registry is unreachable ({0})")]
     Unreachable(String),
 }
 
-/// What asking the registry about an upload came to, short of a verdict.
+/// Why the registry gave no sha256 for a package.
 enum RegistryCheck {
+    /// It cannot answer for it: the lock files decide.
     Absent(RegistryAbsent),
+    /// It answered, but its checksums failed their checks (a bad
+    /// signature): nothing it says can vouch for the upload.
     Untrusted(ChecksumError),
     Store(std::io::Error),
 }
@@ -306,7 +311,7 @@ impl Providers {
         let answer = match self.fetch_download_answer(package, &forwarded).await {
             Ok(answer) => answer,
             Err(AnswerError::Fetch(FetchError::Answer { status, .. })) => {
-                return Err(RegistryCheck::Absent(RegistryAbsent::Unknown(status)))
+                return Err(RegistryCheck::Absent(RegistryAbsent::Refused(status)))
             }
             Err(
                 AnswerError::Fetch(FetchError::Unavailable(why)) | AnswerError::Unreadable(why),

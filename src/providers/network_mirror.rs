@@ -169,11 +169,11 @@ impl Providers {
     }
 
     /// One platform's entry: the zip's relative URL and the hashes known
-    /// for it, `zh:` from the registry's answer or the cached file, `h1:`
-    /// once the zip is cached and verified: Terraform writes what is listed
-    /// here into the lock file without checking any signature. A platform
-    /// whose answer cannot be had is left out rather than failing the whole
-    /// version.
+    /// for it, `zh:` from the registry's answer (offline, from the cached
+    /// zip), `h1:` once the zip is cached. Only a verified cached zip
+    /// counts: Terraform writes what is listed here into the lock file
+    /// without checking any signature. A platform whose answer cannot be
+    /// had is left out rather than failing the whole version.
     async fn archive_entry(
         &self,
         package: &Package,
