@@ -356,3 +356,22 @@ fn offline_the_network_mirror_leaves_an_unverified_zip_out() {
         version.text()
     );
 }
+
+/// The index is a cache of the files: after it is lost, a zip the registry
+/// path stored still counts as verified, because the cached signed
+/// SHA256SUMS lists it.
+#[test]
+fn a_lost_index_does_not_unverify_a_registry_download() {
+    let world = world();
+    assert_success(&world.init(&world.workdir("first", &PROVIDER)), "init");
+    world.stop_server();
+    std::fs::remove_dir_all(world.cache_dir().join("index")).unwrap();
+
+    let server = world.serve();
+    let version = get(&format!("{}/1.2.0.json", mirror_base(&server)));
+    let hashes = version.json()["archives"]["linux_amd64"]["hashes"].clone();
+    assert!(hashes[0].as_str().unwrap().starts_with("h1:"), "{hashes}");
+    drop(server);
+    let record = verification_record(&world, "linux", "amd64").expect("derived and kept");
+    assert_eq!(record["by"], "registry-signature", "{record}");
+}
