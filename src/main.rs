@@ -214,7 +214,9 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             };
             use commands::cache::{self as cache_commands, CacheAction};
             match action {
-                CacheAction::Import { dir } => cache_commands::import::run(launch, &dir).await,
+                CacheAction::Import { dir, lock_files } => {
+                    cache_commands::import::run(launch, &dir, &lock_files).await
+                }
                 CacheAction::List { kind, filter, json } => {
                     cache_commands::list::run(launch, kind, filter.as_deref(), json).await
                 }

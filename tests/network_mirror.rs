@@ -188,19 +188,22 @@ fn the_mirror_answers_from_disk_when_the_upstream_is_down() {
 }
 
 /// `terraform providers mirror` output, imported into another cache whose
-/// upstream is down, then installed from by Terraform twice: with the
-/// cache's `providers/` as a `filesystem_mirror`, and through the network
-/// mirror over TLS.
+/// upstream is down (so with the lock file's hashes), then installed from
+/// by Terraform twice: with the cache's `providers/` as a
+/// `filesystem_mirror`, and through the network mirror over TLS.
 #[test]
 fn an_imported_mirror_directory_serves_inits_without_the_upstream() {
     let source = world();
     let mirror = source.root.path().join("mirror");
+    let workdir = source.workdir("source", &PROVIDERS);
+    assert_success(&source.init(&workdir), "init that writes the lock file");
+    let lock_file = workdir.join(".terraform.lock.hcl");
     let output = source
         .tfmirror(&["exec", "--"])
         .arg(terraform())
         .args(["providers", "mirror", "-platform=linux_amd64"])
         .arg(&mirror)
-        .current_dir(source.workdir("source", &PROVIDERS))
+        .current_dir(&workdir)
         .output()
         .unwrap();
     assert_success(&output, "terraform providers mirror");
@@ -209,7 +212,8 @@ fn an_imported_mirror_directory_serves_inits_without_the_upstream() {
     world.registry.stop();
     let import = |dir: &Path| {
         world
-            .tfmirror(&["cache", "import", dir.to_str().unwrap()])
+            .tfmirror(&["cache", "import", dir.to_str().unwrap(), "--lock-file"])
+            .arg(&lock_file)
             .output()
             .unwrap()
     };

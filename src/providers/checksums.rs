@@ -8,7 +8,7 @@ use super::download_answer::DownloadAnswer;
 use super::route::{Artifact, Package};
 use super::signature::verify_detached;
 use super::Providers;
-use crate::store::RelPath;
+use crate::store::{RelPath, Store};
 
 /// Why a package's checksums cannot be trusted; shown to the user.
 #[derive(Debug, thiserror::Error)]
@@ -60,11 +60,8 @@ impl Providers {
         let sums_rel = checksum_path(package, Artifact::Checksums);
         let sig_rel = checksum_path(package, Artifact::Signature);
         let _one_fetcher = self.locks.lock(&sums_rel.key()).await;
-        let (sums_path, sig_path) = (self.store.path(&sums_rel), self.store.path(&sig_rel));
-        if sig_path.is_file() {
-            if let Ok(sums) = tokio::fs::read(&sums_path).await {
-                return Ok(sums);
-            }
+        if let Some(sums) = cached_checksums(&self.store, package).await {
+            return Ok(sums);
         }
         let keys = answer.signing_keys();
         if keys.is_empty() {
@@ -96,6 +93,19 @@ impl Providers {
     }
 }
 
+/// The package version's SHA256SUMS if it is cached. Only a verified one
+/// is ever stored, and its signature is stored first, so a checksum file
+/// with its signature beside it is one that verified.
+pub(super) async fn cached_checksums(store: &Store, package: &Package) -> Option<Vec<u8>> {
+    let sig_path = store.path(&checksum_path(package, Artifact::Signature));
+    if !tokio::fs::try_exists(&sig_path).await.unwrap_or(false) {
+        return None;
+    }
+    tokio::fs::read(store.path(&checksum_path(package, Artifact::Checksums)))
+        .await
+        .ok()
+}
+
 /// Checks that SHA256SUMS vouches for the registry's `shasum` of the
 /// package file, and returns that sha256.
 pub fn expected_sha256(sums: &[u8], answer: &DownloadAnswer) -> Result<String, ChecksumError> {
@@ -113,7 +123,7 @@ pub fn expected_sha256(sums: &[u8], answer: &DownloadAnswer) -> Result<String, C
 }
 
 /// Finds `file`'s line in the `<sha256>  <name>` format of `sha256sum`.
-fn listed_sha256(sums: &[u8], file: &str) -> Option<String> {
+pub(super) fn listed_sha256(sums: &[u8], file: &str) -> Option<String> {
     String::from_utf8_lossy(sums).lines().find_map(|line| {
         let (hash, name) = line.split_once(char::is_whitespace)?;
         let name = name.trim_start().trim_start_matches('*');

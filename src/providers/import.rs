@@ -2,69 +2,233 @@
 //! `tfmirror cache import`, stored by the server because the server is the
 //! one process that writes to the cache.
 //!
-//! The zip comes from the user's own disk (a `terraform providers mirror`
-//! directory whose hashes the importer has checked), not from a registry,
-//! so there is no SHA256SUMS to check it against here. What the server does
-//! check: that it is a zip Terraform could unpack (its `h1:` can be
-//! computed), and that it does not contradict a zip already cached. A
-//! browser cannot send a cross-origin PUT without a CORS preflight, which
-//! is never answered, so a web page cannot use this.
+//! Nothing is stored on the uploader's word: Terraform installs what the
+//! cache serves, and the network mirror is trusted without a signature. The
+//! upload is staged beside its final name, checked, and committed only once
+//! verified, in this order:
+//!
+//! 1. When the package's registry can answer (its download answer and
+//!    signed SHA256SUMS are cached or reachable), the zip's sha256 must be
+//!    the one the signature-verified SHA256SUMS lists for it. The registry
+//!    then decides: a zip it does not vouch for is refused even if a lock
+//!    file lists it.
+//! 2. Otherwise (the registry is unreachable, its host is not proxied, or
+//!    it does not know the package) the zip's `zh:` or `h1:` must be among
+//!    the hashes of the lock files the user named, which the client sends
+//!    in [`LOCK_FILE_HEADER`]s.
+//!
+//! Anything else is a 422 naming the package and the check that failed.
+//! How a stored zip was verified is recorded (see [`super::verified`]).
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::StatusCode;
+use hyper::{Request, StatusCode};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 
-use super::hashes;
+use super::checksums::{expected_sha256, ChecksumError};
+use super::hashes::{self, ZipH1};
 use super::network_mirror::{zip_route, H1_KEY_PREFIX};
 use super::package::zip_path;
-use super::Providers;
+use super::route::Package;
+use super::verified::{self, VerifiedBy};
+use super::{AnswerError, Providers};
 use crate::response::{self, Response};
-use crate::store::{BlobWriter, Document};
+use crate::store::{BlobWriter, Document, FetchError, Written};
+use crate::upstream::Forwarded;
+
+/// One header per lock file the user named: `X-Tfmirror-Lock-File:
+/// <percent-encoded path> <hash> <hash>...`, the hashes being that file's
+/// `zh:` and `h1:` hashes for the uploaded package's provider and version
+/// (none when it does not lock that version).
+pub const LOCK_FILE_HEADER: &str = "x-tfmirror-lock-file";
+
+/// More lock files than any import needs; a bound on the work one request
+/// can ask for.
+const MAX_LOCK_FILES: usize = 64;
+
+/// One lock file's hashes for the package being imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHashes {
+    /// The lock file as the client names it, kept in the verification
+    /// record.
+    pub file: String,
+    /// Its `zh:` and `h1:` hashes for the package's provider and version.
+    pub hashes: Vec<String>,
+}
+
+impl LockHashes {
+    /// The value of a [`LOCK_FILE_HEADER`]; only `zh:` and `h1:` hashes
+    /// made of visible ASCII are sent, the only kinds the server checks.
+    pub fn header_value(&self) -> String {
+        let file = utf8_percent_encode(&self.file, NON_ALPHANUMERIC).to_string();
+        let hashes = self.hashes.iter().filter(|h| is_checked_hash(h)).cloned();
+        std::iter::once(file)
+            .chain(hashes)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn parse(value: &str) -> Result<LockHashes, String> {
+        let mut words = value.split_ascii_whitespace();
+        let file = words
+            .next()
+            .ok_or_else(|| format!("an empty {LOCK_FILE_HEADER} header"))?;
+        let file = percent_decode_str(file)
+            .decode_utf8()
+            .map_err(|_| format!("{LOCK_FILE_HEADER}: the file name is not UTF-8"))?
+            .into_owned();
+        Ok(LockHashes {
+            file,
+            hashes: words
+                .filter(|h| is_checked_hash(h))
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
+}
+
+fn is_checked_hash(hash: &str) -> bool {
+    (hash.starts_with("zh:") || hash.starts_with("h1:"))
+        && hash.len() > 3
+        && hash.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The lock files of a request, from its headers.
+fn lock_files(request: &Request<Incoming>) -> Result<Vec<LockHashes>, String> {
+    let values = request.headers().get_all(LOCK_FILE_HEADER);
+    if values.iter().count() > MAX_LOCK_FILES {
+        return Err(format!("more than {MAX_LOCK_FILES} lock files"));
+    }
+    values
+        .iter()
+        .map(|value| {
+            let value = value
+                .to_str()
+                .map_err(|_| format!("{LOCK_FILE_HEADER} is not ASCII"))?;
+            LockHashes::parse(value)
+        })
+        .collect()
+}
+
+/// Why an uploaded zip is not stored; the text follows "refusing
+/// <package>: " in the answer.
+#[derive(Debug, thiserror::Error)]
+enum Unverified {
+    #[error(
+        "not listed in the registry's signed SHA256SUMS: its sha256 is {actual}, \
+         SHA256SUMS lists {listed}"
+    )]
+    NotInSignedChecksums { actual: String, listed: String },
+    #[error("the registry's checksums cannot be trusted: {0}")]
+    Checksums(ChecksumError),
+    #[error(
+        "{registry}, and no --lock-file was given; name a lock file that locks this version \
+         (`tfmirror cache import DIR --lock-file .terraform.lock.hcl`)"
+    )]
+    NoLockFile { registry: RegistryAbsent },
+    #[error("{registry}, and none of the lock files given ({files}) locks this version")]
+    NotLocked {
+        registry: RegistryAbsent,
+        files: String,
+    },
+    #[error("{registry}, and no lock file hash matches ({zh} / {h1}) in {files}")]
+    NoLockMatch {
+        registry: RegistryAbsent,
+        zh: String,
+        h1: String,
+        files: String,
+    },
+}
+
+/// Why the registry cannot vouch for a package either way.
+#[derive(Debug, thiserror::Error)]
+enum RegistryAbsent {
+    #[error("{0} is not a registry this server proxies")]
+    NotProxied(String),
+    /// It answered no: a 404 for a package it does not have, or a 401 for
+    /// a private one this server has no token for.
+    #[error("the registry answered {0} for this package")]
+    Refused(u16),
+    #[error("the registry is unreachable ({0})")]
+    Unreachable(String),
+}
+
+/// Why the registry gave no sha256 for a package.
+enum RegistryCheck {
+    /// It cannot answer for it: the lock files decide.
+    Absent(RegistryAbsent),
+    /// It answered, but its checksums failed their checks (a bad
+    /// signature): nothing it says can vouch for the upload.
+    Untrusted(ChecksumError),
+    Store(std::io::Error),
+}
+
+/// Why an upload was not stored.
+enum Refusal {
+    Unverified(Unverified),
+    /// The cache could not be written (the registry's checksums, on the way).
+    Store(std::io::Error),
+}
+
+/// The staged upload's hashes.
+struct Staged {
+    written: Written,
+    h1: ZipH1,
+}
 
 impl Providers {
-    pub async fn import_zip(&self, segments: &[String], body: Incoming) -> Response {
+    pub async fn import_zip(&self, segments: &[String], request: Request<Incoming>) -> Response {
         let package = match zip_route(segments) {
             Ok(package) => package,
             Err(e) => return e.response("provider zip"),
+        };
+        let lock_files = match lock_files(&request) {
+            Ok(files) => files,
+            Err(message) => return response::error(StatusCode::BAD_REQUEST, &message),
+        };
+        let store_failed = |e| {
+            let what = format!("imported {package}");
+            response::store_failed(&self.store.write_error(what, e))
         };
         let rel = zip_path(&package);
         let _one_writer = self.locks.lock(&rel.key()).await;
         let mut writer = match self.store.writer(&rel) {
             Ok(writer) => writer,
-            Err(e) => {
-                let what = format!("imported {package}");
-                return response::store_failed(&self.store.write_error(what, e));
-            }
+            Err(e) => return store_failed(e),
         };
-        match receive(body, &mut writer).await {
+        match receive(request.into_body(), &mut writer).await {
             Ok(()) => {}
             Err(Upload::Broken(e)) => {
                 let message = format!("{package}: the upload broke off: {e}");
                 return response::error(StatusCode::BAD_REQUEST, &message);
             }
-            Err(Upload::Store(e)) => {
-                let what = format!("imported {package}");
-                return response::store_failed(&self.store.write_error(what, e));
-            }
+            Err(Upload::Store(e)) => return store_failed(e),
         }
         let written = writer.written();
-        if let Some(cached) = self.cached_sha256(&rel).await {
-            return if cached == written.sha256 {
-                response::error(StatusCode::OK, &format!("{package} is already cached"))
-            } else {
+        let cached = match self.store.path(&rel).is_file() {
+            true => self.store.sha256(&rel).await,
+            false => None,
+        };
+        if let Some(cached) = &cached {
+            if *cached != written.sha256 {
                 let message = format!(
                     "{package} is cached with sha256 {cached}, the imported zip has {}",
                     written.sha256
                 );
-                response::error(StatusCode::CONFLICT, &message)
-            };
+                return response::error(StatusCode::CONFLICT, &message);
+            }
+            if verified::verification(&self.store, &package)
+                .await
+                .is_some()
+            {
+                return response::error(StatusCode::OK, &format!("{package} is already cached"));
+            }
+            // Cached before verification was recorded, and not derivable:
+            // the upload may verify it now.
         }
         let staged = match writer.staged().await {
             Ok(path) => path.to_owned(),
-            Err(e) => {
-                let what = format!("imported {package}");
-                return response::store_failed(&self.store.write_error(what, e));
-            }
+            Err(e) => return store_failed(e),
         };
         let h1 = match tokio::task::spawn_blocking(move || hashes::zip_h1(&staged)).await {
             Ok(Ok(h1)) => h1,
@@ -74,11 +238,23 @@ impl Providers {
             }
             Err(e) => return response::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         };
-        if let Err(e) = self.store.commit(&rel, writer).await {
-            let what = format!("imported {package}");
-            return response::store_failed(&self.store.write_error(what, e));
+        let staged = Staged { written, h1 };
+        let by = match self.verify_upload(&package, &staged, &lock_files).await {
+            Ok(by) => by,
+            Err(Refusal::Store(e)) => return store_failed(e),
+            Err(Refusal::Unverified(why)) => {
+                let message = format!("refusing {package}: {why}; nothing was stored");
+                tracing::warn!("{message}");
+                return response::error(StatusCode::UNPROCESSABLE_ENTITY, &message);
+            }
+        };
+        if cached.is_none() {
+            if let Err(e) = self.store.commit(&rel, writer).await {
+                return store_failed(e);
+            }
         }
-        let doc = Document::now(h1.values().join(" "));
+        verified::record(&self.store, &package, &staged.written.sha256, by.clone());
+        let doc = Document::now(staged.h1.values().join(" "));
         if let Err(e) = self
             .store
             .documents()
@@ -86,9 +262,108 @@ impl Providers {
         {
             tracing::warn!("cannot record the h1 hash of {package}: {e}");
         }
-        tracing::info!("imported {package} ({} bytes)", written.size);
+        if cached.is_some() {
+            tracing::info!("recorded the cached {package} as verified ({by:?})");
+            return response::error(StatusCode::OK, &format!("{package} is already cached"));
+        }
+        tracing::info!("imported {package} ({} bytes, {by:?})", staged.written.size);
         response::error(StatusCode::CREATED, &format!("imported {package}"))
     }
+
+    /// How the upload is verified, by the rules of the module comment.
+    async fn verify_upload(
+        &self,
+        package: &Package,
+        staged: &Staged,
+        lock_files: &[LockHashes],
+    ) -> Result<VerifiedBy, Refusal> {
+        let registry = match self.signed_sha256(package).await {
+            Ok(listed) if listed == staged.written.sha256 => {
+                return Ok(VerifiedBy::RegistrySignature)
+            }
+            Ok(listed) => {
+                return Err(Refusal::Unverified(Unverified::NotInSignedChecksums {
+                    actual: staged.written.sha256.clone(),
+                    listed,
+                }))
+            }
+            Err(RegistryCheck::Untrusted(e)) => {
+                return Err(Refusal::Unverified(Unverified::Checksums(e)))
+            }
+            Err(RegistryCheck::Store(e)) => return Err(Refusal::Store(e)),
+            Err(RegistryCheck::Absent(absent)) => absent,
+        };
+        match_lock_files(staged, lock_files, registry).map_err(Refusal::Unverified)
+    }
+
+    /// The sha256 the registry's signature-verified SHA256SUMS lists for
+    /// the package. The upload's `Authorization` is the server's own secret,
+    /// never a registry credential, so it is not forwarded; tokens from the
+    /// server's environment still apply.
+    async fn signed_sha256(&self, package: &Package) -> Result<String, RegistryCheck> {
+        let host = package.addr.host.as_str();
+        if !self.config.is_proxied(host) {
+            return Err(RegistryCheck::Absent(RegistryAbsent::NotProxied(
+                host.to_owned(),
+            )));
+        }
+        let forwarded = Forwarded::default();
+        let answer = match self.fetch_download_answer(package, &forwarded).await {
+            Ok(answer) => answer,
+            Err(AnswerError::Fetch(FetchError::Answer { status, .. })) => {
+                return Err(RegistryCheck::Absent(RegistryAbsent::Refused(status)))
+            }
+            Err(
+                AnswerError::Fetch(FetchError::Unavailable(why)) | AnswerError::Unreadable(why),
+            ) => return Err(RegistryCheck::Absent(RegistryAbsent::Unreachable(why))),
+        };
+        let sums = match self.verified_checksums(package, &answer, &forwarded).await {
+            Ok(sums) => sums,
+            Err(ChecksumError::Download { what, reason }) => {
+                let why = format!("cannot download {what}: {reason}");
+                return Err(RegistryCheck::Absent(RegistryAbsent::Unreachable(why)));
+            }
+            Err(ChecksumError::Store(e)) => return Err(RegistryCheck::Store(e)),
+            Err(other) => return Err(RegistryCheck::Untrusted(other)),
+        };
+        expected_sha256(&sums, &answer).map_err(RegistryCheck::Untrusted)
+    }
+}
+
+/// The first lock file holding the upload's `zh:` or one of its `h1:`.
+fn match_lock_files(
+    staged: &Staged,
+    lock_files: &[LockHashes],
+    registry: RegistryAbsent,
+) -> Result<VerifiedBy, Unverified> {
+    if lock_files.is_empty() {
+        return Err(Unverified::NoLockFile { registry });
+    }
+    let zh = format!("zh:{}", staged.written.sha256);
+    let mut own = staged.h1.values();
+    own.push(zh.clone());
+    if let Some(lock) = lock_files
+        .iter()
+        .find(|lock| lock.hashes.iter().any(|hash| own.contains(hash)))
+    {
+        return Ok(VerifiedBy::LockFile {
+            file: lock.file.clone(),
+        });
+    }
+    let files = lock_files
+        .iter()
+        .map(|lock| lock.file.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if lock_files.iter().all(|lock| lock.hashes.is_empty()) {
+        return Err(Unverified::NotLocked { registry, files });
+    }
+    Err(Unverified::NoLockMatch {
+        registry,
+        zh,
+        h1: staged.h1.unpacked.clone(),
+        files,
+    })
 }
 
 enum Upload {
@@ -105,4 +380,89 @@ async fn receive(mut body: Incoming, writer: &mut BlobWriter) -> Result<(), Uplo
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staged() -> Staged {
+        Staged {
+            written: Written {
+                sha256: "ab".repeat(32),
+                size: 3,
+            },
+            h1: ZipH1 {
+                unpacked: "h1:unpacked=".to_owned(),
+                archive: "h1:archive=".to_owned(),
+            },
+        }
+    }
+
+    fn lock(file: &str, hashes: &[&str]) -> LockHashes {
+        LockHashes {
+            file: file.to_owned(),
+            hashes: hashes.iter().map(|h| h.to_string()).collect(),
+        }
+    }
+
+    fn unreachable() -> RegistryAbsent {
+        RegistryAbsent::Unreachable("connection refused".to_owned())
+    }
+
+    #[test]
+    fn the_header_carries_any_file_name_and_only_checked_hashes() {
+        let sent = lock(
+            "/src/my infra/ü;,.terraform.lock.hcl",
+            &["zh:abc", "h1:x+y/z=", "xx:other", "h1:bad\u{e9}"],
+        );
+        let value = sent.header_value();
+        assert!(value.is_ascii(), "{value}");
+        let received = LockHashes::parse(&value).unwrap();
+        assert_eq!(received, lock(&sent.file, &["zh:abc", "h1:x+y/z="]));
+        assert!(LockHashes::parse("  ").is_err());
+        assert_eq!(LockHashes::parse("f").unwrap(), lock("f", &[]));
+    }
+
+    #[test]
+    fn a_zh_or_either_h1_of_a_lock_file_verifies() {
+        let zh = format!("zh:{}", "ab".repeat(32));
+        for hash in [zh.as_str(), "h1:unpacked=", "h1:archive="] {
+            let locks = [lock("a.hcl", &["zh:other"]), lock("b.hcl", &[hash])];
+            let by = match_lock_files(&staged(), &locks, unreachable()).unwrap();
+            assert_eq!(
+                by,
+                VerifiedBy::LockFile {
+                    file: "b.hcl".to_owned()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_say_what_was_checked_and_what_to_add() {
+        let none = match_lock_files(&staged(), &[], unreachable()).unwrap_err();
+        assert_eq!(
+            none.to_string(),
+            "the registry is unreachable (connection refused), and no --lock-file was given; \
+             name a lock file that locks this version \
+             (`tfmirror cache import DIR --lock-file .terraform.lock.hcl`)"
+        );
+        let unlocked = match_lock_files(&staged(), &[lock("a.hcl", &[])], unreachable());
+        assert_eq!(
+            unlocked.unwrap_err().to_string(),
+            "the registry is unreachable (connection refused), and none of the lock files \
+             given (a.hcl) locks this version"
+        );
+        let other = [lock("a.hcl", &["zh:other"]), lock("b.hcl", &["h1:other"])];
+        let mismatch = match_lock_files(&staged(), &other, unreachable()).unwrap_err();
+        assert_eq!(
+            mismatch.to_string(),
+            format!(
+                "the registry is unreachable (connection refused), and no lock file hash \
+                 matches (zh:{} / h1:unpacked=) in a.hcl, b.hcl",
+                "ab".repeat(32)
+            )
+        );
+    }
 }

@@ -13,6 +13,7 @@ mod network_mirror;
 mod package;
 mod route;
 pub mod signature;
+mod verified;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use crate::upstream::{ApiRequest, Forwarded, RegistryClient, Upstream};
 
 pub use checksums::checksum_path;
 use download_answer::DownloadAnswer;
+pub use import::{LockHashes, LOCK_FILE_HEADER};
 use route::{Artifact, Package, ProviderAddr, Route};
 
 /// Terraform gives up on a registry API call after 10 s; a slow upstream
@@ -131,6 +133,18 @@ impl Providers {
         package: &Package,
         forwarded: &Forwarded,
     ) -> Result<DownloadAnswer, Response> {
+        self.fetch_download_answer(package, forwarded)
+            .await
+            .map_err(|e| e.response(package))
+    }
+
+    /// [`Self::download_answer`], with the failure told apart for callers
+    /// that act on it rather than pass it on.
+    async fn fetch_download_answer(
+        &self,
+        package: &Package,
+        forwarded: &Forwarded,
+    ) -> Result<DownloadAnswer, AnswerError> {
         let addr = &package.addr;
         let key = format!(
             "providers/download/{package}",
@@ -148,12 +162,9 @@ impl Providers {
                 DownloadAnswer::from_upstream(&answer.body, url, &checked)
             })
             .await
-            .map_err(|e| response::fetch_error(&addr.to_string(), e))?;
+            .map_err(AnswerError::Fetch)?;
         response::log_stale(&package.to_string(), &served.source);
-        DownloadAnswer::from_stored(&served.doc.body).map_err(|e| {
-            let message = format!("the stored download answer for {package} is unreadable: {e}");
-            response::error(StatusCode::BAD_GATEWAY, &message)
-        })
+        DownloadAnswer::from_stored(&served.doc.body).map_err(AnswerError::Unreadable)
     }
 
     async fn artifact(
@@ -189,6 +200,28 @@ impl Providers {
                         "verified checksums vanished",
                     ),
                 }
+            }
+        }
+    }
+}
+
+/// Why a package's download answer cannot be had.
+#[derive(Debug)]
+enum AnswerError {
+    /// The registry said no (a 404), or could not be reached.
+    Fetch(FetchError),
+    /// The stored answer does not read as one.
+    Unreadable(String),
+}
+
+impl AnswerError {
+    fn response(self, package: &Package) -> Response {
+        match self {
+            AnswerError::Fetch(e) => response::fetch_error(&package.addr.to_string(), e),
+            AnswerError::Unreadable(e) => {
+                let message =
+                    format!("the stored download answer for {package} is unreadable: {e}");
+                response::error(StatusCode::BAD_GATEWAY, &message)
             }
         }
     }

@@ -23,6 +23,7 @@ use serde_json::json;
 use super::hashes;
 use super::package::zip_path;
 use super::route::{Package, ProviderAddr};
+use super::verified;
 use super::Providers;
 use crate::request::{unproxied, validate_segments, RequestContext, RouteError};
 use crate::response::{self, Response};
@@ -168,26 +169,28 @@ impl Providers {
     }
 
     /// One platform's entry: the zip's relative URL and the hashes known
-    /// for it, `zh:` from the registry's answer or the cached file, `h1:`
-    /// once the zip is cached. A platform whose answer cannot be had is
-    /// left out rather than failing the whole version.
+    /// for it, `zh:` from the registry's answer (offline, from the cached
+    /// zip), `h1:` once the zip is cached. Only a verified cached zip
+    /// counts: Terraform writes what is listed here into the lock file
+    /// without checking any signature. A platform whose answer cannot be
+    /// had is left out rather than failing the whole version.
     async fn archive_entry(
         &self,
         package: &Package,
         ctx: &RequestContext,
     ) -> Option<(String, serde_json::Value)> {
         let rel = zip_path(package);
-        let cached = self.store.path(&rel).is_file();
+        let verified = verified::verification(&self.store, package).await.is_some();
         let sha256 = match self.download_answer(package, &ctx.forwarded).await {
             Ok(answer) => answer.shasum,
-            Err(_) if cached => self.cached_sha256(&rel).await?,
+            Err(_) if verified => self.store.sha256(&rel).await?,
             Err(_) => {
                 tracing::warn!("leaving {package} out of the mirror's answer: no download answer");
                 return None;
             }
         };
         let mut hashes = Vec::new();
-        if cached {
+        if verified {
             hashes.extend(self.h1(package, &rel).await);
         }
         hashes.push(format!("zh:{sha256}"));
@@ -196,19 +199,6 @@ impl Providers {
         // downloads the archive without the token it sent for this answer.
         let url = format!("{}/{}", ctx.base_url, rel.key());
         Some((platform, json!({ "url": url, "hashes": hashes })))
-    }
-
-    /// The sha256 recorded when the zip was stored, else computed from it.
-    pub(super) async fn cached_sha256(&self, rel: &RelPath) -> Option<String> {
-        if let Some(sha256) = self.store.recorded_sha256(rel) {
-            return Some(sha256);
-        }
-        let path = self.store.path(rel);
-        let zh = tokio::task::spawn_blocking(move || hashes::zh_of_file(&path))
-            .await
-            .ok()?
-            .ok()?;
-        zh.strip_prefix("zh:").map(str::to_owned)
     }
 
     /// The zip's `h1:` hashes (see [`hashes::ZipH1`]), computed once and
@@ -244,8 +234,13 @@ impl Providers {
 
     async fn mirror_zip(&self, package: &Package, ctx: &RequestContext) -> Response {
         let rel = zip_path(package);
-        if let Some((file, size)) = self.store.open_artifact(&rel).await {
-            return response::file(file, size, "application/zip");
+        if self.store.path(&rel).is_file() {
+            if verified::verification(&self.store, package).await.is_none() {
+                return unverified(package);
+            }
+            if let Some((file, size)) = self.store.open_artifact(&rel).await {
+                return response::file(file, size, "application/zip");
+            }
         }
         match self.download_answer(package, &ctx.forwarded).await {
             Ok(answer) => self.serve_zip(package, &answer, ctx).await,
@@ -293,6 +288,18 @@ impl Providers {
 
 /// Hashing a zip is local work; it gets as long as it takes.
 const HASH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A cached zip with no verification record is not served: this protocol
+/// has no signature for Terraform to check.
+fn unverified(package: &Package) -> Response {
+    let message = format!(
+        "the cached {package} was never verified against the registry's signature or a lock \
+         file, so it is not served; delete it (`tfmirror cache delete '{package}'`) to fetch it \
+         from the registry again, or import it again with `tfmirror cache import DIR --lock-file FILE`"
+    );
+    tracing::warn!("{message}");
+    response::error(StatusCode::NOT_FOUND, &message)
+}
 
 fn not_found(message: &str) -> Response {
     response::error(StatusCode::NOT_FOUND, message)

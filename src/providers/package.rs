@@ -11,6 +11,7 @@ use hyper::StatusCode;
 use super::checksums::{expected_sha256, ChecksumError};
 use super::download_answer::DownloadAnswer;
 use super::route::Package;
+use super::verified::{self, VerifiedBy};
 use super::Providers;
 use crate::request::RequestContext;
 use crate::response::{self, ChunkSender, Origin, Response};
@@ -160,7 +161,16 @@ impl Download {
             Cache::GaveUp(_, e) => Err(e),
         };
         match stored {
-            Ok(_) => tracing::info!("stored {} ({} bytes)", self.package, written.size),
+            Ok(_) => {
+                let store = &self.providers.store;
+                verified::record(
+                    store,
+                    &self.package,
+                    &written.sha256,
+                    VerifiedBy::RegistrySignature,
+                );
+                tracing::info!("stored {} ({} bytes)", self.package, written.size)
+            }
             Err(e) => {
                 let failure = self
                     .providers

@@ -20,11 +20,12 @@ use crate::response::{self, Response};
 use crate::store::{gc_plan, now_ms, GcRules, Reason, Removal, StoredArtifact};
 
 /// Metadata that cannot be fetched again once dropped, or never changes.
-const KEPT_METADATA: [&str; 4] = [
+const KEPT_METADATA: [&str; 5] = [
     "providers/download/",
     "modules/download/",
     "modules/archive-origin/",
     "providers/h1/",
+    "providers/verified/",
 ];
 
 #[derive(Debug, Deserialize)]

@@ -203,9 +203,7 @@ async fn dispatch(
         ["v1", "modules", ..] => ("modules", app.modules.handle(&segments[2..], &ctx()).await),
         ["providers", ..] if import => (
             "network_mirror",
-            app.providers
-                .import_zip(&segments[1..], request.into_body())
-                .await,
+            app.providers.import_zip(&segments[1..], request).await,
         ),
         ["providers", ..] => (
             "network_mirror",

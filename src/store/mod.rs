@@ -156,6 +156,21 @@ impl Store {
         self.index.usage(&rel.key()).ok().flatten()?.sha256
     }
 
+    /// The artifact's sha256: as recorded when it was stored, else read
+    /// from the file (off the async threads: a provider zip can be large).
+    /// `None` when there is no such file.
+    pub async fn sha256(&self, rel: &RelPath) -> Option<String> {
+        if let Some(sha256) = self.recorded_sha256(rel) {
+            return Some(sha256);
+        }
+        let path = self.path(rel);
+        let (_, sha256) = tokio::task::spawn_blocking(move || reindex::hash_file(&path))
+            .await
+            .ok()?
+            .ok()?;
+        Some(sha256)
+    }
+
     /// Names the failed write for the user: `what` was being stored here.
     pub fn write_error(&self, what: impl Into<String>, source: io::Error) -> WriteError {
         WriteError {

@@ -40,7 +40,7 @@ pub fn rebuild(root: &Path, index: &Index) -> io::Result<usize> {
     Ok(count)
 }
 
-fn hash_file(path: &Path) -> io::Result<(u64, String)> {
+pub(super) fn hash_file(path: &Path) -> io::Result<(u64, String)> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let size = io::copy(&mut file, &mut hasher)?;

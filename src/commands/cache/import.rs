@@ -1,11 +1,16 @@
-//! `tfmirror cache import DIR`: provider zips from a directory written by
-//! `terraform providers mirror` (or any packed `filesystem_mirror`), handed
-//! to the cache's server, which is the one process that writes the cache.
+//! `tfmirror cache import DIR [--lock-file FILE]...`: provider zips from a
+//! directory written by `terraform providers mirror` (or any packed
+//! `filesystem_mirror`), handed to the cache's server, which is the one
+//! process that writes the cache.
 //!
-//! Such a directory carries `<version>.json` files with the packages'
-//! hashes; a zip that does not match them is refused. The zips themselves
-//! came through Terraform, which checked their signatures when it wrote
-//! the directory.
+//! The server decides what is stored (see `providers/import.rs`): a zip
+//! the registry's signed SHA256SUMS lists, or, when the registry cannot
+//! answer, one whose hash is in a lock file the user named here. This
+//! command sends each zip with the hashes those lock files hold for its
+//! provider and version. A `<version>.json` beside the zips vouches for
+//! nothing (it travels with the zips it would vouch for); a zip that
+//! contradicts it is still refused here, as a sign the directory was
+//! damaged.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,18 +18,26 @@ use std::path::{Path, PathBuf};
 use reqwest::StatusCode;
 
 use crate::commands::launch::Launch;
-use crate::providers::hashes;
+use crate::lockfile::LockFile;
+use crate::providers::{hashes, LockHashes, LOCK_FILE_HEADER};
 
 /// One zip found in the directory: its path and its place in the layout.
 struct Found {
     path: PathBuf,
     /// `host/namespace/type/terraform-provider-..._os_arch.zip`
     rel: String,
+    /// `host/namespace/type` and version, read from the path; `None` for a
+    /// name the layout does not use, which the server refuses anyway.
+    provider: Option<(String, String)>,
     /// The hashes its `<version>.json` lists for its platform, if any.
     listed: Option<Vec<String>>,
 }
 
-pub async fn run(launch: Launch<'_>, dir: &Path) -> anyhow::Result<i32> {
+pub async fn run(launch: Launch<'_>, dir: &Path, lock_files: &[PathBuf]) -> anyhow::Result<i32> {
+    let locks = lock_files
+        .iter()
+        .map(|path| LockFile::read(path))
+        .collect::<Result<Vec<_>, _>>()?;
     let found = find_zips(dir)?;
     if found.is_empty() {
         anyhow::bail!(
@@ -36,16 +49,17 @@ pub async fn run(launch: Launch<'_>, dir: &Path) -> anyhow::Result<i32> {
     let server = launch.connect().await?;
     let client = server.client(None)?;
     let (mut imported, mut cached, mut failed) = (0, 0, 0);
-    for zip in &found {
-        match import(&client, &server.url, zip).await {
-            Ok(Outcome::Imported) => {
+    for zip in found {
+        let path = zip.path.clone();
+        match import(&client, &server.url, zip, &locks).await {
+            Ok((Outcome::Imported, rel)) => {
                 imported += 1;
-                println!("imported {}", zip.rel);
+                println!("imported {rel}");
             }
-            Ok(Outcome::AlreadyCached) => cached += 1,
+            Ok((Outcome::AlreadyCached, _)) => cached += 1,
             Err(e) => {
                 failed += 1;
-                eprintln!("tfmirror: {}: {e}", zip.path.display());
+                eprintln!("tfmirror: {}: {e}", path.display());
             }
         }
     }
@@ -58,12 +72,21 @@ enum Outcome {
     AlreadyCached,
 }
 
-async fn import(client: &reqwest::Client, url: &str, zip: &Found) -> anyhow::Result<Outcome> {
-    check_listed_hashes(zip)?;
+async fn import(
+    client: &reqwest::Client,
+    url: &str,
+    zip: Found,
+    locks: &[LockFile],
+) -> anyhow::Result<(Outcome, String)> {
+    let zip =
+        tokio::task::spawn_blocking(move || check_listed_hashes(&zip).map(|()| zip)).await??;
     let file = tokio::fs::File::open(&zip.path).await?;
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-    let response = client
-        .put(format!("{url}/providers/{}", zip.rel))
+    let mut request = client.put(format!("{url}/providers/{}", zip.rel));
+    for lock in locks {
+        request = request.header(LOCK_FILE_HEADER, lock_hashes(lock, &zip).header_value());
+    }
+    let response = request
         .body(body)
         .send()
         .await
@@ -71,14 +94,34 @@ async fn import(client: &reqwest::Client, url: &str, zip: &Found) -> anyhow::Res
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     match status {
-        StatusCode::CREATED => Ok(Outcome::Imported),
-        StatusCode::OK => Ok(Outcome::AlreadyCached),
+        StatusCode::CREATED => Ok((Outcome::Imported, zip.rel)),
+        StatusCode::OK => Ok((Outcome::AlreadyCached, zip.rel)),
         _ => anyhow::bail!("{}", text.trim().trim_start_matches("tfmirror: ")),
     }
 }
 
-/// A zip must match one of the hashes its `<version>.json` lists; one the
-/// directory lists no hashes for is imported on the server's own checks.
+/// What `lock` holds for the zip's provider and version: nothing when it
+/// locks another version, or not that provider.
+fn lock_hashes(lock: &LockFile, zip: &Found) -> LockHashes {
+    let hashes = zip
+        .provider
+        .as_ref()
+        .and_then(|(address, version)| {
+            lock.providers
+                .iter()
+                .find(|p| p.address.to_string() == *address && p.version == *version)
+        })
+        .map(|locked| locked.hashes.clone())
+        .unwrap_or_default();
+    let file = std::path::absolute(&lock.path).unwrap_or_else(|_| lock.path.clone());
+    LockHashes {
+        file: file.display().to_string(),
+        hashes,
+    }
+}
+
+/// A consistency check, not a source of trust: a zip must match one of
+/// the hashes its `<version>.json` lists, if it has one.
 fn check_listed_hashes(zip: &Found) -> anyhow::Result<()> {
     let Some(listed) = &zip.listed else {
         return Ok(());
@@ -116,6 +159,7 @@ fn find_zips(dir: &Path) -> anyhow::Result<Vec<Found>> {
                         .into_owned();
                     found.push(Found {
                         listed: listed.get(name).cloned(),
+                        provider: provider_of(&rel),
                         path,
                         rel,
                     });
@@ -125,6 +169,20 @@ fn find_zips(dir: &Path) -> anyhow::Result<Vec<Found>> {
     }
     found.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(found)
+}
+
+/// `host/namespace/type` and the version of
+/// `host/namespace/type/terraform-provider-<type>_<version>_<os>_<arch>.zip`.
+fn provider_of(rel: &str) -> Option<(String, String)> {
+    let (address, file) = rel.rsplit_once('/')?;
+    let kind = address.rsplit('/').next()?;
+    let version = file
+        .strip_prefix("terraform-provider-")?
+        .strip_prefix(kind)?
+        .strip_prefix('_')?
+        .split('_')
+        .next()?;
+    Some((address.to_lowercase(), version.to_owned()))
 }
 
 fn sorted_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -173,4 +231,28 @@ fn listed_hashes(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
         }
     }
     Ok(listed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_provider_and_version_from_the_layout() {
+        assert_eq!(
+            provider_of(
+                "registry.terraform.io/hashicorp/aws/terraform-provider-aws_5.1.0_linux_amd64.zip"
+            ),
+            Some((
+                "registry.terraform.io/hashicorp/aws".to_owned(),
+                "5.1.0".to_owned()
+            ))
+        );
+        assert_eq!(
+            provider_of(
+                "registry.terraform.io/hashicorp/aws/terraform-provider-gcp_5.1.0_linux_amd64.zip"
+            ),
+            None
+        );
+    }
 }

@@ -10,12 +10,18 @@ pub mod stats;
 #[derive(clap::Subcommand)]
 pub enum CacheAction {
     /// Import the provider zips of a `terraform providers mirror DIR`
-    /// directory (the packed layout: `HOST/NAMESPACE/TYPE/*.zip`), checked
-    /// against the hashes in its `<version>.json` files.
+    /// directory (the packed layout: `HOST/NAMESPACE/TYPE/*.zip`). The
+    /// server stores a zip only if the registry's signed SHA256SUMS lists
+    /// it, or, when the registry cannot answer, if a `--lock-file` holds
+    /// its hash.
     Import {
         /// The directory `terraform providers mirror` wrote.
         #[arg(value_name = "DIR")]
         dir: std::path::PathBuf,
+        /// A `.terraform.lock.hcl` whose `zh:`/`h1:` hashes vouch for the
+        /// zips when the registry cannot; repeatable.
+        #[arg(long = "lock-file", value_name = "FILE")]
+        lock_files: Vec<std::path::PathBuf>,
     },
     /// One row per cached artifact: kind, size, last use, uses, name.
     List {
