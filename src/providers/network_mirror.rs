@@ -123,6 +123,9 @@ impl Providers {
         let listed = self.upstream_versions(addr, ctx).await;
         let versions: BTreeMap<String, serde_json::Value> = match listed {
             Ok(list) => list.into_iter().map(|(v, _)| (v, json!({}))).collect(),
+            Err(failure) if failure.denies_access() => {
+                return response::fetch_error(&addr.to_string(), failure)
+            }
             Err(failure) => match self.local_packages(addr).await {
                 Some(local) => local.into_keys().map(|v| (v, json!({}))).collect(),
                 None => return response::fetch_error(&addr.to_string(), failure),
@@ -142,6 +145,11 @@ impl Providers {
                 Some((_, platforms)) => platforms,
                 None => return not_found(&format!("{addr} has no version {version}")),
             },
+            // The zips on disk stand in for an unreachable upstream, never
+            // for a list this request may not read.
+            Err(failure) if failure.denies_access() => {
+                return response::fetch_error(&addr.to_string(), failure)
+            }
             Err(failure) => match self.local_packages(addr).await {
                 Some(mut local) => match local.remove(version.as_str()) {
                     Some(platforms) => platforms,
@@ -243,12 +251,22 @@ impl Providers {
         }
     }
 
+    /// Through the package's download answer, like the registry route, so
+    /// a zip fetched for a private answer goes only to whom that answer may
+    /// go. With no answer on record and the upstream unreachable, a zip on
+    /// disk (one `tfmirror cache import` stored) is served as it is.
     async fn mirror_zip(&self, package: &Package, ctx: &RequestContext) -> Response {
-        let rel = zip_path(package);
-        if let Some((file, size)) = self.store.open_artifact(&rel).await {
-            return response::file(file, size, "application/zip");
-        }
-        match self.download_answer(package, &ctx.forwarded).await {
+        let served = match self.download_document(package, &ctx.forwarded, None).await {
+            Ok(served) => served,
+            Err(failure @ FetchError::Unavailable(_)) => {
+                return match self.store.open_artifact(&zip_path(package)).await {
+                    Some((file, size)) => response::file(file, size, "application/zip"),
+                    None => response::fetch_error(&package.to_string(), failure),
+                }
+            }
+            Err(failure) => return response::fetch_error(&package.to_string(), failure),
+        };
+        match self.read_download_answer(package, &served) {
             Ok(answer) => self.serve_zip(package, &answer, ctx).await,
             Err(response) => response,
         }
