@@ -150,6 +150,7 @@ impl Providers {
             .await
             .map_err(|e| response::fetch_error(&package.addr.to_string(), e))?;
         self.read_download_answer(package, &served)
+            .map_err(|message| response::error(StatusCode::BAD_GATEWAY, &message))
     }
 
     /// The stored download answer, cached for good (a published package
@@ -177,17 +178,16 @@ impl Providers {
     }
 
     /// Reads a served download answer; a private one gets the grant that
-    /// tfmirror's URLs for its files will carry.
+    /// tfmirror's URLs for its files will carry. The error is a message for
+    /// a 502: what is stored cannot be used.
     fn read_download_answer(
         &self,
         package: &Package,
         served: &Served,
-    ) -> Result<DownloadAnswer, Response> {
+    ) -> Result<DownloadAnswer, String> {
         response::log_stale(&package.to_string(), &served.source);
-        let mut answer = DownloadAnswer::from_stored(&served.doc.body).map_err(|e| {
-            let message = format!("the stored download answer for {package} is unreadable: {e}");
-            response::error(StatusCode::BAD_GATEWAY, &message)
-        })?;
+        let mut answer = DownloadAnswer::from_stored(&served.doc.body)
+            .map_err(|e| format!("the stored download answer for {package} is unreadable: {e}"))?;
         answer.grant = self.registry.grant_for(&download_key(package), &served.doc);
         Ok(answer)
     }

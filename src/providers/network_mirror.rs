@@ -268,7 +268,7 @@ impl Providers {
         };
         match self.read_download_answer(package, &served) {
             Ok(answer) => self.serve_zip(package, &answer, ctx).await,
-            Err(response) => response,
+            Err(message) => response::error(StatusCode::BAD_GATEWAY, &message),
         }
     }
 
