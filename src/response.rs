@@ -185,10 +185,27 @@ pub fn fetch_error(what: &str, failure: FetchError) -> Response {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
             json(status, body)
         }
+        FetchError::Withheld { host, why } => {
+            let why = format!("{host} could not be asked whether this request may read it ({why})");
+            withheld(what, &host, &why)
+        }
         FetchError::Unavailable(why) => {
             tracing::error!("cannot reach the registry for {what}, and nothing is cached: {why}");
             let message = format!("registry unavailable for {what} and nothing cached: {why}");
             error(StatusCode::BAD_GATEWAY, &message)
         }
     }
+}
+
+/// The refusal of something cached from a request with a credential, to a
+/// request that has not shown it may read it: 401, saying `why` and which
+/// token to present.
+pub fn withheld(what: &str, host: &str, why: &str) -> Response {
+    let message = format!(
+        "{what} was cached from a request with a credential, and {why}; \
+         present a token for {host} ({})",
+        crate::upstream::token_variable(host)
+    );
+    tracing::warn!("{message}");
+    error(StatusCode::UNAUTHORIZED, &message)
 }

@@ -305,3 +305,22 @@ fn stop_refuses_new_connections_and_drops_open_ones() {
     }
     reg.stop(); // idempotent, and Drop will call it again
 }
+
+#[test]
+fn a_private_namespace_needs_its_token_for_the_api_only() {
+    let reg = registry();
+    reg.require_token("hashicorp", "t0ken");
+    let versions = format!("{}v1/providers/hashicorp/demo/versions", reg.url());
+    assert_eq!(get(&versions).status, 401);
+    let wrong = get_with(&versions, &[("Authorization", "Bearer other")]);
+    assert_eq!(wrong.status, 403);
+    let right = get_with(&versions, &[("Authorization", "Bearer t0ken")]);
+    assert_eq!(right.status, 200);
+    let public = format!("{}v1/providers/subkeyns/sub/versions", reg.url());
+    assert_eq!(get(&public).status, 200, "other namespaces stay public");
+    let sums = format!(
+        "{}files/hashicorp/demo/1.0.0/terraform-provider-demo_1.0.0_SHA256SUMS",
+        reg.url()
+    );
+    assert_eq!(get(&sums).status, 200, "artifacts need no token");
+}

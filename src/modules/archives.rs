@@ -14,7 +14,7 @@ use super::source::archive_extension;
 use super::validate::check_archive;
 use super::Modules;
 use crate::response::{self, Response};
-use crate::store::{RelPath, Segment};
+use crate::store::{Document, RelPath, Segment};
 use crate::upstream::{Credential, Forwarded};
 
 const CONTENT_TYPE: &str = "application/octet-stream";
@@ -29,19 +29,53 @@ pub struct ArchiveOrigin {
     pub registry_host: String,
 }
 
-/// `modules/archives/<key>.<ext>`, from the file name in tfmirror's URL.
-pub fn archive_path(file_name: &str) -> Option<(String, RelPath)> {
-    let (key, extension) = file_name.split_once('.')?;
-    let valid_key = key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit());
-    if !valid_key || archive_extension(extension).is_none() {
-        return None;
+/// The file name in tfmirror's URL for an archive: `<key>.<ext>`, or
+/// `<key>-<grant>.<ext>` when the download answer naming it was private
+/// (Terraform sends no credential for an archive; the grant stands in).
+#[derive(Debug)]
+pub struct ArchiveName {
+    /// 32 hex digits naming the archive's URL.
+    pub key: String,
+    pub grant: Option<String>,
+    pub extension: String,
+    /// `modules/archives/<key>.<ext>`, where it is stored.
+    pub rel: RelPath,
+}
+
+impl ArchiveName {
+    pub fn parse(file_name: &str) -> Option<ArchiveName> {
+        let (stem, extension) = file_name.split_once('.')?;
+        let (key, grant) = match stem.split_once('-') {
+            Some((key, grant)) => (key, Some(grant)),
+            None => (stem, None),
+        };
+        let valid_key = key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit());
+        if !valid_key || archive_extension(extension).is_none() {
+            return None;
+        }
+        if grant.is_some_and(|g| g.is_empty() || !g.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return None;
+        }
+        let rel = RelPath::new([
+            RelPath::fixed("modules"),
+            RelPath::fixed("archives"),
+            Segment::new(&format!("{key}.{extension}")).ok()?,
+        ]);
+        Some(ArchiveName {
+            key: key.to_owned(),
+            grant: grant.map(str::to_owned),
+            extension: extension.to_owned(),
+            rel,
+        })
     }
-    let rel = RelPath::new([
-        RelPath::fixed("modules"),
-        RelPath::fixed("archives"),
-        Segment::new(file_name).ok()?,
-    ]);
-    Some((key.to_owned(), rel))
+
+    /// The file name [`ArchiveName::parse`] reads.
+    pub fn url_name(key: &str, extension: &str, grant: Option<&str>) -> String {
+        match grant {
+            Some(grant) => format!("{key}-{grant}.{extension}"),
+            None => format!("{key}.{extension}"),
+        }
+    }
 }
 
 pub fn origin_key(key: &str) -> String {
@@ -50,10 +84,30 @@ pub fn origin_key(key: &str) -> String {
 
 impl Modules {
     /// Serves `/modules/archives/<file>`, downloading it first if needed.
+    /// Only an archive whose origin is on record is served, and a private
+    /// one (named by a private download answer) only to a request with a
+    /// grant or a credential that may read that answer: with the record
+    /// lost, the archive counts as private.
     pub(super) async fn archive(&self, file_name: &str, forwarded: &Forwarded) -> Response {
-        let Some((key, rel)) = archive_path(file_name) else {
+        let Some(name) = ArchiveName::parse(file_name) else {
             return response::error(StatusCode::NOT_FOUND, "no such module archive");
         };
+        let origin_key = origin_key(&name.key);
+        let Some((origin, record)) = self.origin(&origin_key) else {
+            let message = "the origin of this archive is unknown; run `terraform init` again";
+            return response::error(StatusCode::NOT_FOUND, message);
+        };
+        let host = &origin.registry_host;
+        let reader = self
+            .registry
+            .reader(host, &origin_key, forwarded, name.grant.as_deref());
+        if !reader.may_read(&record) {
+            let what = format!("module archive {}", origin.url);
+            let why = "this request carries neither that credential nor a grant from the \
+                       download answer that named the archive";
+            return response::withheld(&what, host, why);
+        }
+        let rel = name.rel;
         if let Some((file, size)) = self.store.open_artifact(&rel).await {
             return response::file(file, size, CONTENT_TYPE);
         }
@@ -61,17 +115,12 @@ impl Modules {
         if let Some((file, size)) = self.store.open_artifact(&rel).await {
             return response::file(file, size, CONTENT_TYPE);
         }
-        let Some(origin) = self.origin(&key) else {
-            let message =
-                "this archive is not cached and its origin is unknown; run `terraform init` again";
-            return response::error(StatusCode::NOT_FOUND, message);
-        };
-        let extension = file_name.split_once('.').map_or("", |(_, e)| e).to_owned();
         // On its own task, so the download finishes (and is stored) for the
         // requests waiting on the lock even if this client goes away.
         let download = {
             let (this, origin, rel, forwarded) =
                 (self.clone(), origin.clone(), rel.clone(), forwarded.clone());
+            let extension = name.extension;
             tokio::spawn(async move {
                 this.fetch_archive(&origin, &rel, &extension, &forwarded)
                     .await
@@ -101,9 +150,12 @@ impl Modules {
         }
     }
 
-    fn origin(&self, key: &str) -> Option<ArchiveOrigin> {
-        let doc = self.store.documents().cached(&origin_key(key))?;
-        serde_json::from_str(&doc.body).ok()
+    /// The origin record of an archive, parsed, and as stored (which says
+    /// whether it is private).
+    fn origin(&self, origin_key: &str) -> Option<(ArchiveOrigin, Document)> {
+        let record = self.store.documents().cached(origin_key)?;
+        let origin = serde_json::from_str(&record.body).ok()?;
+        Some((origin, record))
     }
 
     async fn fetch_archive(
@@ -192,13 +244,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn archive_names_are_a_key_and_a_known_extension() {
+    fn archive_names_are_a_key_an_optional_grant_and_a_known_extension() {
         let key = "0123456789abcdef0123456789abcdef";
-        let (parsed, rel) = archive_path(&format!("{key}.tar.gz")).unwrap();
-        assert_eq!(parsed, key);
-        assert_eq!(rel.key(), format!("modules/archives/{key}.tar.gz"));
-        for bad in ["short.zip", &format!("{key}.exe"), key, "../x.zip"] {
-            assert!(archive_path(bad).is_none(), "{bad}");
+        let name = ArchiveName::parse(&format!("{key}.tar.gz")).unwrap();
+        assert_eq!((name.key.as_str(), name.grant), (key, None));
+        assert_eq!(name.rel.key(), format!("modules/archives/{key}.tar.gz"));
+
+        let url_name = ArchiveName::url_name(key, "zip", Some("00ff"));
+        let granted = ArchiveName::parse(&url_name).unwrap();
+        assert_eq!(granted.grant.as_deref(), Some("00ff"));
+        assert_eq!(
+            granted.rel.key(),
+            format!("modules/archives/{key}.zip"),
+            "stored without it"
+        );
+
+        for bad in [
+            "short.zip",
+            &format!("{key}.exe"),
+            key,
+            "../x.zip",
+            &format!("{key}-.zip"),
+            &format!("{key}-zz.zip"),
+        ] {
+            assert!(ArchiveName::parse(bad).is_none(), "{bad}");
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::response::{self, Response};
 use crate::store::{now_ms, Document, FetchError, Freshness, KeyedLocks, Served, Store};
 use crate::upstream::{ApiRequest, Credential, Forwarded, RegistryClient, Upstream};
-use archives::{origin_key, ArchiveOrigin};
+use archives::{origin_key, ArchiveName, ArchiveOrigin};
 use prefetch::RunPlans;
 use route::{ModuleAddr, Route};
 use source::{split_subdir, subdir_is_safe, ArchiveSource, GitSource};
@@ -188,10 +188,7 @@ impl Modules {
         let Some(remembered) = self.plans.record(run, &addr.to_string()) else {
             return;
         };
-        let doc = Document {
-            fetched_at_ms: now_ms(),
-            body: remembered.body,
-        };
+        let doc = Document::public(now_ms(), remembered.body);
         if let Err(e) = self.store.documents().put(&remembered.key, &doc) {
             tracing::warn!("cannot remember the module lists of this run: {e}");
         }
@@ -221,7 +218,7 @@ impl Modules {
             Ok(source) => source,
             Err(e) => return response::error(StatusCode::BAD_GATEWAY, &e),
         };
-        match self.rewrite(addr, &source, ctx).await {
+        match self.rewrite(addr, &source, &served.doc, ctx).await {
             Ok(location) => terraform_get(&location),
             Err(reason) => {
                 tracing::error!("refusing the download location of {what}: {reason}");
@@ -234,11 +231,13 @@ impl Modules {
     }
 
     /// What Terraform is told to fetch: tfmirror's copy of an HTTP archive,
-    /// or the upstream source unchanged.
+    /// or the upstream source unchanged. `answer` is the stored download
+    /// answer `source` came from: when it is private, so is the archive.
     async fn rewrite(
         &self,
         addr: &ModuleAddr,
         source: &str,
+        answer: &Document,
         ctx: &RequestContext,
     ) -> Result<String, String> {
         if let (_, Some(subdir)) = split_subdir(source) {
@@ -254,11 +253,15 @@ impl Modules {
             return Ok(source.to_owned());
         };
         let key = archive.key();
-        self.remember_origin(&key, &archive, addr, ctx)?;
-        let mut location = format!(
-            "{}/modules/archives/{key}.{}",
-            ctx.base_url, archive.extension
+        self.remember_origin(&key, &archive, addr, answer, ctx)?;
+        let file_name = ArchiveName::url_name(
+            &key,
+            archive.extension,
+            self.registry
+                .grant_for(&origin_key(&key), answer)
+                .as_deref(),
         );
+        let mut location = format!("{}/modules/archives/{file_name}", ctx.base_url);
         if let Some(subdir) = &archive.subdir {
             location.push_str("//");
             location.push_str(subdir);
@@ -300,11 +303,16 @@ impl Modules {
         Ok(location)
     }
 
+    /// Records where the archive comes from, and, with the hash of the
+    /// credential that fetched `answer`, that it is private. A record once
+    /// written stays, except that a public answer naming the same archive
+    /// makes it public.
     fn remember_origin(
         &self,
         key: &str,
         archive: &ArchiveSource,
         addr: &ModuleAddr,
+        answer: &Document,
         ctx: &RequestContext,
     ) -> Result<(), String> {
         if let Some(credential) = &ctx.forwarded.authorization {
@@ -314,7 +322,10 @@ impl Modules {
                 .insert(archive.url.to_string(), credential.clone());
         }
         let doc_key = origin_key(key);
-        if self.store.documents().cached(&doc_key).is_some() {
+        let recorded = self.store.documents().cached(&doc_key);
+        if recorded
+            .is_some_and(|r| r.credential_sha256.is_none() || answer.credential_sha256.is_some())
+        {
             return Ok(());
         }
         let origin = ArchiveOrigin {
@@ -324,6 +335,7 @@ impl Modules {
         let doc = Document {
             fetched_at_ms: 0,
             body: serde_json::to_string(&origin).expect("origins serialize"),
+            credential_sha256: answer.credential_sha256.clone(),
         };
         self.store
             .documents()
@@ -346,6 +358,7 @@ impl Modules {
             path,
             freshness,
             deadline,
+            grant: None,
         }
     }
 }

@@ -20,6 +20,10 @@ pub struct DownloadAnswer {
     pub download_url: Url,
     pub shasums_url: Url,
     pub shasums_signature_url: Url,
+    /// Set when the answer was fetched with a credential: tfmirror's URLs
+    /// for the package's files carry it, since Terraform fetches them
+    /// without one.
+    pub grant: Option<String>,
 }
 
 const URL_FIELDS: [(&str, Artifact); 3] = [
@@ -85,6 +89,7 @@ impl DownloadAnswer {
             filename,
             shasum,
             document,
+            grant: None,
         })
     }
 
@@ -107,23 +112,34 @@ impl DownloadAnswer {
     pub fn rewritten(&self, base: &str, package: &Package) -> String {
         let mut document = self.document.clone();
         for (field, artifact) in URL_FIELDS {
-            let url = artifact_url(base, package, artifact);
+            let url = artifact_url(base, package, artifact, self.grant.as_deref());
             document.insert(field.to_owned(), Value::String(url));
         }
         serde_json::to_string_pretty(&Value::Object(document)).expect("JSON values serialize")
     }
 }
 
-/// tfmirror's URL for one file of a package.
-pub fn artifact_url(base: &str, package: &Package, artifact: Artifact) -> String {
-    format!(
+/// tfmirror's URL for one file of a package, ending in the package's
+/// grant when it is private.
+pub fn artifact_url(
+    base: &str,
+    package: &Package,
+    artifact: Artifact,
+    grant: Option<&str>,
+) -> String {
+    let mut url = format!(
         "{base}/v1/providers/{}/{}/{}/{}/{}",
         package.addr,
         package.version,
         artifact.path_word(),
         package.os,
         package.arch
-    )
+    );
+    if let Some(grant) = grant {
+        url.push('/');
+        url.push_str(grant);
+    }
+    url
 }
 
 fn parse_object(body: &str) -> Result<serde_json::Map<String, Value>, String> {

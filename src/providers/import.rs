@@ -308,7 +308,7 @@ impl Providers {
             )));
         }
         let forwarded = Forwarded::default();
-        let answer = match self.fetch_download_answer(package, &forwarded).await {
+        let answer = match self.fetch_download_answer(package, &forwarded, None).await {
             Ok(answer) => answer,
             Err(AnswerError::Fetch(FetchError::Answer { status, .. })) => {
                 return Err(RegistryCheck::Absent(RegistryAbsent::Refused(status)))
@@ -316,6 +316,12 @@ impl Providers {
             Err(
                 AnswerError::Fetch(FetchError::Unavailable(why)) | AnswerError::Unreadable(why),
             ) => return Err(RegistryCheck::Absent(RegistryAbsent::Unreachable(why))),
+            // A private answer is cached but the registry cannot say now
+            // whether this server's credential may have it: as good as
+            // unreachable, so lock files decide.
+            Err(AnswerError::Fetch(FetchError::Withheld { why, .. })) => {
+                return Err(RegistryCheck::Absent(RegistryAbsent::Unreachable(why)))
+            }
         };
         let sums = match self.verified_checksums(package, &answer, &forwarded).await {
             Ok(sums) => sums,

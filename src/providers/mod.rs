@@ -23,7 +23,7 @@ use hyper::StatusCode;
 use crate::config::Config;
 use crate::request::{unproxied, RequestContext};
 use crate::response::{self, Response};
-use crate::store::{FetchError, Freshness, KeyedLocks, Served, Store};
+use crate::store::{FetchError, Freshness, KeyedLocks, Segment, Served, Store};
 use crate::upstream::{ApiRequest, Forwarded, RegistryClient, Upstream};
 
 pub use checksums::checksum_path;
@@ -60,6 +60,7 @@ impl Providers {
             path,
             freshness,
             deadline: API_DEADLINE,
+            grant: None,
         }
     }
 
@@ -86,7 +87,7 @@ impl Providers {
         };
         let host = match &route {
             Route::Versions(addr) => &addr.host,
-            Route::Download(p) | Route::Artifact(p, _) => &p.addr.host,
+            Route::Download(p) | Route::Artifact(p, ..) => &p.addr.host,
         };
         if let Some(refusal) = unproxied(&self.config, host) {
             return refusal;
@@ -101,7 +102,9 @@ impl Providers {
                     Err(response) => response,
                 }
             }
-            Route::Artifact(package, artifact) => self.artifact(&package, artifact, ctx).await,
+            Route::Artifact(package, artifact, grant) => {
+                self.artifact(&package, artifact, grant.as_ref(), ctx).await
+            }
         }
     }
 
@@ -126,55 +129,99 @@ impl Providers {
             .await
     }
 
-    /// The upstream's download answer for a package, cached for good: a
-    /// published package does not change.
+    /// The upstream's download answer for a package, if this request's
+    /// credential may have it.
     async fn download_answer(
         &self,
         package: &Package,
         forwarded: &Forwarded,
     ) -> Result<DownloadAnswer, Response> {
-        self.fetch_download_answer(package, forwarded)
+        self.granted_download_answer(package, forwarded, None).await
+    }
+
+    /// [`Providers::download_answer`] for a request that may also hold the
+    /// grant of a private answer, from one of tfmirror's artifact URLs.
+    async fn granted_download_answer(
+        &self,
+        package: &Package,
+        forwarded: &Forwarded,
+        grant: Option<&Segment>,
+    ) -> Result<DownloadAnswer, Response> {
+        self.fetch_download_answer(package, forwarded, grant)
             .await
             .map_err(|e| e.response(package))
     }
 
-    /// [`Self::download_answer`], with the failure told apart for callers
-    /// that act on it rather than pass it on.
+    /// [`Self::granted_download_answer`], with the failure told apart for
+    /// callers that act on it rather than pass it on.
     async fn fetch_download_answer(
         &self,
         package: &Package,
         forwarded: &Forwarded,
+        grant: Option<&Segment>,
     ) -> Result<DownloadAnswer, AnswerError> {
+        let served = self
+            .download_document(package, forwarded, grant)
+            .await
+            .map_err(AnswerError::Fetch)?;
+        self.read_download_answer(package, &served)
+            .map_err(AnswerError::Unreadable)
+    }
+
+    /// The stored download answer, cached for good (a published package
+    /// does not change), gated like every registry document: a private one
+    /// goes only to a credential that may read it, or to a valid grant.
+    async fn download_document(
+        &self,
+        package: &Package,
+        forwarded: &Forwarded,
+        grant: Option<&Segment>,
+    ) -> Result<Served, FetchError> {
         let addr = &package.addr;
-        let key = format!(
-            "providers/download/{package}",
-            package = download_key(package)
-        );
         let path = format!(
             "{}/{}/{}/download/{}/{}",
             addr.namespace, addr.kind, package.version, package.os, package.arch
         );
         let checked = package.clone();
-        let request = self.api_request(key, addr, path, Freshness::IMMUTABLE);
-        let served = self
-            .registry
+        let mut request = self.api_request(download_key(package), addr, path, Freshness::IMMUTABLE);
+        request.grant = grant.map(Segment::to_string);
+        self.registry
             .get(request, forwarded, move |answer, url| {
                 DownloadAnswer::from_upstream(&answer.body, url, &checked)
             })
             .await
-            .map_err(AnswerError::Fetch)?;
-        response::log_stale(&package.to_string(), &served.source);
-        DownloadAnswer::from_stored(&served.doc.body).map_err(AnswerError::Unreadable)
     }
 
+    /// Reads a served download answer; a private one gets the grant that
+    /// tfmirror's URLs for its files will carry. The error is a message for
+    /// a 502: what is stored cannot be used.
+    fn read_download_answer(
+        &self,
+        package: &Package,
+        served: &Served,
+    ) -> Result<DownloadAnswer, String> {
+        response::log_stale(&package.to_string(), &served.source);
+        let mut answer = DownloadAnswer::from_stored(&served.doc.body)
+            .map_err(|e| format!("the stored download answer for {package} is unreadable: {e}"))?;
+        answer.grant = self.registry.grant_for(&download_key(package), &served.doc);
+        Ok(answer)
+    }
+
+    /// A zip, SHA256SUMS or signature: served only to a request that may
+    /// have the package's download answer. Terraform sends no credential
+    /// for these, so for a private package that is the grant in the URL.
     async fn artifact(
         &self,
         package: &Package,
         artifact: Artifact,
+        grant: Option<&Segment>,
         ctx: &RequestContext,
     ) -> Response {
         let forwarded = &ctx.forwarded;
-        let answer = match self.download_answer(package, forwarded).await {
+        let answer = match self
+            .granted_download_answer(package, forwarded, grant)
+            .await
+        {
             Ok(answer) => answer,
             Err(response) => return response,
         };
@@ -210,7 +257,7 @@ impl Providers {
 enum AnswerError {
     /// The registry said no (a 404), or could not be reached.
     Fetch(FetchError),
-    /// The stored answer does not read as one.
+    /// The stored answer does not read as one: the message says so.
     Unreadable(String),
 }
 
@@ -218,11 +265,7 @@ impl AnswerError {
     fn response(self, package: &Package) -> Response {
         match self {
             AnswerError::Fetch(e) => response::fetch_error(&package.addr.to_string(), e),
-            AnswerError::Unreadable(e) => {
-                let message =
-                    format!("the stored download answer for {package} is unreadable: {e}");
-                response::error(StatusCode::BAD_GATEWAY, &message)
-            }
+            AnswerError::Unreadable(message) => response::error(StatusCode::BAD_GATEWAY, &message),
         }
     }
 }
@@ -236,9 +279,10 @@ fn check_version_list(body: &str) -> Result<(), String> {
     }
 }
 
+/// Index key of a package's download answer, and the scope of its grant.
 fn download_key(package: &Package) -> String {
     format!(
-        "{}/{}/{}/{}",
+        "providers/download/{}/{}/{}/{}",
         package.addr, package.version, package.os, package.arch
     )
 }

@@ -24,7 +24,7 @@ use super::hashes;
 use super::package::zip_path;
 use super::route::{Package, ProviderAddr};
 use super::verified;
-use super::Providers;
+use super::{AnswerError, Providers};
 use crate::request::{unproxied, validate_segments, RequestContext, RouteError};
 use crate::response::{self, Response};
 use crate::store::{Document, FetchError, Freshness, RelPath, Segment, Source};
@@ -124,6 +124,9 @@ impl Providers {
         let listed = self.upstream_versions(addr, ctx).await;
         let versions: BTreeMap<String, serde_json::Value> = match listed {
             Ok(list) => list.into_iter().map(|(v, _)| (v, json!({}))).collect(),
+            Err(failure) if failure.denies_access() => {
+                return response::fetch_error(&addr.to_string(), failure)
+            }
             Err(failure) => match self.local_packages(addr).await {
                 Some(local) => local.into_keys().map(|v| (v, json!({}))).collect(),
                 None => return response::fetch_error(&addr.to_string(), failure),
@@ -143,6 +146,11 @@ impl Providers {
                 Some((_, platforms)) => platforms,
                 None => return not_found(&format!("{addr} has no version {version}")),
             },
+            // The zips on disk stand in for an unreachable upstream, never
+            // for a list this request may not read.
+            Err(failure) if failure.denies_access() => {
+                return response::fetch_error(&addr.to_string(), failure)
+            }
             Err(failure) => match self.local_packages(addr).await {
                 Some(mut local) => match local.remove(version.as_str()) {
                     Some(platforms) => platforms,
@@ -232,19 +240,26 @@ impl Providers {
         }
     }
 
+    /// Only a verified zip, and through the package's download answer like
+    /// the registry route, so a zip fetched for a private answer goes only
+    /// to whom that answer may go. With no answer on record and the
+    /// upstream unreachable, a verified zip on disk (one `tfmirror cache
+    /// import` stored) is served as it is.
     async fn mirror_zip(&self, package: &Package, ctx: &RequestContext) -> Response {
         let rel = zip_path(package);
-        if self.store.path(&rel).is_file() {
-            if verified::verification(&self.store, package).await.is_none() {
-                return unverified(package);
-            }
-            if let Some((file, size)) = self.store.open_artifact(&rel).await {
-                return response::file(file, size, "application/zip");
-            }
+        let cached = self.store.path(&rel).is_file();
+        if cached && verified::verification(&self.store, package).await.is_none() {
+            return unverified(package);
         }
-        match self.download_answer(package, &ctx.forwarded).await {
+        match self.fetch_download_answer(package, &ctx.forwarded, None).await {
             Ok(answer) => self.serve_zip(package, &answer, ctx).await,
-            Err(response) => response,
+            Err(AnswerError::Fetch(failure @ FetchError::Unavailable(_))) => {
+                match self.store.open_artifact(&rel).await {
+                    Some((file, size)) => response::file(file, size, "application/zip"),
+                    None => response::fetch_error(&package.to_string(), failure),
+                }
+            }
+            Err(failure) => failure.response(package),
         }
     }
 

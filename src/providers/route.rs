@@ -66,7 +66,9 @@ impl Artifact {
 pub enum Route {
     Versions(ProviderAddr),
     Download(Package),
-    Artifact(Package, Artifact),
+    /// A file of the package, with the grant that tfmirror's URLs carry
+    /// when the download answer naming them was private.
+    Artifact(Package, Artifact, Option<Segment>),
 }
 
 impl Route {
@@ -81,20 +83,24 @@ impl Route {
         let words: Vec<&str> = valid.iter().map(Segment::as_str).collect();
         match (valid.as_slice(), words.as_slice()) {
             ([host, ns, kind, _], [.., "versions"]) => Ok(Route::Versions(addr(host, ns, kind))),
-            ([host, ns, kind, version, _, os, arch], [_, _, _, _, word, _, _]) => {
+            ([host, ns, kind, version, _, os, arch, grant @ ..], [_, _, _, _, word, ..])
+                if grant.len() <= 1 =>
+            {
                 let package = Package {
                     addr: addr(host, ns, kind),
                     version: version.clone(),
                     os: os.clone(),
                     arch: arch.clone(),
                 };
-                match *word {
-                    "download" => Ok(Route::Download(package)),
-                    "package" => Ok(Route::Artifact(package, Artifact::Zip)),
-                    "shasums" => Ok(Route::Artifact(package, Artifact::Checksums)),
-                    "shasums.sig" => Ok(Route::Artifact(package, Artifact::Signature)),
-                    _ => Err(RouteError::NotFound),
-                }
+                let grant = grant.first().cloned();
+                let artifact = match *word {
+                    "download" if grant.is_none() => return Ok(Route::Download(package)),
+                    "package" => Artifact::Zip,
+                    "shasums" => Artifact::Checksums,
+                    "shasums.sig" => Artifact::Signature,
+                    _ => return Err(RouteError::NotFound),
+                };
+                Ok(Route::Artifact(package, artifact, grant))
             }
             _ => Err(RouteError::NotFound),
         }
@@ -121,8 +127,18 @@ mod tests {
         ));
         assert!(matches!(
             parse("registry.terraform.io/hashicorp/aws/5.0.0/shasums.sig/linux/amd64"),
-            Ok(Route::Artifact(_, Artifact::Signature))
+            Ok(Route::Artifact(_, Artifact::Signature, None))
         ));
+        match parse("registry.terraform.io/hashicorp/aws/5.0.0/package/linux/amd64/0a1b") {
+            Ok(Route::Artifact(_, Artifact::Zip, Some(grant))) => {
+                assert_eq!(grant.as_str(), "0a1b")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse("registry.terraform.io/hashicorp/aws/5.0.0/download/linux/amd64/0a1b"),
+            Err(RouteError::NotFound)
+        );
         assert_eq!(
             parse("registry.terraform.io/hashicorp/aws/x"),
             Err(RouteError::NotFound)

@@ -6,6 +6,12 @@
 //! than the caller's deadline, any copy, whatever its age, beats an error.
 //! Concurrent requests for one key share one upstream fetch, and a fetch
 //! outlives the request that started it so its answer is stored.
+//!
+//! A copy fetched with a credential is private: the rules above apply to it
+//! only for a [`Reader`] that may read it. For any other reader the copy
+//! does not exist, not even as a fallback: it is fetched again with that
+//! reader's credential (or none), and if the upstream cannot be asked, the
+//! answer is [`FetchError::Withheld`].
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -74,6 +80,47 @@ enum Age {
     Expired,
 }
 
+/// Who a document is served to, which decides which cached copies count.
+#[derive(Debug, Clone, Default)]
+pub struct Reader {
+    /// The registry host the credential is for, named in a refusal.
+    pub host: String,
+    /// The hash of the credential an upstream fetch for this reader carries;
+    /// a document it fetches is stored with it. `None`: fetched without
+    /// one, and stored as public.
+    pub credential_sha256: Option<String>,
+    /// May read a copy that another credential fetched: the upstream
+    /// accepted this reader's credential recently, or it holds a grant
+    /// tfmirror issued with the private answer.
+    pub reads_private: bool,
+}
+
+impl Reader {
+    /// Anyone, for documents that are never private.
+    pub fn public() -> Reader {
+        Reader::default()
+    }
+
+    /// Whether this reader may be given `doc`.
+    pub fn may_read(&self, doc: &Document) -> bool {
+        match &doc.credential_sha256 {
+            None => true,
+            Some(owner) => {
+                self.reads_private || self.credential_sha256.as_deref() == Some(owner.as_str())
+            }
+        }
+    }
+
+    /// One upstream fetch is shared only by readers whose requests carry the
+    /// same credential: another's answer may be one this reader must not see.
+    fn flight_key(&self, key: &str) -> String {
+        match &self.credential_sha256 {
+            None => key.to_owned(),
+            Some(hash) => format!("{key}\0{hash}"),
+        }
+    }
+}
+
 /// Why an upstream fetch produced no document.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
@@ -86,6 +133,29 @@ pub enum FetchError {
     /// something unusable: a stale copy is served instead, if there is one.
     #[error("{0}")]
     Unavailable(String),
+    /// A copy is cached, but it was fetched with a credential this request
+    /// does not hold, and the upstream could not be asked whether this
+    /// request may have it: refused, whatever the copy's age.
+    #[error(
+        "the cached copy was fetched with a credential, and {host} could not be asked \
+         whether this request may read it ({why})"
+    )]
+    Withheld { host: String, why: String },
+}
+
+impl FetchError {
+    /// The upstream or the cache refused this requester, as opposed to
+    /// failing: no other copy (such as a file on disk) may stand in.
+    pub fn denies_access(&self) -> bool {
+        matches!(
+            self,
+            FetchError::Withheld { .. }
+                | FetchError::Answer {
+                    status: 401 | 403,
+                    ..
+                }
+        )
+    }
 }
 
 /// How a document was obtained.
@@ -122,8 +192,8 @@ impl Documents {
         }
     }
 
-    /// Serves `key` by the rules above. `fetch` is called at most once, and
-    /// only if an upstream request is needed and none is already running.
+    /// Serves a document that is never private (one tfmirror derives, or
+    /// one that is only used internally) by the rules above.
     pub async fn get<F, Fut>(
         &self,
         key: &str,
@@ -135,18 +205,40 @@ impl Documents {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<String, FetchError>> + Send + 'static,
     {
-        let cached = self.cached(key);
+        self.get_for(&Reader::public(), key, freshness, deadline, fetch)
+            .await
+    }
+
+    /// Serves `key` to `reader` by the rules above. `fetch` makes the
+    /// upstream request with the reader's credential; it is called at most
+    /// once, and only if an upstream request is needed and none with the
+    /// same credential is already running.
+    pub async fn get_for<F, Fut>(
+        &self,
+        reader: &Reader,
+        key: &str,
+        freshness: Freshness,
+        deadline: Duration,
+        fetch: F,
+    ) -> Result<Served, FetchError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String, FetchError>> + Send + 'static,
+    {
+        let stored = self.cached(key);
+        let withheld = stored.as_ref().is_some_and(|doc| !reader.may_read(doc));
+        let cached = stored.filter(|doc| reader.may_read(doc));
         if let Some(doc) = &cached {
             match freshness.age_class(doc, now_ms()) {
                 Age::Fresh => return Ok(served(doc.clone(), Source::Fresh)),
                 Age::Revalidate => {
-                    drop(self.flight(key, fetch));
+                    drop(self.flight(key, reader, fetch));
                     return Ok(served(doc.clone(), Source::Revalidating));
                 }
                 Age::Expired => {}
             }
         }
-        let flight = self.flight(key, fetch);
+        let flight = self.flight(key, reader, fetch);
         let result = match cached {
             // With nothing to fall back on, waiting is the only useful answer.
             None => flight.await,
@@ -163,6 +255,10 @@ impl Documents {
             (Err(FetchError::Unavailable(why)), Some(doc)) => {
                 Ok(served(doc, Source::StaleFallback(why)))
             }
+            (Err(FetchError::Unavailable(why)), None) if withheld => Err(FetchError::Withheld {
+                host: reader.host.clone(),
+                why,
+            }),
             (Err(e), _) => Err(e),
         }
     }
@@ -180,24 +276,29 @@ impl Documents {
         self.index.put_document(key, doc)
     }
 
-    /// Joins the running fetch for `key`, or starts one on its own task so
-    /// that it completes, and is stored, even if every caller goes away.
-    fn flight<F, Fut>(&self, key: &str, fetch: F) -> Flight
+    /// Joins the running fetch for `key` with the reader's credential, or
+    /// starts one on its own task so that it completes, and is stored, even
+    /// if every caller goes away.
+    fn flight<F, Fut>(&self, key: &str, reader: &Reader, fetch: F) -> Flight
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<String, FetchError>> + Send + 'static,
     {
+        let flight_key = reader.flight_key(key);
         let mut in_flight = self.in_flight.lock().expect("in-flight map poisoned");
-        if let Some(flight) = in_flight.get(key) {
+        if let Some(flight) = in_flight.get(&flight_key) {
             return flight.clone();
         }
         let upstream = fetch();
         let this = self.clone();
         let owned_key = key.to_owned();
+        let owned_flight_key = flight_key.clone();
+        let credential_sha256 = reader.credential_sha256.clone();
         let task = tokio::spawn(async move {
             let result = upstream.await.map(|body| Document {
                 fetched_at_ms: now_ms(),
                 body,
+                credential_sha256,
             });
             if let Ok(doc) = &result {
                 if let Err(e) = this.index.put_document(&owned_key, doc) {
@@ -207,7 +308,7 @@ impl Documents {
             this.in_flight
                 .lock()
                 .expect("in-flight map poisoned")
-                .remove(&owned_key);
+                .remove(&owned_flight_key);
             result
         });
         let flight = async move {
@@ -216,7 +317,7 @@ impl Documents {
         }
         .boxed()
         .shared();
-        in_flight.insert(key.to_owned(), flight.clone());
+        in_flight.insert(flight_key, flight.clone());
         flight
     }
 }
@@ -357,6 +458,183 @@ mod tests {
             "new",
             "the slow fetch still landed"
         );
+    }
+
+    fn reader(credential: Option<&str>, reads_private: bool) -> Reader {
+        Reader {
+            host: "registry.example".into(),
+            credential_sha256: credential.map(str::to_owned),
+            reads_private,
+        }
+    }
+
+    /// Serves "k" to `reader`; `answer` is what the upstream says to the
+    /// fetch this needs, if it needs one (`Err("unused")` otherwise).
+    async fn get_as(
+        docs: &Documents,
+        reader: &Reader,
+        answer: Result<&'static str, FetchError>,
+    ) -> Result<Served, FetchError> {
+        docs.get_for(
+            reader,
+            "k",
+            TTL,
+            Duration::from_millis(200),
+            || async move { answer.map(str::to_owned) },
+        )
+        .await
+    }
+
+    fn unused() -> Result<&'static str, FetchError> {
+        Err(FetchError::Unavailable(
+            "the cached copy should have served".into(),
+        ))
+    }
+
+    fn down() -> Result<&'static str, FetchError> {
+        Err(FetchError::Unavailable("connection refused".into()))
+    }
+
+    /// A document fetched with credential "a", as the index holds it.
+    async fn private_copy() -> (tempfile::TempDir, Documents) {
+        let (dir, docs) = documents();
+        let fetched = get_as(&docs, &reader(Some("a"), false), Ok("secret list"))
+            .await
+            .unwrap();
+        assert_eq!(fetched.doc.credential_sha256.as_deref(), Some("a"));
+        (dir, docs)
+    }
+
+    #[tokio::test]
+    async fn the_credential_that_fetched_a_copy_reads_it_even_stale() {
+        let (_dir, docs) = private_copy().await;
+        let again = get_as(&docs, &reader(Some("a"), false), unused()).await;
+        assert_eq!(again.unwrap().source, Source::Fresh);
+        age(&docs, "k", Duration::from_secs(1000));
+        let fallback = get_as(&docs, &reader(Some("a"), false), down()).await;
+        assert_eq!(fallback.unwrap().doc.body, "secret list");
+    }
+
+    #[tokio::test]
+    async fn an_accepted_credential_reads_another_ones_copy() {
+        let (_dir, docs) = private_copy().await;
+        let served = get_as(&docs, &reader(Some("b"), true), unused()).await;
+        let served = served.unwrap();
+        assert_eq!(
+            (served.doc.body.as_str(), served.source),
+            ("secret list", Source::Fresh)
+        );
+    }
+
+    #[tokio::test]
+    async fn another_credential_is_asked_of_the_upstream() {
+        let (_dir, docs) = private_copy().await;
+        let refused = FetchError::Answer {
+            status: 403,
+            body: "forbidden".into(),
+        };
+        let err = get_as(&docs, &reader(Some("b"), false), Err(refused))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, FetchError::Answer { status: 403, .. }),
+            "{err:?}"
+        );
+
+        let served = get_as(&docs, &reader(Some("b"), false), Ok("b's list"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (served.doc.body.as_str(), served.source),
+            ("b's list", Source::Fetched)
+        );
+        let stored = docs.cached("k").unwrap();
+        assert_eq!(stored.credential_sha256.as_deref(), Some("b"));
+    }
+
+    #[tokio::test]
+    async fn no_credential_gets_what_the_upstream_gives_without_one() {
+        let (_dir, docs) = private_copy().await;
+        let unauthorized = FetchError::Answer {
+            status: 401,
+            body: "unauthorized".into(),
+        };
+        let err = get_as(&docs, &reader(None, false), Err(unauthorized))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FetchError::Answer { status: 401, .. }));
+        assert_eq!(docs.cached("k").unwrap().body, "secret list", "kept");
+
+        let public = get_as(&docs, &reader(None, false), Ok("public after all"))
+            .await
+            .unwrap();
+        assert_eq!(public.doc.body, "public after all");
+        assert_eq!(docs.cached("k").unwrap().credential_sha256, None);
+        let anyone = get_as(&docs, &reader(Some("c"), false), unused()).await;
+        assert_eq!(anyone.unwrap().source, Source::Fresh, "public now");
+    }
+
+    #[tokio::test]
+    async fn a_private_copy_is_withheld_when_the_upstream_is_down() {
+        let (_dir, docs) = private_copy().await;
+        age(&docs, "k", Duration::from_secs(1000));
+        for stranger in [reader(None, false), reader(Some("b"), false)] {
+            let err = get_as(&docs, &stranger, down()).await.unwrap_err();
+            assert!(
+                matches!(&err, FetchError::Withheld { host, .. } if host == "registry.example"),
+                "{err:?}"
+            );
+            assert!(err.denies_access());
+        }
+        let slow = docs
+            .get_for(
+                &reader(None, false),
+                "k",
+                TTL,
+                Duration::from_millis(50),
+                || async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Err(FetchError::Unavailable("too slow".into()))
+                },
+            )
+            .await;
+        assert!(matches!(slow, Err(FetchError::Withheld { .. })));
+    }
+
+    #[tokio::test]
+    async fn fetches_with_different_credentials_are_not_shared() {
+        let (_dir, docs) = documents();
+        let slow_private = {
+            let docs = docs.clone();
+            tokio::spawn(async move {
+                docs.get_for(
+                    &reader(Some("a"), false),
+                    "k",
+                    TTL,
+                    Duration::from_secs(5),
+                    || async {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Ok("secret list".to_owned())
+                    },
+                )
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let anonymous = get_as(
+            &docs,
+            &reader(None, false),
+            Err(FetchError::Answer {
+                status: 404,
+                body: "not found".into(),
+            }),
+        )
+        .await;
+        assert!(matches!(
+            anonymous,
+            Err(FetchError::Answer { status: 404, .. })
+        ));
+        assert_eq!(slow_private.await.unwrap().unwrap().doc.body, "secret list");
     }
 
     #[tokio::test]

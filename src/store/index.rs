@@ -20,14 +20,27 @@ const FORMAT: &[u8] = b"1";
 pub struct Document {
     pub fetched_at_ms: u64,
     pub body: String,
+    /// The hash of the credential the upstream request carried, for a
+    /// document that may be private (see `documents::Reader`); `None` for
+    /// one fetched without a credential, which anyone may read. Records
+    /// written before this field existed read as public.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_sha256: Option<String>,
 }
 
 impl Document {
-    /// A document made now.
+    /// A public document made now.
     pub fn now(body: String) -> Document {
+        Document::public(now_ms(), body)
+    }
+
+    /// A document anyone may read: fetched without a credential, or made by
+    /// tfmirror itself.
+    pub fn public(fetched_at_ms: u64, body: String) -> Document {
         Document {
-            fetched_at_ms: now_ms(),
+            fetched_at_ms,
             body,
+            credential_sha256: None,
         }
     }
 }
@@ -281,13 +294,7 @@ mod tests {
             let opened = Index::open(&path).unwrap();
             opened
                 .index
-                .put_document(
-                    "k",
-                    &Document {
-                        fetched_at_ms: 1,
-                        body: "b".into(),
-                    },
-                )
+                .put_document("k", &Document::public(1, "b".into()))
                 .unwrap();
             opened.index.flush().unwrap();
         }
@@ -301,6 +308,18 @@ mod tests {
         assert!(opened.needs_rebuild);
         assert!(opened.moved_aside.is_some());
         assert_eq!(opened.index.document("k").unwrap(), None);
+    }
+
+    #[test]
+    fn documents_without_a_credential_field_read_as_public() {
+        let old: Document = serde_json::from_str(r#"{"fetched_at_ms":1,"body":"b"}"#).unwrap();
+        assert_eq!(old, Document::public(1, "b".into()));
+        let private = Document {
+            credential_sha256: Some("ab".into()),
+            ..old
+        };
+        let stored = serde_json::to_string(&private).unwrap();
+        assert_eq!(serde_json::from_str::<Document>(&stored).unwrap(), private);
     }
 
     #[test]

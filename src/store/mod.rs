@@ -17,7 +17,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use blob::{write_atomic, BlobWriter, RunningHash, Written};
-pub use documents::{Documents, FetchError, Freshness, Served, Source};
+pub use documents::{Documents, FetchError, Freshness, Reader, Served, Source};
 pub use gc::{plan as gc_plan, GcRules, Reason, Removal};
 pub use index::{now_ms, Document, Index};
 pub use inventory::StoredArtifact;

@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use sha2::{Digest, Sha256};
+
 /// The value of an `Authorization` header for a registry API request.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credential(String);
@@ -23,6 +25,26 @@ impl Credential {
     pub fn header_value(&self) -> &str {
         &self.0
     }
+
+    /// What is remembered of a credential (in the index, next to what it
+    /// fetched): a hash, so the cache never holds the token itself. Two
+    /// requests present the same credential when their hashes are equal.
+    pub fn sha256(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(b"tfmirror credential\0");
+        hasher.update(self.0.as_bytes());
+        hex::encode(hasher.finalize())
+    }
+}
+
+/// The variable that gives Terraform a token for `host`, for messages that
+/// tell the user what to set: `TF_TOKEN_registry_terraform_io`.
+pub fn token_variable(host: &str) -> String {
+    let encoded = host
+        .to_ascii_lowercase()
+        .replace('-', "__")
+        .replace('.', "_");
+    format!("TF_TOKEN_{encoded}")
 }
 
 impl fmt::Debug for Credential {
@@ -117,6 +139,22 @@ mod tests {
             "Bearer def"
         );
         assert!(tokens.get("empty.example").is_none());
+    }
+
+    #[test]
+    fn token_variables_round_trip_hostnames() {
+        let variable = token_variable("My-Registry.example.com");
+        assert_eq!(variable, "TF_TOKEN_my__registry_example_com");
+        let host = host_from_var(variable.strip_prefix("TF_TOKEN_").unwrap());
+        assert_eq!(host, "my-registry.example.com");
+    }
+
+    #[test]
+    fn hashes_tell_credentials_apart_without_holding_them() {
+        let hash = Credential::bearer("secret").sha256();
+        assert_eq!(hash, Credential::from_header("Bearer secret").sha256());
+        assert_ne!(hash, Credential::bearer("other").sha256());
+        assert!(!hash.contains("secret"));
     }
 
     #[test]

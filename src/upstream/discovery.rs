@@ -42,6 +42,7 @@ impl Discovery {
         let freshness = self.config.metadata_freshness();
         let upstream = self.upstream.clone();
         let fetch_url = discovery_url.clone();
+        let credential = self.upstream.effective_credential(host, forwarded).cloned();
         let forwarded = forwarded.clone();
         let served = self
             .documents
@@ -49,8 +50,12 @@ impl Discovery {
                 &format!("discovery/{host}"),
                 freshness,
                 Duration::from_secs(5),
+                // Stored as public whatever credential fetched it: it only
+                // names service URLs, and is never served to a client.
                 move || async move {
-                    let answer = upstream.get_api(&fetch_url, &forwarded).await?;
+                    let answer = upstream
+                        .get_api(&fetch_url, credential.as_ref(), &forwarded)
+                        .await?;
                     parse(&answer.body).map_err(FetchError::Unavailable)?;
                     Ok(answer.body)
                 },
@@ -71,6 +76,14 @@ impl Discovery {
             url.set_path(&path);
         }
         Ok(url)
+    }
+}
+
+impl Discovery {
+    /// How long an upstream's acceptance of a credential lets it read what
+    /// another credential fetched: the metadata freshness time.
+    pub(super) fn metadata_ttl(&self) -> Duration {
+        self.config.metadata_ttl
     }
 }
 

@@ -4,6 +4,7 @@
 //! behind a stale copy (connection refused, timeout, 5xx) from an answer the
 //! client must see (404); knows nothing of what the answers mean.
 
+mod access;
 mod credentials;
 mod discovery;
 mod registry;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use url::Url;
 
-pub use credentials::{Credential, EnvTokens};
+pub use credentials::{token_variable, Credential, EnvTokens};
 pub use discovery::Discovery;
 pub use registry::{ApiRequest, RegistryClient};
 
@@ -58,6 +59,21 @@ impl Upstream {
     pub fn env_token(&self, host: &str) -> Option<&Credential> {
         self.env_tokens.get(host)
     }
+
+    /// The credential a request's registry API calls to `host` carry: the
+    /// client's own `Authorization`, else the server's token for the host.
+    /// It is also what decides which private documents the request may
+    /// read, so both follow this one definition.
+    pub fn effective_credential<'a>(
+        &'a self,
+        host: &str,
+        forwarded: &'a Forwarded,
+    ) -> Option<&'a Credential> {
+        forwarded
+            .authorization
+            .as_ref()
+            .or_else(|| self.env_token(host))
+    }
 }
 
 impl Upstream {
@@ -71,14 +87,14 @@ impl Upstream {
         Upstream { http, env_tokens }
     }
 
-    /// GETs a registry API document. The client's credential is sent, or
-    /// else the host's token from the environment.
-    pub async fn get_api(&self, url: &Url, forwarded: &Forwarded) -> Result<ApiAnswer, FetchError> {
-        let host = url.host_str().unwrap_or_default();
-        let credential = forwarded
-            .authorization
-            .as_ref()
-            .or_else(|| self.env_tokens.get(host));
+    /// GETs a registry API document with `credential` (see
+    /// [`Upstream::effective_credential`]) and the client's User-Agent.
+    pub async fn get_api(
+        &self,
+        url: &Url,
+        credential: Option<&Credential>,
+        forwarded: &Forwarded,
+    ) -> Result<ApiAnswer, FetchError> {
         let mut request = self
             .http
             .get(url.clone())
