@@ -14,6 +14,7 @@ mod replace_file;
 mod request;
 mod response;
 mod server;
+mod server_key;
 mod store;
 mod upstream;
 

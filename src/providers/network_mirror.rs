@@ -251,7 +251,10 @@ impl Providers {
         if cached && verified::verification(&self.store, package).await.is_none() {
             return unverified(package);
         }
-        match self.fetch_download_answer(package, &ctx.forwarded, None).await {
+        match self
+            .fetch_download_answer(package, &ctx.forwarded, None)
+            .await
+        {
             Ok(answer) => self.serve_zip(package, &answer, ctx).await,
             Err(AnswerError::Fetch(failure @ FetchError::Unavailable(_))) => {
                 match self.store.open_artifact(&rel).await {

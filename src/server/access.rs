@@ -23,21 +23,18 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use url::Url;
 
-/// Bytes of randomness in a server secret: 256 bits, far past guessing.
-const SECRET_BYTES: usize = 32;
+use crate::server_key::{same, ServerKey};
 
-/// A random secret made anew by every server, as lowercase hex.
+/// The owner's secret: 256 bits derived from the server's key, as
+/// lowercase hex.
 #[derive(Clone)]
 pub struct Secret(String);
 
 impl Secret {
-    pub fn generate() -> std::io::Result<Secret> {
-        let mut bytes = [0u8; SECRET_BYTES];
-        getrandom::getrandom(&mut bytes).map_err(std::io::Error::other)?;
-        Ok(Secret(hex::encode(bytes)))
+    pub fn of(key: &ServerKey) -> Secret {
+        Secret(key.mac_hex("owner secret", &[], 64))
     }
 
     pub fn as_str(&self) -> &str {
@@ -47,7 +44,7 @@ impl Secret {
     /// Compared in constant time, so response timing tells an attacker
     /// nothing about how much of a guess was right.
     pub fn matches(&self, candidate: &str) -> bool {
-        self.0.len() == candidate.len() && bool::from(self.0.as_bytes().ct_eq(candidate.as_bytes()))
+        same(self.0.as_bytes(), candidate.as_bytes())
     }
 }
 
@@ -66,12 +63,8 @@ pub struct MemberTokens(HashSet<[u8; 32]>);
 pub struct Capability(String);
 
 impl Capability {
-    fn new(secret: &Secret, token_hash: &[u8; 32]) -> Capability {
-        let mut digest = Sha256::new();
-        digest.update(b"tfmirror member capability\0");
-        digest.update(secret.as_str().as_bytes());
-        digest.update(token_hash);
-        Capability(hex::encode(&digest.finalize()[..20]))
+    fn new(key: &ServerKey, token_hash: &[u8; 32]) -> Capability {
+        Capability(key.mac_hex("member capability", &[token_hash], 40))
     }
 
     pub fn as_str(&self) -> &str {
@@ -104,11 +97,11 @@ impl MemberTokens {
         MemberTokens(hashes)
     }
 
-    /// The capability of each token, under this server's secret.
-    fn capabilities(&self, secret: &Secret) -> Vec<(Capability, [u8; 32])> {
+    /// The capability of each token, under this server's key.
+    fn capabilities(&self, key: &ServerKey) -> Vec<(Capability, [u8; 32])> {
         self.0
             .iter()
-            .map(|hash| (Capability::new(secret, hash), *hash))
+            .map(|hash| (Capability::new(key, hash), *hash))
             .collect()
     }
 }
@@ -121,17 +114,14 @@ impl Members {
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         self.0
             .iter()
-            .find(|(_, known)| bool::from(known.ct_eq(&hash)))
+            .find(|(_, known)| same(known, &hash))
             .map(|(capability, _)| capability)
     }
 
     fn by_capability(&self, segment: &str) -> Option<&Capability> {
         self.0
             .iter()
-            .find(|(capability, _)| {
-                capability.0.len() == segment.len()
-                    && bool::from(capability.0.as_bytes().ct_eq(segment.as_bytes()))
-            })
+            .find(|(capability, _)| same(capability.0.as_bytes(), segment.as_bytes()))
             .map(|(capability, _)| capability)
     }
 }
@@ -232,15 +222,15 @@ pub struct Presented<'a> {
 
 impl AccessPolicy {
     pub fn new(
-        secret: Secret,
+        key: &ServerKey,
         listen: SocketAddr,
         tls: bool,
         public_url: Option<&Url>,
         members: Option<MemberTokens>,
     ) -> AccessPolicy {
-        let members = members.map(|tokens| Members(tokens.capabilities(&secret)));
+        let members = members.map(|tokens| Members(tokens.capabilities(key)));
         AccessPolicy {
-            secret,
+            secret: Secret::of(key),
             hosts: AllowedHosts::new(listen, public_url, tls),
             members,
         }
@@ -301,16 +291,19 @@ pub fn bearer_token(header: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
-    fn policy(members: Option<&str>) -> AccessPolicy {
+    /// A team server's policy and its owner's secret.
+    fn policy(members: Option<&str>) -> (AccessPolicy, String) {
         let listen: SocketAddr = "0.0.0.0:8443".parse().unwrap();
         let public = Url::parse("https://mirror.example.com/").unwrap();
-        AccessPolicy::new(
-            Secret("s3cret".to_owned()),
+        let policy = AccessPolicy::new(
+            &ServerKey::generate().unwrap(),
             listen,
             true,
             Some(&public),
             members.map(MemberTokens::parse),
-        )
+        );
+        let secret = policy.secret().as_str().to_owned();
+        (policy, secret)
     }
 
     fn presented<'a>(host: &'a str, first: &'a str, bearer: Option<&'a str>) -> Presented<'a> {
@@ -323,21 +316,22 @@ mod tests {
 
     #[test]
     fn a_foreign_host_is_refused_before_anything_else() {
-        let policy = policy(None);
+        let (policy, secret) = policy(None);
+        let secret = secret.as_str();
         for host in [
             "evil.example:8443",
             "127.0.0.1:9999",
             "mirror.example.com:8443",
         ] {
             assert_eq!(
-                policy.check(&presented(host, "s3cret", Some("s3cret"))),
+                policy.check(&presented(host, secret, Some(secret))),
                 Err(Refusal::ForeignHost),
                 "{host}"
             );
         }
         let missing = Presented {
             host: None,
-            first_segment: Some("s3cret"),
+            first_segment: Some(secret),
             bearer: None,
         };
         assert_eq!(policy.check(&missing), Err(Refusal::ForeignHost));
@@ -349,7 +343,7 @@ mod tests {
             "mirror.example.com:443",
         ] {
             assert!(
-                policy.check(&presented(host, "s3cret", None)).is_ok(),
+                policy.check(&presented(host, secret, None)).is_ok(),
                 "{host}"
             );
         }
@@ -357,18 +351,19 @@ mod tests {
 
     #[test]
     fn the_secret_makes_the_owner_and_its_bearer_may_change_things() {
-        let policy = policy(None);
+        let (policy, secret) = policy(None);
+        let secret = secret.as_str();
         let host = "127.0.0.1:8443";
         assert_eq!(
-            policy.check(&presented(host, "s3cret", None)),
+            policy.check(&presented(host, secret, None)),
             Ok(Caller::Owner { bearer: false })
         );
         assert_eq!(
-            policy.check(&presented(host, "s3cret", Some("s3cret"))),
+            policy.check(&presented(host, secret, Some(secret))),
             Ok(Caller::Owner { bearer: true })
         );
         assert_eq!(
-            policy.check(&presented(host, "s3cre", Some("s3cret"))),
+            policy.check(&presented(host, &secret[1..], Some(secret))),
             Err(Refusal::Hidden)
         );
         assert_eq!(
@@ -379,7 +374,7 @@ mod tests {
 
     #[test]
     fn team_members_need_a_listed_token_or_its_capability() {
-        let policy = policy(Some("# the team\n\nalpha-token\n  beta-token  \n"));
+        let (policy, _) = policy(Some("# the team\n\nalpha-token\n  beta-token  \n"));
         let host = "mirror.example.com";
         let Ok(Caller::Member {
             capability,
@@ -403,17 +398,11 @@ mod tests {
             panic!("a listed token is a member");
         };
         assert_ne!(other, capability, "each token has its own");
-        let elsewhere = AccessPolicy::new(
-            Secret("another".to_owned()),
-            "0.0.0.0:8443".parse().unwrap(),
-            true,
-            None,
-            Some(MemberTokens::parse("beta-token")),
-        );
+        let (elsewhere, _) = self::policy(Some("beta-token"));
         assert_eq!(
-            elsewhere.check(&presented("127.0.0.1:8443", capability.as_str(), None)),
+            elsewhere.check(&presented(host, capability.as_str(), None)),
             Err(Refusal::NoToken),
-            "a capability holds only under the secret it was made with"
+            "a capability holds only under the key it was made with"
         );
         assert_eq!(
             policy.check(&presented(host, "v1", Some("# the team"))),
@@ -434,8 +423,9 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_long_and_new_each_time() {
-        let (a, b) = (Secret::generate().unwrap(), Secret::generate().unwrap());
+    fn secrets_are_long_hidden_and_new_each_time() {
+        let a = Secret::of(&ServerKey::generate().unwrap());
+        let b = Secret::of(&ServerKey::generate().unwrap());
         assert_eq!(a.as_str().len(), 64);
         assert!(!a.matches(b.as_str()));
         assert!(a.matches(a.as_str()));

@@ -33,6 +33,7 @@ use crate::git::GitMirrors;
 use crate::modules::Modules;
 use crate::providers::Providers;
 use crate::response::{self, Response};
+use crate::server_key::ServerKey;
 use crate::store::Store;
 use crate::upstream::{Discovery, EnvTokens, RegistryClient, Upstream};
 use access::AccessPolicy;
@@ -117,8 +118,9 @@ impl Server {
         let local = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://{}", reachable(local));
+        let key = ServerKey::generate()?;
         let access = AccessPolicy::new(
-            Secret::generate()?,
+            &key,
             local,
             tls.is_some(),
             team.public_url.as_ref(),
@@ -131,7 +133,12 @@ impl Server {
         let store = Arc::new(store);
         let upstream = Upstream::new(EnvTokens::from_env());
         let discovery = Discovery::new(config.clone(), upstream.clone(), store.documents().clone());
-        let registry = RegistryClient::new(upstream.clone(), discovery, store.documents().clone());
+        let registry = RegistryClient::new(
+            upstream.clone(),
+            discovery,
+            store.documents().clone(),
+            key.clone(),
+        );
         let git = GitMirrors::new(config.clone(), store.clone());
         let modules = Modules::new(
             config.clone(),

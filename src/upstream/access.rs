@@ -9,11 +9,10 @@
 //! that whoever holds the URL was given the private document naming it.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
+use crate::server_key::{same, ServerKey};
 
 /// Credentials an upstream host answered with a 2xx, by host and
 /// [`super::Credential::sha256`], each with when it last did. Memory only:
@@ -66,24 +65,16 @@ const GRANT_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// Tokens tfmirror puts in the URLs of files named by a private answer:
 /// 8 hex digits of expiry (seconds since the epoch) and 32 of an HMAC of
-/// the scope and expiry under a key drawn when the server starts, so no
-/// state is kept per token and a restart revokes them all.
+/// the scope and expiry under the server's key, so no state is kept per
+/// token and a restart revokes them all.
 #[derive(Clone)]
 pub struct Grants {
-    key: Arc<[u8; 32]>,
+    key: ServerKey,
 }
 
 impl Grants {
-    /// Draws a new key from the operating system.
-    ///
-    /// Reads 32 bytes of `/dev/urandom` once, when the server is built:
-    /// a read that never blocks once the system has booted.
-    pub fn new() -> Grants {
-        let mut key = [0u8; 32];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut random| random.read_exact(&mut key))
-            .expect("tfmirror needs /dev/urandom to make its URL grants");
-        Grants { key: Arc::new(key) }
+    pub fn new(key: ServerKey) -> Grants {
+        Grants { key }
     }
 
     /// A grant for `scope` (a document key), valid for [`GRANT_LIFETIME`].
@@ -106,12 +97,12 @@ impl Grants {
         if u64::from(expires) < unix_secs() {
             return false;
         }
-        constant_time_eq(mac.as_bytes(), self.mac(scope, expires).as_bytes())
+        same(mac.as_bytes(), self.mac(scope, expires).as_bytes())
     }
 
     fn mac(&self, scope: &str, expires: u32) -> String {
-        let message = format!("{scope}\0{expires}");
-        hex::encode(&hmac_sha256(&self.key[..], message.as_bytes())[..16])
+        let expires = expires.to_be_bytes();
+        self.key.mac_hex("grant", &[scope.as_bytes(), &expires], 32)
     }
 }
 
@@ -121,49 +112,22 @@ fn unix_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// HMAC-SHA256 (RFC 2104) for a key of at most one block (64 bytes).
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    block[..key.len()].copy_from_slice(key);
-    let padded = |byte: u8| block.map(|b| b ^ byte);
-    let inner = Sha256::new()
-        .chain_update(padded(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(padded(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
-}
-
-/// Compares without stopping at the first difference, so the time taken
-/// does not tell how much of a guessed grant was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn hmac_matches_rfc_4231() {
-        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(
-            hex::encode(mac),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
+    fn grants() -> Grants {
+        Grants::new(ServerKey::generate().unwrap())
     }
 
     #[test]
     fn a_grant_opens_its_scope_only() {
-        let grants = Grants::new();
+        let grants = grants();
         let grant = grants.issue("providers/download/a");
         assert!(grants.verify("providers/download/a", &grant));
         assert!(!grants.verify("providers/download/b", &grant));
         assert!(
-            !Grants::new().verify("providers/download/a", &grant),
+            !self::grants().verify("providers/download/a", &grant),
             "another server's"
         );
         let mut forged = grant.clone().into_bytes();
@@ -175,7 +139,7 @@ mod tests {
 
     #[test]
     fn an_expired_grant_opens_nothing() {
-        let grants = Grants::new();
+        let grants = grants();
         let expired = 1_000u32;
         let grant = format!("{expired:08x}{}", grants.mac("s", expired));
         assert!(!grants.verify("s", &grant));

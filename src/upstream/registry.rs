@@ -9,6 +9,7 @@ use url::Url;
 
 use super::access::{AcceptedCredentials, Grants};
 use super::{ApiAnswer, Discovery, Forwarded, Upstream};
+use crate::server_key::ServerKey;
 use crate::store::{Document, Documents, FetchError, Freshness, Reader, Served};
 
 #[derive(Clone)]
@@ -40,10 +41,16 @@ pub struct ApiRequest {
 }
 
 impl RegistryClient {
-    pub fn new(upstream: Upstream, discovery: Discovery, documents: Documents) -> RegistryClient {
+    /// Grants are made under `key`, the server's.
+    pub fn new(
+        upstream: Upstream,
+        discovery: Discovery,
+        documents: Documents,
+        key: ServerKey,
+    ) -> RegistryClient {
         RegistryClient {
             accepted: AcceptedCredentials::new(discovery.metadata_ttl()),
-            grants: Grants::new(),
+            grants: Grants::new(key),
             upstream,
             discovery,
             documents,
