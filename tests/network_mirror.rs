@@ -5,13 +5,12 @@
 mod fixtures;
 mod harness;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use fixtures::http::get;
-use fixtures::tls::test_certificates;
 use fixtures::ProviderSpec;
-use harness::{assert_success, terraform, ServeProcess, World};
+use harness::{assert_success, terraform, World};
 
 const PROVIDERS: [(&str, &str, &str); 2] =
     [("hashicorp", "alpha", "1.2.0"), ("acme", "beta", "0.3.0")];
@@ -21,19 +20,6 @@ fn world() -> World {
         ProviderSpec::new("hashicorp", "alpha", &["1.0.0", "1.2.0"]),
         ProviderSpec::new("acme", "beta", &["0.3.0"]),
     ])
-}
-
-/// `tfmirror serve` over HTTPS with a new test certificate; returns the
-/// CA to trust.
-fn serve_tls(world: &World) -> (ServeProcess, PathBuf) {
-    let (ca, cert, key) = test_certificates(world.root.path());
-    let server = world.serve_with(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
-    (server, ca)
 }
 
 /// Plain `terraform init` with the given CLI config and trusted CA.
@@ -51,7 +37,7 @@ fn init(world: &World, dir: &Path, cli_config: &Path, ca: &Path) -> Output {
 #[test]
 fn terraform_installs_from_the_network_mirror_over_tls() {
     let world = world();
-    let (server, ca) = serve_tls(&world);
+    let (server, ca) = world.serve_tls(&[]);
     assert!(
         server.url.starts_with("https://127.0.0.1:"),
         "{}",
@@ -260,7 +246,7 @@ fn an_imported_mirror_directory_serves_inits_without_the_upstream() {
         "init from <cache>/providers as a filesystem_mirror",
     );
 
-    let (_server, ca) = serve_tls(&world);
+    let (_server, ca) = world.serve_tls(&[]);
     let rc = world
         .tfmirror(&["rc", "--network-mirror"])
         .output()

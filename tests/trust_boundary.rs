@@ -403,21 +403,15 @@ fn a_team_server_admits_token_holders_and_answers_with_its_public_url() {
         return;
     }
     let world = World::new(vec![ProviderSpec::new("hashicorp", "alpha", &["1.0.0"])]);
-    let (ca, cert, key) = fixtures::tls::test_certificates(world.root.path());
     let tokens = world.root.path().join("tokens");
     std::fs::write(&tokens, "# the platform team\nteam-token-1\n").unwrap();
-    let path = |p: &Path| p.to_str().unwrap().to_owned();
-    let _server = world.serve_with(&[
+    let (_server, ca) = world.serve_tls(&[
         "--listen",
         "0.0.0.0:443",
         "--public-url",
         "https://localhost",
-        "--tls-cert",
-        &path(&cert),
-        "--tls-key",
-        &path(&key),
         "--tokens",
-        &path(&tokens),
+        tokens.to_str().unwrap(),
     ]);
 
     let rc = world

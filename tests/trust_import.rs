@@ -14,7 +14,6 @@ use std::process::Output;
 
 use fixtures::http::get;
 use fixtures::provider_zip::{sha256_hex, zip_filename};
-use fixtures::tls::test_certificates;
 use fixtures::ProviderSpec;
 use harness::{assert_failure, assert_success, terraform, ServeProcess, World};
 
@@ -300,13 +299,7 @@ fn the_network_mirror_neither_lists_nor_serves_an_unverified_zip() {
     );
     drop(server);
 
-    let (ca, cert, key) = test_certificates(world.root.path());
-    let server = world.serve_with(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
+    let (server, ca) = world.serve_tls(&[]);
     let cli_config = world.root.path().join("mirror.tfrc");
     std::fs::write(
         &cli_config,

@@ -209,6 +209,16 @@ impl World {
         }
     }
 
+    /// [`World::serve_with`] over HTTPS, with a new certificate for
+    /// `localhost` and 127.0.0.1 from a throwaway CA; returns the server
+    /// and the CA to trust (`SSL_CERT_FILE`).
+    pub fn serve_tls(&self, args: &[&str]) -> (ServeProcess, PathBuf) {
+        let (ca, cert, key) = crate::fixtures::tls::test_certificates(self.root.path());
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let tls = ["--tls-cert", cert, "--tls-key", key];
+        (self.serve_with(&[&tls[..], args].concat()), ca)
+    }
+
     /// The running server's secret, from `server.json`: what makes a
     /// request the owner's.
     pub fn server_secret(&self) -> String {
