@@ -286,7 +286,23 @@ fn the_users_token_reaches_the_registry_but_never_the_cache() {
         format!("credentials \"registry.terraform.io\" {{\n  token = \"{TOKEN}\"\n}}\n"),
     )
     .unwrap();
-    assert_success(&world.init(&world.workdir("first", &ALPHA)), "init");
+    // What versions before 0.2 left inside the cache: the next server
+    // removes it.
+    let legacy = world.cache_dir().join("terraform.rc");
+    std::fs::create_dir_all(world.cache_dir()).unwrap();
+    std::fs::write(
+        &legacy,
+        format!("credentials \"x\" {{ token = \"{TOKEN}\" }}\n"),
+    )
+    .unwrap();
+    // Every request logged, to show the log holds neither secret.
+    let debug = [("TFMIRROR_LOG", "debug")];
+    let output = world.init_with_env(&world.workdir("first", &ALPHA), &debug);
+    assert_success(&output, "init");
+    assert!(!legacy.exists(), "the old in-cache CLI config is gone");
+    let log = std::fs::read_to_string(world.cache_dir().join("server.log")).unwrap();
+    assert!(log.contains("GET /"), "requests were logged: {log}");
+    assert!(!log.contains(&world.server_secret()), "{log}");
     let sent = world
         .registry
         .count(|r| r.authorization.as_deref() == Some(&format!("Bearer {TOKEN}")));
