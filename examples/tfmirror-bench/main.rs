@@ -139,16 +139,14 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     if wanted(Scenario::ProvidersWarm) {
         let warm = providers::warm(&tools, network, args.runs)?;
-        let mut row = Row::timed("providers-warm", warm.pair, 1.10);
-        row.note = format!(
-            "of which tfmirror answering the init's 120 requests one after another: {}",
-            human(warm.server_share)
-        );
+        let note = providers::describe(&warm);
+        let mut row = Row::timed("providers-warm", warm.pair, 1.15);
+        row.note = note;
         rows.push(row);
     }
     if wanted(Scenario::ProvidersCold) {
         let pair = providers::cold(&tools, network, args.runs)?;
-        rows.push(Row::timed("providers-cold", pair, 0.6));
+        rows.push(Row::timed("providers-cold", pair, 0.35));
     }
     if wanted(Scenario::ModulesWarm) {
         let pair = modules::warm(&tools, network, args.runs)?;

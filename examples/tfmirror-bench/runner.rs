@@ -54,3 +54,26 @@ pub fn alternate(
     }
     Ok(pair)
 }
+
+/// A contender in [`rounds`]: its name and what it times.
+pub type Contender<'a> = (&'static str, &'a mut dyn FnMut(usize) -> Result<Duration>);
+
+/// `runs` rounds of every contender in turn, for more than two; the timings of each, in the
+/// contenders' order.
+pub fn rounds(
+    scenario: &str,
+    runs: usize,
+    contenders: &mut [Contender<'_>],
+) -> Result<Vec<Vec<Duration>>> {
+    let mut times = vec![Vec::with_capacity(runs); contenders.len()];
+    for n in 0..runs {
+        let mut line = format!("  {scenario} run {}/{runs}:", n + 1);
+        for ((name, contender), samples) in contenders.iter_mut().zip(&mut times) {
+            let elapsed = contender(n)?;
+            line.push_str(&format!(" {name} {},", human(elapsed)));
+            samples.push(elapsed);
+        }
+        eprintln!("{}", line.trim_end_matches(','));
+    }
+    Ok(times)
+}

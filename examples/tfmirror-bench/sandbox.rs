@@ -170,9 +170,10 @@ impl Sandbox {
         Ok(path)
     }
 
-    /// A CLI config that installs every provider from the packed mirror at `dir` only.
-    pub fn filesystem_mirror_cli_config(&self, dir: &Path) -> Result<PathBuf> {
-        let path = self.path().join("filesystem-mirror.tfrc");
+    /// A CLI config that installs every provider from the mirror at `dir` only (packed or
+    /// unpacked, Terraform reads either), written as `<name>.tfrc`.
+    pub fn filesystem_mirror_cli_config(&self, name: &str, dir: &Path) -> Result<PathBuf> {
+        let path = self.path().join(format!("{name}.tfrc"));
         std::fs::write(
             &path,
             format!(

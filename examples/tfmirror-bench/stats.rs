@@ -37,3 +37,13 @@ mod tests {
         assert_eq!(median(&ms(&[4, 1, 3, 2])), Duration::from_micros(2500));
     }
 }
+
+/// `815.3 MB`, `2.4 GB`: decimal units, as the README quotes sizes.
+pub fn human_bytes(bytes: u64) -> String {
+    let bytes = bytes as f64;
+    if bytes >= 1e9 {
+        format!("{:.1} GB", bytes / 1e9)
+    } else {
+        format!("{:.1} MB", bytes / 1e6)
+    }
+}
