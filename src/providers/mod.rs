@@ -11,6 +11,7 @@ pub mod hashes;
 mod import;
 mod network_mirror;
 mod package;
+pub mod prepare_protocol;
 mod route;
 pub mod signature;
 mod verified;
