@@ -20,12 +20,13 @@ use crate::response::{self, Response};
 use crate::store::{gc_plan, now_ms, GcRules, Reason, Removal, StoredArtifact};
 
 /// Metadata that cannot be fetched again once dropped, or never changes.
-const KEPT_METADATA: [&str; 5] = [
+const KEPT_METADATA: [&str; 6] = [
     "providers/download/",
     "modules/download/",
     "modules/archive-origin/",
     "providers/h1/",
     "providers/verified/",
+    "providers/tree-h1/",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -184,11 +185,19 @@ impl App {
             })?
             .compile_matcher();
         let artifacts = self.inventory().await?;
-        let plan: Vec<Removal> = artifacts
+        let named = |name: &str| glob.is_match(name) || request.pattern == name;
+        // Derived trees first (the listing sorts them before the zips they
+        // come from only by chance), and with their package.
+        let derived_first = artifacts
             .iter()
+            .filter(|a| a.derived)
+            .chain(artifacts.iter().filter(|a| !a.derived));
+        let plan: Vec<Removal> = derived_first
             .filter(|a| {
                 let name = catalog::describe(&a.key).1;
-                glob.is_match(&name) || glob.is_match(&a.key) || request.pattern == name
+                named(&name)
+                    || glob.is_match(&a.key)
+                    || catalog::unpacked_from(&name).is_some_and(named)
             })
             .map(|a| Removal {
                 key: a.key.clone(),
