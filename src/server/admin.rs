@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 use super::App;
 use crate::catalog::{self, Entry};
 use crate::metrics;
+use crate::providers::prepare_protocol::PrepareRequest;
 use crate::response::{self, Response};
 use crate::store::{gc_plan, now_ms, GcRules, Reason, Removal, StoredArtifact};
+use crate::upstream::Forwarded;
 
 /// Metadata that cannot be fetched again once dropped, or never changes.
 const KEPT_METADATA: [&str; 6] = [
@@ -141,6 +143,27 @@ impl App {
                 json_ok(&serde_json::json!({}))
             }
             Err(failure) => failure.response(),
+        }
+    }
+
+    /// `POST /_tfmirror/providers/prepare`: the locked providers made ready
+    /// in the unpacked tree (see `providers::prepare`).
+    pub(super) async fn prepare_providers(
+        &self,
+        request: Request<Incoming>,
+        forwarded: &Forwarded,
+    ) -> Response {
+        let parsed = match bounded_body(request, MAX_PREPARE_BODY).await {
+            Ok(body) => parse::<PrepareRequest>(&body),
+            Err(failure) => Err(failure),
+        };
+        let prepare = match parsed {
+            Ok(prepare) => prepare,
+            Err(failure) => return failure.response(),
+        };
+        match self.providers.prepare(prepare, forwarded).await {
+            Ok(answer) => json_ok(&answer),
+            Err(bad) => response::error(bad.status(), &bad.to_string()),
         }
     }
 
@@ -335,9 +358,17 @@ impl Failure {
 /// Admin requests are a few hundred bytes of JSON.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
+/// A prepare request names up to 1000 providers, each with the hashes of
+/// every platform its lock file holds (a dozen lines of 70 bytes).
+const MAX_PREPARE_BODY: usize = 4 << 20;
+
 /// The body of an admin request, bounded.
 async fn admin_body(request: Request<Incoming>) -> Result<bytes::Bytes, Failure> {
-    let limited = http_body_util::Limited::new(request.into_body(), MAX_ADMIN_BODY);
+    bounded_body(request, MAX_ADMIN_BODY).await
+}
+
+async fn bounded_body(request: Request<Incoming>, limit: usize) -> Result<bytes::Bytes, Failure> {
+    let limited = http_body_util::Limited::new(request.into_body(), limit);
     match limited.collect().await {
         Ok(body) => Ok(body.to_bytes()),
         Err(e) => Err(Failure::new(StatusCode::BAD_REQUEST, e.to_string())),
