@@ -190,8 +190,16 @@ mod tests {
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
+    use std::sync::Arc;
+
     use super::*;
-    use crate::providers::unzip::tests::{write_zip, Entry};
+    use crate::config::Config;
+    use crate::providers::package::zip_path;
+    use crate::providers::route::ProviderAddr;
+    use crate::providers::unzip::tests::{write_zip, zip_bytes, Entry};
+    use crate::server_key::ServerKey;
+    use crate::store::Store;
+    use crate::upstream::{Discovery, EnvTokens, RegistryClient, Upstream};
 
     fn mode(path: &Path) -> u32 {
         fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
@@ -202,6 +210,83 @@ mod tests {
         Entry("docs/", b"", 0o755),
         Entry("docs/README.md", b"# x\n", 0o644),
     ];
+
+    fn providers(store: Arc<Store>) -> Providers {
+        let config = Arc::new(Config::default());
+        let upstream = Upstream::new(EnvTokens::default());
+        let documents = store.documents().clone();
+        let discovery = Discovery::new(config.clone(), upstream.clone(), documents.clone());
+        let key = ServerKey::generate().unwrap();
+        let registry = RegistryClient::new(upstream.clone(), discovery, documents, key);
+        Providers::new(config, store, upstream, registry)
+    }
+
+    fn package() -> Package {
+        let s = |v: &str| Segment::new(v).unwrap();
+        Package {
+            addr: ProviderAddr {
+                host: s("registry.terraform.io"),
+                namespace: s("hashicorp"),
+                kind: s("x"),
+            },
+            version: s("1.0.0"),
+            os: s("linux"),
+            arch: s("amd64"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_unpack_once_and_a_new_zip_remakes_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let providers = providers(store.clone());
+        let zip = zip_path(&package());
+        let written = store.write(&zip, &zip_bytes(PACKAGE)).await.unwrap();
+
+        let asking = (0..8).map(|_| {
+            let (providers, zip, sha256) = (providers.clone(), zip.clone(), written.sha256.clone());
+            tokio::spawn(async move { providers.tree_entry(&package(), &zip, &sha256, None).await })
+        });
+        let mut h1s = Vec::new();
+        for asked in asking {
+            h1s.push(asked.await.unwrap().unwrap());
+        }
+        h1s.dedup();
+        assert_eq!(h1s, [hashes::zip_h1(&store.path(&zip)).unwrap().unpacked]);
+        let tree_key = tree_path(&package()).key();
+        let tree = |store: &Store| {
+            let listed = store.inventory().unwrap();
+            listed
+                .into_iter()
+                .find(|a| a.key == tree_key)
+                .expect("the entry is listed")
+        };
+        let listed = tree(&store);
+        assert!(listed.derived);
+        assert_eq!(
+            listed.usage.hits, 7,
+            "one request made the entry, the seven others found it"
+        );
+
+        // The zip fetched again with other bytes: the entry is made anew.
+        let other = [Entry(
+            "terraform-provider-x_v1.0.0",
+            b"#!/bin/sh\necho y\n",
+            0o755,
+        )];
+        let written = store.write(&zip, &zip_bytes(&other)).await.unwrap();
+        let h1 = providers
+            .tree_entry(&package(), &zip, &written.sha256, None)
+            .await
+            .unwrap();
+        assert_eq!(h1, hashes::zip_h1(&store.path(&zip)).unwrap().unpacked);
+        assert_eq!(tree(&store).usage.hits, 0, "a new entry");
+        let entry = store.path(&tree_path(&package()));
+        assert!(
+            !entry.join("docs").exists(),
+            "nothing of the old entry is left"
+        );
+    }
 
     #[test]
     fn an_entry_hashes_to_the_zips_h1_and_is_read_only() {
