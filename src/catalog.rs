@@ -58,6 +58,16 @@ impl Entry {
     }
 }
 
+/// What the name of an unpacked provider tree adds to its package's name.
+const UNPACKED_SUFFIX: &str = " (unpacked)";
+
+/// The package name of an unpacked tree's name, e.g.
+/// `registry.terraform.io/hashicorp/aws 5.1.0 linux_amd64` for its tree:
+/// `cache delete` of a package removes its tree too.
+pub fn unpacked_from(name: &str) -> Option<&str> {
+    name.strip_suffix(UNPACKED_SUFFIX)
+}
+
 /// The kind and human name of the artifact at `key`.
 pub fn describe(key: &str) -> (Kind, String) {
     let parts: Vec<&str> = key.split('/').collect();
@@ -76,6 +86,10 @@ pub fn describe(key: &str) -> (Kind, String) {
             };
             (Kind::Providers, name)
         }
+        ["providers-unpacked", host, namespace, kind, version, platform] => (
+            Kind::Providers,
+            format!("{host}/{namespace}/{kind} {version} {platform}{UNPACKED_SUFFIX}"),
+        ),
         ["provider-checksums", host, namespace, kind, version, file] => (
             Kind::Providers,
             format!("{host}/{namespace}/{kind} {version} {file}"),
@@ -111,6 +125,11 @@ mod tests {
                 "registry.terraform.io/hashicorp/aws 5.89.0 linux_amd64",
             ),
             (
+                "providers-unpacked/registry.terraform.io/hashicorp/aws/5.89.0/linux_amd64",
+                Kind::Providers,
+                "registry.terraform.io/hashicorp/aws 5.89.0 linux_amd64 (unpacked)",
+            ),
+            (
                 "provider-checksums/registry.terraform.io/hashicorp/aws/5.89.0/SHA256SUMS.sig",
                 Kind::Providers,
                 "registry.terraform.io/hashicorp/aws 5.89.0 SHA256SUMS.sig",
@@ -127,5 +146,16 @@ mod tests {
         for (key, kind, name) in cases {
             assert_eq!(describe(key), (kind, name.to_owned()), "{key}");
         }
+    }
+
+    #[test]
+    fn a_tree_names_its_package() {
+        let (_, tree) =
+            describe("providers-unpacked/registry.terraform.io/hashicorp/aws/5.89.0/linux_amd64");
+        let (_, zip) = describe(
+            "providers/registry.terraform.io/hashicorp/aws/terraform-provider-aws_5.89.0_linux_amd64.zip",
+        );
+        assert_eq!(unpacked_from(&tree), Some(zip.as_str()));
+        assert_eq!(unpacked_from(&zip), None);
     }
 }

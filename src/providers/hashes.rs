@@ -91,6 +91,37 @@ pub fn zh_of_file(path: &Path) -> io::Result<String> {
     Ok(format!("zh:{}", hex::encode(hasher.finalize())))
 }
 
+/// The `h1:` of an unpacked package directory, as Terraform computes it
+/// before installing from an unpacked `filesystem_mirror`
+/// (`dirhash.HashDir(dir, "", Hash1)`): every file below `dir` by its
+/// relative path with `/`, directories skipped. Blocking.
+pub fn dir_h1(dir: &Path) -> Result<String, HashError> {
+    let read_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| HashError::Read { path, source }
+    };
+    let mut files: BTreeMap<Vec<u8>, [u8; 32]> = BTreeMap::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(current) = dirs.pop() {
+        for entry in std::fs::read_dir(&current).map_err(read_error(&current))? {
+            let entry = entry.map_err(read_error(&current))?;
+            let path = entry.path();
+            if entry.file_type().map_err(read_error(&path))?.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let mut file = File::open(&path).map_err(read_error(&path))?;
+            let mut hasher = Sha256::new();
+            io::copy(&mut file, &mut hasher).map_err(read_error(&path))?;
+            let rel = path.strip_prefix(dir).expect("walk stays below dir");
+            // On unix the separator already is `/`, and names are bytes.
+            let name = std::os::unix::ffi::OsStrExt::as_bytes(rel.as_os_str()).to_vec();
+            files.insert(name, hasher.finalize().into());
+        }
+    }
+    Ok(hash1(files.iter().map(|(n, d)| (&n[..], d))))
+}
+
 /// `path` is only for error messages.
 fn zip_h1_of<R: Read + Seek>(reader: R, path: &Path) -> Result<ZipH1, HashError> {
     let zip_error = |source| HashError::Zip {
@@ -172,7 +203,7 @@ fn hash1<'a>(files: impl Iterator<Item = (&'a [u8], &'a [u8; 32])>) -> String {
 /// `filepath.Walk` spell it: empty and `.` components dropped, `/` between.
 /// `None` for a name Terraform refuses (a `..` component) or one that names
 /// the package directory itself.
-fn unpacked_path(name: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn unpacked_path(name: &[u8]) -> Option<Vec<u8>> {
     if has_dot_dot(name) {
         return None;
     }
@@ -367,6 +398,20 @@ mod tests {
         let missing = dir.path().join("missing.zip");
         let err = zip_h1(&missing).unwrap_err().to_string();
         assert!(err.starts_with(&format!("cannot read {}", missing.display())));
+    }
+
+    #[test]
+    fn an_unpacked_directory_hashes_to_the_recorded_h1() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in GOLDEN_ENTRIES {
+            let path = dir.path().join(name);
+            if name.ends_with('/') {
+                std::fs::create_dir_all(path).unwrap();
+            } else {
+                std::fs::write(path, content).unwrap();
+            }
+        }
+        assert_eq!(dir_h1(dir.path()).unwrap(), GOLDEN_H1);
     }
 
     #[test]

@@ -11,9 +11,12 @@ pub mod hashes;
 mod import;
 mod network_mirror;
 mod package;
+mod prepare;
 pub mod prepare_protocol;
 mod route;
 pub mod signature;
+mod unpacked;
+mod unzip;
 mod verified;
 
 use std::sync::Arc;

@@ -212,7 +212,7 @@ impl Providers {
     /// The zip's `h1:` hashes (see [`hashes::ZipH1`]), computed once and
     /// kept in the index: a cached zip never changes, and hashing means
     /// unpacking it.
-    async fn h1(&self, package: &Package, rel: &RelPath) -> Vec<String> {
+    pub(super) async fn h1(&self, package: &Package, rel: &RelPath) -> Vec<String> {
         let key = format!("{H1_KEY_PREFIX}{}", rel.key());
         let path = self.store.path(rel);
         let served = self

@@ -16,16 +16,19 @@ use serde::{Deserialize, Serialize};
 use super::App;
 use crate::catalog::{self, Entry};
 use crate::metrics;
+use crate::providers::prepare_protocol::PrepareRequest;
 use crate::response::{self, Response};
 use crate::store::{gc_plan, now_ms, GcRules, Reason, Removal, StoredArtifact};
+use crate::upstream::Forwarded;
 
 /// Metadata that cannot be fetched again once dropped, or never changes.
-const KEPT_METADATA: [&str; 5] = [
+const KEPT_METADATA: [&str; 6] = [
     "providers/download/",
     "modules/download/",
     "modules/archive-origin/",
     "providers/h1/",
     "providers/verified/",
+    "providers/tree-h1/",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +146,27 @@ impl App {
         }
     }
 
+    /// `POST /_tfmirror/providers/prepare`: the locked providers made ready
+    /// in the unpacked tree (see `providers::prepare`).
+    pub(super) async fn prepare_providers(
+        &self,
+        request: Request<Incoming>,
+        forwarded: &Forwarded,
+    ) -> Response {
+        let parsed = match bounded_body(request, MAX_PREPARE_BODY).await {
+            Ok(body) => parse::<PrepareRequest>(&body),
+            Err(failure) => Err(failure),
+        };
+        let prepare = match parsed {
+            Ok(prepare) => prepare,
+            Err(failure) => return failure.response(),
+        };
+        match self.providers.prepare(prepare, forwarded).await {
+            Ok(answer) => json_ok(&answer),
+            Err(bad) => response::error(bad.status(), &bad.to_string()),
+        }
+    }
+
     /// `POST /_tfmirror/{gc,delete,prune}`.
     pub(super) async fn admin(&self, action: &str, request: Request<Incoming>) -> Response {
         let body = match admin_body(request).await {
@@ -184,11 +208,19 @@ impl App {
             })?
             .compile_matcher();
         let artifacts = self.inventory().await?;
-        let plan: Vec<Removal> = artifacts
+        let named = |name: &str| glob.is_match(name) || request.pattern == name;
+        // Derived trees first (the listing sorts them before the zips they
+        // come from only by chance), and with their package.
+        let derived_first = artifacts
             .iter()
+            .filter(|a| a.derived)
+            .chain(artifacts.iter().filter(|a| !a.derived));
+        let plan: Vec<Removal> = derived_first
             .filter(|a| {
                 let name = catalog::describe(&a.key).1;
-                glob.is_match(&name) || glob.is_match(&a.key) || request.pattern == name
+                named(&name)
+                    || glob.is_match(&a.key)
+                    || catalog::unpacked_from(&name).is_some_and(named)
             })
             .map(|a| Removal {
                 key: a.key.clone(),
@@ -326,9 +358,17 @@ impl Failure {
 /// Admin requests are a few hundred bytes of JSON.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
+/// A prepare request names up to 1000 providers, each with the hashes of
+/// every platform its lock file holds (a dozen lines of 70 bytes).
+const MAX_PREPARE_BODY: usize = 4 << 20;
+
 /// The body of an admin request, bounded.
 async fn admin_body(request: Request<Incoming>) -> Result<bytes::Bytes, Failure> {
-    let limited = http_body_util::Limited::new(request.into_body(), MAX_ADMIN_BODY);
+    bounded_body(request, MAX_ADMIN_BODY).await
+}
+
+async fn bounded_body(request: Request<Incoming>, limit: usize) -> Result<bytes::Bytes, Failure> {
+    let limited = http_body_util::Limited::new(request.into_body(), limit);
     match limited.collect().await {
         Ok(body) => Ok(body.to_bytes()),
         Err(e) => Err(Failure::new(StatusCode::BAD_REQUEST, e.to_string())),

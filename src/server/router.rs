@@ -192,6 +192,10 @@ async fn dispatch(
         }
         ["_tfmirror", "runs", id] if method == Method::DELETE => ("admin", app.end_run(id)),
         ["_tfmirror", "runs", id] => ("admin", app.run_counters(id)),
+        ["_tfmirror", "providers", "prepare"] if method == Method::POST => {
+            let forwarded = forwarded(&request);
+            ("admin", app.prepare_providers(request, &forwarded).await)
+        }
         ["_tfmirror", action] if admin => {
             let action = action.to_string();
             ("admin", app.admin(&action, request).await)

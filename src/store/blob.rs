@@ -152,8 +152,9 @@ pub fn remove_temp_files(root: &Path) -> io::Result<usize> {
             let kind = entry.file_type()?;
             let temporary = entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
             if kind.is_dir() && temporary {
-                // A directory being removed when the process died.
-                std::fs::remove_dir_all(entry.path())?;
+                // A directory being built or removed when the process
+                // died; it may already be read-only.
+                super::derived::remove_tree(&entry.path())?;
                 removed += 1;
             } else if kind.is_dir() {
                 dirs.push(entry.path());

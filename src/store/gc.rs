@@ -9,6 +9,10 @@
 //!    artifact left: least recently used first, then fewest uses, then
 //!    largest (freeing the most for the least loss).
 //!
+//! In both, derived artifacts (unpacked provider trees) go before any
+//! other: they cost only local work to make again, and removing the zip a
+//! tree was made from first would leave a tree nothing can vouch for.
+//!
 //! Never removed: anything stored or used within `min_age`. That protects
 //! an artifact being downloaded or served right now (each use is recorded
 //! when it starts) and one a running `init` is about to ask for again.
@@ -49,7 +53,11 @@ pub fn plan(artifacts: &[StoredArtifact], rules: &GcRules, now_ms: u64) -> Vec<R
         |a: &StoredArtifact| a.usage.last_used_ms.max(a.usage.stored_at_ms) < protected_since;
     let mut plan = Vec::new();
     let mut kept: Vec<&StoredArtifact> = Vec::new();
-    for artifact in artifacts {
+    let derived_first = artifacts
+        .iter()
+        .filter(|a| a.derived)
+        .chain(artifacts.iter().filter(|a| !a.derived));
+    for artifact in derived_first {
         let unused = rules
             .unused_for
             .is_some_and(|d| artifact.usage.last_used_ms < now_ms.saturating_sub(ms(d)));
@@ -63,12 +71,14 @@ pub fn plan(artifacts: &[StoredArtifact], rules: &GcRules, now_ms: u64) -> Vec<R
         let mut total: u64 = kept.iter().map(|a| a.size).sum();
         kept.sort_by(|a, b| {
             (
+                !a.derived,
                 a.usage.last_used_ms,
                 a.usage.hits,
                 std::cmp::Reverse(a.size),
                 &a.key,
             )
                 .cmp(&(
+                    !b.derived,
                     b.usage.last_used_ms,
                     b.usage.hits,
                     std::cmp::Reverse(b.size),
@@ -116,6 +126,7 @@ mod tests {
                 last_used_ms: last_used,
                 hits,
             },
+            derived: false,
         }
     }
 
@@ -135,6 +146,56 @@ mod tests {
             min_age: Duration::from_secs(12 * 3600),
         };
         insta::assert_json_snapshot!(plan(&artifacts, &rules, NOW));
+    }
+
+    #[test]
+    fn derived_trees_go_first_but_not_within_min_age() {
+        let tree = |key, hours_ago| StoredArtifact {
+            derived: true,
+            ..artifact(key, 100, hours_ago, 9)
+        };
+        let artifacts = [
+            artifact("providers/zip-long-unused", 10, 400, 0),
+            tree("providers-unpacked/tree-used-lately", 200),
+            tree("providers-unpacked/tree-in-use", 1),
+            artifact("providers/zip-of-a-tree", 100, 300, 0),
+        ];
+        let rules = GcRules {
+            unused_for: Some(Duration::from_secs(100 * 3600)),
+            max_size: Some(150),
+            min_age: Duration::from_secs(12 * 3600),
+        };
+        let keys: Vec<_> = plan(&artifacts, &rules, NOW)
+            .into_iter()
+            .map(|r| (r.key, r.reason))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (
+                    "providers-unpacked/tree-used-lately".to_owned(),
+                    Reason::Unused
+                ),
+                ("providers/zip-long-unused".to_owned(), Reason::Unused),
+                ("providers/zip-of-a-tree".to_owned(), Reason::Unused),
+            ],
+            "the tree in use stays; every other goes, the tree first"
+        );
+
+        let rules = GcRules {
+            unused_for: None,
+            max_size: Some(250),
+            ..rules
+        };
+        let keys: Vec<_> = plan(&artifacts, &rules, NOW)
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        assert_eq!(
+            keys,
+            ["providers-unpacked/tree-used-lately"],
+            "over size, a tree used more lately than a zip still goes first"
+        );
     }
 
     #[test]

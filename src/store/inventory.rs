@@ -1,14 +1,16 @@
 //! What the cache holds, read from the files: they are the truth, the
 //! index only adds when and how often each was used.
 //!
-//! A git mirror is one artifact however many files the bare repository
-//! has: its size is the directory's, its age that of its last change.
+//! A git mirror or a derived tree (an unpacked provider package) is one
+//! artifact however many files it has: its size is the directory's, its
+//! age that of its last change unless the index knows better.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use super::blob::TEMP_PREFIX;
+use super::derived::is_derived_tree;
 use super::index::{Index, Usage};
 use super::reindex::NOT_ARTIFACTS;
 use super::{BROKEN_INDEX_DIR, GIT_MIRRORS_DIR, INDEX_DIR};
@@ -21,23 +23,29 @@ pub struct StoredArtifact {
     pub size: u64,
     /// Stored-at and last-use times in ms since the epoch, and uses.
     pub usage: Usage,
+    /// Made from another artifact, and made again on demand: gc takes it
+    /// first.
+    pub derived: bool,
 }
 
-/// What [`walk`] finds: an artifact file, or a git mirror's directory.
+/// What [`walk`] finds: an artifact file, or a directory that is one
+/// artifact (a git mirror, a derived tree).
 pub(super) enum Found {
     File {
         key: String,
         path: PathBuf,
         metadata: std::fs::Metadata,
     },
-    Mirror {
+    Directory {
         key: String,
         path: PathBuf,
+        derived: bool,
     },
 }
 
-/// Visits every artifact below `root`: files, skipping temporary files,
-/// tfmirror's bookkeeping and the index, and each git mirror as one whole.
+/// Visits every artifact below `root`: files, skipping temporary files and
+/// directories, tfmirror's bookkeeping and the index, and each git mirror
+/// and derived tree as one whole.
 /// Shared by the inventory and the index rebuild, so both count the same
 /// things.
 pub(super) fn walk(root: &Path, mut visit: impl FnMut(Found) -> io::Result<()>) -> io::Result<()> {
@@ -50,8 +58,12 @@ pub(super) fn walk(root: &Path, mut visit: impl FnMut(Found) -> io::Result<()>) 
             let name = entry.file_name().to_string_lossy().into_owned();
             let file_type = entry.file_type()?;
             if file_type.is_dir() {
-                if is_git_mirror(&key) {
-                    visit(Found::Mirror { key, path })?;
+                if name.starts_with(TEMP_PREFIX) {
+                    continue;
+                }
+                if is_git_mirror(&key) || is_derived_tree(&key) {
+                    let derived = is_derived_tree(&key);
+                    visit(Found::Directory { key, path, derived })?;
                 } else if !is_bookkeeping_dir(&key) {
                     dirs.push(path);
                 }
@@ -80,11 +92,12 @@ pub fn list(root: &Path, index: &Index) -> io::Result<Vec<StoredArtifact>> {
     let mut found = Vec::new();
     walk(root, |item| {
         found.push(match item {
-            Found::Mirror { key, path } => mirror(&path, key, index)?,
+            Found::Directory { key, path, derived } => directory(&path, key, derived, index)?,
             Found::File { key, metadata, .. } => StoredArtifact {
                 size: metadata.len(),
                 usage: recorded(index, &key).unwrap_or_else(|| from_metadata(&metadata)),
                 key,
+                derived: false,
             },
         });
         Ok(())
@@ -109,7 +122,7 @@ fn is_git_mirror(key: &str) -> bool {
     key.starts_with(&format!("{GIT_MIRRORS_DIR}/")) && key.ends_with(".git")
 }
 
-fn mirror(path: &Path, key: String, index: &Index) -> io::Result<StoredArtifact> {
+fn directory(path: &Path, key: String, derived: bool, index: &Index) -> io::Result<StoredArtifact> {
     let (size, modified_ms) = dir_size(path)?;
     let usage = recorded(index, &key).unwrap_or(Usage {
         size,
@@ -117,7 +130,12 @@ fn mirror(path: &Path, key: String, index: &Index) -> io::Result<StoredArtifact>
         last_used_ms: modified_ms,
         ..Usage::default()
     });
-    Ok(StoredArtifact { key, size, usage })
+    Ok(StoredArtifact {
+        key,
+        size,
+        usage,
+        derived,
+    })
 }
 
 fn recorded(index: &Index, key: &str) -> Option<Usage> {
@@ -179,17 +197,31 @@ mod tests {
         std::fs::write(root.join("git/h/org/r.git/HEAD"), b"ref").unwrap();
         std::fs::write(root.join("git/h/org/r.git/objects/p"), b"objects").unwrap();
         std::fs::write(root.join("server.json"), b"{}").unwrap();
+        let tree = root.join("providers-unpacked/h/ns/t/1.0.0/linux_amd64");
+        std::fs::create_dir_all(tree.join("docs")).unwrap();
+        std::fs::write(tree.join("provider"), b"binary").unwrap();
+        std::fs::write(tree.join("docs/README"), b"doc").unwrap();
+        let staging = root.join("providers-unpacked/h/ns/t/1.0.0/.tmp-abc");
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::write(staging.join("provider"), b"half").unwrap();
         index
             .record_stored("providers/h/ns/t/p.zip", 3, None)
             .unwrap();
         index.record_hit("providers/h/ns/t/p.zip", 3).unwrap();
 
         let listed = list(root, &index).unwrap();
-        let keys: Vec<_> = listed.iter().map(|a| (a.key.as_str(), a.size)).collect();
+        let keys: Vec<_> = listed
+            .iter()
+            .map(|a| (a.key.as_str(), a.size, a.derived))
+            .collect();
         assert_eq!(
             keys,
-            [("git/h/org/r.git", 10), ("providers/h/ns/t/p.zip", 3)]
+            [
+                ("git/h/org/r.git", 10, false),
+                ("providers-unpacked/h/ns/t/1.0.0/linux_amd64", 9, true),
+                ("providers/h/ns/t/p.zip", 3, false)
+            ]
         );
-        assert_eq!(listed[1].usage.hits, 1);
+        assert_eq!(listed[2].usage.hits, 1);
     }
 }

@@ -4,6 +4,7 @@
 //! [`RelPath`]s and documents with string keys.
 
 mod blob;
+mod derived;
 mod documents;
 mod gc;
 mod index;
@@ -17,6 +18,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use blob::{write_atomic, BlobWriter, RunningHash, Written};
+pub use derived::{StagedTree, UNPACKED_PROVIDERS_DIR};
 pub use documents::{Documents, FetchError, Freshness, Reader, Served, Source};
 pub use gc::{plan as gc_plan, GcRules, Reason, Removal};
 pub use index::{now_ms, Document, Index};
@@ -217,10 +219,10 @@ impl Store {
         inventory::list(&self.root, &self.index)
     }
 
-    /// Removes an artifact found by [`Store::inventory`]: a file, or a git
-    /// mirror's directory, which is first renamed to a temporary name so it
-    /// vanishes at once (and is swept at the next start should this process
-    /// die half way).
+    /// Removes an artifact found by [`Store::inventory`]: a file, or a
+    /// directory (a git mirror, a derived tree), which is first renamed to
+    /// a temporary name so it vanishes at once (and is swept at the next
+    /// start should this process die half way).
     pub fn remove(&self, key: &str) -> io::Result<()> {
         if key
             .split('/')
@@ -239,7 +241,7 @@ impl Store {
                 .to_string_lossy();
             let doomed = path.with_file_name(format!("{}gc-{name}", blob::TEMP_PREFIX));
             std::fs::rename(&path, &doomed)?;
-            std::fs::remove_dir_all(&doomed)?;
+            derived::remove_tree(&doomed)?;
         } else {
             std::fs::remove_file(&path)?;
         }
@@ -247,6 +249,22 @@ impl Store {
             tracing::warn!("cannot forget {key} in the index: {e}");
         }
         Ok(())
+    }
+
+    /// Records a use of an artifact that was not opened through
+    /// [`Store::open_artifact`] (a derived tree, read by the client
+    /// directly, or the zip it was made from), so gc sees it in use.
+    pub fn record_use(&self, rel: &RelPath, size: u64) {
+        if let Err(e) = self.index.record_hit(&rel.key(), size) {
+            tracing::warn!("cannot record use of {}: {e}", rel.key());
+        }
+    }
+
+    /// Records a derived tree that was just made, with its total size.
+    pub fn record_tree(&self, rel: &RelPath, size: u64) {
+        if let Err(e) = self.index.record_stored(&rel.key(), size, None) {
+            tracing::warn!("cannot record {} in the index: {e}", rel.key());
+        }
     }
 
     /// How many documents [`Store::prune_metadata`] would drop.

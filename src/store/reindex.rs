@@ -22,8 +22,9 @@ pub(super) const NOT_ARTIFACTS: [&str; 5] = [
     "terraform.rc",
 ];
 
-/// Records every artifact file below `root` (git mirrors are directories
-/// and have no record). Returns how many were recorded.
+/// Records every artifact file below `root` (git mirrors and derived trees
+/// are directories and have no record: their files give their age).
+/// Returns how many were recorded.
 pub fn rebuild(root: &Path, index: &Index) -> io::Result<usize> {
     let mut count = 0;
     super::inventory::walk(root, |found| {
