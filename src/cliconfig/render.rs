@@ -766,7 +766,7 @@ provider_installation {
             mine.file_setting("provider_installation"),
             Some(std::path::Path::new("/home/user/.terraformrc"))
         );
-        assert_eq!(mine.file_setting("disable_checkpoint").is_some(), true);
+        assert!(mine.file_setting("disable_checkpoint").is_some());
         assert_eq!(
             mine.file_setting("credentials"),
             None,

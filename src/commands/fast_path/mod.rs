@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 pub use scope::Scope;
 
-use super::packages::Platform;
+use super::packages::{hash_cached, PackageId, Platform};
 use super::Health;
 use crate::cliconfig::{FilesystemMirror, UserConfig};
 use crate::config::Config;
@@ -95,6 +95,7 @@ pub async fn plan(
     for (index, additions) in std::mem::take(&mut verdict.additions) {
         let path = locks[index].path.clone();
         let wanted: Vec<ProviderAddress> = additions.keys().cloned().collect();
+        let additions = confirmed(&server.cache_dir, additions).await;
         let written = tokio::task::spawn_blocking(move || add_h1(&path, &additions)).await;
         let path = &locks[index].path;
         let added = match written {
@@ -187,6 +188,37 @@ fn report_disqualified(locks: &[LockFile], units: &[units::Unit]) {
             named.join(", ")
         );
     }
+}
+
+/// The additions whose zip, hashed here, has the `zh:` that vouches for it
+/// and the `h1:` to be added: the lock file is the user's trust root, so
+/// what goes into it is checked with this process's own eyes, as `tfmirror
+/// lock` does, not taken from the server's word. Terraform then checks the
+/// tree's directory against that `h1:`.
+async fn confirmed(
+    cache_dir: &Path,
+    additions: BTreeMap<ProviderAddress, H1Addition>,
+) -> BTreeMap<ProviderAddress, H1Addition> {
+    let mut confirmed = BTreeMap::new();
+    for (address, addition) in additions {
+        let package = PackageId {
+            address: address.clone(),
+            version: addition.version.clone(),
+            platform: Platform::host(),
+        };
+        match hash_cached(cache_dir, &package).await {
+            Ok((zh, h1)) if zh == addition.zh && h1.unpacked == addition.h1 => {
+                confirmed.insert(address, addition);
+            }
+            Ok((zh, h1)) => eprintln!(
+                "tfmirror: {package}: the cached zip ({zh}, {}) is not the package the server \
+                 prepared ({}, {})",
+                h1.unpacked, addition.zh, addition.h1
+            ),
+            Err(e) => eprintln!("tfmirror: {package}: {e}"),
+        }
+    }
+    confirmed
 }
 
 /// Adds each `h1:` to the lock file as it is now on disk, where the entry

@@ -32,7 +32,7 @@ impl Scope {
         env: impl Fn(&str) -> Option<String>,
     ) -> Scope {
         if !is_terraform(program) {
-            return if args.iter().any(|arg| mentions_upgrade(arg)) {
+            return if args.iter().any(mentions_upgrade) {
                 Scope::Upgrade
             } else {
                 Scope::Tree(cwd.to_owned())
