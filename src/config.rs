@@ -45,6 +45,11 @@ pub struct Config {
     /// Garbage collection; the server collects at start and every
     /// `interval` when `unused_for` or `max_size` is set.
     pub gc: GcConfig,
+    /// Whether `exec` of `init` may add this machine's `h1:` hash to a lock
+    /// file that has only the zip's `zh:`: Terraform installs from the
+    /// unpacked tree only against an `h1:`. When off, such providers go
+    /// through the registry protocol and the lock file is left to Terraform.
+    pub update_lock: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +109,7 @@ impl Default for Config {
             public_url: None,
             idle_timeout: Duration::from_secs(15 * 60),
             gc: GcConfig::default(),
+            update_lock: true,
         }
     }
 }
@@ -125,6 +131,7 @@ struct ConfigFile {
     gc_max_size: Option<String>,
     gc_min_age: Option<String>,
     gc_interval: Option<String>,
+    update_lock: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +214,9 @@ impl Config {
         }
         if let Some(value) = file.gc_interval {
             config.gc.interval = parse_duration("gc_interval", &value)?;
+        }
+        if let Some(update_lock) = file.update_lock {
+            config.update_lock = update_lock;
         }
         if let Some(mirror) = file.git.and_then(|git| git.mirror) {
             config.git_mirror = mirror
@@ -382,6 +392,7 @@ mod tests {
             Duration::from_secs(168 * 3600)
         );
         assert_eq!(config.registries, DEFAULT_REGISTRIES);
+        assert!(config.update_lock);
     }
 
     #[test]
@@ -393,6 +404,7 @@ mod tests {
             registries = ["Registry.Terraform.io"]
             listen = "127.0.0.1:9999"
             idle_timeout = "90s"
+            update_lock = false
             [upstream]
             "registry.terraform.io" = "http://127.0.0.1:9000"
             "#,
@@ -402,6 +414,7 @@ mod tests {
         assert_eq!(config.registries, ["registry.terraform.io"]);
         assert_eq!(config.listen, Some("127.0.0.1:9999".parse().unwrap()));
         assert_eq!(config.idle_timeout, Duration::from_secs(90));
+        assert!(!config.update_lock);
         assert_eq!(
             config.discovery_url("registry.terraform.io").as_str(),
             "http://127.0.0.1:9000/.well-known/terraform.json"

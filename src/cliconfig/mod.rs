@@ -16,11 +16,14 @@
 //!   are copied byte for byte.
 //! - `json`: turns JSON-syntax files (`*.tfrc.json`) into native syntax.
 //! - `render`: writes the generated file.
+//! - `installation`: the `provider_installation` block of `exec`'s fast
+//!   path.
 //!
 //! The user's config and the rendered text hold credentials, so their
 //! `Debug` output shows paths and sizes only.
 
 mod hcl1;
+mod installation;
 mod json;
 mod render;
 mod user;
@@ -28,7 +31,8 @@ mod user;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use render::{render, render_network_mirror, Tokens};
+pub use installation::FilesystemMirror;
+pub use render::{render, render_exec, render_network_mirror, Tokens};
 pub use user::{find_user_config, UserConfig};
 
 /// One registry host routed through tfmirror and the service URLs Terraform
@@ -54,6 +58,9 @@ pub struct Rendered {
     /// `host "registry.terraform.io"`, to show the user in one stderr line.
     /// Blocks that tfmirror itself wrote earlier are replaced silently.
     pub overridden: Vec<String>,
+    /// User settings left out without a replacement (`plugin_cache_dir`
+    /// for `exec`), likewise to show in one line.
+    pub left_out: Vec<String>,
 }
 
 /// The text holds credentials, which must not reach logs.
@@ -62,6 +69,7 @@ impl fmt::Debug for Rendered {
         f.debug_struct("Rendered")
             .field("text", &format_args!("<{} bytes>", self.text.len()))
             .field("overridden", &self.overridden)
+            .field("left_out", &self.left_out)
             .finish()
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::ops::Range;
 
+use super::installation::{write_installation_block, FilesystemMirror};
 use super::user::Source;
 use super::{hcl1, HostServices, Rendered, UserConfig};
 
@@ -44,6 +45,23 @@ pub fn render_network_mirror(url: &str, user: Option<&UserConfig>, tokens: Token
     render_routing(Routing::NetworkMirror(url), user, tokens)
 }
 
+/// [`render`] for the file `exec` points one command at, which leaves out
+/// the user's `plugin_cache_dir`, and, with a `mirror`, installs its
+/// providers from that tree (replacing the user's `provider_installation`,
+/// since Terraform allows one; `exec` passes no mirror when there is one).
+///
+/// tfmirror is the cache: Terraform's plugin cache is not safe when several
+/// `init`s run at once (with it set, 8 parallel `exec`s wrote wrong `h1:`
+/// hashes into lock files), and would only copy what tfmirror serves.
+pub fn render_exec(
+    hosts: &[HostServices],
+    mirror: Option<&FilesystemMirror>,
+    user: Option<&UserConfig>,
+    tokens: Tokens,
+) -> Rendered {
+    render_routing(Routing::Exec { hosts, mirror }, user, tokens)
+}
+
 /// Whether the user's `credentials` blocks are carried into the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tokens {
@@ -67,27 +85,53 @@ const OMITTED_CREDENTIALS: [&str; 2] = [
 enum Routing<'a> {
     Hosts(&'a [HostServices]),
     NetworkMirror(&'a str),
+    /// Host blocks for one `exec`, and maybe the fast path's tree.
+    Exec {
+        hosts: &'a [HostServices],
+        mirror: Option<&'a FilesystemMirror>,
+    },
 }
 
 impl Routing<'_> {
     fn hosts(&self) -> &[HostServices] {
         match self {
-            Routing::Hosts(hosts) => hosts,
+            Routing::Hosts(hosts) | Routing::Exec { hosts, .. } => hosts,
             Routing::NetworkMirror(_) => &[],
         }
+    }
+
+    /// Whether the user's `provider_installation` gives way to tfmirror's.
+    fn replaces_installation(&self) -> bool {
+        matches!(
+            self,
+            Routing::NetworkMirror(_)
+                | Routing::Exec {
+                    mirror: Some(_),
+                    ..
+                }
+        )
+    }
+
+    fn drops_plugin_cache(&self) -> bool {
+        matches!(self, Routing::Exec { .. })
     }
 }
 
 fn render_routing(routing: Routing, user: Option<&UserConfig>, tokens: Tokens) -> Rendered {
     let mut text = HEADER.to_owned();
     let mut overridden = Vec::new();
+    let mut left_out = Vec::new();
     let mut set_earlier = HashSet::new();
     let mut omitted = false;
     for source in user.iter().flat_map(|user| &user.sources) {
         if tokens == Tokens::Omit {
             omitted |= source.items.iter().any(is_credentials);
         }
-        let kept = kept_text(source, routing, tokens, &set_earlier, &mut overridden);
+        let mut dropped = Dropped {
+            overridden: &mut overridden,
+            left_out: &mut left_out,
+        };
+        let kept = kept_text(source, routing, tokens, &set_earlier, &mut dropped);
         set_earlier.extend(single_valued_settings(source));
         if !kept.is_empty() {
             text.push_str(&format!("\n{MARKER}kept from {}\n", display_path(source)));
@@ -101,8 +145,9 @@ fn render_routing(routing: Routing, user: Option<&UserConfig>, tokens: Tokens) -
             text.push_str(&format!("{MARKER}{line}\n"));
         }
     }
+    let hosts = routing.hosts();
     match routing {
-        Routing::Hosts(hosts) => {
+        Routing::Hosts(_) | Routing::Exec { .. } => {
             if !hosts.is_empty() {
                 text.push_str(&format!(
                     "\n{MARKER}registry hosts served through tfmirror\n"
@@ -113,6 +158,16 @@ fn render_routing(routing: Routing, user: Option<&UserConfig>, tokens: Tokens) -
                     text.push('\n');
                 }
                 write_host_block(&mut text, host);
+            }
+            if let Routing::Exec {
+                mirror: Some(mirror),
+                ..
+            } = routing
+            {
+                text.push_str(&format!(
+                    "\n{MARKER}locked providers installed from tfmirror's unpacked tree\n"
+                ));
+                write_installation_block(&mut text, mirror);
             }
         }
         Routing::NetworkMirror(url) => {
@@ -125,12 +180,30 @@ fn render_routing(routing: Routing, user: Option<&UserConfig>, tokens: Tokens) -
             ));
         }
     }
-    Rendered { text, overridden }
+    Rendered {
+        text,
+        overridden,
+        left_out,
+    }
 }
 
 /// Whether `text` was written by [`render`].
 pub(super) fn is_generated(text: &str) -> bool {
     text.trim_start().lines().next() == HEADER.lines().next()
+}
+
+/// The user's settings that did not make it into the file, for
+/// [`Rendered`].
+struct Dropped<'a> {
+    overridden: &'a mut Vec<String>,
+    left_out: &'a mut Vec<String>,
+}
+
+/// Adds `setting` to `list` once, unless tfmirror wrote the source.
+fn note(list: &mut Vec<String>, source: &Source, setting: String) {
+    if !source.generated && !list.contains(&setting) {
+        list.push(setting);
+    }
 }
 
 /// The source's text without the items that must go, trimmed of blank
@@ -140,22 +213,19 @@ fn kept_text(
     routing: Routing,
     tokens: Tokens,
     set_earlier: &HashSet<&str>,
-    overridden: &mut Vec<String>,
+    dropped: &mut Dropped,
 ) -> String {
     let mut cuts = Vec::new();
     for item in &source.items {
         if let Some(label) = replaced_host(item, routing.hosts()) {
             cuts.push(with_lead_comment(source, item.span.clone()));
-            let setting = format!("host {label:?}");
-            if !source.generated && !overridden.contains(&setting) {
-                overridden.push(setting);
-            }
-        } else if replaced_installation(item, routing) {
+            note(dropped.overridden, source, format!("host {label:?}"));
+        } else if routing.replaces_installation() && is_setting(item, "provider_installation") {
             cuts.push(with_lead_comment(source, item.span.clone()));
-            let setting = "provider_installation".to_owned();
-            if !source.generated && !overridden.contains(&setting) {
-                overridden.push(setting);
-            }
+            note(dropped.overridden, source, "provider_installation".into());
+        } else if routing.drops_plugin_cache() && is_setting(item, "plugin_cache_dir") {
+            cuts.push(with_lead_comment(source, item.span.clone()));
+            note(dropped.left_out, source, "plugin_cache_dir".into());
         } else if is_single_valued(item) && set_earlier.contains(item.keys[0].as_str())
             || tokens == Tokens::Omit && is_credentials(item)
         {
@@ -191,11 +261,9 @@ fn is_credentials(item: &hcl1::Item) -> bool {
     item.keys.first().is_some_and(|key| key == "credentials")
 }
 
-/// The user's `provider_installation`, which a network mirror replaces.
-fn replaced_installation(item: &hcl1::Item, routing: Routing) -> bool {
-    matches!(routing, Routing::NetworkMirror(_))
-        && item.keys.len() == 1
-        && item.keys[0] == "provider_installation"
+/// A top-level item with one key: `key = ...` or `key { ... }`.
+pub(super) fn is_setting(item: &hcl1::Item, key: &str) -> bool {
+    item.keys.len() == 1 && item.keys[0] == key
 }
 
 /// Hostnames compare case-insensitively, and `:443` is the default port.
@@ -345,7 +413,7 @@ fn write_host_block(out: &mut String, host: &HostServices) {
 
 /// Hostnames and URLs never hold `${`, which HCL 1 cannot escape; should one
 /// ever appear, `%24` keeps a URL's meaning instead of panicking.
-fn quoted(s: &str) -> String {
+pub(super) fn quoted(s: &str) -> String {
     hcl1::quote(s).unwrap_or_else(|_| {
         hcl1::quote(&s.replace('$', "%24")).expect("a string without `$` is always quotable")
     })
@@ -650,6 +718,64 @@ provider_installation {
                 "{debug}"
             );
         }
+    }
+
+    #[test]
+    fn exec_installs_locked_providers_from_the_tree_and_drops_the_plugin_cache() {
+        let user = user(&[("/home/user/.terraformrc", FULL_USER_CONFIG)]);
+        let mirror = FilesystemMirror {
+            path: "/home/user/.cache/tfmirror/providers-unpacked".into(),
+            include: vec![
+                "registry.terraform.io/hashicorp/aws".into(),
+                "registry.terraform.io/hashicorp/null".into(),
+            ],
+        };
+        let rendered = render_exec(
+            &hosts(&["registry.terraform.io"]),
+            Some(&mirror),
+            Some(&user),
+            Tokens::Keep,
+        );
+        insta::assert_snapshot!("exec_fast_path", rendered.text);
+        assert_eq!(
+            rendered.overridden,
+            [r#"host "Registry.Terraform.io""#, "provider_installation"]
+        );
+        assert_eq!(rendered.left_out, ["plugin_cache_dir"]);
+        assert_eq!(rendered.text.matches("provider_installation").count(), 1);
+        assert!(!rendered.text.contains("plugin-cache"));
+        assert_parses(&rendered.text);
+
+        let without = render_exec(
+            &hosts(&["registry.terraform.io"]),
+            None,
+            Some(&user),
+            Tokens::Keep,
+        );
+        assert_eq!(without.overridden, [r#"host "Registry.Terraform.io""#]);
+        assert_eq!(without.left_out, ["plugin_cache_dir"]);
+        assert!(without.text.contains("/usr/share/terraform/providers"));
+        assert!(!without.text.contains("providers-unpacked"));
+        assert_parses(&without.text);
+    }
+
+    #[test]
+    fn finds_the_users_own_settings_only() {
+        let mine = user(&[("/home/user/.terraformrc", FULL_USER_CONFIG)]);
+        assert_eq!(
+            mine.file_setting("provider_installation"),
+            Some(std::path::Path::new("/home/user/.terraformrc"))
+        );
+        assert!(mine.file_setting("disable_checkpoint").is_some());
+        assert_eq!(
+            mine.file_setting("credentials"),
+            None,
+            "a block with a label"
+        );
+        let generated =
+            render_network_mirror("https://127.0.0.1:7878/providers/", None, Tokens::Omit);
+        let saved = user(&[("/home/user/.terraformrc", &generated.text)]);
+        assert_eq!(saved.file_setting("provider_installation"), None);
     }
 
     fn user_only_hosts() -> UserConfig {

@@ -25,6 +25,22 @@ impl UserConfig {
     pub fn files(&self) -> impl Iterator<Item = &Path> {
         self.sources.iter().map(|source| source.path.as_path())
     }
+
+    /// The first of the user's files that sets the top-level `key` (e.g.
+    /// `provider_installation`). A file tfmirror generated does not count:
+    /// its settings are tfmirror's own, replaced as they come back.
+    pub fn file_setting(&self, key: &str) -> Option<&Path> {
+        self.sources
+            .iter()
+            .filter(|source| !source.generated)
+            .find(|source| {
+                source
+                    .items
+                    .iter()
+                    .any(|item| render::is_setting(item, key))
+            })
+            .map(|source| source.path.as_path())
+    }
 }
 
 /// One file of the user's config, as native HCL 1 text split into items.

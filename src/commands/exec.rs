@@ -1,19 +1,23 @@
 //! `tfmirror exec -- CMD ...`: run one command with Terraform and OpenTofu
 //! pointed at the cache's server, starting one in the background if none
-//! runs.
+//! runs. For `init`, locked providers come from the server's unpacked tree
+//! (see `fast_path`).
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::Path;
 
 use tokio::process::Command;
 use tokio::signal::unix::{signal, SignalKind};
 
+use super::fast_path::{self, Scope};
 use super::launch::Launch;
 use super::savings;
 use super::server_log::LogTail;
-use crate::cliconfig::Tokens;
+use crate::cliconfig::Rendered;
 use crate::config::Config;
+
+/// Terraform's own variable for its plugin cache, which `exec` unsets.
+const PLUGIN_CACHE_ENV: &str = "TF_PLUGIN_CACHE_DIR";
 
 pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> anyhow::Result<i32> {
     let Some((program, args)) = command.split_first() else {
@@ -26,10 +30,20 @@ pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> an
     let run = savings::new_run_id();
     let run_url = format!("{}/run/{run}", server.url);
     let cwd = std::env::current_dir()?;
-    if let Some(workdir) = super::run_start::module_workdir(args, &cwd) {
-        super::run_start::announce(&server, &run, &workdir).await;
-    }
-    let code = run_command(&config, launch.cache_dir, &run_url, program, args).await;
+    let user = super::user_cli_config(launch.cache_dir)?;
+    let scope = Scope::of(program, args, &cwd, |name| std::env::var(name).ok());
+    let announce = async {
+        if let Some(workdir) = super::run_start::module_workdir(args, &cwd) {
+            super::run_start::announce(&server, &run, &workdir).await;
+        }
+    };
+    let (_, mirror) = tokio::join!(
+        announce,
+        fast_path::plan(&scope, &config, &server, user.as_ref())
+    );
+    let rendered = super::render_exec_config(&config, &run_url, mirror.as_ref(), user.as_ref());
+    report_dropped_settings(&rendered, &scope);
+    let code = run_command(&config, &run_url, &rendered, program, args).await;
     for line in log.warnings() {
         eprintln!("tfmirror server: {line}");
     }
@@ -43,20 +57,35 @@ pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> an
     code
 }
 
-async fn run_command(
-    config: &Config,
-    cache_dir: &Path,
-    url: &str,
-    program: &OsString,
-    args: &[OsString],
-) -> anyhow::Result<i32> {
-    let rendered = super::render_cli_config(config, cache_dir, url, Tokens::Keep)?;
+/// One line for the user's settings the generated config replaces, and one
+/// for a plugin cache left out when the command may install providers.
+fn report_dropped_settings(rendered: &Rendered, scope: &Scope) {
     if !rendered.overridden.is_empty() {
         eprintln!(
             "tfmirror: the generated CLI config replaces these settings of yours: {}",
             rendered.overridden.join(", ")
         );
     }
+    let mut plugin_cache = rendered.left_out.clone();
+    if std::env::var_os(PLUGIN_CACHE_ENV).is_some_and(|dir| !dir.is_empty()) {
+        plugin_cache.push(PLUGIN_CACHE_ENV.to_owned());
+    }
+    if !plugin_cache.is_empty() && scope.installs_providers() {
+        eprintln!(
+            "tfmirror: your {} is left out: tfmirror is the cache, and Terraform's plugin \
+             cache is not safe when several inits run at once",
+            plugin_cache.join(" and ")
+        );
+    }
+}
+
+async fn run_command(
+    config: &Config,
+    url: &str,
+    rendered: &Rendered,
+    program: &OsString,
+    args: &[OsString],
+) -> anyhow::Result<i32> {
     // Created with mode 0600 (it may hold the user's credentials) and
     // removed when dropped, whatever way the command ends.
     let mut file = tempfile::Builder::new()
@@ -70,6 +99,7 @@ async fn run_command(
         .args(args)
         .env("TF_CLI_CONFIG_FILE", file.path())
         .env("TOFU_CLI_CONFIG_FILE", file.path())
+        .env_remove(PLUGIN_CACHE_ENV)
         .envs(super::git_config_env(config, url, |name| {
             std::env::var(name).ok()
         }))

@@ -79,7 +79,7 @@ pub async fn run(launch: Launch<'_>, args: LockArgs) -> anyhow::Result<i32> {
                     (address.clone(), hashes)
                 })
                 .collect();
-            replace_file(&lock.path, &lock.with_added_hashes(&hashes))?;
+            lock.add_hashes(&hashes)?;
             report(&lock.path, "added", &plan);
         }
     }
@@ -145,40 +145,5 @@ fn report(path: &Path, verb: &str, plan: &Plan) {
             addition.hash,
             addition.package
         );
-    }
-}
-
-/// Replaces the file at `path` (or the file a symlink there points to) with
-/// `text` at once: a temporary file in the same directory, with the same
-/// permissions, flushed to disk and renamed over it. An interrupted run
-/// leaves the old lock file, never half of the new one.
-fn replace_file(path: &Path, text: &str) -> anyhow::Result<()> {
-    let context = |e: std::io::Error| anyhow::anyhow!("cannot write {}: {e}", path.display());
-    let target = std::fs::canonicalize(path).map_err(context)?;
-    let permissions = std::fs::metadata(&target).map_err(context)?.permissions();
-    crate::replace_file::replace(&target, text.as_bytes(), Some(permissions)).map_err(context)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replacing_keeps_permissions_and_leaves_no_temp_file() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(".terraform.lock.hcl");
-        std::fs::write(&path, "old").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let link = dir.path().join("link.hcl");
-        std::os::unix::fs::symlink(&path, &link).unwrap();
-
-        replace_file(&link, "new").unwrap();
-
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o640);
-        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod env;
 pub mod exec;
+mod fast_path;
 pub mod launch;
 pub mod lock;
 mod packages;
@@ -196,6 +197,17 @@ pub fn render_cli_config(
     ))
 }
 
+/// [`render_cli_config`] for one `exec`: without the user's
+/// `plugin_cache_dir`, and with the fast path's tree if there is one.
+pub fn render_exec_config(
+    config: &Config,
+    url: &str,
+    mirror: Option<&cliconfig::FilesystemMirror>,
+    user: Option<&cliconfig::UserConfig>,
+) -> Rendered {
+    cliconfig::render_exec(&host_services(config, url), mirror, user, Tokens::Keep)
+}
+
 /// [`render_cli_config`] for the server's network mirror instead of host
 /// blocks.
 pub fn render_network_mirror_config(
@@ -212,7 +224,8 @@ pub fn render_network_mirror_config(
     ))
 }
 
-fn user_cli_config(cache_dir: &Path) -> anyhow::Result<Option<cliconfig::UserConfig>> {
+/// The user's own CLI config, which the generated one carries along.
+pub fn user_cli_config(cache_dir: &Path) -> anyhow::Result<Option<cliconfig::UserConfig>> {
     let own = [
         terraform_rc_path(cache_dir),
         legacy_terraform_rc_path(cache_dir),

@@ -8,22 +8,44 @@ use std::time::Duration;
 
 use super::Health;
 
-/// The directory Terraform or OpenTofu will read modules from, if the
-/// command installs modules (`init`, `get`): the current directory, or the
-/// one `-chdir=DIR` names. Other commands never ask for a version list, so
-/// fetching ahead for them would only cost upstream requests.
-pub fn module_workdir(args: &[OsString], cwd: &Path) -> Option<PathBuf> {
+/// A Terraform or OpenTofu command line, as far as tfmirror cares: the
+/// subcommand, the directory it works in (the current one, or the one
+/// `-chdir=DIR` names), and the subcommand's own arguments.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Subcommand<'a> {
+    pub name: &'a str,
+    pub workdir: PathBuf,
+    pub args: &'a [OsString],
+}
+
+/// Reads `args` (what follows `terraform`) up to the subcommand, the first
+/// word that is not an option. `None` when there is none, or an argument
+/// before it is not UTF-8.
+pub fn subcommand<'a>(args: &'a [OsString], cwd: &Path) -> Option<Subcommand<'a>> {
     let mut workdir = cwd.to_path_buf();
-    for arg in args {
+    for (index, arg) in args.iter().enumerate() {
         let arg = arg.to_str()?;
         if let Some(dir) = arg.strip_prefix("-chdir=") {
             workdir = cwd.join(dir);
         } else if !arg.starts_with('-') {
-            return matches!(arg, "init" | "get")
-                .then(|| workdir.canonicalize().unwrap_or(workdir));
+            return Some(Subcommand {
+                name: arg,
+                workdir: workdir.canonicalize().unwrap_or(workdir),
+                args: &args[index + 1..],
+            });
         }
     }
     None
+}
+
+/// The directory Terraform or OpenTofu will read modules from, if the
+/// command installs modules (`init`, `get`). Other commands never ask for a
+/// version list, so fetching ahead for them would only cost upstream
+/// requests.
+pub fn module_workdir(args: &[OsString], cwd: &Path) -> Option<PathBuf> {
+    subcommand(args, cwd)
+        .filter(|command| matches!(command.name, "init" | "get"))
+        .map(|command| command.workdir)
 }
 
 /// Best effort: a server that does not know the request, or does not answer
@@ -80,5 +102,17 @@ mod tests {
         );
         assert_eq!(workdir(&["-version"]), None);
         assert_eq!(workdir(&[]), None);
+    }
+
+    #[test]
+    fn the_subcommand_keeps_its_own_arguments() {
+        let args: Vec<OsString> = ["-chdir=x", "init", "-upgrade", "-input=false"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let command = subcommand(&args, Path::new("/nonexistent")).unwrap();
+        assert_eq!(command.name, "init");
+        assert_eq!(command.workdir, Path::new("/nonexistent/x"));
+        assert_eq!(command.args, &args[2..]);
     }
 }

@@ -8,17 +8,19 @@ use super::{LockFileError, LOCK_FILE_NAME};
 
 /// Every `.terraform.lock.hcl` under `dirs`, sorted, each once.
 ///
-/// `.terraform` (where `init` keeps module copies, each possibly with its
-/// own lock file that Terraform never reads) and `.git` are not searched,
-/// nor are symlinked directories, which could loop. A path in `dirs` that
-/// is a file is taken as a lock file itself.
+/// A path in `dirs` that is a file is taken as a lock file itself; the
+/// directories are searched as [`walk_files`] does.
 pub fn find_lock_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, LockFileError> {
     let mut found = Vec::new();
     for dir in dirs {
         if dir.is_file() {
             found.push(dir.clone());
         } else {
-            search(dir, &mut found)?;
+            walk_files(dir, &mut |path| {
+                if path.file_name().is_some_and(|name| name == LOCK_FILE_NAME) {
+                    found.push(path.to_owned());
+                }
+            })?;
         }
     }
     found.sort();
@@ -26,7 +28,13 @@ pub fn find_lock_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, LockFileError> 
     Ok(found)
 }
 
-fn search(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), LockFileError> {
+/// Calls `visit` with every regular file under `dir` that belongs to a
+/// Terraform configuration.
+///
+/// `.terraform` (where `init` keeps module copies, each possibly with its
+/// own lock file that Terraform never reads) and `.git` are not searched,
+/// nor are symlinked directories, which could loop.
+pub fn walk_files(dir: &Path, visit: &mut dyn FnMut(&Path)) -> Result<(), LockFileError> {
     let read_error = |source| LockFileError::Read {
         path: dir.to_owned(),
         source,
@@ -38,10 +46,10 @@ fn search(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), LockFileError> {
         let path = entry.path();
         if file_type.is_dir() {
             if name != ".terraform" && name != ".git" {
-                search(&path, found)?;
+                walk_files(&path, visit)?;
             }
-        } else if name == LOCK_FILE_NAME && path.is_file() {
-            found.push(path);
+        } else if path.is_file() {
+            visit(&path);
         }
     }
     Ok(())

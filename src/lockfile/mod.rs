@@ -9,19 +9,21 @@
 //! - `address`: provider addresses as a lock file must spell them.
 //! - `decode`: checks a file the way Terraform's `internal/depsfile` does.
 //! - `edit`: inserts hashes where Terraform's own sorted order puts them.
-//! - `find`: the lock files under some directories.
+//! - `find`: the lock files (and Terraform files) under some directories.
+//! - `write`: puts an edited lock file in place atomically.
 
 mod address;
 mod decode;
 mod edit;
 mod find;
+mod write;
 
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 pub use address::ProviderAddress;
-pub use find::find_lock_files;
+pub use find::{find_lock_files, walk_files};
 
 /// The file name Terraform and OpenTofu use.
 pub const LOCK_FILE_NAME: &str = ".terraform.lock.hcl";
@@ -69,6 +71,8 @@ pub(crate) enum HashesAt {
 pub enum LockFileError {
     #[error("cannot read {}: {source}", path.display())]
     Read { path: PathBuf, source: io::Error },
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
     #[error("{}:{line}: {message}", path.display())]
     Invalid {
         path: PathBuf,

@@ -2,7 +2,7 @@
 //! stored.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -120,6 +120,15 @@ fn refusal(status: reqwest::StatusCode, body: &str) -> FetchError {
         return FetchError::NotAvailable(why);
     }
     FetchError::Failed(own.unwrap_or_else(|| format!("the server answered {status}")))
+}
+
+/// The `zh:` and `h1:` of `package`'s zip in the cache at `cache_dir`, read
+/// by this process, whatever the server says of it.
+pub async fn hash_cached(
+    cache_dir: &Path,
+    package: &PackageId,
+) -> Result<(String, ZipH1), FetchError> {
+    hash_file(cache_dir.join("providers").join(package.packed_path())).await
 }
 
 async fn hash_file(path: PathBuf) -> Result<(String, ZipH1), FetchError> {
