@@ -51,6 +51,11 @@ pub enum EntryError {
     Hash(#[from] HashError),
     #[error("the unpacked package hashes to {tree}, but its zip to {zip}; nothing was kept")]
     Mismatch { tree: String, zip: String },
+    #[error(
+        "the cached zip has sha256 {actual}, not the verified {verified}: it changed on disk; \
+         delete it (`tfmirror cache delete`) to fetch it again"
+    )]
+    ZipChanged { verified: String, actual: String },
     #[error("cannot put the unpacked package in place: {0}")]
     Store(#[from] std::io::Error),
 }
@@ -64,27 +69,42 @@ pub struct Made {
 }
 
 /// Unpacks the zip at `zip` into a new entry at `target`, which must not
-/// exist. `zip_h1` is the zip's (unpacked-form) `h1:` if already known;
-/// otherwise it is computed from the zip while the zip is being unpacked.
+/// exist. `verified_sha256` is the sha256 the zip was verified with: the
+/// file's bytes are hashed again while it is unpacked, since what is on
+/// disk may have changed since. `zip_h1` is the zip's (unpacked-form)
+/// `h1:` if already known; otherwise it is computed in the same pass.
 /// Blocking: unpacking and hashing a provider takes seconds.
 pub fn make_entry(
     zip: &Path,
     target: &Path,
+    verified_sha256: &str,
     zip_h1: Option<&str>,
     limits: Limits,
 ) -> Result<Made, EntryError> {
     let staged = StagedTree::create(target)?;
-    let (unzipped, zip_h1) = std::thread::scope(|scope| {
-        let hashing = zip_h1
-            .is_none()
-            .then(|| scope.spawn(|| hashes::zip_h1(zip).map(|h1| h1.unpacked)));
+    let (unzipped, hashed) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| {
+            let zh = hashes::zh_of_file(zip);
+            let h1 = match zip_h1 {
+                Some(h1) => Ok(h1.to_owned()),
+                None => hashes::zip_h1(zip).map(|h1| h1.unpacked),
+            };
+            (zh, h1)
+        });
         let unzipped = unzip(zip, staged.path(), limits);
-        let zip_h1 = match hashing {
-            Some(hashing) => hashing.join().expect("hashing does not panic"),
-            None => Ok(zip_h1.expect("known when not hashed").to_owned()),
-        };
-        (unzipped, zip_h1)
+        (unzipped, hashing.join().expect("hashing does not panic"))
     });
+    // The most telling failure first: changed bytes, then what unpacking
+    // refused, then what hashing did.
+    let (zh, zip_h1) = hashed;
+    let zh = zh?;
+    let actual = zh.strip_prefix("zh:").unwrap_or(&zh);
+    if actual != verified_sha256 {
+        return Err(EntryError::ZipChanged {
+            verified: verified_sha256.to_owned(),
+            actual: actual.to_owned(),
+        });
+    }
     let (unzipped, zip_h1) = (unzipped?, zip_h1?);
     let tree_h1 = hashes::dir_h1(staged.path())?;
     if tree_h1 != zip_h1 {
@@ -140,8 +160,15 @@ impl Providers {
         let zip_path = self.store.path(zip);
         let made = {
             let target = target.clone();
+            let verified = zip_sha256.to_owned();
             tokio::task::spawn_blocking(move || {
-                make_entry(&zip_path, &target, zip_h1.as_deref(), Limits::default())
+                make_entry(
+                    &zip_path,
+                    &target,
+                    &verified,
+                    zip_h1.as_deref(),
+                    Limits::default(),
+                )
             })
             .await
             .map_err(std::io::Error::other)??
@@ -293,7 +320,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let zip = write_zip(dir.path(), PACKAGE);
         let target = dir.path().join("tree/1.0.0/linux_amd64");
-        let made = make_entry(&zip, &target, None, Limits::default()).unwrap();
+        let made = make_entry(&zip, &target, &sha256(&zip), None, Limits::default()).unwrap();
 
         let zip_h1 = hashes::zip_h1(&zip).unwrap();
         assert_eq!(made.h1, zip_h1.unpacked);
@@ -311,11 +338,32 @@ mod tests {
         let zip = write_zip(dir.path(), PACKAGE);
         let target = dir.path().join("tree/1.0.0/linux_amd64");
         let wrong = "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
-        let err = make_entry(&zip, &target, Some(wrong), Limits::default()).unwrap_err();
+        let err =
+            make_entry(&zip, &target, &sha256(&zip), Some(wrong), Limits::default()).unwrap_err();
         assert!(
             matches!(err, EntryError::Mismatch { ref zip, .. } if zip == wrong),
             "{err}"
         );
+        assert!(!target.exists());
+        let left = fs::read_dir(dir.path().join("tree/1.0.0")).unwrap().count();
+        assert_eq!(left, 0, "the staging directory is gone");
+    }
+
+    fn sha256(zip: &Path) -> String {
+        let zh = hashes::zh_of_file(zip).unwrap();
+        zh.trim_start_matches("zh:").to_owned()
+    }
+
+    /// The bytes on disk are checked again: a zip replaced after it was
+    /// verified (another genuine zip, even) is not unpacked.
+    #[test]
+    fn a_zip_that_changed_since_it_was_verified_is_not_unpacked() {
+        let dir = tempfile::tempdir().unwrap();
+        let zip = write_zip(dir.path(), PACKAGE);
+        let target = dir.path().join("tree/1.0.0/linux_amd64");
+        let verified = "0".repeat(64);
+        let err = make_entry(&zip, &target, &verified, None, Limits::default()).unwrap_err();
+        assert!(matches!(err, EntryError::ZipChanged { .. }), "{err}");
         assert!(!target.exists());
         let left = fs::read_dir(dir.path().join("tree/1.0.0")).unwrap().count();
         assert_eq!(left, 0, "the staging directory is gone");
@@ -329,7 +377,7 @@ mod tests {
             &[Entry("ok", b"1", 0o644), Entry("../evil", b"2", 0o644)],
         );
         let target = dir.path().join("tree/1.0.0/linux_amd64");
-        let err = make_entry(&zip, &target, None, Limits::default()).unwrap_err();
+        let err = make_entry(&zip, &target, &sha256(&zip), None, Limits::default()).unwrap_err();
         assert!(
             matches!(err, EntryError::Unzip(UnzipError::Escapes { .. })),
             "{err}"
