@@ -72,7 +72,8 @@ pub fn warm(tools: &Tools, network: Network, runs: usize) -> Result<Warm> {
     // The first init makes the lock file; the second, with it, unpacks the tree.
     let priming = sandbox.workdir(&main_tf, None)?;
     run(&mut sandbox.init_through(&cache, &priming), "priming init")?;
-    let lock_file = priming.join(".terraform.lock.hcl");
+    let lock_file = sandbox.path().join("priming.terraform.lock.hcl");
+    std::fs::copy(priming.join(".terraform.lock.hcl"), &lock_file)?;
     let unpacking = sandbox.workdir(&main_tf, Some(&lock_file))?;
     run(
         &mut sandbox.init_through(&cache, &unpacking),
