@@ -1,7 +1,7 @@
 //! `providers-warm` and `providers-cold`: `terraform init` of a root module that requires 20
 //! providers of real sizes: each carries a real Go binary (the terraform binary this bench
 //! drives), so it compresses and unpacks like a provider, about 27 MB zipped and 90 MB
-//! unpacked; one carries it nine times, the size of `hashicorp/aws` (about 245 MB zipped,
+//! unpacked; one carries it nine times, the size of `hashicorp/aws` (about 243 MB zipped,
 //! 815 MB unpacked).
 
 use std::path::{Path, PathBuf};
