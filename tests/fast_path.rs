@@ -133,25 +133,6 @@ fn dir_h1(root: &Path) -> String {
     )
 }
 
-/// `terraform providers lock -platform=...` straight against the fake
-/// registry: `zh:` of every platform, `h1:` of the ones named.
-fn terraform_providers_lock(world: &World, dir: &Path, platforms: &[&str]) {
-    let cli_config = world.root.path().join("direct.tfrc");
-    let services = format!("{}v1/providers/", world.registry.url());
-    std::fs::write(
-        &cli_config,
-        format!("host \"registry.terraform.io\" {{\n  services = {{\n    \"providers.v1\" = \"{services}\"\n  }}\n}}\n"),
-    )
-    .unwrap();
-    let mut command = world.command(terraform());
-    command
-        .args(["providers", "lock", "-no-color"])
-        .args(platforms.iter().map(|p| format!("-platform={p}")))
-        .current_dir(dir)
-        .env("TF_CLI_CONFIG_FILE", &cli_config);
-    assert_success(&command.output().unwrap(), "terraform providers lock");
-}
-
 #[test]
 fn a_warm_init_with_a_lock_file_links_every_provider_from_the_tree() {
     let world = two_providers();
@@ -180,7 +161,7 @@ fn a_warm_init_with_a_lock_file_links_every_provider_from_the_tree() {
 fn a_cross_platform_lock_gets_this_platforms_h1_and_installs_from_the_tree() {
     let world = two_providers();
     let darwin = world.workdir("darwin", TWO);
-    terraform_providers_lock(&world, &darwin, &["darwin_arm64"]);
+    world.providers_lock(&darwin, &["darwin_arm64"]);
     let linux = world.workdir("linux", TWO);
     let lock = exec_terraform(
         &world,
@@ -237,7 +218,7 @@ fn a_tampered_cached_zip_adds_nothing_and_fails_by_name() {
     ] {
         let world = two_providers();
         let darwin = world.workdir("darwin", TWO);
-        terraform_providers_lock(&world, &darwin, &["darwin_arm64"]);
+        world.providers_lock(&darwin, &["darwin_arm64"]);
         let warm = world
             .tfmirror(&["warm", "--platform", "linux_amd64"])
             .current_dir(&darwin)
@@ -294,7 +275,7 @@ fn eight_parallel_inits_with_a_plugin_cache_write_correct_lock_files() {
     )
     .unwrap();
     let darwin = world.workdir("darwin", TWO);
-    terraform_providers_lock(&world, &darwin, &["darwin_arm64"]);
+    world.providers_lock(&darwin, &["darwin_arm64"]);
     // Half start with a darwin-only lock file (exec adds the h1:), half
     // with none (the registry path); all at once.
     let with_lock = |i: usize| i.is_multiple_of(2);

@@ -6,10 +6,8 @@
 mod fixtures;
 mod harness;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use fixtures::http::{raw_request, RawResponse};
 use fixtures::ProviderSpec;
@@ -25,30 +23,11 @@ const EXECUTABLE: &str = "terraform-provider-alpha_v1.0.0";
 /// what the server did; the `exec` runs below find and use it.
 fn serve_logging(world: &World) -> (ServeProcess, PathBuf) {
     let log = world.root.path().join("serve.log");
-    let mut child = world
-        .tfmirror(&["serve"])
+    let mut command = world.tfmirror(&["serve"]);
+    command
         .env("TFMIRROR_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start tfmirror serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let address = line
-        .trim()
-        .strip_prefix("tfmirror listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
-        .to_owned();
-    let secret = world.server_secret();
-    let server = ServeProcess {
-        child,
-        url: format!("{address}/{secret}"),
-        address,
-        secret,
-    };
-    (server, log)
+        .stderr(std::fs::File::create(&log).unwrap());
+    (world.serve_command(command), log)
 }
 
 /// A world whose server has cached alpha 1.0.0 through one real init;

@@ -10,7 +10,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use fixtures::ProviderSpec;
-use harness::{assert_failure, assert_success, locked_hashes, terraform, World};
+use harness::{assert_failure, assert_success, locked_hashes, World};
 
 const LOCK_FILE: &str = ".terraform.lock.hcl";
 
@@ -133,27 +133,6 @@ fn warm_caches_every_locked_package_for_an_offline_init() {
     );
 }
 
-/// `terraform providers lock` run straight against the fake registry, with
-/// no tfmirror in between.
-fn terraform_providers_lock(world: &World, dir: &Path, platforms: &[&str]) {
-    let cli_config = world.root.path().join("direct.tfrc");
-    let services = format!("{}v1/providers/", world.registry.url());
-    std::fs::write(
-        &cli_config,
-        format!(
-            "host \"registry.terraform.io\" {{\n  services = {{\n    \"providers.v1\" = \"{services}\"\n  }}\n}}\n"
-        ),
-    )
-    .unwrap();
-    let mut command = world.command(terraform());
-    command
-        .args(["providers", "lock", "-no-color"])
-        .args(platforms.iter().map(|p| format!("-platform={p}")))
-        .current_dir(dir)
-        .env("TF_CLI_CONFIG_FILE", &cli_config);
-    assert_success(&command.output().unwrap(), "terraform providers lock");
-}
-
 /// A world publishing [`TWO`], and a directory initialised with them.
 fn two_locked(name: &str) -> (World, PathBuf) {
     let world = World::new(specs(TWO));
@@ -176,7 +155,7 @@ fn lock_adds_the_hashes_terraform_computes() {
     assert_success(&lock, "tfmirror lock");
 
     let theirs = world.workdir("theirs", TWO);
-    terraform_providers_lock(&world, &theirs, &["linux_amd64", "darwin_arm64"]);
+    world.providers_lock(&theirs, &["linux_amd64", "darwin_arm64"]);
     for (namespace, name, _) in TWO {
         let mut ours = locked_hashes(&mine, namespace, name);
         let mut expected = locked_hashes(&theirs, namespace, name);

@@ -181,14 +181,20 @@ impl World {
 
     /// [`World::serve`] with more arguments, e.g. `--tls-cert`.
     pub fn serve_with(&self, args: &[&str]) -> ServeProcess {
+        let mut command = self.tfmirror(&["serve"]);
+        command.args(args).stderr(Stdio::inherit());
+        self.serve_command(command)
+    }
+
+    /// Starts `command`, a `tfmirror serve` set up by the caller (say, with
+    /// its stderr in a file), and waits for its "listening" line; a server
+    /// an earlier `exec` started is stopped first.
+    pub fn serve_command(&self, mut command: Command) -> ServeProcess {
         if self.server_info().is_some() {
             self.stop_server();
         }
-        let mut command = self.tfmirror(&["serve"]);
-        command.args(args);
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("start tfmirror serve");
         let mut line = String::new();
@@ -250,6 +256,28 @@ impl World {
             .output()
             .expect("run tfmirror stop");
         assert_success(&output, "tfmirror stop");
+    }
+
+    /// `terraform providers lock -platform=...` straight against the fake
+    /// registry, with no tfmirror in between: `zh:` of every platform,
+    /// `h1:` of the ones named.
+    pub fn providers_lock(&self, dir: &Path, platforms: &[&str]) {
+        let cli_config = self.root.path().join("direct.tfrc");
+        let services = format!("{}v1/providers/", self.registry.url());
+        std::fs::write(
+            &cli_config,
+            format!(
+                "host \"registry.terraform.io\" {{\n  services = {{\n    \"providers.v1\" = \"{services}\"\n  }}\n}}\n"
+            ),
+        )
+        .unwrap();
+        let mut command = self.command(terraform());
+        command
+            .args(["providers", "lock", "-no-color"])
+            .args(platforms.iter().map(|p| format!("-platform={p}")))
+            .current_dir(dir)
+            .env("TF_CLI_CONFIG_FILE", &cli_config);
+        assert_success(&command.output().unwrap(), "terraform providers lock");
     }
 
     /// Every file below the cache directory, relative, sorted.
