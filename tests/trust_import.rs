@@ -251,6 +251,19 @@ fn offline_only_a_lock_file_hash_lets_a_zip_in() {
     assert_eq!(linux["file"], h1_lock.to_str().unwrap(), "{linux}");
     let darwin = verification_record(&world, "darwin", "arm64").expect("a record");
     assert_eq!(darwin["file"], full_lock.to_str().unwrap(), "{darwin}");
+
+    // With the registry still down, an init locked to the imported zip
+    // installs it, by symlink from the unpacked tree.
+    let offline = world.workdir("offline-init", &PROVIDER);
+    std::fs::copy(&full_lock, offline.join(".terraform.lock.hcl")).unwrap();
+    assert_success(&world.init(&offline), "init offline after the import");
+    let installed = offline
+        .join(".terraform/providers/registry.terraform.io/hashicorp/alpha/1.2.0/linux_amd64");
+    assert!(
+        installed.symlink_metadata().unwrap().is_symlink(),
+        "{}",
+        installed.display()
+    );
 }
 
 /// Puts the planted zip straight into the cache, with no verification

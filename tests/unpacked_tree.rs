@@ -255,6 +255,17 @@ fn gc_removes_the_entry_first_and_prepare_makes_it_again() {
     let answer = prepare_alpha(&server, &hashes);
     let entry = entry_of(Path::new(answer["tree"].as_str().unwrap()));
     assert!(entry.is_dir());
+    // A working directory installed from the entry, through exec.
+    let linked = world.workdir("linked", &ALPHA);
+    let lock = world.root.path().join("work/first/.terraform.lock.hcl");
+    std::fs::copy(&lock, linked.join(".terraform.lock.hcl")).unwrap();
+    assert_success(&world.init(&linked), "init from the tree");
+    let installed = linked
+        .join(".terraform/providers")
+        .join(ADDRESS)
+        .join("1.0.0")
+        .join(PLATFORM);
+    assert!(installed.symlink_metadata().unwrap().is_symlink());
 
     let listed = cache_json(&world, &["cache", "list", "--json"]);
     let listed = listed.as_array().unwrap();
@@ -281,11 +292,18 @@ fn gc_removes_the_entry_first_and_prepare_makes_it_again() {
     assert_eq!(names, [tree_name.as_str()]);
     assert!(!entry.exists());
 
-    let again = prepare_alpha(&server, &hashes);
-    assert_eq!(again["providers"][0]["ready"], true, "{again}");
-    assert_eq!(again["providers"][0]["h1"], answer["providers"][0]["h1"]);
+    assert!(!installed.exists(), "the working directory's link dangles");
+
+    // The next init through exec makes the entry again and repairs it.
+    assert_success(&world.init(&linked), "init that repairs the link");
     assert!(entry.is_dir(), "made again on demand");
+    assert!(
+        installed.join(EXECUTABLE).is_file(),
+        "the link resolves again"
+    );
     assert_eq!(unpack_lines(&log), 2);
+    let again = prepare_alpha(&server, &hashes);
+    assert_eq!(again["providers"][0]["h1"], answer["providers"][0]["h1"]);
 
     // `cache delete` of the package takes its entry with it; the next
     // prepare downloads the zip again through the registry path.
