@@ -196,13 +196,19 @@ impl Providers {
             Ok(writer) => writer,
             Err(e) => return store_failed(e),
         };
-        match receive(request.into_body(), &mut writer).await {
+        match receive(request.into_body(), &mut writer, MAX_UPLOAD_BYTES).await {
             Ok(()) => {}
             Err(Upload::Broken(e)) => {
                 let message = format!("{package}: the upload broke off: {e}");
                 return response::error(StatusCode::BAD_REQUEST, &message);
             }
             Err(Upload::Store(e)) => return store_failed(e),
+            Err(Upload::TooLarge) => {
+                let message = format!(
+                    "{package}: the upload is larger than {MAX_UPLOAD_BYTES} bytes; nothing was stored"
+                );
+                return response::error(StatusCode::PAYLOAD_TOO_LARGE, &message);
+            }
         }
         let written = writer.written();
         let cached = match self.store.path(&rel).is_file() {
@@ -373,15 +379,31 @@ fn match_lock_files(
 }
 
 enum Upload {
-    Broken(hyper::Error),
+    Broken(String),
     Store(std::io::Error),
+    /// Past [`MAX_UPLOAD_BYTES`]: not read further.
+    TooLarge,
 }
 
-/// Streams the request body into the writer.
-async fn receive(mut body: Incoming, writer: &mut BlobWriter) -> Result<(), Upload> {
+/// A zip larger than what may ever be unpacked from it is no provider
+/// package, and an endless upload must not fill the disk.
+const MAX_UPLOAD_BYTES: u64 = super::unzip::MAX_UNPACKED_BYTES;
+
+/// Streams the request body into the writer, up to `limit` bytes.
+async fn receive<B>(body: B, writer: &mut BlobWriter, limit: u64) -> Result<(), Upload>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut body = body;
+    let mut received: u64 = 0;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(Upload::Broken)?;
+        let frame = frame.map_err(|e| Upload::Broken(e.to_string()))?;
         if let Some(chunk) = frame.data_ref() {
+            received += chunk.len() as u64;
+            if received > limit {
+                return Err(Upload::TooLarge);
+            }
             writer.write(chunk).await.map_err(Upload::Store)?;
         }
     }
@@ -391,6 +413,29 @@ async fn receive(mut body: Incoming, writer: &mut BlobWriter) -> Result<(), Uplo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_upload_past_the_limit_is_not_read_further() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("package.zip");
+        let chunks = ["abc", "def", "ghi"].map(|c| {
+            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from_static(
+                c.as_bytes(),
+            )))
+        });
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
+        let mut writer = BlobWriter::create(&target).unwrap();
+        let result = receive(body, &mut writer, 5).await;
+        assert!(matches!(result, Err(Upload::TooLarge)));
+        assert_eq!(writer.written().size, 3, "only what fit was written");
+        drop(writer);
+        assert!(!target.exists(), "nothing in place");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nor a partial file"
+        );
+    }
 
     fn staged() -> Staged {
         Staged {
