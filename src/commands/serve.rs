@@ -89,7 +89,11 @@ pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> any
         .or(config.listen)
         .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     let team = options.team(listen, &config)?;
-    let store = match Store::open(cache_dir) {
+    // Opening sweeps and may re-index the whole cache: file system walks,
+    // kept off the async threads.
+    let opening = cache_dir.to_owned();
+    let opened = tokio::task::spawn_blocking(move || Store::open(&opening)).await?;
+    let store = match opened {
         Ok(store) => store,
         Err(StoreError::Owned(OwnerLockError::Busy(_))) if options.background => {
             tracing::info!("another server already owns the cache; exiting");

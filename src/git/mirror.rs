@@ -32,6 +32,8 @@ use gix::remote::fetch::refs::update::Mode;
 use gix::remote::fetch::{RefLogMessage, Tags};
 use gix::remote::Direction;
 
+use crate::store::{MIRROR_LOCK_SUFFIX, MIRROR_STAGING_SUFFIX};
+
 /// The file inside a mirror holding the time of its last successful fetch
 /// (unix milliseconds).
 const FETCHED_FILE: &str = "tfmirror-fetched";
@@ -157,10 +159,12 @@ impl Mirror {
         fs::create_dir_all(parent)
             .map_err(GitError::io(format!("cannot create {}", parent.display())))?;
         // Beside the final place, so the rename stays on one file system,
-        // and hidden, so nothing mistakes it for a mirror. Removed on error.
+        // and hidden, so nothing mistakes it for a mirror. Removed on error;
+        // named as the store expects, so one left by a killed process is
+        // never listed and is swept at the next start.
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{}.", name.to_string_lossy()))
-            .suffix(".tmp")
+            .suffix(MIRROR_STAGING_SUFFIX)
             .tempdir_in(parent)
             .map_err(GitError::io(format!(
                 "cannot create a directory in {}",
@@ -203,7 +207,9 @@ impl Mirror {
 
     /// Runs `f` while holding an exclusive lock on `<dir>.lock`: one update
     /// per mirror at a time, across threads and processes. The lock is
-    /// released when `f` returns or panics.
+    /// released when `f` returns or panics; the file stays (removing it
+    /// while another thread waits on it would let two updates run), and
+    /// the store sweeps it at the next start.
     pub fn with_lock<T>(&self, f: impl FnOnce() -> T) -> Result<T, GitError> {
         let path = lock_path(&self.dir);
         if let Some(parent) = path.parent() {
@@ -229,7 +235,7 @@ impl Mirror {
 
 fn lock_path(dir: &Path) -> PathBuf {
     let mut path = OsString::from(dir.as_os_str());
-    path.push(".lock");
+    path.push(MIRROR_LOCK_SUFFIX);
     PathBuf::from(path)
 }
 

@@ -11,6 +11,7 @@ use std::time::UNIX_EPOCH;
 
 use super::blob::TEMP_PREFIX;
 use super::derived::is_derived_tree;
+use super::git_leftovers;
 use super::index::{Index, Usage};
 use super::reindex::NOT_ARTIFACTS;
 use super::{BROKEN_INDEX_DIR, GIT_MIRRORS_DIR, INDEX_DIR};
@@ -44,8 +45,9 @@ pub(super) enum Found {
 }
 
 /// Visits every artifact below `root`: files, skipping temporary files and
-/// directories, tfmirror's bookkeeping and the index, and each git mirror
-/// and derived tree as one whole.
+/// directories, what mirror fetches leave beside the mirrors, tfmirror's
+/// bookkeeping and the index, and each git mirror and derived tree as one
+/// whole.
 /// Shared by the inventory and the index rebuild, so both count the same
 /// things.
 pub(super) fn walk(root: &Path, mut visit: impl FnMut(Found) -> io::Result<()>) -> io::Result<()> {
@@ -57,6 +59,9 @@ pub(super) fn walk(root: &Path, mut visit: impl FnMut(Found) -> io::Result<()>) 
             let key = key_of(root, &path);
             let name = entry.file_name().to_string_lossy().into_owned();
             let file_type = entry.file_type()?;
+            if git_leftovers::is_leftover(&key, file_type.is_dir()) {
+                continue;
+            }
             if file_type.is_dir() {
                 if name.starts_with(TEMP_PREFIX) {
                     continue;
@@ -106,7 +111,7 @@ pub fn list(root: &Path, index: &Index) -> io::Result<Vec<StoredArtifact>> {
     Ok(found)
 }
 
-fn key_of(root: &Path, path: &Path) -> String {
+pub(super) fn key_of(root: &Path, path: &Path) -> String {
     path.strip_prefix(root)
         .expect("walk stays below root")
         .to_string_lossy()
@@ -118,7 +123,7 @@ fn is_bookkeeping_dir(key: &str) -> bool {
 }
 
 /// `git/<host>/<path>.git`: a bare mirror.
-fn is_git_mirror(key: &str) -> bool {
+pub(super) fn is_git_mirror(key: &str) -> bool {
     key.starts_with(&format!("{GIT_MIRRORS_DIR}/")) && key.ends_with(".git")
 }
 
@@ -196,6 +201,10 @@ mod tests {
         std::fs::create_dir_all(root.join("git/h/org/r.git/objects")).unwrap();
         std::fs::write(root.join("git/h/org/r.git/HEAD"), b"ref").unwrap();
         std::fs::write(root.join("git/h/org/r.git/objects/p"), b"objects").unwrap();
+        // Left by a killed fetch: the lock file and a half-made clone.
+        std::fs::write(root.join("git/h/org/r.git.lock"), b"").unwrap();
+        std::fs::create_dir_all(root.join("git/h/org/.s.git.Xy12.tmp/objects")).unwrap();
+        std::fs::write(root.join("git/h/org/.s.git.Xy12.tmp/HEAD"), b"ref").unwrap();
         std::fs::write(root.join("server.json"), b"{}").unwrap();
         let tree = root.join("providers-unpacked/h/ns/t/1.0.0/linux_amd64");
         std::fs::create_dir_all(tree.join("docs")).unwrap();

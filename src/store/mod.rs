@@ -7,6 +7,7 @@ mod blob;
 mod derived;
 mod documents;
 mod gc;
+mod git_leftovers;
 mod index;
 mod inventory;
 mod locks;
@@ -21,6 +22,7 @@ pub use blob::{write_atomic, BlobWriter, RunningHash, Written};
 pub use derived::{StagedTree, UNPACKED_PROVIDERS_DIR};
 pub use documents::{Documents, FetchError, Freshness, Reader, Served, Source};
 pub use gc::{plan as gc_plan, GcRules, Reason, Removal};
+pub use git_leftovers::{MIRROR_LOCK_SUFFIX, MIRROR_STAGING_SUFFIX};
 pub use index::{now_ms, Document, Index};
 pub use inventory::StoredArtifact;
 pub use locks::KeyedLocks;
@@ -93,7 +95,9 @@ pub fn is_disk_full(error: &io::Error) -> bool {
 
 impl Store {
     /// Takes ownership of the cache at `root` (one process at a time, since
-    /// sled allows one), sweeps leftovers of killed writers, and rebuilds
+    /// sled allows one), sweeps leftovers of killed writers and mirror
+    /// fetches (none can be running now: this process owns the cache and
+    /// has not started any), and rebuilds
     /// usage records from the files if the index is new.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         let io_err = |source| StoreError::Io {
@@ -105,6 +109,12 @@ impl Store {
         let swept = blob::remove_temp_files(root).map_err(io_err)?;
         if swept > 0 {
             tracing::info!("removed {swept} unfinished download(s) left by an earlier run");
+        }
+        let swept = git_leftovers::remove(root).map_err(io_err)?;
+        if swept > 0 {
+            tracing::info!(
+                "removed {swept} git mirror lock(s) and unfinished clone(s) left by an earlier run"
+            );
         }
         let opened = Index::open(&root.join(INDEX_DIR))?;
         if opened.needs_rebuild {
