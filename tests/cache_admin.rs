@@ -301,3 +301,149 @@ fn a_server_with_gc_max_size_collects_when_it_starts() {
     let metrics = fixtures::http::get(&format!("{}/_tfmirror/metrics", server.url)).text();
     assert!(metrics.contains("tfmirror_gc_runs_total 1"), "{metrics}");
 }
+
+/// Sets the modification time of every file below `dir` to `age` ago: a
+/// mirror made that long ago, as far as the files tell.
+fn age_files(dir: &Path, age: std::time::Duration) {
+    let then = std::time::SystemTime::now() - age;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.file_type().unwrap().is_dir() {
+            age_files(&entry.path(), age);
+        } else {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(entry.path())
+                .unwrap();
+            file.set_modified(then).unwrap();
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.unwrap().as_millis() as u64
+}
+
+/// The `cache list --json` row of the artifact at `path` (below the cache).
+fn row_of(world: &World, path: &str) -> Option<serde_json::Value> {
+    let list = json(world, &["cache", "list", "--json"]);
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["path"] == path)
+        .cloned()
+}
+
+/// The key of the one git mirror in the cache.
+fn mirror_key(world: &World) -> String {
+    let git = json(world, &["cache", "list", "--json", "--kind", "git"]);
+    let mirrors: Vec<&str> = git
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["path"].as_str().unwrap())
+        .filter(|path| path.starts_with("git/") && path.ends_with(REPO))
+        .collect();
+    assert_eq!(mirrors.len(), 1, "{git:#}");
+    mirrors[0].to_owned()
+}
+
+fn git_module_tf(world: &World) -> String {
+    format!(
+        "module \"vpc\" {{\n  source = \"git::{}//modules/vpc?ref=v1.0.0\"\n}}\n",
+        world.registry.git_url(REPO)
+    )
+}
+
+#[test]
+fn gc_keeps_a_git_mirror_that_clones_just_used() {
+    let world = World::with_git(
+        Vec::new(),
+        vec![GitRepoSpec::new(REPO)],
+        "gc_min_age = \"0s\"",
+    );
+    let main_tf = git_module_tf(&world);
+    assert_success(&world.init(&world.workdir_with("first", &main_tf)), "first");
+    let mirror = mirror_key(&world);
+    // As if the mirror had been made two hours ago, and a mirror beside it
+    // too, which nothing has used since.
+    let two_hours = std::time::Duration::from_secs(2 * 3600);
+    let mirror_dir = world.cache_dir().join(&mirror);
+    age_files(&mirror_dir, two_hours);
+    let stale_dir = mirror_dir.with_file_name("stale.git");
+    std::fs::create_dir_all(&stale_dir).unwrap();
+    std::fs::write(stale_dir.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+    age_files(&stale_dir, two_hours);
+    let started = now_ms();
+    assert_success(
+        &world.init(&world.workdir_with("second", &main_tf)),
+        "second",
+    );
+
+    let row = row_of(&world, &mirror).expect("the mirror is listed");
+    assert!(row["uses"].as_u64().unwrap() >= 2, "two clones: {row}");
+    assert!(
+        row["last_used_ms"].as_u64().unwrap() >= started,
+        "used by the second init: {row}"
+    );
+
+    let removed = json(&world, &["cache", "gc", "--unused-for", "5m", "--json"]);
+    let paths: Vec<&str> = removed["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    let stale = format!("{}/stale.git", mirror.rsplit_once('/').unwrap().0);
+    assert_eq!(paths, [stale.as_str()], "only the unused mirror goes");
+    assert!(mirror_dir.join("HEAD").is_file());
+    assert!(!stale_dir.exists());
+}
+
+#[test]
+fn a_killed_fetch_leaves_nothing_listed_and_nothing_after_a_restart() {
+    let world = World::with_git(Vec::new(), vec![GitRepoSpec::new(REPO)], "");
+    let main_tf = git_module_tf(&world);
+    assert_success(&world.init(&world.workdir_with("first", &main_tf)), "first");
+    let mirror_dir = world.cache_dir().join(mirror_key(&world));
+    let beside = mirror_dir.parent().unwrap();
+    // What a fetch killed half way leaves: its lock file, and the staging
+    // directory of a clone that never finished.
+    let lock = beside.join("x.git.lock");
+    std::fs::write(&lock, "").unwrap();
+    let staging = beside.join(".x.git.abcd.tmp");
+    std::fs::create_dir_all(staging.join("objects/pack")).unwrap();
+    std::fs::write(staging.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::write(staging.join("objects/pack/tmp_pack_1"), vec![7; 4096]).unwrap();
+
+    let listed = |world: &World| -> Vec<String> {
+        let list = json(world, &["cache", "list", "--json"]);
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["path"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let leftovers = |paths: &[String]| -> Vec<String> {
+        paths
+            .iter()
+            .filter(|p| p.contains(".tmp") || p.ends_with(".lock"))
+            .cloned()
+            .collect()
+    };
+    let before = listed(&world);
+    assert_eq!(leftovers(&before), Vec::<String>::new(), "{before:#?}");
+    assert_eq!(before.len(), 1, "the mirror alone: {before:#?}");
+
+    world.stop_server();
+    let mut server = world.serve();
+    assert!(!lock.exists(), "the lock file is swept at start");
+    assert!(!staging.exists(), "the unfinished clone is swept at start");
+    assert!(mirror_dir.join("HEAD").is_file(), "the mirror stays");
+    assert_eq!(listed(&world), before);
+    assert_success(
+        &world.init(&world.workdir_with("second", &main_tf)),
+        "second",
+    );
+    assert!(server.stop());
+}

@@ -363,3 +363,36 @@ fn a_repository_outside_the_mirror_prefixes_is_never_cloned() {
     ));
     assert_eq!(archive.status, 200, "{}", archive.text());
 }
+
+/// Registry modules that resolve to `git::` are served as archives of the
+/// mirror, never cloned from it by git: their resolutions and archives
+/// still count as uses, so gc sees the mirror and the archives in use.
+#[test]
+fn registry_git_modules_count_uses_of_the_mirror_and_its_archives() {
+    let world = world("");
+    let calls: String = six_calls(&world)
+        .split_inclusive("}\n")
+        .filter(|block| block.contains("acme/"))
+        .collect();
+    for name in ["first", "second"] {
+        assert_success(&world.init(&world.workdir_with(name, &calls)), name);
+    }
+    let output = world
+        .tfmirror(&["cache", "list", "--json", "--kind", "git"])
+        .output()
+        .unwrap();
+    assert_success(&output, "cache list");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let uses = |prefix: &str| -> Vec<u64> {
+        rows.iter()
+            .filter(|row| row["path"].as_str().unwrap().starts_with(prefix))
+            .map(|row| row["uses"].as_u64().unwrap())
+            .collect()
+    };
+    let mirror = uses("git/");
+    assert_eq!(mirror.len(), 1, "{rows:#?}");
+    assert!(mirror[0] >= 2, "resolved by both inits: {rows:#?}");
+    let archives = uses("git-archives/");
+    assert_eq!(archives.len(), 2, "one per commit: {rows:#?}");
+    assert!(archives.iter().all(|&n| n >= 2), "{rows:#?}");
+}

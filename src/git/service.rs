@@ -92,9 +92,30 @@ impl GitMirrors {
         }
     }
 
+    /// Records one use of the mirror in the store's usage index, under the
+    /// key the inventory lists it by, so that `cache list` shows it and gc
+    /// keeps a mirror clients rely on. Called once per client operation
+    /// that reads the mirror (a clone or fetch's `info/refs`, a resolution,
+    /// an archive build), not per request nor per upstream fetch, which
+    /// always serves one of those. A mirror's size is read from its files,
+    /// so none is given.
+    pub(super) fn record_use(&self, repo: &RepoId) {
+        self.store.record_use(&repo.mirror_dir(), 0);
+    }
+
     /// Resolves `reference` (default branch when `None`), fetching once
-    /// more if the mirror does not have it yet.
+    /// more if the mirror does not have it yet, and counts the use.
     pub async fn resolve(
+        &self,
+        repo: &RepoId,
+        reference: Option<&str>,
+    ) -> Result<Resolved, GitError> {
+        let resolved = self.resolve_in_mirror(repo, reference).await?;
+        self.record_use(repo);
+        Ok(resolved)
+    }
+
+    async fn resolve_in_mirror(
         &self,
         repo: &RepoId,
         reference: Option<&str>,

@@ -55,7 +55,12 @@ impl GitMirrors {
                     );
                 }
                 match self.fresh(&repo).await {
-                    Ok(mirror) => advertise(&mirror.dir, &protocol).await,
+                    Ok(mirror) => {
+                        // One use per clone or fetch: each starts here,
+                        // and may then post to git-upload-pack many times.
+                        self.record_use(&repo);
+                        advertise(&mirror.dir, &protocol).await
+                    }
                     Err(e) => {
                         tracing::error!("cannot mirror {repo}: {e}");
                         response::error(

@@ -49,7 +49,12 @@ impl GitMirrors {
             return response::file(file, size, CONTENT_TYPE);
         }
         let bytes = match self.build_archive(&repo, &commit).await {
-            Ok(bytes) => bytes,
+            Ok(bytes) => {
+                // The archive counts its own uses as it is opened; building
+                // it is a use of the mirror.
+                self.record_use(&repo);
+                bytes
+            }
             Err(e) => {
                 tracing::error!("cannot build the archive of {repo} at {commit}: {e}");
                 return response::error(
