@@ -8,6 +8,10 @@
 //! owner lock guarantees no fetch of another process is running and none of
 //! this one has begun, removes them.
 //!
+//! Inside a mirror, a `git repack` killed with the process leaves its
+//! temporary packs in `objects/pack` (see [`is_temp_pack`]). git never
+//! reads them, so the mirror serves as before; the next start removes them.
+//!
 //! The names are defined here and used by the git mirrors, so the two sides
 //! cannot drift apart.
 
@@ -23,6 +27,15 @@ pub const MIRROR_STAGING_SUFFIX: &str = ".tmp";
 
 /// Appended to a mirror's directory name for the lock file of its fetches.
 pub const MIRROR_LOCK_SUFFIX: &str = ".lock";
+
+/// Whether `name`, a file in a mirror's `objects/pack`, is a temporary file
+/// of git's: `.tmp-<pid>-pack-*` of `git repack`, `tmp_pack_*` and
+/// `tmp_idx_*` of `pack-objects` and `index-pack`. Never a pack git reads.
+pub fn is_temp_pack(name: &str) -> bool {
+    ["tmp_pack_", "tmp_idx_", ".tmp-"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+}
 
 /// Whether `key` (a path below the cache root) names a staging directory or
 /// a lock file of a mirror, rather than part of a mirror or a directory on
@@ -43,10 +56,11 @@ pub(super) fn is_leftover(key: &str, is_dir: bool) -> bool {
     }
 }
 
-/// Removes every staging directory and lock file below `<root>/git`, without
-/// looking inside the mirrors themselves. Only for the cache's owner at
+/// Removes every staging directory and lock file below `<root>/git`, and
+/// the temporary packs inside the mirrors. Only for the cache's owner at
 /// start: a lock file removed while a fetch holds it would let a second
-/// fetch of the same mirror run at once. Returns how many were removed.
+/// fetch of the same mirror run at once, and a temporary pack removed under
+/// a running repack would fail it. Returns how many were removed.
 pub(super) fn remove(root: &Path) -> io::Result<usize> {
     let top = root.join(GIT_MIRRORS_DIR);
     if !top.is_dir() {
@@ -67,9 +81,28 @@ pub(super) fn remove(root: &Path) -> io::Result<usize> {
                     std::fs::remove_file(&path)?;
                 }
                 removed += 1;
-            } else if is_dir && !super::inventory::is_git_mirror(&key) {
+            } else if is_dir && super::inventory::is_git_mirror(&key) {
+                removed += remove_temp_packs(&path)?;
+            } else if is_dir {
                 dirs.push(path);
             }
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes git's temporary files from the mirror's `objects/pack`.
+fn remove_temp_packs(mirror: &Path) -> io::Result<usize> {
+    let packs = mirror.join("objects/pack");
+    if !packs.is_dir() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    for entry in std::fs::read_dir(&packs)? {
+        let entry = entry?;
+        if is_temp_pack(&entry.file_name().to_string_lossy()) && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
         }
     }
     Ok(removed)
@@ -101,12 +134,19 @@ mod tests {
         std::fs::write(mirror.join("HEAD"), b"ref").unwrap();
         // git's own lock inside a mirror is not this module's business.
         std::fs::write(mirror.join("refs/main.lock"), b"").unwrap();
+        // A killed repack's temporary pack goes, the mirror's packs stay.
+        let packs = mirror.join("objects/pack");
+        std::fs::create_dir_all(&packs).unwrap();
+        std::fs::write(packs.join(".tmp-123-pack-ab.pack"), b"half").unwrap();
+        std::fs::write(packs.join("tmp_pack_Xy12"), b"half").unwrap();
+        std::fs::write(packs.join("pack-ab.pack"), b"pack").unwrap();
+        std::fs::write(packs.join("pack-ab.idx"), b"idx").unwrap();
         std::fs::write(org.join("infra.git.lock"), b"").unwrap();
         let staging = org.join(".other.git.x1y2.tmp");
         std::fs::create_dir_all(staging.join("objects")).unwrap();
         std::fs::write(staging.join("objects/pack"), b"half").unwrap();
 
-        assert_eq!(remove(root).unwrap(), 2);
+        assert_eq!(remove(root).unwrap(), 4);
         let mut left: Vec<_> = std::fs::read_dir(&org)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -114,6 +154,12 @@ mod tests {
         left.sort();
         assert_eq!(left, ["infra.git"]);
         assert!(mirror.join("refs/main.lock").exists());
+        let mut packs_left: Vec<_> = std::fs::read_dir(&packs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        packs_left.sort();
+        assert_eq!(packs_left, ["pack-ab.idx", "pack-ab.pack"]);
         assert_eq!(remove(root).unwrap(), 0);
     }
 

@@ -168,13 +168,19 @@ fn modified_ms(metadata: &std::fs::Metadata) -> u64 {
 }
 
 /// Total size of the files below `dir`, and the newest modification time.
+/// A file that goes while it is counted is skipped: a mirror's repack
+/// deletes the packs it replaced, and its temporary packs come and go.
 fn dir_size(dir: &Path) -> io::Result<(u64, u64)> {
     let (mut size, mut newest) = (0, 0);
     let mut dirs = vec![dir.to_owned()];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
-            let metadata = entry.metadata()?;
+            let metadata = match entry.metadata() {
+                Ok(metadata) => metadata,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             if metadata.is_dir() {
                 dirs.push(entry.path());
             } else {

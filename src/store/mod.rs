@@ -22,7 +22,7 @@ pub use blob::{write_atomic, BlobWriter, RunningHash, Written};
 pub use derived::{StagedTree, UNPACKED_PROVIDERS_DIR};
 pub use documents::{Documents, FetchError, Freshness, Reader, Served, Source};
 pub use gc::{plan as gc_plan, GcRules, Reason, Removal};
-pub use git_leftovers::{MIRROR_LOCK_SUFFIX, MIRROR_STAGING_SUFFIX};
+pub use git_leftovers::{is_temp_pack, MIRROR_LOCK_SUFFIX, MIRROR_STAGING_SUFFIX};
 pub use index::{now_ms, Document, Index};
 pub use inventory::StoredArtifact;
 pub use locks::KeyedLocks;
@@ -113,7 +113,7 @@ impl Store {
         let swept = git_leftovers::remove(root).map_err(io_err)?;
         if swept > 0 {
             tracing::info!(
-                "removed {swept} git mirror lock(s) and unfinished clone(s) left by an earlier run"
+                "removed {swept} git mirror lock(s), unfinished clone(s) and repack(s) left by an earlier run"
             );
         }
         let opened = Index::open(&root.join(INDEX_DIR))?;
