@@ -6,6 +6,7 @@ pub mod archive;
 pub mod mirror;
 mod mirror_prefix;
 pub mod refs;
+mod repack;
 mod repo_id;
 mod service;
 mod smart_http;

@@ -12,6 +12,7 @@ use hyper::StatusCode;
 
 use super::mirror::{GitError, Mirror};
 use super::refs;
+use super::repack;
 use super::repo_id::RepoId;
 use crate::config::Config;
 use crate::response::{self, Response};
@@ -161,7 +162,10 @@ impl GitMirrors {
         .await
         .map_err(|e| GitError::Fetch(format!("fetch task failed: {e}")))?;
         match result {
-            Ok(()) => Ok(mirror),
+            Ok(()) => {
+                repack::spawn_if_needed(&mirror);
+                Ok(mirror)
+            }
             Err(e) if mirror.exists() => {
                 tracing::warn!("cannot refresh the mirror of {repo}, using it as it is: {e}");
                 Ok(mirror)
