@@ -63,10 +63,10 @@ fn open_for_check(dir: &Path, budget: Duration) -> gix::Result<gix::Repository> 
         .iter()
         .map(|entry| entry.to_string())
         .chain([timeout]);
-    Ok(gix::open_opts(
+    gix::open_opts(
         dir,
         gix::open::Options::default().config_overrides(overrides),
-    )?)
+    )
 }
 
 /// The upstream's branches, tags and `HEAD`, from one ls-refs request.
