@@ -221,7 +221,7 @@ fn concurrent_requests_for_a_new_tag_share_one_git_fetch() {
         assert_eq!(answer.status, 204, "{}", answer.text());
     }
     assert_eq!(
-        upstream_fetches(&world),
+        world.registry.git_pack_fetches(),
         1,
         "{:#?}",
         world.registry.requests()
@@ -229,25 +229,11 @@ fn concurrent_requests_for_a_new_tag_share_one_git_fetch() {
 }
 
 /// A new commit on `main` of the upstream `repo`, tagged `tag`: a fetch
-/// must get a pack, so it shows in [`upstream_fetches`].
+/// must get a pack, so it shows in `git_pack_fetches`.
 fn push_release(world: &World, repo: &str, tag: &str) {
     let upstream = world.registry.git_repo(repo);
     upstream.advance_branch("main", tag);
     upstream.add_tag(tag, "main");
-}
-
-/// Fetches of the upstream git repositories that brought a pack. tfmirror (gix) speaks protocol
-/// v2: every connection, a ref check or a fetch, is a `GET info/refs` and
-/// one ls-refs `POST`; only a fetch then posts again, to get its pack.
-fn upstream_fetches(world: &World) -> usize {
-    world.registry.git_upload_pack_posts() - upstream_connections(world)
-}
-
-/// Connections to the upstream git repositories: ref checks and fetches.
-fn upstream_connections(world: &World) -> usize {
-    world
-        .registry
-        .count(|r| r.path.starts_with("/git/") && r.path.contains("/info/refs"))
 }
 
 /// Clients cloning a repository right after a push all get the new tag;
@@ -294,7 +280,7 @@ fn concurrent_clones_after_a_push_share_one_git_fetch() {
         assert!(ok, "the new tag is cloned at once: {stderr}");
     }
     assert_eq!(
-        upstream_fetches(&world),
+        world.registry.git_pack_fetches(),
         1,
         "{:#?}",
         world.registry.requests()
@@ -303,7 +289,7 @@ fn concurrent_clones_after_a_push_share_one_git_fetch() {
     // check; a clone that comes later checks again. Without single flight
     // every clone checks, and the count exceeds the clones.
     assert!(
-        upstream_connections(&world) <= CLONES / 2,
+        world.registry.git_info_refs() <= CLONES / 2,
         "{:#?}",
         world.registry.requests()
     );

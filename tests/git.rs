@@ -79,12 +79,6 @@ fn expected_six() -> Vec<(String, String)> {
     ids
 }
 
-fn info_refs(world: &World) -> usize {
-    world
-        .registry
-        .count(|r| r.path.starts_with("/git/") && r.path.contains("/info/refs"))
-}
-
 #[test]
 fn one_mirror_serves_every_call_and_ref() {
     let world = world("");
@@ -94,14 +88,10 @@ fn one_mirror_serves_every_call_and_ref() {
     let cold_time = started.elapsed();
     assert_eq!(installed_ids(&cold), expected_six());
     assert_eq!(
-        info_refs(&world),
+        world.registry.git_pack_fetches(),
         1,
         "one clone of the repository: {:?}",
         world.registry.requests()
-    );
-    assert!(
-        world.registry.git_upload_pack_posts() <= 2,
-        "ls-refs and one fetch at most"
     );
     let cold_bytes = world.registry.git_bytes_sent();
 
@@ -112,9 +102,14 @@ fn one_mirror_serves_every_call_and_ref() {
     let warm_time = started.elapsed();
     assert_eq!(installed_ids(&warm), expected_six());
     assert_eq!(
-        info_refs(&world) + world.registry.git_upload_pack_posts(),
+        world.registry.git_pack_fetches(),
         0,
-        "{:?}",
+        "ref checks only: {:?}",
+        world.registry.requests()
+    );
+    assert!(
+        world.registry.git_info_refs() <= 6,
+        "one ref check per call at most: {:?}",
         world.registry.requests()
     );
     eprintln!("git mono-repo, 6 calls: cold {cold_time:?}, warm {warm_time:?}, upstream git bytes cold {cold_bytes}");
