@@ -261,6 +261,10 @@ fn missing_refs_and_path_tricks_are_refused() {
         text.contains("v9.9.9") && text.contains("org/infra"),
         "names the ref and the repository:\n{text}"
     );
+    assert!(
+        text.contains("the upstream's refs were checked just now"),
+        "says the upstream does not have it either:\n{text}"
+    );
 
     let server = world.serve();
     for path in [
