@@ -97,10 +97,7 @@ impl GitMirrors {
     pub async fn fresh(&self, repo: &RepoId) -> Result<Mirror, GitError> {
         let mirror = self.mirror(repo);
         let ttl = self.config.metadata_ttl;
-        let age = mirror
-            .last_fetch()
-            .and_then(|t| SystemTime::now().duration_since(t).ok());
-        match age {
+        match age(&mirror) {
             Some(age) if age < ttl => Ok(mirror),
             Some(age) if age < ttl + self.config.stale_while_revalidate => {
                 self.refresh_in_background(repo);
@@ -187,10 +184,7 @@ impl GitMirrors {
     }
 
     fn is_older_than_ttl(&self, mirror: &Mirror) -> bool {
-        mirror
-            .last_fetch()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_none_or(|age| age >= self.config.metadata_ttl)
+        age(mirror).is_none_or(|age| age >= self.config.metadata_ttl)
     }
 
     /// Records one use of the mirror in the store's usage index, under the
@@ -308,6 +302,13 @@ impl GitMirrors {
                 .remove(&key);
         });
     }
+}
+
+/// How long ago the mirror was last fetched; `None` when never.
+fn age(mirror: &Mirror) -> Option<Duration> {
+    mirror
+        .last_fetch()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
 }
 
 async fn blocking_resolve(
