@@ -10,6 +10,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
+use fixtures::git_repo::git_command;
 use fixtures::http::get;
 use fixtures::provider_zip::sha256_hex;
 use fixtures::{GitRepoSpec, ModuleSpec, ProviderSpec};
@@ -202,7 +203,7 @@ fn concurrent_requests_for_a_new_tag_share_one_git_fetch() {
     };
     assert_eq!(location("vpc", "1.1.0").status, 204, "the mirror is made");
 
-    world.registry.git_repo(REPO).add_tag("v2.0.0", "main");
+    push_release(&world, REPO, "v2.0.0");
     world.registry.clear_requests();
     let url = server.url.clone();
     let answers: Vec<_> = (0..6)
@@ -219,8 +220,77 @@ fn concurrent_requests_for_a_new_tag_share_one_git_fetch() {
         let answer = answer.join().unwrap();
         assert_eq!(answer.status, 204, "{}", answer.text());
     }
-    let fetches = world
-        .registry
-        .count(|r| r.path.starts_with("/git/") && r.path.contains("/info/refs"));
-    assert_eq!(fetches, 1, "{:#?}", world.registry.requests());
+    assert_eq!(
+        world.registry.git_pack_fetches(),
+        1,
+        "{:#?}",
+        world.registry.requests()
+    );
+}
+
+/// A new commit on `main` of the upstream `repo`, tagged `tag`: a fetch
+/// must get a pack, so it shows in `git_pack_fetches`.
+fn push_release(world: &World, repo: &str, tag: &str) {
+    let upstream = world.registry.git_repo(repo);
+    upstream.advance_branch("main", tag);
+    upstream.add_tag(tag, "main");
+}
+
+/// Clients cloning a repository right after a push all get the new tag;
+/// their ref checks of the upstream share one check and one fetch.
+#[test]
+fn concurrent_clones_after_a_push_share_one_git_fetch() {
+    const REPO: &str = "org/infra.git";
+    const CLONES: usize = 12;
+    let world = World::with_git(
+        Vec::new(),
+        vec![GitRepoSpec::new(REPO)],
+        "metadata_ttl = \"1h\"",
+    );
+    let server = world.serve();
+    let url = format!(
+        "{}/git/http/{}/git/{REPO}",
+        server.url,
+        world.registry.addr()
+    );
+    let home = tempfile::tempdir().unwrap();
+    let clone = move |home: &std::path::Path, name: &str| {
+        let output = git_command(home)
+            .args(["clone", "--quiet", "--branch", "v2.0.0", &url])
+            .arg(home.join(name))
+            .output()
+            .expect("run git");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let first = clone(home.path(), "first");
+    assert!(!first.0, "no v2.0.0 yet: {}", first.1);
+
+    push_release(&world, REPO, "v2.0.0");
+    world.registry.clear_requests();
+    let shared_home = home.path().to_owned();
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answers = at_once(CLONES, move || {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        clone(&shared_home, &format!("clone{n}"))
+    });
+    for (ok, stderr) in answers {
+        assert!(ok, "the new tag is cloned at once: {stderr}");
+    }
+    assert_eq!(
+        world.registry.git_pack_fetches(),
+        1,
+        "{:#?}",
+        world.registry.requests()
+    );
+    // One check and one fetch when every clone arrives during the first
+    // check; a clone that comes later checks again. Without single flight
+    // every clone checks, and the count exceeds the clones.
+    assert!(
+        world.registry.git_info_refs() <= CLONES / 2,
+        "{:#?}",
+        world.registry.requests()
+    );
 }

@@ -42,10 +42,10 @@ const FETCHED_FILE: &str = "tfmirror-fetched";
 const REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
 
 /// The local namespaces that follow the upstream exactly, deletions included.
-const MIRRORED_PREFIXES: [&str; 2] = ["refs/heads/", "refs/tags/"];
+pub(super) const MIRRORED_PREFIXES: [&str; 2] = ["refs/heads/", "refs/tags/"];
 
 /// Configuration applied in memory whenever a mirror is opened for fetching.
-const FETCH_CONFIG: [&str; 2] = [
+pub(super) const FETCH_CONFIG: [&str; 2] = [
     // Nobody answers a prompt on a server's terminal; helpers still run.
     "gitoxide.credentials.terminalPrompt=false",
     // A mirror has no use for reflogs, and writing them would need an identity.
@@ -60,6 +60,13 @@ pub enum GitError {
     Fetch(String),
     #[error("the mirror of {repo} has no branch, tag or commit {reference:?}")]
     NoSuchRef { reference: String, repo: String },
+    /// A ref the upstream does not have either: its refs were compared
+    /// with the mirror's just before.
+    #[error(
+        "{repo} has no branch, tag or commit {reference:?}: the upstream's refs were checked \
+         just now"
+    )]
+    NotUpstream { reference: String, repo: String },
     #[error("{reference:?} names more than one commit in the mirror of {repo}")]
     AmbiguousRef { reference: String, repo: String },
     /// A mirror that cannot be opened or read.
@@ -243,7 +250,7 @@ fn lock_path(dir: &Path) -> PathBuf {
 /// provider of its own (its default one is aws-lc-rs, a C build): it uses
 /// the process default, which is set here to ring, the provider the rest
 /// of tfmirror already uses.
-fn install_crypto_provider() {
+pub(super) fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Fails only when a default is already installed, which is as good.
@@ -261,24 +268,13 @@ fn open_for_fetch(dir: &Path) -> gix::Result<gix::Repository> {
     Ok(repo)
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Fetches every branch and tag of `upstream` into `repo` under the same
 /// names, points `HEAD` where the upstream's points, and deletes local
 /// branches and tags the upstream no longer advertises.
 fn fetch(repo: &gix::Repository, upstream: &str, initial: bool) -> Result<(), BoxError> {
-    let url = gix::url::parse(upstream.as_bytes().as_bstr())?;
-    let remote = repo
-        .remote_at_without_url_rewrite(url)?
-        .with_refspecs(REFSPECS, Direction::Fetch)?
-        .with_fetch_tags(Tags::None);
-    // Asking for HEAD too makes the upstream tell where its HEAD points.
-    let head_spec =
-        gix::refspec::parse("HEAD".into(), gix::refspec::parse::Operation::Fetch)?.to_owned();
-    let options = gix::remote::ref_map::Options {
-        extra_refspecs: vec![head_spec],
-        ..Default::default()
-    };
+    let (remote, options) = upstream_remote(repo, upstream)?;
     let interrupt = AtomicBool::new(false);
     let outcome = remote
         .connect(Direction::Fetch)?
@@ -320,6 +316,28 @@ fn fetch(repo: &gix::Repository, upstream: &str, initial: bool) -> Result<(), Bo
     Ok(())
 }
 
+/// The upstream as a remote of `repo`, fetching what a mirror holds, and
+/// the options that make it advertise its `HEAD` too. Shared by the fetch
+/// and the ref check, so both see the same refs of the upstream.
+pub(super) fn upstream_remote<'repo>(
+    repo: &'repo gix::Repository,
+    upstream: &str,
+) -> Result<(gix::Remote<'repo>, gix::remote::ref_map::Options), BoxError> {
+    let url = gix::url::parse(upstream.as_bytes().as_bstr())?;
+    let remote = repo
+        .remote_at_without_url_rewrite(url)?
+        .with_refspecs(REFSPECS, Direction::Fetch)?
+        .with_fetch_tags(Tags::None);
+    // Asking for HEAD too makes the upstream tell where its HEAD points.
+    let head_spec =
+        gix::refspec::parse("HEAD".into(), gix::refspec::parse::Operation::Fetch)?.to_owned();
+    let options = gix::remote::ref_map::Options {
+        extra_refspecs: vec![head_spec],
+        ..Default::default()
+    };
+    Ok((remote, options))
+}
+
 fn is_rejection(mode: &Mode) -> bool {
     matches!(
         mode,
@@ -331,7 +349,7 @@ fn is_rejection(mode: &Mode) -> bool {
     )
 }
 
-fn ref_name(r: &Ref) -> &BStr {
+pub(super) fn ref_name(r: &Ref) -> &BStr {
     match r {
         Ref::Peeled { full_ref_name, .. }
         | Ref::Direct { full_ref_name, .. }

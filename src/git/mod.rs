@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod mirror;
 mod mirror_prefix;
+mod refcheck;
 pub mod refs;
 mod repack;
 mod repo_id;

@@ -4,13 +4,14 @@
 //! gix's network code blocks, so every mirror operation runs on tokio's
 //! blocking pool.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use hyper::StatusCode;
 
 use super::mirror::{GitError, Mirror};
+use super::refcheck;
 use super::refs;
 use super::repack;
 use super::repo_id::RepoId;
@@ -26,6 +27,24 @@ pub struct GitMirrors {
     refreshing: Arc<Mutex<HashSet<String>>>,
     /// One archive build per commit at a time.
     pub(super) locks: KeyedLocks,
+    /// One upstream ref check per mirror at a time.
+    checks: KeyedLocks,
+    /// When each mirror's last ref check ended, by upstream URL: a request
+    /// that arrived while a check ran takes that check's outcome.
+    checked: Arc<Mutex<HashMap<String, (Instant, Checked)>>>,
+}
+
+/// How long a ref check may take before the mirror is served as it is: a
+/// slow or unreachable upstream costs each clone this much at most.
+const CHECK_BUDGET: Duration = Duration::from_secs(2);
+
+/// What a ref check found out about a mirror.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Checked {
+    /// The mirror has the upstream's refs as of now, fetched if needed.
+    Current,
+    /// The upstream could not be asked; the mirror is as it was.
+    Unknown,
 }
 
 /// A ref resolved in a mirror.
@@ -44,6 +63,8 @@ impl GitMirrors {
             store,
             refreshing: Arc::default(),
             locks: KeyedLocks::default(),
+            checks: KeyedLocks::default(),
+            checked: Arc::default(),
         }
     }
 
@@ -77,10 +98,7 @@ impl GitMirrors {
     pub async fn fresh(&self, repo: &RepoId) -> Result<Mirror, GitError> {
         let mirror = self.mirror(repo);
         let ttl = self.config.metadata_ttl;
-        let age = mirror
-            .last_fetch()
-            .and_then(|t| SystemTime::now().duration_since(t).ok());
-        match age {
+        match age(&mirror) {
             Some(age) if age < ttl => Ok(mirror),
             Some(age) if age < ttl + self.config.stale_while_revalidate => {
                 self.refresh_in_background(repo);
@@ -91,6 +109,83 @@ impl GitMirrors {
                     .await
             }
         }
+    }
+
+    /// The mirror, made current with its upstream: created when missing,
+    /// else its refs checked against the upstream's and fetched when they
+    /// differ, so that a tag pushed a moment ago is served at once rather
+    /// than after `metadata_ttl`. When the upstream cannot be asked within
+    /// [`CHECK_BUDGET`], the mirror is served as it is, and `metadata_ttl`
+    /// still bounds its age: past it, a refresh runs in the background.
+    ///
+    /// Single flight: requests that arrive while a check of the mirror runs
+    /// wait for it and take its outcome, fetch included.
+    pub(super) async fn current(&self, repo: &RepoId) -> Result<(Mirror, Checked), GitError> {
+        let mirror = self.mirror(repo);
+        if !mirror.exists() {
+            return Ok((self.fresh(repo).await?, Checked::Current));
+        }
+        let key = repo.upstream_url();
+        let asked = Instant::now();
+        let _turn = self.checks.lock(&key).await;
+        if let Some(outcome) = self.checked_since(&key, asked) {
+            return Ok((mirror, outcome));
+        }
+        let outcome = self.check_and_fetch(repo, &mirror).await;
+        self.checked
+            .lock()
+            .expect("check times poisoned")
+            .insert(key, (Instant::now(), outcome));
+        Ok((mirror, outcome))
+    }
+
+    /// The outcome of a check of `key` that ended after `asked`.
+    fn checked_since(&self, key: &str, asked: Instant) -> Option<Checked> {
+        let checked = self.checked.lock().expect("check times poisoned");
+        let (ended, outcome) = checked.get(key)?;
+        (*ended >= asked).then_some(*outcome)
+    }
+
+    /// Checks the mirror's refs against the upstream's and fetches when
+    /// they differ. Failures leave the mirror as it is, with one log line.
+    async fn check_and_fetch(&self, repo: &RepoId, mirror: &Mirror) -> Checked {
+        let failure = match self.upstream_matches(mirror).await {
+            Ok(true) => return Checked::Current,
+            Ok(false) => match self.fetch_now(repo, None).await {
+                Ok(()) => return Checked::Current,
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        tracing::warn!(
+            "cannot bring the mirror of {repo} up to date, using it as it is: {failure}"
+        );
+        if self.is_older_than_ttl(mirror) {
+            self.refresh_in_background(repo);
+        }
+        Checked::Unknown
+    }
+
+    /// Whether the upstream's refs are the mirror's, asked on the blocking
+    /// pool and given up after [`CHECK_BUDGET`]. A check given up on may
+    /// run on until its connection fails; nobody waits for it.
+    async fn upstream_matches(&self, mirror: &Mirror) -> Result<bool, GitError> {
+        let worker = mirror.clone();
+        let check =
+            tokio::task::spawn_blocking(move || refcheck::matches_upstream(&worker, CHECK_BUDGET));
+        match tokio::time::timeout(CHECK_BUDGET, check).await {
+            Ok(joined) => {
+                joined.map_err(|e| GitError::Fetch(format!("ref check task failed: {e}")))?
+            }
+            Err(_) => Err(GitError::Fetch(format!(
+                "{} did not list its refs within {CHECK_BUDGET:?}",
+                mirror.upstream
+            ))),
+        }
+    }
+
+    fn is_older_than_ttl(&self, mirror: &Mirror) -> bool {
+        age(mirror).is_none_or(|age| age >= self.config.metadata_ttl)
     }
 
     /// Records one use of the mirror in the store's usage index, under the
@@ -122,9 +217,16 @@ impl GitMirrors {
         reference: Option<&str>,
     ) -> Result<Resolved, GitError> {
         let asked = SystemTime::now();
-        let mirror = self.fresh(repo).await?;
+        let (mirror, checked) = self.current(repo).await?;
         if let Some(resolved) = blocking_resolve(&mirror, reference).await? {
             return Ok(resolved);
+        }
+        if checked == Checked::Current {
+            // The mirror has every ref the upstream has right now.
+            return Err(GitError::NotUpstream {
+                reference: reference.unwrap_or("HEAD").to_owned(),
+                repo: repo.upstream_url(),
+            });
         }
         // Concurrent requests for a ref just pushed share one fetch.
         let mirror = self.update_now(repo, Some(asked)).await?;
@@ -144,10 +246,27 @@ impl GitMirrors {
         repo: &RepoId,
         unless_fetched_since: Option<SystemTime>,
     ) -> Result<Mirror, GitError> {
-        self.check_mirrored(repo)?;
         let mirror = self.mirror(repo);
-        let worker = mirror.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        match self.fetch_now(repo, unless_fetched_since).await {
+            Ok(()) => Ok(mirror),
+            Err(e) if mirror.exists() => {
+                tracing::warn!("cannot refresh the mirror of {repo}, using it as it is: {e}");
+                Ok(mirror)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Self::update_now`] without the fallback: fetch failures are the
+    /// caller's to report.
+    async fn fetch_now(
+        &self,
+        repo: &RepoId,
+        unless_fetched_since: Option<SystemTime>,
+    ) -> Result<(), GitError> {
+        self.check_mirrored(repo)?;
+        let worker = self.mirror(repo);
+        tokio::task::spawn_blocking(move || {
             worker.with_lock(|| {
                 let fresh_enough = unless_fetched_since
                     .zip(worker.last_fetch())
@@ -160,18 +279,11 @@ impl GitMirrors {
             })?
         })
         .await
-        .map_err(|e| GitError::Fetch(format!("fetch task failed: {e}")))?;
-        match result {
-            Ok(()) => {
-                repack::spawn_if_needed(&mirror);
-                Ok(mirror)
-            }
-            Err(e) if mirror.exists() => {
-                tracing::warn!("cannot refresh the mirror of {repo}, using it as it is: {e}");
-                Ok(mirror)
-            }
-            Err(e) => Err(e),
-        }
+        .map_err(|e| GitError::Fetch(format!("fetch task failed: {e}")))??;
+        // Each fetch may add a pack; past a handful, one repack in the
+        // background, off this request's path.
+        repack::spawn_if_needed(&self.mirror(repo));
+        Ok(())
     }
 
     fn refresh_in_background(&self, repo: &RepoId) {
@@ -195,6 +307,13 @@ impl GitMirrors {
                 .remove(&key);
         });
     }
+}
+
+/// How long ago the mirror was last fetched; `None` when never.
+fn age(mirror: &Mirror) -> Option<Duration> {
+    mirror
+        .last_fetch()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
 }
 
 async fn blocking_resolve(

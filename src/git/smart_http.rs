@@ -54,8 +54,8 @@ impl GitMirrors {
                         "only git-upload-pack (fetch and clone) is served",
                     );
                 }
-                match self.fresh(&repo).await {
-                    Ok(mirror) => {
+                match self.current(&repo).await {
+                    Ok((mirror, _)) => {
                         // One use per clone or fetch: each starts here,
                         // and may then post to git-upload-pack many times.
                         self.record_use(&repo);
