@@ -159,7 +159,9 @@ impl Providers {
             .sha256(&rel)
             .await
             .ok_or_else(|| NotReady::NoZip("the cached zip vanished".to_owned()))?;
-        let size = std::fs::metadata(self.store.path(&rel)).map_or(0, |m| m.len());
+        let size = tokio::fs::metadata(self.store.path(&rel))
+            .await
+            .map_or(0, |m| m.len());
         // The zip is in use as long as its entry is: gc takes the entry first.
         self.store.record_use(&rel, size);
         let zh = format!("zh:{sha256}");

@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 /// The endpoint, after the server's secret: `POST <owner url>/` + this,
 /// with the secret as a bearer token. (The server's router spells it out
 /// as path segments; `exec` sends it.)
-#[allow(dead_code)]
 pub const PREPARE_PATH: &str = "_tfmirror/providers/prepare";
 
 /// The most providers one request may name; a real lock file has tens.
