@@ -175,15 +175,53 @@ async fn write_terraform_rc(cache_dir: &Path, config: &Config, url: &str) {
     }
 }
 
-/// Mode 0600 in a directory of mode 0700: the text holds the user's
-/// registry credentials and the server's secret.
+/// Mode 0600 in a directory of mode 0700 (made so if new): the text holds
+/// the user's registry credentials and the server's secret. A directory
+/// that already exists must belong to this user and be writable by no one
+/// else: in a shared place (the temporary directory, with no home) another
+/// user could have made it first and would then own what is in it.
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
+        let metadata = std::fs::symlink_metadata(dir)?;
+        // SAFETY: geteuid(2) has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if !metadata.is_dir() || metadata.uid() != me || metadata.mode() & 0o022 != 0 {
+            return Err(std::io::Error::other(format!(
+                "{} is not a private directory of this user (owner uid {}, mode {:o}); \
+                 remove it or set XDG_RUNTIME_DIR",
+                dir.display(),
+                metadata.uid(),
+                metadata.mode() & 0o7777
+            )));
+        }
     }
     crate::replace_file::replace(path, contents, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_persistent_config_goes_only_into_a_private_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("tfmirror/terraform-x.rc");
+        write_private(&path, b"secret").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(mode(&path), 0o600);
+
+        let shared = root.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = write_private(&shared.join("terraform-x.rc"), b"secret").unwrap_err();
+        assert!(err.to_string().contains("not a private directory"), "{err}");
+        assert!(!shared.join("terraform-x.rc").exists());
+    }
 }
