@@ -84,6 +84,18 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> Duration {
     started.elapsed()
 }
 
+/// Blocks until no one holds the mirror's lock (the one every fetch and
+/// repack of it holds), then lets go of it at once.
+fn wait_for_mirror_lock(mirror: &Path) {
+    let mut path = mirror.as_os_str().to_owned();
+    path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open the mirror's lock file");
+    file.lock().expect("lock the mirror");
+}
+
 /// `git clone` through the server into `into`; returns the checked-out commit.
 fn clone(url: &str, into: &Path) -> String {
     let home = into.with_extension("home");
@@ -141,6 +153,9 @@ fn twenty_fetches_are_repacked_and_clones_stay_correct() {
         );
         if before == MAX_PACKS {
             let took = wait_for("the repack", || packs(&mirror) <= 2);
+            // The count drops while repack deletes the old packs one by
+            // one; it has ended only once it lets go of the mirror's lock.
+            wait_for_mirror_lock(&mirror);
             eprintln!(
                 "{label}: repack of {} packs seen done after {took:?}",
                 MAX_PACKS + 1
