@@ -19,7 +19,7 @@ pub async fn run(cache_dir: &Path, config: &Config) -> anyhow::Result<i32> {
     let terraform_rc = terraform_rc.to_string_lossy();
     let cli_config = ["TF_CLI_CONFIG_FILE", "TOFU_CLI_CONFIG_FILE"]
         .map(|name| (name.to_owned(), terraform_rc.clone().into_owned()));
-    let git = super::git_config_env(config, &server.url, |name| std::env::var(name).ok());
+    let git = super::git_config_env(config, &server.url, &[], |name| std::env::var(name).ok());
     for (name, value) in cli_config.into_iter().chain(git) {
         println!("export {name}={}", shell_quote(&value));
     }

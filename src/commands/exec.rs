@@ -1,16 +1,20 @@
 //! `tfmirror exec -- CMD ...`: run one command with Terraform and OpenTofu
 //! pointed at the cache's server, starting one in the background if none
 //! runs. For `init`, locked providers come from the server's unpacked tree
-//! (see `fast_path`).
+//! (see `fast_path`); for `init` and `get`, the git repositories the module
+//! calls name are cloned by path from snapshots of their mirrors (see
+//! `local_clones`).
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use tokio::process::Command;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::fast_path::{self, Scope};
 use super::launch::Launch;
+use super::local_clones::{self, LocalClones};
 use super::savings;
 use super::server_log::LogTail;
 use crate::cliconfig::Rendered;
@@ -18,6 +22,8 @@ use crate::config::Config;
 
 /// Terraform's own variable for its plugin cache, which `exec` unsets.
 const PLUGIN_CACHE_ENV: &str = "TF_PLUGIN_CACHE_DIR";
+/// Terraform's own variable for the directory it keeps `.terraform` in.
+const DATA_DIR_ENV: &str = "TF_DATA_DIR";
 
 pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> anyhow::Result<i32> {
     let Some((program, args)) = command.split_first() else {
@@ -32,18 +38,35 @@ pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> an
     let cwd = std::env::current_dir()?;
     let user = super::user_cli_config(launch.cache_dir)?;
     let scope = Scope::of(program, args, &cwd, |name| std::env::var(name).ok());
+    let module_workdir = super::run_start::module_workdir(args, &cwd);
     let announce = async {
-        if let Some(workdir) = super::run_start::module_workdir(args, &cwd) {
-            super::run_start::announce(&server, &run, &workdir).await;
+        if let Some(workdir) = &module_workdir {
+            super::run_start::announce(&server, &run, workdir).await;
         }
     };
-    let (_, mirror) = tokio::join!(
+    let local = async {
+        match &module_workdir {
+            Some(workdir) => {
+                let data_dir = terraform_data_dir(workdir);
+                local_clones::plan(&server, &run, workdir, &data_dir).await
+            }
+            None => LocalClones::default(),
+        }
+    };
+    let (_, mirror, local) = tokio::join!(
         announce,
-        fast_path::plan(&scope, &config, &server, user.as_ref())
+        fast_path::plan(&scope, &config, &server, user.as_ref()),
+        local
     );
     let rendered = super::render_exec_config(&config, &run_url, mirror.as_ref(), user.as_ref());
     report_dropped_settings(&rendered, &scope);
-    let code = run_command(&config, &run_url, &rendered, program, args).await;
+    let git = super::git_config_env(&config, &run_url, &local.rewrites, |name| {
+        std::env::var(name).ok()
+    });
+    let code = run_command(&rendered, git, program, args).await;
+    if code.as_ref().is_ok_and(|code| *code != 0) {
+        local.report_missing();
+    }
     for line in log.warnings() {
         eprintln!("tfmirror server: {line}");
     }
@@ -79,10 +102,18 @@ fn report_dropped_settings(rendered: &Rendered, scope: &Scope) {
     }
 }
 
+/// Terraform's data directory for `workdir`: `TF_DATA_DIR` (relative to
+/// the working directory), else `.terraform`.
+fn terraform_data_dir(workdir: &Path) -> PathBuf {
+    match std::env::var_os(DATA_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => workdir.join(dir),
+        _ => workdir.join(".terraform"),
+    }
+}
+
 async fn run_command(
-    config: &Config,
-    url: &str,
     rendered: &Rendered,
+    git: Vec<(String, String)>,
     program: &OsString,
     args: &[OsString],
 ) -> anyhow::Result<i32> {
@@ -100,9 +131,7 @@ async fn run_command(
         .env("TF_CLI_CONFIG_FILE", file.path())
         .env("TOFU_CLI_CONFIG_FILE", file.path())
         .env_remove(PLUGIN_CACHE_ENV)
-        .envs(super::git_config_env(config, url, |name| {
-            std::env::var(name).ok()
-        }))
+        .envs(git)
         .spawn()
     {
         Ok(child) => child,

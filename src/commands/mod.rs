@@ -6,6 +6,7 @@ pub mod env;
 pub mod exec;
 mod fast_path;
 pub mod launch;
+mod local_clones;
 pub mod lock;
 mod packages;
 pub mod rc;
@@ -116,30 +117,40 @@ fn same_path(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// One git `url.<base>.insteadOf=<instead_of>` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlRewrite {
+    pub base: String,
+    pub instead_of: String,
+}
+
 /// `GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_n`/`GIT_CONFIG_VALUE_n` that make git
-/// fetch mirrored prefixes from tfmirror, appended after the entries
-/// already in the environment (`existing` reads a variable) so the user's
-/// own stay in force.
+/// fetch mirrored prefixes from tfmirror, and the `local` repositories from
+/// their snapshots by path, appended after the entries already in the
+/// environment (`existing` reads a variable) so the user's own stay in
+/// force. git applies the longest matching `insteadOf`, so a whole
+/// repository URL in `local` wins over the prefix it lies under.
 pub fn git_config_env(
     config: &Config,
     url: &str,
+    local: &[UrlRewrite],
     existing: impl Fn(&str) -> Option<String>,
 ) -> Vec<(String, String)> {
     let start: usize = existing("GIT_CONFIG_COUNT")
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
+    let prefixes = config.git_mirror.iter().map(|prefix| UrlRewrite {
+        base: prefix.proxy_prefix(url),
+        instead_of: prefix.as_str().to_owned(),
+    });
     let mut vars = Vec::new();
     let mut count = start;
-    for prefix in &config.git_mirror {
-        let proxy = prefix.proxy_prefix(url);
+    for rewrite in prefixes.chain(local.iter().cloned()) {
         vars.push((
             format!("GIT_CONFIG_KEY_{count}"),
-            format!("url.{proxy}.insteadOf"),
+            format!("url.{}.insteadOf", rewrite.base),
         ));
-        vars.push((
-            format!("GIT_CONFIG_VALUE_{count}"),
-            prefix.as_str().to_owned(),
-        ));
+        vars.push((format!("GIT_CONFIG_VALUE_{count}"), rewrite.instead_of));
         count += 1;
     }
     vars.push(("GIT_CONFIG_COUNT".to_owned(), count.to_string()));

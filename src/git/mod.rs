@@ -3,6 +3,8 @@
 //! use it.
 
 pub mod archive;
+mod local;
+pub mod local_protocol;
 pub mod mirror;
 mod mirror_prefix;
 mod refcheck;
@@ -11,6 +13,7 @@ mod repack;
 mod repo_id;
 mod service;
 mod smart_http;
+mod snapshot;
 mod tarball;
 
 pub use mirror_prefix::{InvalidMirrorPrefix, MirrorPrefix};

@@ -241,7 +241,7 @@ impl GitMirrors {
     /// Fetches now, under the mirror's lock, unless the mirror was fetched
     /// at or after `unless_fetched_since`: a caller that waited for someone
     /// else's fetch does not fetch again.
-    async fn update_now(
+    pub(super) async fn update_now(
         &self,
         repo: &RepoId,
         unless_fetched_since: Option<SystemTime>,
@@ -316,7 +316,7 @@ fn age(mirror: &Mirror) -> Option<Duration> {
         .and_then(|t| SystemTime::now().duration_since(t).ok())
 }
 
-async fn blocking_resolve(
+pub(super) async fn blocking_resolve(
     mirror: &Mirror,
     reference: Option<&str>,
 ) -> Result<Option<Resolved>, GitError> {

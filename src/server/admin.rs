@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::App;
 use crate::catalog::{self, Entry};
+use crate::git::local_protocol::LocalRequest;
 use crate::metrics;
 use crate::providers::prepare_protocol::PrepareRequest;
 use crate::response::{self, Response};
@@ -124,8 +125,9 @@ impl App {
 
     /// `DELETE /_tfmirror/runs/<id>`: the run is over; its counters are
     /// answered one last time and forgotten.
-    pub(super) fn end_run(&self, id: &str) -> Response {
+    pub(super) async fn end_run(&self, id: &str) -> Response {
         self.modules.end_run(id);
+        self.git.end_run(id).await;
         json_ok(&self.runs.take(id))
     }
 
@@ -162,6 +164,23 @@ impl App {
             Err(failure) => return failure.response(),
         };
         match self.providers.prepare(prepare, forwarded).await {
+            Ok(answer) => json_ok(&answer),
+            Err(bad) => response::error(bad.status(), &bad.to_string()),
+        }
+    }
+
+    /// `POST /_tfmirror/git/local`: mirrors made ready to clone by path
+    /// for one run (see `git::local_protocol`).
+    pub(super) async fn local_clones(&self, request: Request<Incoming>) -> Response {
+        let parsed = match bounded_body(request, MAX_LOCAL_BODY).await {
+            Ok(body) => parse::<LocalRequest>(&body),
+            Err(failure) => Err(failure),
+        };
+        let local = match parsed {
+            Ok(local) => local,
+            Err(failure) => return failure.response(),
+        };
+        match self.git.local_clones(local).await {
             Ok(answer) => json_ok(&answer),
             Err(bad) => response::error(bad.status(), &bad.to_string()),
         }
@@ -361,6 +380,10 @@ const MAX_ADMIN_BODY: usize = 64 * 1024;
 /// A prepare request names up to 1000 providers, each with the hashes of
 /// every platform its lock file holds (a dozen lines of 70 bytes).
 const MAX_PREPARE_BODY: usize = 4 << 20;
+
+/// A request for local clones names up to 100 repositories, each with a
+/// URL and the refs its calls use.
+const MAX_LOCAL_BODY: usize = 1 << 20;
 
 /// The body of an admin request, bounded.
 async fn admin_body(request: Request<Incoming>) -> Result<bytes::Bytes, Failure> {

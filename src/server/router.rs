@@ -190,8 +190,11 @@ async fn dispatch(
         ["_tfmirror", "runs", id] if method == Method::POST => {
             ("admin", app.begin_run(id, request).await)
         }
-        ["_tfmirror", "runs", id] if method == Method::DELETE => ("admin", app.end_run(id)),
+        ["_tfmirror", "runs", id] if method == Method::DELETE => ("admin", app.end_run(id).await),
         ["_tfmirror", "runs", id] => ("admin", app.run_counters(id)),
+        ["_tfmirror", "git", "local"] if method == Method::POST => {
+            ("admin", app.local_clones(request).await)
+        }
         ["_tfmirror", "providers", "prepare"] if method == Method::POST => {
             let forwarded = forwarded(&request);
             ("admin", app.prepare_providers(request, &forwarded).await)

@@ -12,6 +12,7 @@ use std::time::UNIX_EPOCH;
 use super::blob::TEMP_PREFIX;
 use super::derived::is_derived_tree;
 use super::git_leftovers;
+use super::git_snapshots::GIT_SNAPSHOTS_DIR;
 use super::index::{Index, Usage};
 use super::reindex::NOT_ARTIFACTS;
 use super::{BROKEN_INDEX_DIR, GIT_MIRRORS_DIR, INDEX_DIR};
@@ -119,7 +120,7 @@ pub(super) fn key_of(root: &Path, path: &Path) -> String {
 }
 
 fn is_bookkeeping_dir(key: &str) -> bool {
-    key == INDEX_DIR || key == BROKEN_INDEX_DIR
+    key == INDEX_DIR || key == BROKEN_INDEX_DIR || key == GIT_SNAPSHOTS_DIR
 }
 
 /// `git/<host>/<path>.git`: a bare mirror.

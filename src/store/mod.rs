@@ -8,6 +8,7 @@ mod derived;
 mod documents;
 mod gc;
 mod git_leftovers;
+mod git_snapshots;
 mod index;
 mod inventory;
 mod locks;
@@ -17,6 +18,7 @@ mod segment;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use blob::{write_atomic, BlobWriter, RunningHash, Written};
 pub use derived::{StagedTree, UNPACKED_PROVIDERS_DIR};
@@ -115,6 +117,9 @@ impl Store {
             tracing::info!(
                 "removed {swept} git mirror lock(s), unfinished clone(s) and repack(s) left by an earlier run"
             );
+        }
+        if git_snapshots::remove_all(root).map_err(io_err)? {
+            tracing::info!("removed the git mirror snapshots of runs of an earlier server");
         }
         let opened = Index::open(&root.join(INDEX_DIR))?;
         if opened.needs_rebuild {
@@ -301,5 +306,18 @@ impl Store {
         if let Err(e) = self.index.flush() {
             tracing::warn!("cannot flush the index: {e}");
         }
+    }
+
+    /// Where the git mirror snapshots of run `run` go (see
+    /// `git::snapshot`); created by the caller.
+    pub fn run_snapshots(&self, run: &Segment) -> PathBuf {
+        git_snapshots::of_run(&self.root, run)
+    }
+
+    /// Removes run `run`'s snapshots, and those of runs begun more than
+    /// `forget_after` ago whose end never came. Blocks.
+    pub fn remove_run_snapshots(&self, run: &Segment, forget_after: Duration) -> io::Result<()> {
+        git_snapshots::remove_run(&self.root, run)?;
+        git_snapshots::sweep_older_than(&self.root, forget_after).map(drop)
     }
 }
