@@ -312,3 +312,20 @@ fn a_missing_ref_is_named() {
     );
     assert!(stderr.contains(&line), "{stderr}");
 }
+
+/// Issue test 3, through the local path: with the upstream down, the run
+/// clones from the mirror as it is.
+#[test]
+fn with_the_upstream_down_the_mirror_is_cloned_by_path() {
+    let world = world();
+    let server = world.serve();
+    let calls = five_calls(&world);
+    let first = world.workdir_with("first", &modules_tf(&calls));
+    assert_success(&world.init(&first), "init that makes the mirrors");
+    world.registry.stop();
+    let before = smart_http_requests(&server);
+    let offline = world.workdir_with("offline", &modules_tf(&calls));
+    assert_success(&world.init(&offline), "init with the upstream down");
+    assert_eq!(installed_ids(&offline), installed_ids(&first));
+    assert_eq!(smart_http_requests(&server), before, "cloned by path");
+}
