@@ -8,6 +8,7 @@ mod fast_path;
 pub mod launch;
 mod local_clones;
 pub mod lock;
+mod owner_call;
 mod packages;
 pub mod rc;
 mod run_start;

@@ -3,24 +3,11 @@
 
 use std::path::PathBuf;
 
+use crate::commands::owner_call::CallError;
 use crate::commands::Health;
 use crate::providers::prepare_protocol::{
     PrepareAnswer, PrepareItem, PrepareRequest, Prepared, MAX_PREPARE_PROVIDERS, PREPARE_PATH,
 };
-
-/// Why the server's answer cannot be used; the fast path is then off.
-#[derive(Debug, thiserror::Error)]
-pub enum PrepareError {
-    #[error("cannot ask the server: {0}")]
-    Request(#[from] reqwest::Error),
-    #[error("the server answered {status}: {message}")]
-    Status {
-        status: reqwest::StatusCode,
-        message: String,
-    },
-    #[error("the server's answer does not match the request: {0}")]
-    Answer(String),
-}
 
 /// Every item prepared for `platform`, answers in the order of `items`,
 /// and the tree's root. Requests go in chunks the server accepts, one
@@ -29,13 +16,9 @@ pub async fn prepare(
     server: &Health,
     platform: &str,
     items: &[PrepareItem],
-) -> Result<(PathBuf, Vec<Prepared>), PrepareError> {
+) -> Result<(PathBuf, Vec<Prepared>), CallError> {
     // No overall timeout: a cold cache downloads every locked provider
     // first, which takes as long as the registry needs.
-    let client = server
-        .client(None)
-        .map_err(|e| PrepareError::Answer(e.to_string()))?;
-    let url = format!("{}/{PREPARE_PATH}", server.url);
     let mut tree = None;
     let mut prepared = Vec::with_capacity(items.len());
     for chunk in items.chunks(MAX_PREPARE_PROVIDERS) {
@@ -43,49 +26,28 @@ pub async fn prepare(
             platform: platform.to_owned(),
             providers: chunk.to_vec(),
         };
-        let body = serde_json::to_vec(&request).expect("the request serializes");
-        let response = client
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(reqwest::Error::without_url)?;
-        let status = response.status();
-        if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
-            return Err(PrepareError::Status {
-                status,
-                message: text.trim().trim_start_matches("tfmirror: ").to_owned(),
-            });
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(reqwest::Error::without_url)?;
-        let answer: PrepareAnswer =
-            serde_json::from_slice(&bytes).map_err(|e| PrepareError::Answer(e.to_string()))?;
+        let answer: PrepareAnswer = server.post_json(PREPARE_PATH, &request).await?;
         check_answer(chunk, &answer)?;
         if tree.as_ref().is_some_and(|tree| *tree != answer.tree) {
-            return Err(PrepareError::Answer("two different trees".into()));
+            return Err(CallError::Answer("two different trees".into()));
         }
         tree = Some(answer.tree);
         prepared.extend(answer.providers);
     }
-    let tree = tree.ok_or_else(|| PrepareError::Answer("nothing was asked".into()))?;
+    let tree = tree.ok_or_else(|| CallError::Answer("nothing was asked".into()))?;
     Ok((tree, prepared))
 }
 
 /// One answer per item, in order, and a tree Terraform can use as a path.
-fn check_answer(items: &[PrepareItem], answer: &PrepareAnswer) -> Result<(), PrepareError> {
+fn check_answer(items: &[PrepareItem], answer: &PrepareAnswer) -> Result<(), CallError> {
     if !answer.tree.is_absolute() || answer.tree.to_str().is_none() {
-        return Err(PrepareError::Answer(format!(
+        return Err(CallError::Answer(format!(
             "the tree {} is not an absolute UTF-8 path",
             answer.tree.display()
         )));
     }
     if answer.providers.len() != items.len() {
-        return Err(PrepareError::Answer(format!(
+        return Err(CallError::Answer(format!(
             "{} answers for {} providers",
             answer.providers.len(),
             items.len()
@@ -93,7 +55,7 @@ fn check_answer(items: &[PrepareItem], answer: &PrepareAnswer) -> Result<(), Pre
     }
     for (item, prepared) in items.iter().zip(&answer.providers) {
         if item.address != prepared.address || item.version != prepared.version {
-            return Err(PrepareError::Answer(format!(
+            return Err(CallError::Answer(format!(
                 "{} {} answered for {} {}",
                 prepared.address, prepared.version, item.address, item.version
             )));

@@ -12,6 +12,7 @@ mod sources;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::owner_call::CallError;
 use super::{Health, UrlRewrite};
 use crate::git::local_protocol::{
     LocalAnswer, LocalItem, LocalRepo, LocalRequest, LOCAL_PATH, MAX_LOCAL_REPOS,
@@ -78,35 +79,20 @@ fn request(run: &str, calls: &[GitCall]) -> LocalRequest {
     }
 }
 
-async fn ask(server: &Health, request: &LocalRequest) -> anyhow::Result<LocalAnswer> {
+async fn ask(server: &Health, request: &LocalRequest) -> Result<LocalAnswer, CallError> {
     // No timeout: a repository never mirrored is cloned from its upstream
     // first, which takes as long as that takes (the clone would otherwise
     // wait for the same work over smart HTTP).
-    let client = server.client(None)?;
-    let response = client
-        .post(format!("{}/{LOCAL_PATH}", server.url))
-        .header("Content-Type", "application/json")
-        .body(serde_json::to_vec(request).expect("the request serializes"))
-        .send()
-        .await
-        .map_err(reqwest::Error::without_url)?;
-    let status = response.status();
-    if !status.is_success() {
-        let text = response.text().await.unwrap_or_default();
-        anyhow::bail!("the server answered {status}: {}", text.trim());
-    }
-    let body = response
-        .bytes()
-        .await
-        .map_err(reqwest::Error::without_url)?;
-    let answer: LocalAnswer = serde_json::from_slice(&body)?;
+    let answer: LocalAnswer = server.post_json(LOCAL_PATH, request).await?;
     let in_order = answer.repos.len() == request.repos.len()
         && answer
             .repos
             .iter()
             .zip(&request.repos)
             .all(|(repo, item)| repo.url == item.url);
-    anyhow::ensure!(in_order, "the answer does not follow the request");
+    if !in_order {
+        return Err(CallError::Answer("repositories out of order".into()));
+    }
     Ok(answer)
 }
 
