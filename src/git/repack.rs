@@ -160,8 +160,43 @@ fn repack_command(dir: &Path) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    die_with_parent(&mut command);
     command
 }
+
+/// On Linux, `git repack` is killed (SIGKILL) when tfmirror dies: the
+/// mirror's lock dies with tfmirror, and a repack left running without it
+/// would go on moving its new pack in and deleting the old ones under the
+/// next server's start-up sweep, fetches and repacks. The signal comes
+/// when the thread that spawned git ends; that thread waits for git
+/// ([`wait_bounded`]), so it never ends first.
+///
+/// The `git pack-objects` that repack runs is not covered (the setting is
+/// not inherited): left alone, it finishes its temporary pack, which git
+/// never reads, and dies of SIGPIPE writing the pack's name to the dead
+/// repack; its files are swept by the first start after it ended.
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: prctl(2) and getppid(2) are async-signal-safe and touch no
+    // memory of ours.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            // tfmirror died before the setting took: do not start at all.
+            if libc::getppid() as u32 != parent {
+                return Err(io::Error::other("tfmirror exited"));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_command: &mut Command) {}
 
 enum Waited {
     TimedOut,
@@ -242,6 +277,33 @@ mod tests {
         );
         // A second repack finds nothing to do.
         assert_eq!(repack_if_needed(&mirror, REPACK_TIMEOUT).unwrap(), None);
+    }
+
+    /// What stands for tfmirror's death: the spawning thread ending.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_child_dies_with_the_thread_that_spawned_it() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = std::thread::spawn(|| {
+            let mut command = Command::new("sleep");
+            command.arg("30");
+            die_with_parent(&mut command);
+            command.spawn().unwrap()
+        })
+        .join()
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the child outlived the thread that spawned it");
+            }
+            std::thread::sleep(POLL);
+        };
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
     }
 
     #[test]
