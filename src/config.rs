@@ -214,6 +214,12 @@ impl Config {
         }
         if let Some(value) = file.gc_interval {
             config.gc.interval = parse_duration("gc_interval", &value)?;
+            if config.gc.interval < MIN_GC_INTERVAL {
+                return Err(format!(
+                    "gc_interval = {value:?}: at least {} (a collection walks the whole cache)",
+                    humantime::format_duration(MIN_GC_INTERVAL)
+                ));
+            }
         }
         if let Some(update_lock) = file.update_lock {
             config.update_lock = update_lock;
@@ -257,6 +263,10 @@ impl Config {
         self.registries.iter().any(|h| h.eq_ignore_ascii_case(host))
     }
 }
+
+/// The shortest `gc_interval`: a shorter one, `0s` above all, would have
+/// the server walk the cache without pause.
+const MIN_GC_INTERVAL: Duration = Duration::from_secs(60);
 
 fn parse_duration(key: &str, value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|e| format!("{key} = {value:?}: {e}"))
@@ -423,6 +433,18 @@ mod tests {
             config.discovery_url("registry.opentofu.org").as_str(),
             "https://registry.opentofu.org/.well-known/terraform.json"
         );
+    }
+
+    #[test]
+    fn a_gc_interval_under_a_minute_is_refused() {
+        let refused = Config::parse("gc_interval = \"0s\"").unwrap_err();
+        assert_eq!(
+            refused,
+            "gc_interval = \"0s\": at least 1m (a collection walks the whole cache)"
+        );
+        assert!(Config::parse("gc_interval = \"59s\"").is_err());
+        let config = Config::parse("gc_interval = \"1m\"").unwrap();
+        assert_eq!(config.gc.interval, Duration::from_secs(60));
     }
 
     #[test]

@@ -158,14 +158,50 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(matches!(cli.command, Command::Serve { .. }));
+    if only_prints(&cli.command) {
+        die_quietly_on_a_closed_pipe();
+    }
     let runtime = tokio::runtime::Runtime::new().expect("the async runtime starts");
     match runtime.block_on(run(cli.command)) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            eprintln!("tfmirror: {e:#}");
+            eprintln!("tfmirror: {}", error_report(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The commands whose work is printing, which a reader such as `head`
+/// may stop reading early. The others start servers or child processes
+/// that write into pipes, where SIGPIPE must stay an error, not a death.
+fn only_prints(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Status { .. } | Command::Rc { .. } | Command::Env { .. }
+    ) || matches!(command, Command::Cache { action, .. } if action.only_prints())
+}
+
+/// Rust ignores SIGPIPE, so printing to a closed pipe fails and `print!`
+/// panics; like every Unix tool, such a command should just end.
+fn die_quietly_on_a_closed_pipe() {
+    // SAFETY: signal(2) with SIG_DFL runs no handler code of ours.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// An error and its causes, each said once: many errors already include
+/// their cause's text (`{context}: {source}`), and `{:#}` would repeat it.
+fn error_report(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 async fn run(command: Command) -> anyhow::Result<i32> {
@@ -321,5 +357,32 @@ fn init_logging(serving: bool) {
         builder.init();
     } else {
         builder.without_time().init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open /x: {source}")]
+    struct Repeats {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let denied = || std::io::Error::from_raw_os_error(libc::EACCES);
+        let repeated = anyhow::Error::new(Repeats { source: denied() });
+        assert_eq!(
+            error_report(&repeated),
+            "cannot open /x: Permission denied (os error 13)"
+        );
+        let chained = anyhow::Error::new(denied()).context("cannot read the config");
+        assert_eq!(
+            error_report(&chained),
+            "cannot read the config: Permission denied (os error 13)"
+        );
     }
 }

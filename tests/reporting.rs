@@ -212,3 +212,30 @@ fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]
         Some(other) => panic!("{name}: unexpected {other:?}"),
     }
 }
+
+/// `tfmirror rc | head -1` and the like: a reader that closes the pipe
+/// ends a printing command quietly, as it ends any Unix tool, instead of
+/// a panic about a broken pipe.
+#[test]
+fn printing_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let world = world();
+    let _server = world.serve();
+    for args in [&["rc"][..], &["cache", "list"], &["status"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = world
+            .tfmirror(args)
+            .stdout(std::process::Stdio::from(writer))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(
+            output.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?} {stderr}",
+            output.status
+        );
+    }
+}

@@ -80,3 +80,11 @@ pub enum CacheAction {
         json: bool,
     },
 }
+
+impl CacheAction {
+    /// Whether the action only reads and prints, so that a reader closing
+    /// the pipe early (`| head`) may simply end it.
+    pub fn only_prints(&self) -> bool {
+        matches!(self, CacheAction::List { .. } | CacheAction::Stats { .. })
+    }
+}
