@@ -27,6 +27,10 @@ const OVERFLOW_CONNECTIONS: usize = 4096;
 /// that waited in the listen queue has sent it already.
 pub const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_millis(250);
 
+/// How long an overflow connection over TLS has for its handshake: a few
+/// round trips, where a normal connection gets `HANDSHAKE_TIMEOUT`.
+pub const OVERFLOW_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The permits for client connections.
 pub struct ConnectionLimits {
     served: Arc<Semaphore>,

@@ -291,7 +291,11 @@ impl Connection {
         let Some(tls) = tls else {
             return self.serve_http(stream).await;
         };
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+        let timeout = match self.admission {
+            Admission::Served(_) => HANDSHAKE_TIMEOUT,
+            Admission::Overflow(_) => limits::OVERFLOW_HANDSHAKE_TIMEOUT,
+        };
+        match tokio::time::timeout(timeout, tls.accept(stream)).await {
             Ok(Ok(stream)) => self.serve_http(stream).await,
             Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
             Err(_) => tracing::debug!("TLS handshake timed out"),
