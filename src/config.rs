@@ -50,6 +50,22 @@ pub struct Config {
     /// unpacked tree only against an `h1:`. When off, such providers go
     /// through the registry protocol and the lock file is left to Terraform.
     pub update_lock: bool,
+    /// Connections served at once. Every connection holds a file
+    /// descriptor; past the limit the server stops accepting instead of
+    /// running out of descriptors, which fails every accept, health checks
+    /// included. Lowered at start to fit the descriptor limit.
+    pub max_connections: usize,
+    /// How long a client has to send a complete request head, counted from
+    /// when the connection starts waiting for a request: a new connection,
+    /// or a kept-alive one after its last response. It closes slow-header
+    /// and idle keep-alive connections alike.
+    pub header_read_timeout: Duration,
+    /// `git upload-pack` processes run at once; further fetches queue.
+    /// Each one is a process with its own memory and CPU.
+    pub git_max_processes: usize,
+    /// How long one `git upload-pack` may run before it is killed, so a
+    /// stuck process or a client that stops reading frees its slot.
+    pub git_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -110,8 +126,18 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(15 * 60),
             gc: GcConfig::default(),
             update_lock: true,
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            git_max_processes: default_git_processes(),
+            git_timeout: Duration::from_secs(10 * 60),
         }
     }
+}
+
+/// Two `git upload-pack` per CPU: a pack is mostly compression, and a
+/// fetch also waits on the client.
+fn default_git_processes() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
 }
 
 /// The file as written by the user; every key is optional.
@@ -132,6 +158,10 @@ struct ConfigFile {
     gc_min_age: Option<String>,
     gc_interval: Option<String>,
     update_lock: Option<bool>,
+    max_connections: Option<usize>,
+    header_read_timeout: Option<String>,
+    git_max_processes: Option<usize>,
+    git_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,6 +254,18 @@ impl Config {
         if let Some(update_lock) = file.update_lock {
             config.update_lock = update_lock;
         }
+        if let Some(value) = file.max_connections {
+            config.max_connections = at_least_one("max_connections", value)?;
+        }
+        if let Some(value) = file.header_read_timeout {
+            config.header_read_timeout = parse_duration("header_read_timeout", &value)?;
+        }
+        if let Some(value) = file.git_max_processes {
+            config.git_max_processes = at_least_one("git_max_processes", value)?;
+        }
+        if let Some(value) = file.git_timeout {
+            config.git_timeout = parse_duration("git_timeout", &value)?;
+        }
         if let Some(mirror) = file.git.and_then(|git| git.mirror) {
             config.git_mirror = mirror
                 .iter()
@@ -270,6 +312,15 @@ const MIN_GC_INTERVAL: Duration = Duration::from_secs(60);
 
 fn parse_duration(key: &str, value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|e| format!("{key} = {value:?}: {e}"))
+}
+
+/// A limit of zero would stop the server serving anything at all.
+fn at_least_one(key: &str, value: usize) -> Result<usize, String> {
+    if value == 0 {
+        Err(format!("{key} = 0: must be at least 1"))
+    } else {
+        Ok(value)
+    }
 }
 
 /// `10GB`, `500 MiB`, `1.5G`, `123` (bytes): decimal units for `kB`/`MB`/
@@ -415,6 +466,10 @@ mod tests {
             listen = "127.0.0.1:9999"
             idle_timeout = "90s"
             update_lock = false
+            max_connections = 100
+            header_read_timeout = "2s"
+            git_max_processes = 3
+            git_timeout = "1m"
             [upstream]
             "registry.terraform.io" = "http://127.0.0.1:9000"
             "#,
@@ -425,6 +480,10 @@ mod tests {
         assert_eq!(config.listen, Some("127.0.0.1:9999".parse().unwrap()));
         assert_eq!(config.idle_timeout, Duration::from_secs(90));
         assert!(!config.update_lock);
+        assert_eq!(config.max_connections, 100);
+        assert_eq!(config.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(config.git_max_processes, 3);
+        assert_eq!(config.git_timeout, Duration::from_secs(60));
         assert_eq!(
             config.discovery_url("registry.terraform.io").as_str(),
             "http://127.0.0.1:9000/.well-known/terraform.json"
@@ -470,6 +529,8 @@ mod tests {
         assert!(err.contains("http or https"), "{err}");
         let err = Config::parse(r#"listen = "localhost""#).unwrap_err();
         assert!(err.contains("listen"), "{err}");
+        let err = Config::parse("max_connections = 0").unwrap_err();
+        assert!(err.contains("max_connections"), "{err}");
         let err = Config::parse("metdata_ttl = \"1h\"").unwrap_err();
         assert!(err.contains("unknown field"), "{err}");
     }

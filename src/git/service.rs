@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use hyper::StatusCode;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::mirror::{GitError, Mirror};
 use super::refcheck;
@@ -32,6 +33,10 @@ pub struct GitMirrors {
     /// When each mirror's last ref check ended, by upstream URL: a request
     /// that arrived while a check ran takes that check's outcome.
     checked: Arc<Mutex<HashMap<String, (Instant, Checked)>>>,
+    /// `git upload-pack` processes serving clients at once
+    /// (`git_max_processes`): each is a process with its own memory, so a
+    /// burst of fetches queues here instead of starting one per request.
+    upload_packs: Arc<Semaphore>,
 }
 
 /// How long a ref check may take before the mirror is served as it is: a
@@ -59,13 +64,24 @@ pub struct Resolved {
 impl GitMirrors {
     pub fn new(config: Arc<Config>, store: Arc<Store>) -> GitMirrors {
         GitMirrors {
-            config,
             store,
             refreshing: Arc::default(),
             locks: KeyedLocks::default(),
             checks: KeyedLocks::default(),
             checked: Arc::default(),
+            upload_packs: Arc::new(Semaphore::new(config.git_max_processes)),
+            config,
         }
+    }
+
+    /// Waits for a place among the `git upload-pack` processes allowed at
+    /// once; dropping the permit gives it back.
+    pub(super) async fn upload_pack_slot(&self) -> OwnedSemaphorePermit {
+        self.upload_packs
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
     }
 
     /// Refuses a repository outside the `[git] mirror` prefixes. Every route

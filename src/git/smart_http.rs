@@ -2,8 +2,8 @@
 //! --stateless-rpc`: git is installed wherever a `git::` source works, and
 //! it speaks protocol v0 and v2 exactly as clients expect.
 
-use std::io::Read;
 use std::process::Stdio;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -11,11 +11,12 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode};
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::repo_id::RepoId;
 use super::service::GitMirrors;
-use crate::response::{self, Origin, Response};
+use crate::response::{self, ChunkSender, Origin, Response};
 
 /// A fetch request larger than this is not a fetch request.
 const MAX_REQUEST: usize = 64 * 1024 * 1024;
@@ -59,7 +60,8 @@ impl GitMirrors {
                         // One use per clone or fetch: each starts here,
                         // and may then post to git-upload-pack many times.
                         self.record_use(&repo);
-                        advertise(&mirror.dir, &protocol).await
+                        let _permit = self.upload_pack_slot().await;
+                        advertise(&mirror.dir, &protocol, self.config.git_timeout).await
                     }
                     Err(e) => {
                         tracing::error!("cannot mirror {repo}: {e}");
@@ -84,17 +86,40 @@ impl GitMirrors {
                         "no mirror yet: fetch info/refs first",
                     );
                 }
+                if declared_length(&request).is_some_and(|n| n > MAX_REQUEST as u64) {
+                    return response::error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        &UploadPackError::TooLarge.to_string(),
+                    );
+                }
                 let gzipped = request
                     .headers()
                     .get("Content-Encoding")
                     .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-                match read_body(request.into_body(), gzipped).await {
-                    Ok(body) => upload_pack(&mirror.dir, &protocol, body).await,
-                    Err(message) => response::error(StatusCode::BAD_REQUEST, &message),
-                }
+                // Queued here, before git starts: the client waits for its
+                // answer's head while the others run.
+                let permit = self.upload_pack_slot().await;
+                let run = UploadPack {
+                    body: request.into_body(),
+                    gzipped,
+                    timeout: self.config.git_timeout,
+                    permit,
+                };
+                upload_pack(&mirror.dir, &protocol, run).await
             }
         }
     }
+}
+
+/// The request's `Content-Length`, when it has a valid one.
+fn declared_length(request: &Request<Incoming>) -> Option<u64> {
+    request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 enum Endpoint {
@@ -104,18 +129,19 @@ enum Endpoint {
 
 /// `info/refs`: protocol v0 clients expect the `# service=` pkt-line first;
 /// v2 clients get upload-pack's capability advertisement alone.
-async fn advertise(dir: &std::path::Path, protocol: &str) -> Response {
+async fn advertise(dir: &std::path::Path, protocol: &str, timeout: Duration) -> Response {
     let output = Command::new("git")
         .args(["upload-pack", "--stateless-rpc", "--advertise-refs"])
         .arg(dir)
         .env("GIT_PROTOCOL", protocol)
         .stdin(Stdio::null())
-        .output()
-        .await;
-    let output = match output {
-        Ok(output) if output.status.success() => output.stdout,
-        Ok(output) => return git_failed(&String::from_utf8_lossy(&output.stderr)),
-        Err(e) => return git_failed(&format!("cannot run git: {e}")),
+        .kill_on_drop(true)
+        .output();
+    let output = match tokio::time::timeout(timeout, output).await {
+        Ok(Ok(output)) if output.status.success() => output.stdout,
+        Ok(Ok(output)) => return git_failed(&String::from_utf8_lossy(&output.stderr)),
+        Ok(Err(e)) => return git_failed(&format!("cannot run git: {e}")),
+        Err(_) => return git_failed(&UploadPackError::TimedOut(timeout).to_string()),
     };
     let mut body = Vec::new();
     if !protocol.contains("version=2") {
@@ -128,9 +154,10 @@ async fn advertise(dir: &std::path::Path, protocol: &str) -> Response {
     )
 }
 
-/// `git-upload-pack`: the client's request on stdin, the pack on stdout,
-/// relayed as it is produced.
-async fn upload_pack(dir: &std::path::Path, protocol: &str, request: Bytes) -> Response {
+/// `git-upload-pack`: the client's request streamed to stdin as it
+/// arrives, the pack on stdout relayed as it is produced. Nothing holds the
+/// whole request: each chunk is written to git before the next is read.
+async fn upload_pack(dir: &std::path::Path, protocol: &str, run: UploadPack) -> Response {
     let child = Command::new("git")
         .args(["upload-pack", "--stateless-rpc"])
         .arg(dir)
@@ -140,44 +167,132 @@ async fn upload_pack(dir: &std::path::Path, protocol: &str, request: Bytes) -> R
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn();
-    let mut child = match child {
+    let child = match child {
         Ok(child) => child,
         Err(e) => return git_failed(&format!("cannot run git: {e}")),
     };
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    tokio::spawn(async move {
-        let _ = stdin.write_all(&request).await;
-    });
-    let stdout = child.stdout.take().expect("stdout is piped");
     let (sender, response) = response::channel(None, "application/octet-stream", Origin::Cache);
-    tokio::spawn(async move {
-        let mut chunks = tokio_util::io::ReaderStream::with_capacity(stdout, 64 * 1024);
-        while let Some(chunk) = futures_util::StreamExt::next(&mut chunks).await {
-            if sender.send(chunk).await.is_err() {
-                break;
-            }
-        }
-        let _ = child.wait().await;
-    });
+    tokio::spawn(supervise(child, run, sender));
     with_type(response, "application/x-git-upload-pack-result")
 }
 
-async fn read_body(body: Incoming, gzipped: bool) -> Result<Bytes, String> {
-    let limited = http_body_util::Limited::new(body, MAX_REQUEST);
-    let bytes = limited
-        .collect()
-        .await
-        .map_err(|e| format!("cannot read the request: {e}"))?
-        .to_bytes();
-    if !gzipped {
-        return Ok(bytes);
+/// What one `git upload-pack` run needs besides its repository.
+struct UploadPack {
+    body: Incoming,
+    gzipped: bool,
+    timeout: Duration,
+    /// Its place among the git processes allowed at once.
+    permit: OwnedSemaphorePermit,
+}
+
+/// Why an upload-pack run was cut short.
+#[derive(Debug, thiserror::Error)]
+enum UploadPackError {
+    #[error("the request is larger than {MAX_REQUEST} bytes")]
+    TooLarge,
+    #[error("cannot read the request: {0}")]
+    Read(#[from] hyper::Error),
+    #[error("cannot gunzip the request: {0}")]
+    Gunzip(std::io::Error),
+    #[error("git upload-pack ran longer than {0:?} (git_timeout) and was killed")]
+    TimedOut(Duration),
+}
+
+/// Feeds the request, relays the pack, and kills git when the request is
+/// bad, the client goes away, or `git_timeout` passes; the process slot is
+/// given back when git has exited.
+async fn supervise(mut child: Child, run: UploadPack, sender: ChunkSender) {
+    let _permit = run.permit;
+    let deadline = tokio::time::Instant::now() + run.timeout;
+    let stdin = child.stdin.take().expect("stdin is piped");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let feed = feed_request(run.body, run.gzipped, stdin);
+    let relay = relay(stdout, &sender);
+    tokio::pin!(feed, relay);
+    let mut fed = false;
+    let failure = loop {
+        tokio::select! {
+            result = &mut feed, if !fed => match result {
+                Ok(()) => fed = true,
+                Err(e) => break Some(e),
+            },
+            () = &mut relay => break None,
+            () = tokio::time::sleep_until(deadline) => {
+                break Some(UploadPackError::TimedOut(run.timeout))
+            }
+        }
+    };
+    if let Some(e) = failure {
+        tracing::warn!("git upload-pack stopped: {e}");
+        let _ = sender.send(Err(std::io::Error::other(e.to_string()))).await;
+        let _ = child.kill().await;
+        return;
     }
-    let mut plain = Vec::new();
-    flate2::read::GzDecoder::new(&bytes[..])
-        .take(MAX_REQUEST as u64)
-        .read_to_end(&mut plain)
-        .map_err(|e| format!("cannot gunzip the request: {e}"))?;
-    Ok(plain.into())
+    if tokio::time::timeout_at(deadline, child.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("{}", UploadPackError::TimedOut(run.timeout));
+        let _ = child.kill().await;
+    }
+}
+
+/// Writes the request body to git's stdin chunk by chunk, gunzipping it if
+/// needed, and refuses more than [`MAX_REQUEST`] bytes in all. git may stop
+/// reading early (a bad request); it then answers on stdout, so a closed
+/// stdin is not an error here.
+async fn feed_request(
+    mut body: Incoming,
+    gzipped: bool,
+    mut stdin: ChildStdin,
+) -> Result<(), UploadPackError> {
+    let mut gunzip = gzipped.then(|| flate2::write::GzDecoder::new(Vec::new()));
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        let plain = match gunzip.as_mut() {
+            Some(decoder) => gunzip_chunk(decoder, &data)?,
+            None => data,
+        };
+        total += plain.len();
+        if total > MAX_REQUEST {
+            return Err(UploadPackError::TooLarge);
+        }
+        if stdin.write_all(&plain).await.is_err() {
+            return Ok(());
+        }
+    }
+    if let Some(decoder) = gunzip {
+        let rest = decoder.finish().map_err(UploadPackError::Gunzip)?;
+        if total + rest.len() > MAX_REQUEST {
+            return Err(UploadPackError::TooLarge);
+        }
+        let _ = stdin.write_all(&rest).await;
+    }
+    Ok(())
+}
+
+/// What one compressed chunk unpacks to so far.
+fn gunzip_chunk(
+    decoder: &mut flate2::write::GzDecoder<Vec<u8>>,
+    chunk: &[u8],
+) -> Result<Bytes, UploadPackError> {
+    use std::io::Write;
+    decoder.write_all(chunk).map_err(UploadPackError::Gunzip)?;
+    Ok(std::mem::take(decoder.get_mut()).into())
+}
+
+/// Relays git's stdout to the client until git closes it or the client
+/// goes away.
+async fn relay(stdout: ChildStdout, sender: &ChunkSender) {
+    let mut chunks = tokio_util::io::ReaderStream::with_capacity(stdout, 64 * 1024);
+    while let Some(chunk) = futures_util::StreamExt::next(&mut chunks).await {
+        if sender.send(chunk).await.is_err() {
+            return;
+        }
+    }
 }
 
 fn with_type(mut response: Response, content_type: &'static str) -> Response {

@@ -4,6 +4,7 @@
 mod access;
 mod activity;
 mod admin;
+mod limits;
 mod metering;
 mod router;
 pub mod state_file;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::StatusCode;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -38,6 +39,7 @@ use crate::store::Store;
 use crate::upstream::{Discovery, EnvTokens, RegistryClient, Upstream};
 use access::AccessPolicy;
 use activity::{Activity, ConnectionGuard};
+use limits::{Admission, ConnectionLimits};
 
 /// How long shutdown waits for requests in flight before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -100,6 +102,7 @@ pub struct Server {
     tls: Option<TlsAcceptor>,
     app: Arc<App>,
     activity: Arc<Activity>,
+    limits: ConnectionLimits,
 }
 
 impl Server {
@@ -112,9 +115,8 @@ impl Server {
         store: Store,
     ) -> anyhow::Result<Server> {
         let tls = tls.map(TlsFiles::acceptor).transpose()?;
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        let listener =
+            listen_on(listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
         let local = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://{}", reachable(local));
@@ -129,6 +131,7 @@ impl Server {
         let public_url = team
             .public_url
             .map(|url| url.as_str().trim_end_matches('/').to_owned());
+        let limits = ConnectionLimits::new(config.max_connections);
         let config = Arc::new(config);
         let store = Arc::new(store);
         let upstream = Upstream::new(EnvTokens::from_env());
@@ -166,6 +169,7 @@ impl Server {
             tls,
             app: Arc::new(app),
             activity: Activity::new(),
+            limits,
         })
     }
 
@@ -185,6 +189,13 @@ impl Server {
         self.activity.clone().idle_for(timeout)
     }
 
+    /// Waits for a place under the connection limit, then for a client.
+    /// Both are cancel-safe: an unused place is simply given back.
+    async fn admit_and_accept(&self) -> (Admission, std::io::Result<(TcpStream, SocketAddr)>) {
+        let admission = self.limits.admit().await;
+        (admission, self.listener.accept().await)
+    }
+
     /// Serves until `shutdown` completes, then lets requests in flight
     /// finish and flushes the index.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
@@ -193,7 +204,7 @@ impl Server {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                accepted = self.listener.accept() => {
+                (admission, accepted) = self.admit_and_accept() => {
                     let (stream, _) = match accepted {
                         Ok(accepted) => accepted,
                         Err(e) => {
@@ -213,6 +224,7 @@ impl Server {
                         app: self.app.clone(),
                         in_use: self.activity.connection(),
                         watcher: graceful.watcher(),
+                        admission,
                     };
                     tokio::spawn(connection.serve(stream, self.tls.clone()));
                 }
@@ -234,6 +246,21 @@ impl Server {
     }
 }
 
+/// Connections the kernel queues for `accept`. The standard 128 overflows
+/// under a burst of connections, and a client whose SYN is dropped retries
+/// only after a second; the kernel caps this at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen_on(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// An address this machine can connect to: a server listening on every
 /// address (`0.0.0.0`, `::`) is reached on loopback.
 fn reachable(local: SocketAddr) -> SocketAddr {
@@ -251,6 +278,8 @@ struct Connection {
     /// Keeps the server from counting as idle while the client is connected.
     in_use: ConnectionGuard,
     watcher: Watcher,
+    /// Its place under the connection limit, held until it closes.
+    admission: Admission,
 }
 
 /// A client that connects but never finishes the TLS handshake must not
@@ -262,7 +291,11 @@ impl Connection {
         let Some(tls) = tls else {
             return self.serve_http(stream).await;
         };
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+        let timeout = match self.admission {
+            Admission::Served(_) => HANDSHAKE_TIMEOUT,
+            Admission::Overflow(_) => limits::OVERFLOW_HANDSHAKE_TIMEOUT,
+        };
+        match tokio::time::timeout(timeout, tls.accept(stream)).await {
             Ok(Ok(stream)) => self.serve_http(stream).await,
             Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
             Err(_) => tracing::debug!("TLS handshake timed out"),
@@ -273,13 +306,19 @@ impl Connection {
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        let builder = self.http1_builder();
         let app = self.app;
+        let overflow = matches!(self.admission, Admission::Overflow(_));
         let service = service_fn(move |request| {
             let app = app.clone();
             async move {
                 let started = Instant::now();
                 let method = request.method().clone();
-                let routed = router::route(&app, request).await;
+                let routed = if overflow && !is_health(request.uri().path()) {
+                    router::busy(app.config.max_connections)
+                } else {
+                    router::route(&app, request).await
+                };
                 let path = routed.path;
                 tracing::debug!("{method} {path} -> {}", routed.response.status().as_u16());
                 let metered = metering::Metered {
@@ -292,12 +331,38 @@ impl Connection {
                 Ok::<_, Infallible>(response)
             }
         });
-        let connection = http1::Builder::new().serve_connection(TokioIo::new(io), service);
+        let connection = builder.serve_connection(TokioIo::new(io), service);
         if let Err(e) = self.watcher.watch(connection).await {
             tracing::debug!("connection ended with an error: {e}");
         }
         drop(self.in_use);
+        drop(self.admission);
     }
+
+    /// hyper's header timer starts whenever the connection waits for a
+    /// request, so it closes both slow-header and idle keep-alive
+    /// connections. An overflow connection gets one quick request only.
+    fn http1_builder(&self) -> http1::Builder {
+        let mut builder = http1::Builder::new();
+        builder.timer(TokioTimer::new());
+        match self.admission {
+            Admission::Served(_) => {
+                builder.header_read_timeout(self.app.config.header_read_timeout);
+            }
+            Admission::Overflow(_) => {
+                let timeout =
+                    limits::OVERFLOW_HEADER_TIMEOUT.min(self.app.config.header_read_timeout);
+                builder.header_read_timeout(timeout).keep_alive(false);
+            }
+        }
+        builder
+    }
+}
+
+/// Whether a request path is a health check, with or without a secret in
+/// front: the one request a connection past the limit is served.
+fn is_health(path: &str) -> bool {
+    path.ends_with("/_tfmirror/health")
 }
 
 /// A future that completes on SIGINT or SIGTERM. The handlers are installed

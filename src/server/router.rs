@@ -79,6 +79,28 @@ pub async fn route(app: &App, mut request: Request<Incoming>) -> Routed {
     }
 }
 
+/// The answer to a connection past `max_connections`: it is served a
+/// health check only, so the client is told to come back. Nothing of the
+/// path is kept: it may carry the secret, and the access check was skipped.
+pub fn busy(max_connections: usize) -> Routed {
+    let mut response = response::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!(
+            "tfmirror is serving max_connections ({max_connections}) connections; \
+             retry, or raise `max_connections` in the config"
+        ),
+    );
+    response
+        .headers_mut()
+        .insert("Retry-After", HeaderValue::from_static("1"));
+    Routed {
+        response,
+        route: "busy",
+        run: None,
+        path: String::new(),
+    }
+}
+
 fn unrouted(response: Response) -> Routed {
     Routed {
         response,
