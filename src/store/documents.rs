@@ -13,14 +13,21 @@
 //! reader's credential (or none), and if the upstream cannot be asked, the
 //! answer is [`FetchError::Withheld`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
+use super::doc_files;
 use super::index::{now_ms, Document, Index};
+
+/// How many bytes of document bodies are kept in memory, shared by every
+/// request that serves them: a version list asked for by many clients at
+/// once is read from the index once, not once per request.
+const MEMORY_BYTES: usize = 64 << 20;
 
 /// How long a document stays fresh, and how long after that it may still be
 /// served while it is refreshed. `None` means the document never goes stale
@@ -178,17 +185,65 @@ pub struct Served {
 
 type Flight = Shared<BoxFuture<'static, Result<Document, FetchError>>>;
 
+/// Recently used documents, whose bodies are shared bytes: a copy handed
+/// out costs a reference count, not the body.
+#[derive(Default)]
+struct Memory {
+    docs: HashMap<String, Document>,
+    /// Keys, least recently stored first.
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Memory {
+    fn insert(&mut self, key: &str, doc: &Document) {
+        self.remove(key);
+        let size = doc.body.len();
+        if size > MEMORY_BYTES / 2 {
+            return;
+        }
+        while self.bytes + size > MEMORY_BYTES {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = self.docs.remove(&oldest) {
+                self.bytes -= old.body.len();
+            }
+        }
+        self.docs.insert(key.to_owned(), doc.clone());
+        self.order.push_back(key.to_owned());
+        self.bytes += size;
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(old) = self.docs.remove(key) {
+            self.bytes -= old.body.len();
+            self.order.retain(|k| k != key);
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Documents {
     index: Index,
+    /// The cache directory, where each document is also kept as a file
+    /// (see `doc_files`).
+    root: PathBuf,
     in_flight: Arc<Mutex<HashMap<String, Flight>>>,
+    memory: Arc<Mutex<Memory>>,
+    /// Held while a document missing from memory is read, so that
+    /// concurrent requests for it read it once.
+    loading: Arc<Mutex<()>>,
 }
 
 impl Documents {
-    pub fn new(index: Index) -> Documents {
+    pub fn new(index: Index, root: &Path) -> Documents {
         Documents {
             index,
+            root: root.to_owned(),
             in_flight: Arc::default(),
+            memory: Arc::default(),
+            loading: Arc::default(),
         }
     }
 
@@ -263,17 +318,69 @@ impl Documents {
         }
     }
 
-    /// The stored copy, if any; an unreadable record counts as none.
+    /// The stored copy, if any: from memory, else the index, else its file
+    /// (which is put back into the index); an unreadable record counts as
+    /// none.
     pub fn cached(&self, key: &str) -> Option<Document> {
-        self.index.document(key).unwrap_or_else(|e| {
-            tracing::warn!("{e}; fetching it again");
-            None
-        })
+        if let Some(doc) = self.remembered(key) {
+            return Some(doc);
+        }
+        let _loading = self.loading.lock().expect("loading lock poisoned");
+        // Another request may have read it while this one waited.
+        if let Some(doc) = self.remembered(key) {
+            return Some(doc);
+        }
+        let doc = match self.index.document(key) {
+            Ok(Some(doc)) => Some(doc),
+            Ok(None) => self.from_file(key),
+            Err(e) => {
+                tracing::warn!("{e}; reading its file");
+                self.from_file(key)
+            }
+        }?;
+        self.remember(key, &doc);
+        Some(doc)
     }
 
-    /// Stores a document that tfmirror derived itself rather than fetched.
+    fn remembered(&self, key: &str) -> Option<Document> {
+        let memory = self.memory.lock().expect("document memory poisoned");
+        memory.docs.get(key).cloned()
+    }
+
+    fn remember(&self, key: &str, doc: &Document) {
+        let mut memory = self.memory.lock().expect("document memory poisoned");
+        memory.insert(key, doc);
+    }
+
+    /// The file of a document the index does not hold (it was lost), put
+    /// back into the index.
+    fn from_file(&self, key: &str) -> Option<Document> {
+        let doc = doc_files::read(&self.root, key).unwrap_or_else(|e| {
+            tracing::warn!("cannot read the file of document {key}: {e}");
+            None
+        })?;
+        if let Err(e) = self.index.put_document(key, &doc) {
+            tracing::warn!("cannot store {key} in the index: {e}");
+        }
+        Some(doc)
+    }
+
+    /// Stores a document that tfmirror derived itself rather than fetched:
+    /// its file first, then the index. Blocks for the file's write.
     pub fn put(&self, key: &str, doc: &Document) -> Result<(), super::index::IndexError> {
-        self.index.put_document(key, doc)
+        store(&self.root, &self.index, &self.memory, key, doc)
+    }
+
+    /// Forgets documents the index has dropped: their files and copies in
+    /// memory.
+    pub fn forget(&self, keys: &[String]) {
+        let mut memory = self.memory.lock().expect("document memory poisoned");
+        for key in keys {
+            memory.remove(key);
+            if let Err(e) = doc_files::remove(&self.root, key) {
+                tracing::warn!("cannot remove the file of document {key}: {e}");
+            }
+        }
     }
 
     /// Joins the running fetch for `key` with the reader's credential, or
@@ -297,12 +404,20 @@ impl Documents {
         let task = tokio::spawn(async move {
             let result = upstream.await.map(|body| Document {
                 fetched_at_ms: now_ms(),
-                body,
+                body: body.into(),
                 credential_sha256,
             });
             if let Ok(doc) = &result {
-                if let Err(e) = this.index.put_document(&owned_key, doc) {
-                    tracing::warn!("cannot store {owned_key} in the index: {e}");
+                let (root, index, memory) =
+                    (this.root.clone(), this.index.clone(), this.memory.clone());
+                let (key, doc) = (owned_key.clone(), doc.clone());
+                let stored =
+                    tokio::task::spawn_blocking(move || store(&root, &index, &memory, &key, &doc))
+                        .await;
+                match stored {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!("cannot store {owned_key} in the index: {e}"),
+                    Err(e) => tracing::warn!("cannot store {owned_key}: {e}"),
                 }
             }
             this.in_flight
@@ -322,6 +437,25 @@ impl Documents {
     }
 }
 
+/// Stores `doc`: its file (the copy the index is rebuilt from), then the
+/// index, then memory. A file that cannot be written is logged, not fatal:
+/// the index still serves it while it lasts.
+fn store(
+    root: &Path,
+    index: &Index,
+    memory: &Mutex<Memory>,
+    key: &str,
+    doc: &Document,
+) -> Result<(), super::index::IndexError> {
+    if let Err(e) = doc_files::write(root, key, doc) {
+        tracing::warn!("cannot write the file of document {key}: {e}");
+    }
+    let stored = index.put_document(key, doc);
+    let mut memory = memory.lock().expect("document memory poisoned");
+    memory.insert(key, doc);
+    stored
+}
+
 fn served(doc: Document, source: Source) -> Served {
     Served { doc, source }
 }
@@ -334,7 +468,8 @@ mod tests {
     fn documents() -> (tempfile::TempDir, Documents) {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(&dir.path().join("index")).unwrap().index;
-        (dir, Documents::new(index))
+        let docs = Documents::new(index, dir.path());
+        (dir, docs)
     }
 
     const TTL: Freshness =
@@ -343,7 +478,7 @@ mod tests {
     fn age(docs: &Documents, key: &str, by: Duration) {
         let mut doc = docs.cached(key).unwrap();
         doc.fetched_at_ms -= by.as_millis() as u64;
-        docs.index.put_document(key, &doc).unwrap();
+        docs.put(key, &doc).unwrap();
     }
 
     async fn get(
@@ -411,7 +546,7 @@ mod tests {
         );
         let mut doc = docs.cached("k").unwrap();
         doc.fetched_at_ms = started_ms;
-        docs.index.put_document("k", &doc).unwrap();
+        docs.put("k", &doc).unwrap();
         let kept = docs
             .get("k", since, deadline, fetch("unused"))
             .await

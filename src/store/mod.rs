@@ -5,6 +5,7 @@
 
 mod blob;
 mod derived;
+mod doc_files;
 mod documents;
 mod gc;
 mod git_leftovers;
@@ -124,14 +125,23 @@ impl Store {
         let opened = Index::open(&root.join(INDEX_DIR))?;
         if opened.needs_rebuild {
             let count = reindex::rebuild(root, &opened.index).map_err(io_err)?;
-            if count > 0 || opened.moved_aside.is_some() {
-                tracing::warn!("re-indexed {count} cached artifact file(s)");
+            let documents = doc_files::restore(root, &opened.index).map_err(io_err)?;
+            if count > 0 || documents > 0 || opened.moved_aside.is_some() {
+                tracing::warn!(
+                    "re-indexed {count} cached artifact file(s) and {documents} metadata document(s)"
+                );
             }
             opened.index.mark_rebuilt()?;
+        } else if !root.join(doc_files::DOCUMENTS_DIR).exists() {
+            // An index made before documents were kept as files.
+            let count = doc_files::export_missing(root, &opened.index).map_err(io_err)?;
+            if count > 0 {
+                tracing::info!("wrote {count} metadata document(s) as files beside the index");
+            }
         }
         Ok(Store {
             root: root.to_owned(),
-            documents: Documents::new(opened.index.clone()),
+            documents: Documents::new(opened.index.clone(), root),
             index: opened.index,
             _owner: owner,
         })
@@ -299,7 +309,9 @@ impl Store {
         before_ms: u64,
         keep: impl Fn(&str) -> bool,
     ) -> Result<usize, index::IndexError> {
-        self.index.prune_documents(before_ms, keep)
+        let pruned = self.index.prune_documents(before_ms, keep)?;
+        self.documents.forget(&pruned);
+        Ok(pruned.len())
     }
 
     pub fn flush(&self) {
