@@ -332,10 +332,10 @@ impl Documents {
         }
         let doc = match self.index.document(key) {
             Ok(Some(doc)) => Some(doc),
-            Ok(None) => self.from_file(key),
+            Ok(None) => self.restore_from_file(key),
             Err(e) => {
                 tracing::warn!("{e}; reading its file");
-                self.from_file(key)
+                self.restore_from_file(key)
             }
         }?;
         self.remember(key, &doc);
@@ -354,7 +354,7 @@ impl Documents {
 
     /// The file of a document the index does not hold (it was lost), put
     /// back into the index.
-    fn from_file(&self, key: &str) -> Option<Document> {
+    fn restore_from_file(&self, key: &str) -> Option<Document> {
         let doc = doc_files::read(&self.root, key).unwrap_or_else(|e| {
             tracing::warn!("cannot read the file of document {key}: {e}");
             None
@@ -554,6 +554,49 @@ mod tests {
         assert_eq!(
             (kept.doc.body.as_str(), kept.source),
             ("during", Source::Fresh)
+        );
+    }
+
+    /// The index is a cache of the files: a document it lost is read back
+    /// from its file, and put back into it.
+    #[tokio::test]
+    async fn a_document_the_index_lost_comes_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let index = Index::open(&dir.path().join("index")).unwrap().index;
+            let docs = Documents::new(index.clone(), dir.path());
+            get(&docs, Ok("v1")).await.unwrap();
+            index.flush().unwrap();
+        }
+        std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+        let index = Index::open(&dir.path().join("index")).unwrap().index;
+        let docs = Documents::new(index.clone(), dir.path());
+        let served = get(&docs, Err(FetchError::Unavailable("down".into())))
+            .await
+            .unwrap();
+        assert_eq!(
+            (served.doc.body.as_str(), served.source),
+            ("v1", Source::Fresh)
+        );
+        assert_eq!(index.document("k").unwrap().unwrap().body, "v1");
+    }
+
+    #[test]
+    fn memory_keeps_the_newest_documents_within_its_bound() {
+        let mut memory = Memory::default();
+        let big = Document::public(1, "x".repeat(MEMORY_BYTES / 3));
+        for key in ["a", "b", "c", "d"] {
+            memory.insert(key, &big);
+        }
+        assert!(memory.bytes <= MEMORY_BYTES);
+        assert!(!memory.docs.contains_key("a"));
+        assert!(memory.docs.contains_key("d"));
+        memory.insert("huge", &Document::public(1, "x".repeat(MEMORY_BYTES)));
+        assert!(!memory.docs.contains_key("huge"), "too big to keep");
+        memory.remove("d");
+        assert_eq!(
+            memory.bytes,
+            memory.docs.values().map(|d| d.body.len()).sum::<usize>()
         );
     }
 
