@@ -10,6 +10,7 @@
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -46,6 +47,70 @@ impl Record {
             credential_sha256: self.credential_sha256,
         };
         (self.key, doc)
+    }
+}
+
+enum Job {
+    Write(String, Document),
+    Remove(String),
+    Done(mpsc::Sender<()>),
+}
+
+/// Writes and removes document files on a thread of its own, in the order
+/// asked: an fsync costs milliseconds, which no request should wait for
+/// (a run of `init` stores a document per module). [`FileWriter::wait`]
+/// returns once everything asked before it is on disk.
+pub struct FileWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl FileWriter {
+    /// The thread ends when the writer is dropped.
+    pub fn start(root: &Path) -> FileWriter {
+        let (jobs, queue) = mpsc::channel();
+        let root = root.to_owned();
+        std::thread::Builder::new()
+            .name("document-files".into())
+            .spawn(move || {
+                for job in queue {
+                    match job {
+                        Job::Write(key, doc) => {
+                            if let Err(e) = write(&root, &key, &doc) {
+                                tracing::warn!("cannot write the file of document {key}: {e}");
+                            }
+                        }
+                        Job::Remove(key) => {
+                            if let Err(e) = remove(&root, &key) {
+                                tracing::warn!("cannot remove the file of document {key}: {e}");
+                            }
+                        }
+                        Job::Done(done) => drop(done.send(())),
+                    }
+                }
+            })
+            .expect("start the document file writer");
+        FileWriter { jobs }
+    }
+
+    pub fn write(&self, key: &str, doc: &Document) {
+        self.send(Job::Write(key.to_owned(), doc.clone()));
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.send(Job::Remove(key.to_owned()));
+    }
+
+    /// Blocks until every write and removal asked for so far is done.
+    pub fn wait(&self) {
+        let (done, finished) = mpsc::channel();
+        self.send(Job::Done(done));
+        let _ = finished.recv();
+    }
+
+    fn send(&self, job: Job) {
+        if self.jobs.send(job).is_err() {
+            tracing::warn!("the document file writer has stopped");
+        }
     }
 }
 

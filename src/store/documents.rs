@@ -231,6 +231,7 @@ pub struct Documents {
     root: PathBuf,
     in_flight: Arc<Mutex<HashMap<String, Flight>>>,
     memory: Arc<Mutex<Memory>>,
+    files: Arc<doc_files::FileWriter>,
     /// Held while a document missing from memory is read, so that
     /// concurrent requests for it read it once.
     loading: Arc<Mutex<()>>,
@@ -243,8 +244,15 @@ impl Documents {
             root: root.to_owned(),
             in_flight: Arc::default(),
             memory: Arc::default(),
+            files: Arc::new(doc_files::FileWriter::start(root)),
             loading: Arc::default(),
         }
+    }
+
+    /// Blocks until every document stored so far is also on disk as its
+    /// file.
+    pub fn wait_for_files(&self) {
+        self.files.wait();
     }
 
     /// Serves a document that is never private (one tfmirror derives, or
@@ -365,10 +373,20 @@ impl Documents {
         Some(doc)
     }
 
-    /// Stores a document that tfmirror derived itself rather than fetched:
-    /// its file first, then the index. Blocks for the file's write.
+    /// Stores a document that tfmirror derived itself rather than fetched.
     pub fn put(&self, key: &str, doc: &Document) -> Result<(), super::index::IndexError> {
-        store(&self.root, &self.index, &self.memory, key, doc)
+        self.store(key, doc)
+    }
+
+    /// Stores `doc` in the index and in memory, and has its file (the copy
+    /// the index is rebuilt from) written in the background. A file that
+    /// cannot be written is logged, not fatal: the index still serves it.
+    fn store(&self, key: &str, doc: &Document) -> Result<(), super::index::IndexError> {
+        self.files.write(key, doc);
+        let stored = self.index.put_document(key, doc);
+        let mut memory = self.memory.lock().expect("document memory poisoned");
+        memory.insert(key, doc);
+        stored
     }
 
     /// Forgets documents the index has dropped: their files and copies in
@@ -377,9 +395,7 @@ impl Documents {
         let mut memory = self.memory.lock().expect("document memory poisoned");
         for key in keys {
             memory.remove(key);
-            if let Err(e) = doc_files::remove(&self.root, key) {
-                tracing::warn!("cannot remove the file of document {key}: {e}");
-            }
+            self.files.remove(key);
         }
     }
 
@@ -408,16 +424,8 @@ impl Documents {
                 credential_sha256,
             });
             if let Ok(doc) = &result {
-                let (root, index, memory) =
-                    (this.root.clone(), this.index.clone(), this.memory.clone());
-                let (key, doc) = (owned_key.clone(), doc.clone());
-                let stored =
-                    tokio::task::spawn_blocking(move || store(&root, &index, &memory, &key, &doc))
-                        .await;
-                match stored {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!("cannot store {owned_key} in the index: {e}"),
-                    Err(e) => tracing::warn!("cannot store {owned_key}: {e}"),
+                if let Err(e) = this.store(&owned_key, doc) {
+                    tracing::warn!("cannot store {owned_key} in the index: {e}");
                 }
             }
             this.in_flight
@@ -435,25 +443,6 @@ impl Documents {
         in_flight.insert(flight_key, flight.clone());
         flight
     }
-}
-
-/// Stores `doc`: its file (the copy the index is rebuilt from), then the
-/// index, then memory. A file that cannot be written is logged, not fatal:
-/// the index still serves it while it lasts.
-fn store(
-    root: &Path,
-    index: &Index,
-    memory: &Mutex<Memory>,
-    key: &str,
-    doc: &Document,
-) -> Result<(), super::index::IndexError> {
-    if let Err(e) = doc_files::write(root, key, doc) {
-        tracing::warn!("cannot write the file of document {key}: {e}");
-    }
-    let stored = index.put_document(key, doc);
-    let mut memory = memory.lock().expect("document memory poisoned");
-    memory.insert(key, doc);
-    stored
 }
 
 fn served(doc: Document, source: Source) -> Served {
@@ -566,6 +555,7 @@ mod tests {
             let index = Index::open(&dir.path().join("index")).unwrap().index;
             let docs = Documents::new(index.clone(), dir.path());
             get(&docs, Ok("v1")).await.unwrap();
+            docs.wait_for_files();
             index.flush().unwrap();
         }
         std::fs::remove_dir_all(dir.path().join("index")).unwrap();

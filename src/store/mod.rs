@@ -315,6 +315,7 @@ impl Store {
     }
 
     pub fn flush(&self) {
+        self.documents.wait_for_files();
         if let Err(e) = self.index.flush() {
             tracing::warn!("cannot flush the index: {e}");
         }
