@@ -390,13 +390,18 @@ impl Documents {
     }
 
     /// Forgets documents the index has dropped: their files and copies in
-    /// memory.
+    /// memory. Blocks until the files are gone.
     pub fn forget(&self, keys: &[String]) {
         let mut memory = self.memory.lock().expect("document memory poisoned");
         for key in keys {
             memory.remove(key);
             self.files.remove(key);
         }
+        drop(memory);
+        // Until its file is gone, a pruned document would be read back
+        // from it (see `cached`). Removals are cheap; what this may wait
+        // for is writes queued before them.
+        self.files.wait();
     }
 
     /// Joins the running fetch for `key` with the reader's credential, or

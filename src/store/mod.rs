@@ -334,3 +334,45 @@ impl Store {
         git_snapshots::sweep_older_than(&self.root, forget_after).map(drop)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index may be deleted at any time: a new one is filled from the
+    /// document files, and pruned documents lose their files too.
+    #[test]
+    fn documents_outlive_the_index_and_go_with_a_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for key in ["providers/versions/h/a/b", "https://x/a.tgz"] {
+                let doc = Document::public(1, format!("body of {key}"));
+                store.documents().put(key, &doc).unwrap();
+            }
+            store.flush();
+        }
+        std::fs::remove_dir_all(dir.path().join(INDEX_DIR)).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.metadata_entries(), 2, "restored from the files");
+        assert!(store.inventory().unwrap().is_empty(), "not artifacts");
+        let pruned = store
+            .prune_metadata(2, |key| key.starts_with("https://"))
+            .unwrap();
+        assert_eq!(pruned, 1);
+        assert!(
+            store
+                .documents()
+                .cached("providers/versions/h/a/b")
+                .is_none(),
+            "not read back from a file about to go"
+        );
+        let path = doc_files::path(dir.path(), "providers/versions/h/a/b");
+        assert!(!path.exists(), "its file went with it");
+        assert!(doc_files::path(dir.path(), "https://x/a.tgz").exists());
+        assert!(store
+            .documents()
+            .cached("providers/versions/h/a/b")
+            .is_none());
+    }
+}
