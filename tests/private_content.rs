@@ -187,6 +187,33 @@ fn content_fetched_with_a_token_is_served_only_to_that_token() {
         &init(&world, "with-token-down", Some(TOKEN)),
         "init with the token while the upstream is stopped",
     );
+    assert_no_file_holds_the_token(&world);
+}
+
+/// Credentials are never written under the cache directory, not in the
+/// index and not in the document files it is rebuilt from.
+fn assert_no_file_holds_the_token(world: &World) {
+    let mut dirs = vec![world.cache_dir()];
+    let mut documents = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            documents += usize::from(path.starts_with(world.cache_dir().join("documents")));
+            assert!(
+                !bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
+                "{} holds the token",
+                path.display()
+            );
+        }
+    }
+    assert!(documents > 0, "the documents were written as files");
 }
 
 fn with_token_answer(url: &str) -> serde_json::Value {

@@ -334,7 +334,9 @@ impl Modules {
         };
         let doc = Document {
             fetched_at_ms: 0,
-            body: serde_json::to_string(&origin).expect("origins serialize"),
+            body: serde_json::to_string(&origin)
+                .expect("origins serialize")
+                .into(),
             credential_sha256: answer.credential_sha256.clone(),
         };
         self.store

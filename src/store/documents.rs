@@ -13,14 +13,21 @@
 //! reader's credential (or none), and if the upstream cannot be asked, the
 //! answer is [`FetchError::Withheld`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
+use super::doc_files;
 use super::index::{now_ms, Document, Index};
+
+/// How many bytes of document bodies are kept in memory, shared by every
+/// request that serves them: a version list asked for by many clients at
+/// once is read from the index once, not once per request.
+const MEMORY_BYTES: usize = 64 << 20;
 
 /// How long a document stays fresh, and how long after that it may still be
 /// served while it is refreshed. `None` means the document never goes stale
@@ -178,18 +185,74 @@ pub struct Served {
 
 type Flight = Shared<BoxFuture<'static, Result<Document, FetchError>>>;
 
+/// Recently used documents, whose bodies are shared bytes: a copy handed
+/// out costs a reference count, not the body.
+#[derive(Default)]
+struct Memory {
+    docs: HashMap<String, Document>,
+    /// Keys, least recently stored first.
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Memory {
+    fn insert(&mut self, key: &str, doc: &Document) {
+        self.remove(key);
+        let size = doc.body.len();
+        if size > MEMORY_BYTES / 2 {
+            return;
+        }
+        while self.bytes + size > MEMORY_BYTES {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = self.docs.remove(&oldest) {
+                self.bytes -= old.body.len();
+            }
+        }
+        self.docs.insert(key.to_owned(), doc.clone());
+        self.order.push_back(key.to_owned());
+        self.bytes += size;
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(old) = self.docs.remove(key) {
+            self.bytes -= old.body.len();
+            self.order.retain(|k| k != key);
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Documents {
     index: Index,
+    /// The cache directory, where each document is also kept as a file
+    /// (see `doc_files`).
+    root: PathBuf,
     in_flight: Arc<Mutex<HashMap<String, Flight>>>,
+    memory: Arc<Mutex<Memory>>,
+    files: Arc<doc_files::FileWriter>,
+    /// Held while a document missing from memory is read, so that
+    /// concurrent requests for it read it once.
+    loading: Arc<Mutex<()>>,
 }
 
 impl Documents {
-    pub fn new(index: Index) -> Documents {
+    pub fn new(index: Index, root: &Path) -> Documents {
         Documents {
             index,
+            root: root.to_owned(),
             in_flight: Arc::default(),
+            memory: Arc::default(),
+            files: Arc::new(doc_files::FileWriter::start(root)),
+            loading: Arc::default(),
         }
+    }
+
+    /// Blocks until every document stored so far is also on disk as its
+    /// file.
+    pub fn wait_for_files(&self) {
+        self.files.wait();
     }
 
     /// Serves a document that is never private (one tfmirror derives, or
@@ -263,17 +326,82 @@ impl Documents {
         }
     }
 
-    /// The stored copy, if any; an unreadable record counts as none.
+    /// The stored copy, if any: from memory, else the index, else its file
+    /// (which is put back into the index); an unreadable record counts as
+    /// none.
     pub fn cached(&self, key: &str) -> Option<Document> {
-        self.index.document(key).unwrap_or_else(|e| {
-            tracing::warn!("{e}; fetching it again");
+        if let Some(doc) = self.remembered(key) {
+            return Some(doc);
+        }
+        let _loading = self.loading.lock().expect("loading lock poisoned");
+        // Another request may have read it while this one waited.
+        if let Some(doc) = self.remembered(key) {
+            return Some(doc);
+        }
+        let doc = match self.index.document(key) {
+            Ok(Some(doc)) => Some(doc),
+            Ok(None) => self.restore_from_file(key),
+            Err(e) => {
+                tracing::warn!("{e}; reading its file");
+                self.restore_from_file(key)
+            }
+        }?;
+        self.remember(key, &doc);
+        Some(doc)
+    }
+
+    fn remembered(&self, key: &str) -> Option<Document> {
+        let memory = self.memory.lock().expect("document memory poisoned");
+        memory.docs.get(key).cloned()
+    }
+
+    fn remember(&self, key: &str, doc: &Document) {
+        let mut memory = self.memory.lock().expect("document memory poisoned");
+        memory.insert(key, doc);
+    }
+
+    /// The file of a document the index does not hold (it was lost), put
+    /// back into the index.
+    fn restore_from_file(&self, key: &str) -> Option<Document> {
+        let doc = doc_files::read(&self.root, key).unwrap_or_else(|e| {
+            tracing::warn!("cannot read the file of document {key}: {e}");
             None
-        })
+        })?;
+        if let Err(e) = self.index.put_document(key, &doc) {
+            tracing::warn!("cannot store {key} in the index: {e}");
+        }
+        Some(doc)
     }
 
     /// Stores a document that tfmirror derived itself rather than fetched.
     pub fn put(&self, key: &str, doc: &Document) -> Result<(), super::index::IndexError> {
-        self.index.put_document(key, doc)
+        self.store(key, doc)
+    }
+
+    /// Stores `doc` in the index and in memory, and has its file (the copy
+    /// the index is rebuilt from) written in the background. A file that
+    /// cannot be written is logged, not fatal: the index still serves it.
+    fn store(&self, key: &str, doc: &Document) -> Result<(), super::index::IndexError> {
+        self.files.write(key, doc);
+        let stored = self.index.put_document(key, doc);
+        let mut memory = self.memory.lock().expect("document memory poisoned");
+        memory.insert(key, doc);
+        stored
+    }
+
+    /// Forgets documents the index has dropped: their files and copies in
+    /// memory. Blocks until the files are gone.
+    pub fn forget(&self, keys: &[String]) {
+        let mut memory = self.memory.lock().expect("document memory poisoned");
+        for key in keys {
+            memory.remove(key);
+            self.files.remove(key);
+        }
+        drop(memory);
+        // Until its file is gone, a pruned document would be read back
+        // from it (see `cached`). Removals are cheap; what this may wait
+        // for is writes queued before them.
+        self.files.wait();
     }
 
     /// Joins the running fetch for `key` with the reader's credential, or
@@ -297,11 +425,11 @@ impl Documents {
         let task = tokio::spawn(async move {
             let result = upstream.await.map(|body| Document {
                 fetched_at_ms: now_ms(),
-                body,
+                body: body.into(),
                 credential_sha256,
             });
             if let Ok(doc) = &result {
-                if let Err(e) = this.index.put_document(&owned_key, doc) {
+                if let Err(e) = this.store(&owned_key, doc) {
                     tracing::warn!("cannot store {owned_key} in the index: {e}");
                 }
             }
@@ -334,7 +462,8 @@ mod tests {
     fn documents() -> (tempfile::TempDir, Documents) {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(&dir.path().join("index")).unwrap().index;
-        (dir, Documents::new(index))
+        let docs = Documents::new(index, dir.path());
+        (dir, docs)
     }
 
     const TTL: Freshness =
@@ -343,7 +472,7 @@ mod tests {
     fn age(docs: &Documents, key: &str, by: Duration) {
         let mut doc = docs.cached(key).unwrap();
         doc.fetched_at_ms -= by.as_millis() as u64;
-        docs.index.put_document(key, &doc).unwrap();
+        docs.put(key, &doc).unwrap();
     }
 
     async fn get(
@@ -411,7 +540,7 @@ mod tests {
         );
         let mut doc = docs.cached("k").unwrap();
         doc.fetched_at_ms = started_ms;
-        docs.index.put_document("k", &doc).unwrap();
+        docs.put("k", &doc).unwrap();
         let kept = docs
             .get("k", since, deadline, fetch("unused"))
             .await
@@ -419,6 +548,50 @@ mod tests {
         assert_eq!(
             (kept.doc.body.as_str(), kept.source),
             ("during", Source::Fresh)
+        );
+    }
+
+    /// The index is a cache of the files: a document it lost is read back
+    /// from its file, and put back into it.
+    #[tokio::test]
+    async fn a_document_the_index_lost_comes_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let index = Index::open(&dir.path().join("index")).unwrap().index;
+            let docs = Documents::new(index.clone(), dir.path());
+            get(&docs, Ok("v1")).await.unwrap();
+            docs.wait_for_files();
+            index.flush().unwrap();
+        }
+        std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+        let index = Index::open(&dir.path().join("index")).unwrap().index;
+        let docs = Documents::new(index.clone(), dir.path());
+        let served = get(&docs, Err(FetchError::Unavailable("down".into())))
+            .await
+            .unwrap();
+        assert_eq!(
+            (served.doc.body.as_str(), served.source),
+            ("v1", Source::Fresh)
+        );
+        assert_eq!(index.document("k").unwrap().unwrap().body, "v1");
+    }
+
+    #[test]
+    fn memory_keeps_the_newest_documents_within_its_bound() {
+        let mut memory = Memory::default();
+        let big = Document::public(1, "x".repeat(MEMORY_BYTES / 3));
+        for key in ["a", "b", "c", "d"] {
+            memory.insert(key, &big);
+        }
+        assert!(memory.bytes <= MEMORY_BYTES);
+        assert!(!memory.docs.contains_key("a"));
+        assert!(memory.docs.contains_key("d"));
+        memory.insert("huge", &Document::public(1, "x".repeat(MEMORY_BYTES)));
+        assert!(!memory.docs.contains_key("huge"), "too big to keep");
+        memory.remove("d");
+        assert_eq!(
+            memory.bytes,
+            memory.docs.values().map(|d| d.body.len()).sum::<usize>()
         );
     }
 

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Written once into a new index; its absence means the usage records must
@@ -15,11 +16,89 @@ use serde::{Deserialize, Serialize};
 const FORMAT_KEY: &[u8] = b"tfmirror-index-format";
 const FORMAT: &[u8] = b"1";
 
+/// A document's body: UTF-8 text in shared bytes, so that every request
+/// for a cached document serves the same copy rather than one of its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Text(Bytes);
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        // Only ever made from a `String` or a `&str`.
+        std::str::from_utf8(&self.0).expect("a document body is UTF-8")
+    }
+
+    /// The shared bytes, for a response body: no copy.
+    pub fn bytes(&self) -> Bytes {
+        self.0.clone()
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<String> for Text {
+    fn from(text: String) -> Text {
+        Text(Bytes::from(text))
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Text {
+        Text(Bytes::copy_from_slice(text.as_bytes()))
+    }
+}
+
+impl From<Text> for Bytes {
+    fn from(text: Text) -> Bytes {
+        text.0
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Text, D::Error> {
+        String::deserialize(deserializer).map(Text::from)
+    }
+}
+
 /// A registry answer as it came from upstream, and when.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Document {
     pub fetched_at_ms: u64,
-    pub body: String,
+    pub body: Text,
     /// The hash of the credential the upstream request carried, for a
     /// document that may be private (see `documents::Reader`); `None` for
     /// one fetched without a credential, which anyone may read. Records
@@ -30,16 +109,16 @@ pub struct Document {
 
 impl Document {
     /// A public document made now.
-    pub fn now(body: String) -> Document {
+    pub fn now(body: impl Into<Text>) -> Document {
         Document::public(now_ms(), body)
     }
 
     /// A document anyone may read: fetched without a credential, or made by
     /// tfmirror itself.
-    pub fn public(fetched_at_ms: u64, body: String) -> Document {
+    pub fn public(fetched_at_ms: u64, body: impl Into<Text>) -> Document {
         Document {
             fetched_at_ms,
-            body,
+            body: body.into(),
             credential_sha256: None,
         }
     }
@@ -178,12 +257,15 @@ impl Index {
         &self,
         before_ms: u64,
         keep: impl Fn(&str) -> bool,
-    ) -> Result<usize, IndexError> {
+    ) -> Result<Vec<String>, IndexError> {
         let stale = self.stale_documents(before_ms, keep)?;
         for key in &stale {
             self.documents.remove(key)?;
         }
-        Ok(stale.len())
+        Ok(stale
+            .iter()
+            .map(|key| String::from_utf8_lossy(key).into_owned())
+            .collect())
     }
 
     /// How many documents [`Index::prune_documents`] would remove.
@@ -210,6 +292,18 @@ impl Index {
             }
         }
         Ok(stale)
+    }
+
+    /// Every readable document, with its key.
+    pub fn all_documents(&self) -> Vec<(String, Document)> {
+        self.documents
+            .iter()
+            .filter_map(Result::ok)
+            .filter_map(|(key, bytes)| {
+                let doc = serde_json::from_slice(&bytes).ok()?;
+                Some((String::from_utf8_lossy(&key).into_owned(), doc))
+            })
+            .collect()
     }
 
     /// How many metadata documents the index holds.
@@ -294,7 +388,7 @@ mod tests {
             let opened = Index::open(&path).unwrap();
             opened
                 .index
-                .put_document("k", &Document::public(1, "b".into()))
+                .put_document("k", &Document::public(1, "b"))
                 .unwrap();
             opened.index.flush().unwrap();
         }
@@ -313,7 +407,7 @@ mod tests {
     #[test]
     fn documents_without_a_credential_field_read_as_public() {
         let old: Document = serde_json::from_str(r#"{"fetched_at_ms":1,"body":"b"}"#).unwrap();
-        assert_eq!(old, Document::public(1, "b".into()));
+        assert_eq!(old, Document::public(1, "b"));
         let private = Document {
             credential_sha256: Some("ab".into()),
             ..old

@@ -11,6 +11,7 @@ use std::time::UNIX_EPOCH;
 
 use super::blob::TEMP_PREFIX;
 use super::derived::is_derived_tree;
+use super::doc_files::DOCUMENTS_DIR;
 use super::git_leftovers;
 use super::git_snapshots::GIT_SNAPSHOTS_DIR;
 use super::index::{Index, Usage};
@@ -120,7 +121,7 @@ pub(super) fn key_of(root: &Path, path: &Path) -> String {
 }
 
 fn is_bookkeeping_dir(key: &str) -> bool {
-    key == INDEX_DIR || key == BROKEN_INDEX_DIR || key == GIT_SNAPSHOTS_DIR
+    key == INDEX_DIR || key == BROKEN_INDEX_DIR || key == GIT_SNAPSHOTS_DIR || key == DOCUMENTS_DIR
 }
 
 /// `git/<host>/<path>.git`: a bare mirror.

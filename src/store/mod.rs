@@ -5,6 +5,7 @@
 
 mod blob;
 mod derived;
+mod doc_files;
 mod documents;
 mod gc;
 mod git_leftovers;
@@ -124,14 +125,23 @@ impl Store {
         let opened = Index::open(&root.join(INDEX_DIR))?;
         if opened.needs_rebuild {
             let count = reindex::rebuild(root, &opened.index).map_err(io_err)?;
-            if count > 0 || opened.moved_aside.is_some() {
-                tracing::warn!("re-indexed {count} cached artifact file(s)");
+            let documents = doc_files::restore(root, &opened.index).map_err(io_err)?;
+            if count > 0 || documents > 0 || opened.moved_aside.is_some() {
+                tracing::warn!(
+                    "re-indexed {count} cached artifact file(s) and {documents} metadata document(s)"
+                );
             }
             opened.index.mark_rebuilt()?;
+        } else if !root.join(doc_files::DOCUMENTS_DIR).exists() {
+            // An index made before documents were kept as files.
+            let count = doc_files::export_missing(root, &opened.index).map_err(io_err)?;
+            if count > 0 {
+                tracing::info!("wrote {count} metadata document(s) as files beside the index");
+            }
         }
         Ok(Store {
             root: root.to_owned(),
-            documents: Documents::new(opened.index.clone()),
+            documents: Documents::new(opened.index.clone(), root),
             index: opened.index,
             _owner: owner,
         })
@@ -299,10 +309,13 @@ impl Store {
         before_ms: u64,
         keep: impl Fn(&str) -> bool,
     ) -> Result<usize, index::IndexError> {
-        self.index.prune_documents(before_ms, keep)
+        let pruned = self.index.prune_documents(before_ms, keep)?;
+        self.documents.forget(&pruned);
+        Ok(pruned.len())
     }
 
     pub fn flush(&self) {
+        self.documents.wait_for_files();
         if let Err(e) = self.index.flush() {
             tracing::warn!("cannot flush the index: {e}");
         }
@@ -319,5 +332,47 @@ impl Store {
     pub fn remove_run_snapshots(&self, run: &Segment, forget_after: Duration) -> io::Result<()> {
         git_snapshots::remove_run(&self.root, run)?;
         git_snapshots::sweep_older_than(&self.root, forget_after).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index may be deleted at any time: a new one is filled from the
+    /// document files, and pruned documents lose their files too.
+    #[test]
+    fn documents_outlive_the_index_and_go_with_a_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for key in ["providers/versions/h/a/b", "https://x/a.tgz"] {
+                let doc = Document::public(1, format!("body of {key}"));
+                store.documents().put(key, &doc).unwrap();
+            }
+            store.flush();
+        }
+        std::fs::remove_dir_all(dir.path().join(INDEX_DIR)).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.metadata_entries(), 2, "restored from the files");
+        assert!(store.inventory().unwrap().is_empty(), "not artifacts");
+        let pruned = store
+            .prune_metadata(2, |key| key.starts_with("https://"))
+            .unwrap();
+        assert_eq!(pruned, 1);
+        assert!(
+            store
+                .documents()
+                .cached("providers/versions/h/a/b")
+                .is_none(),
+            "not read back from a file about to go"
+        );
+        let path = doc_files::path(dir.path(), "providers/versions/h/a/b");
+        assert!(!path.exists(), "its file went with it");
+        assert!(doc_files::path(dir.path(), "https://x/a.tgz").exists());
+        assert!(store
+            .documents()
+            .cached("providers/versions/h/a/b")
+            .is_none());
     }
 }
