@@ -5,6 +5,7 @@
 //! client must see (404); knows nothing of what the answers mean.
 
 mod access;
+mod body;
 mod credentials;
 mod discovery;
 mod registry;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use url::Url;
 
+pub use body::{Body, BodyError, BodyLimits};
 pub use credentials::{token_variable, Credential, EnvTokens};
 pub use discovery::Discovery;
 pub use registry::{ApiRequest, RegistryClient};
@@ -149,6 +151,23 @@ impl Upstream {
             return Err(format!("{url}: upstream answered {}", response.status()));
         }
         Ok(response)
+    }
+
+    /// Starts downloading a large artifact within `limits`: the answer must
+    /// come within the stall timeout and announce no more than the cap, and
+    /// its body ends with an error at the cap or the first stall.
+    pub async fn get_bounded_artifact(
+        &self,
+        url: &Url,
+        forwarded: &Forwarded,
+        limits: BodyLimits,
+    ) -> Result<Body, BodyError> {
+        let response = limits
+            .first_answer(self.get_artifact(url, forwarded))
+            .await?
+            .map_err(BodyError::Unavailable)?;
+        limits.check_announced(&response)?;
+        Ok(body::bounded_body(response, limits))
     }
 
     /// Downloads a small artifact whole.
