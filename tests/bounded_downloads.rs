@@ -107,6 +107,7 @@ fn an_xz_bomb_is_refused_in_bounded_memory_naming_the_key() {
         ModuleSpec::new("acme", "bomb", "aws", &["1.0.0"]).with_location("/blobs/bomb.tar.xz")
     ]);
     let bomb = xz_bomb();
+    let bomb_len = bomb.len();
     assert!(
         bomb.len() < 1 << 20,
         "a small archive: {} bytes",
@@ -120,7 +121,7 @@ fn an_xz_bomb_is_refused_in_bounded_memory_naming_the_key() {
     let text = assert_failure(&world.init(&dir), "init with the xz bomb");
 
     let peak = peak_rss_kb(server.child.id());
-    eprintln!("server peak RSS: {before} kB at start, {peak} kB after the bomb");
+    eprintln!("server peak RSS: {before} kB at start, {peak} kB after a {bomb_len}-byte bomb");
     assert!(
         text.contains("the module archive unpacks to more than 1 GB (max_module_unpacked_size)"),
         "the error names the cap and its key:\n{text}"

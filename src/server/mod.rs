@@ -131,7 +131,8 @@ impl Server {
             .map(|url| url.as_str().trim_end_matches('/').to_owned());
         let config = Arc::new(config);
         let store = Arc::new(store);
-        let upstream = Upstream::new(EnvTokens::from_env());
+        let upstream =
+            Upstream::new(EnvTokens::from_env()).with_stall_timeout(config.limits.download_stall);
         let discovery = Discovery::new(config.clone(), upstream.clone(), store.documents().clone());
         let registry = RegistryClient::new(
             upstream.clone(),

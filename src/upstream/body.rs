@@ -103,9 +103,20 @@ async fn next_chunk(
     let chunk = tokio::time::timeout(limits.stall, response.chunk())
         .await
         .map_err(|_| BodyError::Stalled(limits.stall))?
-        .map_err(|e| BodyError::Broken(super::describe(&e)))?;
+        .map_err(|e| broken_or_stalled(&e, limits))?;
     match chunk {
         Some(chunk) if received + chunk.len() as u64 > limits.max_size => Err(limits.too_large()),
         other => Ok(other),
+    }
+}
+
+/// The client's own read timeout is the stall timeout too (see
+/// [`super::Upstream::with_stall_timeout`]); whichever fires first, the
+/// error says the same.
+fn broken_or_stalled(error: &reqwest::Error, limits: &BodyLimits) -> BodyError {
+    if error.is_timeout() {
+        BodyError::Stalled(limits.stall)
+    } else {
+        BodyError::Broken(super::describe(error))
     }
 }

@@ -80,13 +80,18 @@ impl Upstream {
 
 impl Upstream {
     pub fn new(env_tokens: EnvTokens) -> Upstream {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
-            .user_agent(concat!("tfmirror/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the HTTP client configuration is valid");
+        let http = client(DEFAULT_STALL_TIMEOUT);
         Upstream { http, env_tokens }
+    }
+
+    /// The same upstream, waiting at most `stall` for any read: the
+    /// client's own read timeout must not cut a download off before the
+    /// `download_stall_timeout` a user raised has passed.
+    pub fn with_stall_timeout(self, stall: Duration) -> Upstream {
+        Upstream {
+            http: client(stall),
+            ..self
+        }
     }
 
     /// GETs a registry API document with `credential` (see
@@ -181,6 +186,19 @@ impl Upstream {
             .await
             .map_err(|e| format!("{url}: {e}"))
     }
+}
+
+/// The read timeout before the config is applied, the default
+/// `download_stall_timeout`.
+const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn client(read_timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(read_timeout)
+        .user_agent(concat!("tfmirror/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the HTTP client configuration is valid")
 }
 
 /// Runs an upstream request, recording how long the upstream took to
