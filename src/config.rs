@@ -235,8 +235,10 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Config, String> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| e.message().to_string())?;
-        let mut config = Config::default();
-        config.limits = parse_limits(&file)?;
+        let mut config = Config {
+            limits: parse_limits(&file)?,
+            ..Config::default()
+        };
         if let Some(ttl) = file.metadata_ttl {
             config.metadata_ttl = parse_duration("metadata_ttl", &ttl)?;
         }
