@@ -53,24 +53,10 @@ impl From<String> for ArchiveError {
 /// Reads the whole archive at `path` as a stream, in bounded memory;
 /// returns how many entries it holds. Blocking: run it off the runtime.
 pub fn check_archive(path: &Path, extension: &str, caps: ArchiveCaps) -> Result<u64, ArchiveError> {
-    let file = File::open(path).map_err(|e| format!("cannot open the download: {e}"))?;
     let meter = Meter::new(caps.unpacked_size);
     let checked = match extension {
-        "zip" => check_zip(file, caps, &meter),
-        "tar.gz" | "tgz" => check_tar(
-            flate2::read::GzDecoder::new(BufReader::new(file)),
-            caps,
-            &meter,
-        ),
-        "tar.bz2" | "tbz2" => check_tar(
-            bzip2::read::BzDecoder::new(BufReader::new(file)),
-            caps,
-            &meter,
-        ),
-        "tar.xz" | "txz" => check_tar(xz_reader(file)?, caps, &meter),
-        other => Err(ArchiveError::Unusable(format!(
-            "unknown archive type {other}"
-        ))),
+        "zip" => check_zip(open(path)?, caps, &meter),
+        _ => check_tar(|| tar_stream(path, extension), caps, &meter),
     };
     // Whatever error the reading reports, passing the cap is its cause.
     match checked {
@@ -79,8 +65,28 @@ pub fn check_archive(path: &Path, extension: &str, caps: ArchiveCaps) -> Result<
     }
 }
 
+fn open(path: &Path) -> Result<File, ArchiveError> {
+    File::open(path).map_err(|e| ArchiveError::Unusable(format!("cannot open the download: {e}")))
+}
+
+/// The unpacked tar stream of a compressed tar at `path`, opened afresh for
+/// each pass over it.
+fn tar_stream(path: &Path, extension: &str) -> Result<Box<dyn Read>, ArchiveError> {
+    let file = BufReader::new(open(path)?);
+    Ok(match extension {
+        "tar.gz" | "tgz" => Box::new(flate2::read::GzDecoder::new(file)),
+        "tar.bz2" | "tbz2" => Box::new(bzip2::read::BzDecoder::new(file)),
+        "tar.xz" | "txz" => Box::new(xz_reader(file)?),
+        other => {
+            return Err(ArchiveError::Unusable(format!(
+                "unknown archive type {other}"
+            )))
+        }
+    })
+}
+
 /// liblzma's decoder, unpacking as it is read, with its memory capped.
-fn xz_reader(file: File) -> Result<impl Read, ArchiveError> {
+fn xz_reader(file: BufReader<File>) -> Result<impl Read, ArchiveError> {
     let stream =
         xz2::stream::Stream::new_stream_decoder(XZ_MEMORY_LIMIT, xz2::stream::CONCATENATED)
             .map_err(|e| format!("cannot start the xz decoder: {e}"))?;
@@ -142,9 +148,48 @@ fn count_entry(count: &mut u64, caps: ArchiveCaps) -> Result<(), ArchiveError> {
     Ok(())
 }
 
-/// The whole tar stream is metered, headers and padding too.
-fn check_tar(reader: impl Read, caps: ArchiveCaps, meter: &Meter) -> Result<u64, ArchiveError> {
-    let mut archive = tar::Archive::new(meter.reader(reader));
+/// Two passes over the stream. The tar crate reads a long-name or pax
+/// header whole into memory, so the first pass, over raw entries, refuses
+/// one larger than [`MAX_TAR_METADATA`] and meters the whole stream
+/// (headers and padding too) against the unpacked-size cap; the second
+/// checks each entry as it would be unpacked.
+fn check_tar(
+    open: impl Fn() -> Result<Box<dyn Read>, ArchiveError>,
+    caps: ArchiveCaps,
+    meter: &Meter,
+) -> Result<u64, ArchiveError> {
+    check_tar_metadata(meter.reader(open()?))?;
+    check_tar_entries(open()?, caps)
+}
+
+/// Long names of more than 4 KiB are refused by most file systems; pax
+/// records beyond that are not what a module needs either.
+const MAX_TAR_METADATA: u64 = 1 << 20;
+
+fn check_tar_metadata(reader: impl Read) -> Result<(), ArchiveError> {
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive
+        .entries()
+        .map_err(|e| format!("not a valid tar archive: {e}"))?;
+    for entry in entries.raw(true) {
+        let entry = entry.map_err(|e| format!("not a valid tar archive: {e}"))?;
+        let kind = entry.header().entry_type();
+        let metadata = kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+            || kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions();
+        if metadata && entry.size() > MAX_TAR_METADATA {
+            return Err(ArchiveError::Unusable(format!(
+                "a tar name or pax header of {} bytes (at most {MAX_TAR_METADATA})",
+                entry.size()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_tar_entries(reader: impl Read, caps: ArchiveCaps) -> Result<u64, ArchiveError> {
+    let mut archive = tar::Archive::new(reader);
     let mut count = 0;
     let entries = archive
         .entries()
@@ -261,6 +306,30 @@ mod tests {
 
     fn check(bytes: &[u8], extension: &str) -> Result<u64, String> {
         check_within(bytes, extension, GENEROUS).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn refuses_an_oversized_long_name_before_reading_it() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.as_mut_bytes()[..13].copy_from_slice(b"././@LongLink");
+        header.set_entry_type(tar::EntryType::GNULongName);
+        let long = vec![b'a'; 2 << 20];
+        header.set_size(long.len() as u64);
+        header.set_cksum();
+        builder.append(&header, &long[..]).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let tar = [
+            builder.into_inner().unwrap(),
+            plain_tar(&[("main.tf", b"x")]),
+        ]
+        .concat();
+        io::Write::write_all(&mut gz, &tar).unwrap();
+        let err = check(&gz.finish().unwrap(), "tar.gz").unwrap_err();
+        assert!(
+            err.contains("a tar name or pax header of 2097152 bytes"),
+            "{err}"
+        );
     }
 
     #[test]
