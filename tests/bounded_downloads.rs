@@ -222,6 +222,7 @@ fn a_stalled_download_releases_its_waiters() {
     let started = Instant::now();
     let second = get(&zip_url);
     let waited = started.elapsed();
+    eprintln!("the second client waited {waited:?}");
 
     assert_eq!(second.status, 502, "{}", second.text());
     assert!(
