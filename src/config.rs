@@ -66,6 +66,59 @@ pub struct Config {
     /// How long one `git upload-pack` may run before it is killed, so a
     /// stuck process or a client that stops reading frees its slot.
     pub git_timeout: Duration,
+    /// Caps on what one download may cost; see [`Limits`].
+    pub limits: Limits,
+}
+
+/// Caps on one download, so a hostile or broken upstream cannot fill the
+/// disk, the memory or a per-package lock. Each cap is a config key that
+/// its error message names, so a user with a legitimately larger package
+/// knows what to raise.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `max_provider_package_size`: bytes of one provider zip.
+    pub provider_package_size: u64,
+    /// `max_module_archive_size`: bytes of one module archive as downloaded.
+    pub module_archive_size: u64,
+    /// `max_module_unpacked_size`: bytes of a module archive once unpacked;
+    /// a small archive may unpack to a huge one.
+    pub module_unpacked_size: u64,
+    /// `max_module_archive_entries`: files, directories and links in one
+    /// module archive.
+    pub module_archive_entries: u64,
+    /// `download_stall_timeout`: a download that sends no byte for this
+    /// long is given up, and the requests waiting for it are released.
+    pub download_stall: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            provider_package_size: 2_000_000_000,
+            module_archive_size: 1_000_000_000,
+            module_unpacked_size: 1_000_000_000,
+            module_archive_entries: 100_000,
+            download_stall: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `1 GB`, `52.4 MB`, `900 B`: a cap as its error message shows it, in the
+/// decimal units the config file reads.
+pub fn size_text(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [
+        ("TB", 1_000_000_000_000),
+        ("GB", 1_000_000_000),
+        ("MB", 1_000_000),
+        ("kB", 1_000),
+    ];
+    for (unit, factor) in UNITS {
+        if bytes >= factor {
+            let value = format!("{:.1}", bytes as f64 / factor as f64);
+            return format!("{} {unit}", value.trim_end_matches(".0"));
+        }
+    }
+    format!("{bytes} B")
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +183,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             git_max_processes: default_git_processes(),
             git_timeout: Duration::from_secs(10 * 60),
+            limits: Limits::default(),
         }
     }
 }
@@ -162,6 +216,11 @@ struct ConfigFile {
     header_read_timeout: Option<String>,
     git_max_processes: Option<usize>,
     git_timeout: Option<String>,
+    max_provider_package_size: Option<String>,
+    max_module_archive_size: Option<String>,
+    max_module_unpacked_size: Option<String>,
+    max_module_archive_entries: Option<u64>,
+    download_stall_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,7 +265,10 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Config, String> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| e.message().to_string())?;
-        let mut config = Config::default();
+        let mut config = Config {
+            limits: parse_limits(&file)?,
+            ..Config::default()
+        };
         if let Some(ttl) = file.metadata_ttl {
             config.metadata_ttl = parse_duration("metadata_ttl", &ttl)?;
         }
@@ -236,8 +298,7 @@ impl Config {
             config.gc.unused_for = Some(parse_duration("gc_unused_for", &value)?);
         }
         if let Some(value) = file.gc_max_size {
-            config.gc.max_size =
-                Some(parse_size(&value).map_err(|e| format!("gc_max_size = {value:?}: {e}"))?);
+            config.gc.max_size = Some(parse_size_key("gc_max_size", &value)?);
         }
         if let Some(value) = file.gc_min_age {
             config.gc.min_age = parse_duration("gc_min_age", &value)?;
@@ -309,6 +370,59 @@ impl Config {
 /// The shortest `gc_interval`: a shorter one, `0s` above all, would have
 /// the server walk the cache without pause.
 const MIN_GC_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The download caps: each key, when set, must be above zero, since a cap
+/// of nothing would refuse every download.
+fn parse_limits(file: &ConfigFile) -> Result<Limits, String> {
+    let mut limits = Limits::default();
+    let sizes = [
+        (
+            "max_provider_package_size",
+            &file.max_provider_package_size,
+            &mut limits.provider_package_size,
+        ),
+        (
+            "max_module_archive_size",
+            &file.max_module_archive_size,
+            &mut limits.module_archive_size,
+        ),
+        (
+            "max_module_unpacked_size",
+            &file.max_module_unpacked_size,
+            &mut limits.module_unpacked_size,
+        ),
+    ];
+    for (key, value, limit) in sizes {
+        if let Some(value) = value {
+            *limit = positive(key, value, parse_size_key(key, value)?)?;
+        }
+    }
+    if let Some(entries) = file.max_module_archive_entries {
+        limits.module_archive_entries =
+            positive("max_module_archive_entries", &entries.to_string(), entries)?;
+    }
+    if let Some(value) = &file.download_stall_timeout {
+        let stall = parse_duration("download_stall_timeout", value)?;
+        if stall.is_zero() {
+            return Err(format!(
+                "download_stall_timeout = {value:?}: must be above zero"
+            ));
+        }
+        limits.download_stall = stall;
+    }
+    Ok(limits)
+}
+
+fn positive(key: &str, text: &str, value: u64) -> Result<u64, String> {
+    if value == 0 {
+        return Err(format!("{key} = {text:?}: must be above zero"));
+    }
+    Ok(value)
+}
+
+fn parse_size_key(key: &str, value: &str) -> Result<u64, String> {
+    parse_size(value).map_err(|e| format!("{key} = {value:?}: {e}"))
+}
 
 fn parse_duration(key: &str, value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|e| format!("{key} = {value:?}: {e}"))
@@ -470,6 +584,11 @@ mod tests {
             header_read_timeout = "2s"
             git_max_processes = 3
             git_timeout = "1m"
+            max_provider_package_size = "3GB"
+            max_module_archive_size = "200MB"
+            max_module_unpacked_size = "2GiB"
+            max_module_archive_entries = 5000
+            download_stall_timeout = "90s"
             [upstream]
             "registry.terraform.io" = "http://127.0.0.1:9000"
             "#,
@@ -484,6 +603,12 @@ mod tests {
         assert_eq!(config.header_read_timeout, Duration::from_secs(2));
         assert_eq!(config.git_max_processes, 3);
         assert_eq!(config.git_timeout, Duration::from_secs(60));
+        let limits = &config.limits;
+        assert_eq!(limits.provider_package_size, 3_000_000_000);
+        assert_eq!(limits.module_archive_size, 200_000_000);
+        assert_eq!(limits.module_unpacked_size, 2 << 30);
+        assert_eq!(limits.module_archive_entries, 5000);
+        assert_eq!(limits.download_stall, Duration::from_secs(90));
         assert_eq!(
             config.discovery_url("registry.terraform.io").as_str(),
             "http://127.0.0.1:9000/.well-known/terraform.json"
@@ -492,6 +617,29 @@ mod tests {
             config.discovery_url("registry.opentofu.org").as_str(),
             "https://registry.opentofu.org/.well-known/terraform.json"
         );
+    }
+
+    #[test]
+    fn download_caps_default_to_the_issue_s_sizes_and_refuse_zero() {
+        let limits = Config::parse("").unwrap().limits;
+        assert_eq!(limits.provider_package_size, 2_000_000_000);
+        assert_eq!(limits.module_unpacked_size, 1_000_000_000);
+        assert_eq!(limits.module_archive_entries, 100_000);
+        assert_eq!(limits.download_stall, Duration::from_secs(60));
+        let err = Config::parse("max_module_unpacked_size = \"0\"").unwrap_err();
+        assert_eq!(err, "max_module_unpacked_size = \"0\": must be above zero");
+        let err = Config::parse("download_stall_timeout = \"0s\"").unwrap_err();
+        assert!(err.starts_with("download_stall_timeout"), "{err}");
+        let err = Config::parse("max_provider_package_size = \"lots\"").unwrap_err();
+        assert!(err.starts_with("max_provider_package_size"), "{err}");
+    }
+
+    #[test]
+    fn sizes_read_as_the_config_writes_them() {
+        assert_eq!(size_text(1_000_000_000), "1 GB");
+        assert_eq!(size_text(50_000_000), "50 MB");
+        assert_eq!(size_text(52_428_800), "52.4 MB");
+        assert_eq!(size_text(999), "999 B");
     }
 
     #[test]

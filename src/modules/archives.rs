@@ -6,16 +6,17 @@
 //! archives are small. Terraform's HEAD before the GET starts the download,
 //! so the GET finds the archive on disk.
 
+use futures_util::StreamExt;
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::source::archive_extension;
-use super::validate::check_archive;
+use super::validate::{check_archive, ArchiveCaps, ArchiveError};
 use super::Modules;
 use crate::response::{self, Response};
-use crate::store::{Document, RelPath, Segment};
-use crate::upstream::{Credential, Forwarded};
+use crate::store::{Document, KeyGuard, RelPath, Segment};
+use crate::upstream::{BodyError, BodyLimits, Credential, Forwarded};
 
 const CONTENT_TYPE: &str = "application/octet-stream";
 
@@ -111,24 +112,19 @@ impl Modules {
         if let Some((file, size)) = self.store.open_artifact(&rel).await {
             return response::file(file, size, CONTENT_TYPE);
         }
-        let _one_downloader = self.locks.lock(&rel.key()).await;
+        let one_downloader = self.locks.lock(&rel.key()).await;
         if let Some((file, size)) = self.store.open_artifact(&rel).await {
             return response::file(file, size, CONTENT_TYPE);
         }
-        // On its own task, so the download finishes (and is stored) for the
-        // requests waiting on the lock even if this client goes away.
-        let download = {
-            let (this, origin, rel, forwarded) =
-                (self.clone(), origin.clone(), rel.clone(), forwarded.clone());
-            let extension = name.extension;
-            tokio::spawn(async move {
-                this.fetch_archive(&origin, &rel, &extension, &forwarded)
+        let fetched = match one_downloader.earlier_failure() {
+            Some(reason) => Err(Failure::Refused(format!(
+                "the download this request waited for failed: {reason}"
+            ))),
+            None => {
+                self.fetch_on_own_task(one_downloader, &origin, &rel, name.extension, forwarded)
                     .await
-            })
+            }
         };
-        let fetched = download
-            .await
-            .unwrap_or_else(|e| Err(Failure::Refused(format!("the download task failed: {e}"))));
         match fetched {
             Ok(()) => {}
             Err(Failure::Refused(reason)) => {
@@ -158,6 +154,33 @@ impl Modules {
         Some((origin, record))
     }
 
+    /// Fetches on its own task, holding the lock, so that the download
+    /// finishes (and is stored) for the requests waiting on the lock even if
+    /// this client goes away, and so that they learn why it failed.
+    async fn fetch_on_own_task(
+        &self,
+        mut one_downloader: KeyGuard,
+        origin: &ArchiveOrigin,
+        rel: &RelPath,
+        extension: String,
+        forwarded: &Forwarded,
+    ) -> Result<(), Failure> {
+        let (this, origin, rel, forwarded) =
+            (self.clone(), origin.clone(), rel.clone(), forwarded.clone());
+        let download = tokio::spawn(async move {
+            let fetched = this
+                .fetch_archive(&origin, &rel, &extension, &forwarded)
+                .await;
+            if let Err(Failure::Refused(reason)) = &fetched {
+                one_downloader.fail(reason);
+            }
+            fetched
+        });
+        download
+            .await
+            .unwrap_or_else(|e| Err(Failure::Refused(format!("the download task failed: {e}"))))
+    }
+
     async fn fetch_archive(
         &self,
         origin: &ArchiveOrigin,
@@ -171,15 +194,21 @@ impl Modules {
             authorization: self.archive_credential(origin, &url),
             user_agent: forwarded.user_agent.clone(),
         };
-        let mut upstream = self.upstream.get_artifact(&url, &forwarded).await?;
-        let expected_len = upstream.content_length();
+        let limits = &self.config.limits;
+        let body_limits = BodyLimits {
+            max_size: limits.module_archive_size,
+            size_key: "max_module_archive_size",
+            stall: limits.download_stall,
+        };
+        let mut upstream = self
+            .upstream
+            .get_bounded_artifact(&url, &forwarded, body_limits)
+            .await?;
+        let expected_len = upstream.content_length;
+        // Dropping the writer on an error removes its temporary file.
         let mut writer = self.store.writer(rel).map_err(Failure::Store)?;
-        while let Some(chunk) = upstream
-            .chunk()
-            .await
-            .map_err(|e| format!("the download broke off: {}", crate::upstream::describe(&e)))?
-        {
-            writer.write(&chunk).await.map_err(Failure::Store)?;
+        while let Some(chunk) = upstream.chunks.next().await {
+            writer.write(&chunk?).await.map_err(Failure::Store)?;
         }
         let size = writer.written().size;
         if expected_len.is_some_and(|len| len != size) {
@@ -190,10 +219,10 @@ impl Modules {
         }
         let staged = writer.staged().await.map_err(Failure::Store)?.to_owned();
         let extension = extension.to_owned();
-        let entries = tokio::task::spawn_blocking(move || check_archive(&staged, &extension))
+        let caps = ArchiveCaps::from(limits);
+        let entries = tokio::task::spawn_blocking(move || check_archive(&staged, &extension, caps))
             .await
-            .map_err(|e| format!("archive check failed: {e}"))?
-            .map_err(|e| format!("not a usable archive: {e}"))?;
+            .map_err(|e| format!("archive check failed: {e}"))??;
         let written = self
             .store
             .commit(rel, writer)
@@ -236,6 +265,18 @@ enum Failure {
 impl From<String> for Failure {
     fn from(reason: String) -> Failure {
         Failure::Refused(reason)
+    }
+}
+
+impl From<BodyError> for Failure {
+    fn from(error: BodyError) -> Failure {
+        Failure::Refused(error.to_string())
+    }
+}
+
+impl From<ArchiveError> for Failure {
+    fn from(error: ArchiveError) -> Failure {
+        Failure::Refused(error.to_string())
     }
 }
 

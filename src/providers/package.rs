@@ -15,7 +15,8 @@ use super::verified::{self, VerifiedBy};
 use super::Providers;
 use crate::request::RequestContext;
 use crate::response::{self, ChunkSender, Origin, Response};
-use crate::store::{BlobWriter, RelPath, RunningHash, Segment, Written};
+use crate::store::{BlobWriter, KeyGuard, RelPath, RunningHash, Segment, Written};
+use crate::upstream::{Body, BodyError, BodyLimits};
 
 const ZIP: &str = "application/zip";
 
@@ -51,8 +52,8 @@ impl Providers {
             return response::full(StatusCode::OK, ZIP, Bytes::new());
         }
         // Concurrent requests for one zip wait here for the first one's
-        // download, then find the zip on disk.
-        let one_downloader = self.locks.lock(&rel.key()).await;
+        // download, then find the zip on disk, or why it failed.
+        let mut one_downloader = self.locks.lock(&rel.key()).await;
         if let Some((file, size)) = self.store.open_artifact(&rel).await {
             if let Some(stored) = self.store.recorded_sha256(&rel) {
                 if stored != answer.shasum {
@@ -67,6 +68,12 @@ impl Providers {
             }
             return response::file(file, size, ZIP);
         }
+        if let Some(reason) = one_downloader.earlier_failure() {
+            return refuse(
+                package,
+                &format!("the download this request waited for failed: {reason}"),
+            );
+        }
         let forwarded = &ctx.forwarded;
         let expected = match self.verified_checksums(package, answer, forwarded).await {
             Ok(sums) => expected_sha256(&sums, answer),
@@ -78,11 +85,19 @@ impl Providers {
         };
         let upstream = match self
             .upstream
-            .get_artifact(&answer.download_url, &forwarded.without_credential())
+            .get_bounded_artifact(
+                &answer.download_url,
+                &forwarded.without_credential(),
+                self.body_limits(),
+            )
             .await
         {
             Ok(upstream) => upstream,
-            Err(e) => return refuse(package, &format!("cannot download the package: {e}")),
+            Err(e) => {
+                let reason = format!("cannot download the package: {e}");
+                one_downloader.fail(&reason);
+                return refuse(package, &reason);
+            }
         };
         let writer = match self.store.writer(&rel) {
             Ok(writer) => writer,
@@ -90,19 +105,27 @@ impl Providers {
                 return response::store_failed(&self.store.write_error(package_name(package), e))
             }
         };
-        let (sender, response) =
-            response::channel(upstream.content_length(), ZIP, Origin::Upstream);
+        let (sender, response) = response::channel(upstream.content_length, ZIP, Origin::Upstream);
         let download = Download {
             providers: self.clone(),
             package: package.clone(),
             rel,
             expected,
+            one_downloader,
         };
-        tokio::spawn(async move {
-            download.run(upstream, writer, sender).await;
-            drop(one_downloader);
-        });
+        tokio::spawn(download.run(upstream, writer, sender));
         response
+    }
+
+    /// A provider zip's bounds: `max_provider_package_size` and the stall
+    /// timeout.
+    fn body_limits(&self) -> BodyLimits {
+        let limits = &self.config.limits;
+        BodyLimits {
+            max_size: limits.provider_package_size,
+            size_key: "max_provider_package_size",
+            stall: limits.download_stall,
+        }
     }
 
     /// A full disk is the cache's problem, not the package's: it gets its
@@ -128,6 +151,8 @@ struct Download {
     package: Package,
     rel: RelPath,
     expected: String,
+    /// Held to the end of the download, so that waiters find its result.
+    one_downloader: KeyGuard,
 }
 
 impl Download {
@@ -136,17 +161,12 @@ impl Download {
     /// cannot be written, so a full disk fails no install. The last chunk is
     /// held back until the sha256 has been checked: a client never receives
     /// a complete-looking copy of a file that failed its check.
-    async fn run(self, upstream: reqwest::Response, writer: BlobWriter, sender: ChunkSender) {
+    async fn run(mut self, upstream: Body, writer: BlobWriter, sender: ChunkSender) {
         let _in_flight = crate::metrics::InFlight::start();
-        let body = upstream
-            .bytes_stream()
-            .map(|chunk| chunk.map_err(|e| crate::upstream::describe(&e)));
-        let relayed = match relay(body, writer, &sender).await {
+        let relayed = match relay(upstream.chunks, writer, &sender).await {
             Ok(relayed) => relayed,
-            Err(e) => {
-                let reason = format!("the download broke off: {e}");
-                return self.fail(&sender, &reason).await;
-            }
+            // The writer is dropped by now, and its temporary file with it.
+            Err(e) => return self.fail(&sender, &e.to_string()).await,
         };
         let written = relayed.written();
         if written.sha256 != self.expected {
@@ -184,8 +204,9 @@ impl Download {
         }
     }
 
-    async fn fail(&self, sender: &ChunkSender, reason: &str) {
+    async fn fail(&mut self, sender: &ChunkSender, reason: &str) {
         tracing::error!("refusing {}: {reason}; nothing was cached", self.package);
+        self.one_downloader.fail(reason);
         let _ = sender.send(Err(io::Error::other(reason.to_owned()))).await;
     }
 }
@@ -231,10 +252,14 @@ impl Relayed {
 /// Sends each chunk to the client as the next one arrives, and to the
 /// cache. A cache that cannot be written (a full disk) is given up, not the
 /// client's download: nothing half-written is kept either way. Fails only
-/// when the upstream body does.
-async fn relay<S>(mut body: S, writer: BlobWriter, sender: &ChunkSender) -> Result<Relayed, String>
+/// when the upstream body does (broken, over the cap, stalled).
+async fn relay<S>(
+    mut body: S,
+    writer: BlobWriter,
+    sender: &ChunkSender,
+) -> Result<Relayed, BodyError>
 where
-    S: Stream<Item = Result<Bytes, String>> + Unpin,
+    S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
 {
     let mut cache = Cache::Writing(writer);
     let mut last: Option<Bytes> = None;

@@ -134,7 +134,8 @@ impl Server {
         let limits = ConnectionLimits::new(config.max_connections);
         let config = Arc::new(config);
         let store = Arc::new(store);
-        let upstream = Upstream::new(EnvTokens::from_env());
+        let upstream =
+            Upstream::new(EnvTokens::from_env()).with_stall_timeout(config.limits.download_stall);
         let discovery = Discovery::new(config.clone(), upstream.clone(), store.documents().clone());
         let registry = RegistryClient::new(
             upstream.clone(),

@@ -1,14 +1,21 @@
 //! One worker per key: whoever holds a key's lock fetches, the others wait
-//! and then find the result on disk.
+//! and then find the result on disk, or the reason the fetch failed: a
+//! waiter given that reason answers with it rather than trying the same
+//! failing fetch again, so a stalled or oversized download costs every
+//! waiter one timeout, not one each in turn.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+/// What a key's lock holds: why the last holder's work failed, if it did,
+/// kept for those that waited on it until nobody waits any more.
+type Failure = Option<Arc<str>>;
+
 #[derive(Clone, Default)]
 pub struct KeyedLocks {
-    locks: Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>,
+    locks: Arc<Mutex<HashMap<String, Arc<AsyncMutex<Failure>>>>>,
 }
 
 /// Held while working on a key; releasing the last holder forgets the key,
@@ -16,7 +23,21 @@ pub struct KeyedLocks {
 pub struct KeyGuard {
     key: String,
     locks: KeyedLocks,
-    guard: Option<OwnedMutexGuard<()>>,
+    guard: Option<OwnedMutexGuard<Failure>>,
+}
+
+impl KeyGuard {
+    /// Why an earlier holder's work failed while this one waited for it.
+    pub fn earlier_failure(&self) -> Option<Arc<str>> {
+        self.guard.as_ref().and_then(|guard| (**guard).clone())
+    }
+
+    /// Records why this holder's work failed, for those waiting on the key.
+    pub fn fail(&mut self, reason: &str) {
+        if let Some(guard) = self.guard.as_mut() {
+            **guard = Some(Arc::from(reason));
+        }
+    }
 }
 
 impl KeyedLocks {
@@ -68,5 +89,29 @@ mod tests {
         drop(first);
         drop(waiter.await.unwrap());
         assert!(!locks.locks.lock().unwrap().contains_key("a"));
+    }
+
+    #[tokio::test]
+    async fn waiters_learn_why_the_holder_failed_until_nobody_waits() {
+        let locks = KeyedLocks::default();
+        let mut first = locks.lock("a").await;
+        assert!(first.earlier_failure().is_none());
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let locks = locks.clone();
+                tokio::spawn(async move { locks.lock("a").await.earlier_failure() })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        first.fail("stalled");
+        drop(first);
+        for waiter in waiters {
+            assert_eq!(waiter.await.unwrap().as_deref(), Some("stalled"));
+        }
+        let later = locks.lock("a").await;
+        assert!(
+            later.earlier_failure().is_none(),
+            "forgotten once nobody waits"
+        );
     }
 }

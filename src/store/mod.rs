@@ -28,7 +28,7 @@ pub use gc::{plan as gc_plan, GcRules, Reason, Removal};
 pub use git_leftovers::{is_temp_pack, MIRROR_LOCK_SUFFIX, MIRROR_STAGING_SUFFIX};
 pub use index::{now_ms, Document, Index};
 pub use inventory::StoredArtifact;
-pub use locks::KeyedLocks;
+pub use locks::{KeyGuard, KeyedLocks};
 pub use owner::{OwnerLock, OwnerLockError};
 pub use segment::{RelPath, Segment, SegmentError};
 

@@ -5,6 +5,7 @@
 //! client must see (404); knows nothing of what the answers mean.
 
 mod access;
+mod body;
 mod credentials;
 mod discovery;
 mod registry;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use url::Url;
 
+pub use body::{Body, BodyError, BodyLimits};
 pub use credentials::{token_variable, Credential, EnvTokens};
 pub use discovery::Discovery;
 pub use registry::{ApiRequest, RegistryClient};
@@ -78,13 +80,18 @@ impl Upstream {
 
 impl Upstream {
     pub fn new(env_tokens: EnvTokens) -> Upstream {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
-            .user_agent(concat!("tfmirror/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the HTTP client configuration is valid");
+        let http = client(DEFAULT_STALL_TIMEOUT);
         Upstream { http, env_tokens }
+    }
+
+    /// The same upstream, waiting at most `stall` for any read: the
+    /// client's own read timeout must not cut a download off before the
+    /// `download_stall_timeout` a user raised has passed.
+    pub fn with_stall_timeout(self, stall: Duration) -> Upstream {
+        Upstream {
+            http: client(stall),
+            ..self
+        }
     }
 
     /// GETs a registry API document with `credential` (see
@@ -151,6 +158,23 @@ impl Upstream {
         Ok(response)
     }
 
+    /// Starts downloading a large artifact within `limits`: the answer must
+    /// come within the stall timeout and announce no more than the cap, and
+    /// its body ends with an error at the cap or the first stall.
+    pub async fn get_bounded_artifact(
+        &self,
+        url: &Url,
+        forwarded: &Forwarded,
+        limits: BodyLimits,
+    ) -> Result<Body, BodyError> {
+        let response = limits
+            .first_answer(self.get_artifact(url, forwarded))
+            .await?
+            .map_err(BodyError::Unavailable)?;
+        limits.check_announced(&response)?;
+        Ok(body::bounded_body(response, limits))
+    }
+
     /// Downloads a small artifact whole.
     pub async fn get_small_artifact(
         &self,
@@ -162,6 +186,19 @@ impl Upstream {
             .await
             .map_err(|e| format!("{url}: {e}"))
     }
+}
+
+/// The read timeout before the config is applied, the default
+/// `download_stall_timeout`.
+const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn client(read_timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(read_timeout)
+        .user_agent(concat!("tfmirror/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the HTTP client configuration is valid")
 }
 
 /// Runs an upstream request, recording how long the upstream took to
