@@ -67,12 +67,16 @@ fn stdout(output: &Output) -> String {
 
 /// The cache's files, without the index and the server's bookkeeping,
 /// which change with every request.
+/// The cache's files but its bookkeeping: the index and the files that
+/// back it (`documents/`) hold registry answers, which an import may
+/// fetch; what must not change is what is served.
 fn cache_tree(world: &World) -> Vec<String> {
     world
         .cache_files()
         .into_iter()
         .filter(|f| {
             !f.starts_with("index/")
+                && !f.starts_with("documents/")
                 && !["owner.lock", "server.json", "terraform.rc"].contains(&f.as_str())
                 && !f.starts_with("server.log")
         })
