@@ -68,6 +68,10 @@ pub struct Config {
     pub git_timeout: Duration,
     /// Caps on what one download may cost; see [`Limits`].
     pub limits: Limits,
+    /// How long an upstream host that refused or stopped answering is left
+    /// alone, its requests served from the cache at once, before one
+    /// request tries it again.
+    pub upstream_retry_after: Duration,
 }
 
 /// Caps on one download, so a hostile or broken upstream cannot fill the
@@ -184,6 +188,7 @@ impl Default for Config {
             git_max_processes: default_git_processes(),
             git_timeout: Duration::from_secs(10 * 60),
             limits: Limits::default(),
+            upstream_retry_after: crate::upstream::DEFAULT_RETRY_AFTER,
         }
     }
 }
@@ -221,6 +226,7 @@ struct ConfigFile {
     max_module_unpacked_size: Option<String>,
     max_module_archive_entries: Option<u64>,
     download_stall_timeout: Option<String>,
+    upstream_retry_after: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -323,6 +329,15 @@ impl Config {
         }
         if let Some(value) = file.git_max_processes {
             config.git_max_processes = at_least_one("git_max_processes", value)?;
+        }
+        if let Some(value) = &file.upstream_retry_after {
+            let period = parse_duration("upstream_retry_after", value)?;
+            if period.is_zero() {
+                return Err(format!(
+                    "upstream_retry_after = {value:?}: must be above zero"
+                ));
+            }
+            config.upstream_retry_after = period;
         }
         if let Some(value) = file.git_timeout {
             config.git_timeout = parse_duration("git_timeout", &value)?;
@@ -589,6 +604,7 @@ mod tests {
             max_module_unpacked_size = "2GiB"
             max_module_archive_entries = 5000
             download_stall_timeout = "90s"
+            upstream_retry_after = "5s"
             [upstream]
             "registry.terraform.io" = "http://127.0.0.1:9000"
             "#,
@@ -598,6 +614,7 @@ mod tests {
         assert_eq!(config.registries, ["registry.terraform.io"]);
         assert_eq!(config.listen, Some("127.0.0.1:9999".parse().unwrap()));
         assert_eq!(config.idle_timeout, Duration::from_secs(90));
+        assert_eq!(config.upstream_retry_after, Duration::from_secs(5));
         assert!(!config.update_lock);
         assert_eq!(config.max_connections, 100);
         assert_eq!(config.header_read_timeout, Duration::from_secs(2));

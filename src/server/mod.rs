@@ -134,8 +134,9 @@ impl Server {
         let limits = ConnectionLimits::new(config.max_connections);
         let config = Arc::new(config);
         let store = Arc::new(store);
-        let upstream =
-            Upstream::new(EnvTokens::from_env()).with_stall_timeout(config.limits.download_stall);
+        let upstream = Upstream::new(EnvTokens::from_env())
+            .with_stall_timeout(config.limits.download_stall)
+            .with_retry_after(config.upstream_retry_after);
         let discovery = Discovery::new(config.clone(), upstream.clone(), store.documents().clone());
         let registry = RegistryClient::new(
             upstream.clone(),

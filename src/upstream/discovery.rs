@@ -44,17 +44,19 @@ impl Discovery {
         let fetch_url = discovery_url.clone();
         let credential = self.upstream.effective_credential(host, forwarded).cloned();
         let forwarded = forwarded.clone();
+        let key = format!("discovery/{host}");
+        let has_fallback = self.documents.cached(&key).is_some();
         let served = self
             .documents
             .get(
-                &format!("discovery/{host}"),
+                &key,
                 freshness,
                 Duration::from_secs(5),
                 // Stored as public whatever credential fetched it: it only
                 // names service URLs, and is never served to a client.
                 move || async move {
                     let answer = upstream
-                        .get_api(&fetch_url, credential.as_ref(), &forwarded)
+                        .get_api(&fetch_url, credential.as_ref(), &forwarded, has_fallback)
                         .await?;
                     parse(&answer.body).map_err(FetchError::Unavailable)?;
                     Ok(answer.body)

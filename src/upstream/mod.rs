@@ -6,6 +6,7 @@
 
 mod access;
 mod body;
+mod breaker;
 mod credentials;
 mod discovery;
 mod registry;
@@ -15,6 +16,8 @@ use std::time::Duration;
 use url::Url;
 
 pub use body::{Body, BodyError, BodyLimits};
+pub use breaker::DEFAULT_PERIOD as DEFAULT_RETRY_AFTER;
+use breaker::{Breakers, Permit, NOT_ANSWERING_AFTER};
 pub use credentials::{token_variable, Credential, EnvTokens};
 pub use discovery::Discovery;
 pub use registry::{ApiRequest, RegistryClient};
@@ -24,6 +27,11 @@ use crate::store::FetchError;
 /// Registry API answers are small JSON documents (the largest provider
 /// version lists are around a megabyte); more than this is not one.
 const MAX_API_BODY: usize = 32 * 1024 * 1024;
+
+/// How long a registry API request waits for the upstream's answer to
+/// begin. Terraform gives up on a registry call after 10 s; a request with
+/// nothing cached must get tfmirror's error, which says why, before that.
+const API_FIRST_BYTE_DEADLINE: Duration = Duration::from_secs(8);
 
 /// Headers a client request contributes to the upstream request it causes.
 #[derive(Clone, Debug, Default)]
@@ -54,6 +62,7 @@ pub struct ApiAnswer {
 pub struct Upstream {
     http: reqwest::Client,
     env_tokens: EnvTokens,
+    breakers: Breakers,
 }
 
 impl Upstream {
@@ -81,7 +90,20 @@ impl Upstream {
 impl Upstream {
     pub fn new(env_tokens: EnvTokens) -> Upstream {
         let http = client(DEFAULT_STALL_TIMEOUT);
-        Upstream { http, env_tokens }
+        Upstream {
+            http,
+            env_tokens,
+            breakers: Breakers::new(DEFAULT_RETRY_AFTER),
+        }
+    }
+
+    /// The same upstream, whose hosts, once not answering, are left alone
+    /// for `period` (`upstream_retry_after`) before one request tries again.
+    pub fn with_retry_after(self, period: Duration) -> Upstream {
+        Upstream {
+            breakers: Breakers::new(period),
+            ..self
+        }
     }
 
     /// The same upstream, waiting at most `stall` for any read: the
@@ -96,12 +118,24 @@ impl Upstream {
 
     /// GETs a registry API document with `credential` (see
     /// [`Upstream::effective_credential`]) and the client's User-Agent.
+    /// `has_fallback` says the caller has a cached copy to serve if this
+    /// fails: while the host is not answering, such a request fails at
+    /// once (see [`breaker`]).
     pub async fn get_api(
         &self,
         url: &Url,
         credential: Option<&Credential>,
         forwarded: &Forwarded,
+        has_fallback: bool,
     ) -> Result<ApiAnswer, FetchError> {
+        let host = host_key(url);
+        let permit = self
+            .breakers
+            .check(&host, has_fallback)
+            .map_err(FetchError::Unavailable)?;
+        if permit == Permit::Probe {
+            tracing::info!("trying upstream {host} again: {url}");
+        }
         let mut request = self
             .http
             .get(url.clone())
@@ -113,9 +147,10 @@ impl Upstream {
         if let Some(agent) = &forwarded.user_agent {
             request = request.header("User-Agent", agent);
         }
-        let response = timed("api", request.send())
+        let response = self
+            .first_answer(&host, permit, timed("api", request.send()))
             .await
-            .map_err(|e| FetchError::Unavailable(format!("{url}: {}", describe(&e))))?;
+            .map_err(|e| FetchError::Unavailable(format!("{url}: {e}")))?;
         let status = response.status().as_u16();
         let terraform_get = response
             .headers()
@@ -132,6 +167,61 @@ impl Upstream {
             body,
             terraform_get,
         })
+    }
+
+    /// Waits for the answer to a request to `host` to begin, within
+    /// [`API_FIRST_BYTE_DEADLINE`], and tells the host's breaker how it went:
+    /// an answer closes it; no answer for [`NOT_ANSWERING_AFTER`], a refused
+    /// connection or a timeout opens it. A probe that fails in any way
+    /// opens it again, so that a later request probes once more.
+    async fn first_answer(
+        &self,
+        host: &str,
+        permit: Permit,
+        send: impl std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+    ) -> Result<reqwest::Response, String> {
+        let started = std::time::Instant::now();
+        tokio::pin!(send);
+        let early = tokio::select! {
+            result = &mut send => Some(result),
+            () = tokio::time::sleep(NOT_ANSWERING_AFTER) => None,
+        };
+        let result = match early {
+            Some(result) => result,
+            None => {
+                let slow = format!("no answer for {}s", NOT_ANSWERING_AFTER.as_secs());
+                self.breakers.not_answering(host, &slow, false, started);
+                let rest = API_FIRST_BYTE_DEADLINE - NOT_ANSWERING_AFTER;
+                match tokio::time::timeout(rest, send).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        let why =
+                            format!("no answer within {}s", API_FIRST_BYTE_DEADLINE.as_secs());
+                        self.breakers.not_answering(host, &why, true, started);
+                        return Err(why);
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(response) => {
+                self.breakers.answered(host);
+                Ok(response)
+            }
+            Err(e) => {
+                if e.is_connect() || e.is_timeout() || permit == Permit::Probe {
+                    let why = if e.is_connect() {
+                        "connection failed"
+                    } else if e.is_timeout() {
+                        "timed out"
+                    } else {
+                        "request failed"
+                    };
+                    self.breakers.not_answering(host, why, true, started);
+                }
+                Err(describe(&e))
+            }
+        }
     }
 
     /// Starts downloading an artifact. Artifacts carry no registry
@@ -210,6 +300,16 @@ async fn timed<T>(kind: &str, request: impl std::future::Future<Output = T>) -> 
         .with_label_values(&[kind])
         .observe(started.elapsed().as_secs_f64());
     result
+}
+
+/// The breaker key of `url`'s host: name and port, so two upstreams on one
+/// machine (or two fake registries on loopback) are told apart.
+fn host_key(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
 }
 
 fn classify(url: &Url, status: u16, body: String) -> Result<String, FetchError> {

@@ -82,6 +82,12 @@ impl RegistryClient {
             .effective_credential(&request.host, forwarded)
             .cloned();
         let forwarded = forwarded.clone();
+        // A caller with a copy it may read serves that copy while the
+        // upstream is not answering, rather than wait for it.
+        let has_fallback = self
+            .documents
+            .cached(&request.key)
+            .is_some_and(|doc| reader.may_read(&doc));
         let ApiRequest {
             key,
             host,
@@ -97,7 +103,7 @@ impl RegistryClient {
                 FetchError::Unavailable(format!("cannot build the upstream URL: {e}"))
             })?;
             let answer = upstream
-                .get_api(&url, credential.as_ref(), &forwarded)
+                .get_api(&url, credential.as_ref(), &forwarded, has_fallback)
                 .await?;
             if let Some(credential) = &credential {
                 accepted.record(&host, &credential.sha256());
