@@ -144,7 +144,8 @@ pub fn measure(tools: &Tools, network: Network, runs: usize) -> Result<Measured>
         Vec::new(),
         vec![GitRepoSpec::new(MONOREPO), GitRepoSpec::new(SECOND)],
     );
-    // The fixture built a small repository at that path; the generated one replaces it.
+    // The fixture built a small repository at that path; the generated one replaces it, so
+    // only the fixture's read helpers (`show`) are used on it, none that makes commits.
     monorepo.copy_to(registry.git_repo(MONOREPO).bare_path())?;
     let calls = calls();
     let expected = expected_files(&registry, &calls);
