@@ -9,6 +9,8 @@
 mod fixtures;
 mod metadata;
 mod modules;
+mod modules_monorepo;
+mod monorepo;
 mod providers;
 mod runner;
 mod sandbox;
@@ -51,6 +53,7 @@ enum Scenario {
     ProvidersWarm,
     ProvidersCold,
     ModulesWarm,
+    ModulesMonorepo,
     ServeThroughput,
     MetadataLatency,
     All,
@@ -151,6 +154,14 @@ fn main() -> Result<()> {
     if wanted(Scenario::ModulesWarm) {
         let pair = modules::warm(&tools, network, args.runs)?;
         rows.push(Row::timed("modules-warm", pair, 0.2));
+    }
+    if wanted(Scenario::ModulesMonorepo) {
+        let measured = modules_monorepo::measure(&tools, network, args.runs)?;
+        let mut warm = Row::timed("modules-monorepo-warm", measured.warm, 0.4);
+        warm.note = measured.note_warm;
+        let mut cold = Row::timed("modules-monorepo-cold", measured.cold, 0.8);
+        cold.note = measured.note_cold;
+        rows.extend([warm, cold]);
     }
     if wanted(Scenario::ServeThroughput) {
         match serve::find_nginx() {

@@ -47,3 +47,11 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{:.1} MB", bytes / 1e6)
     }
 }
+
+/// `1.23–1.45 s`: the fastest and the slowest of `samples`, how much runs varied.
+pub fn spread(samples: &[Duration]) -> String {
+    match (samples.iter().min(), samples.iter().max()) {
+        (Some(low), Some(high)) => format!("{}–{}", human(*low), human(*high)),
+        _ => "—".into(),
+    }
+}
