@@ -93,6 +93,9 @@ pub struct Limits {
     /// `download_stall_timeout`: a download that sends no byte for this
     /// long is given up, and the requests waiting for it are released.
     pub download_stall: Duration,
+    /// `max_metadata_size`: bytes of one registry answer (a version list,
+    /// a download answer) or checksum file, which is read whole.
+    pub metadata_size: u64,
 }
 
 impl Default for Limits {
@@ -103,6 +106,7 @@ impl Default for Limits {
             module_unpacked_size: 1_000_000_000,
             module_archive_entries: 100_000,
             download_stall: Duration::from_secs(60),
+            metadata_size: 32 << 20,
         }
     }
 }
@@ -226,6 +230,7 @@ struct ConfigFile {
     max_module_unpacked_size: Option<String>,
     max_module_archive_entries: Option<u64>,
     download_stall_timeout: Option<String>,
+    max_metadata_size: Option<String>,
     upstream_retry_after: Option<String>,
 }
 
@@ -405,6 +410,11 @@ fn parse_limits(file: &ConfigFile) -> Result<Limits, String> {
             "max_module_unpacked_size",
             &file.max_module_unpacked_size,
             &mut limits.module_unpacked_size,
+        ),
+        (
+            "max_metadata_size",
+            &file.max_metadata_size,
+            &mut limits.metadata_size,
         ),
     ];
     for (key, value, limit) in sizes {
@@ -604,6 +614,7 @@ mod tests {
             max_module_unpacked_size = "2GiB"
             max_module_archive_entries = 5000
             download_stall_timeout = "90s"
+            max_metadata_size = "64MiB"
             upstream_retry_after = "5s"
             [upstream]
             "registry.terraform.io" = "http://127.0.0.1:9000"
@@ -626,6 +637,7 @@ mod tests {
         assert_eq!(limits.module_unpacked_size, 2 << 30);
         assert_eq!(limits.module_archive_entries, 5000);
         assert_eq!(limits.download_stall, Duration::from_secs(90));
+        assert_eq!(limits.metadata_size, 64 << 20);
         assert_eq!(
             config.discovery_url("registry.terraform.io").as_str(),
             "http://127.0.0.1:9000/.well-known/terraform.json"

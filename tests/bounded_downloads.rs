@@ -249,3 +249,29 @@ fn a_stalled_download_releases_its_waiters() {
     );
     assert_eq!(leftover_temp_files(&world), Vec::<String>::new());
 }
+
+/// A version list over `max_metadata_size` is refused whole, naming the
+/// key, and nothing of it is kept; a list under the cap is served.
+#[test]
+fn a_version_list_over_its_cap_is_refused_naming_the_key() {
+    let many: Vec<String> = (0..200).map(|n| format!("1.0.{n}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let world = World::start(
+        Vec::new(),
+        vec![
+            ModuleSpec::new("acme", "many", "aws", &many),
+            ModuleSpec::new("acme", "few", "aws", &["1.0.0"]),
+        ],
+        "max_metadata_size = \"2kB\"\n",
+    );
+    let _server = serve_logged(&world);
+
+    let dir = world.workdir_with("many", &module_call("acme/many/aws"));
+    let text = assert_failure(&world.init(&dir), "init with a huge version list");
+    assert!(
+        text.contains("larger than 2 kB (max_metadata_size)"),
+        "the error names the cap and its key:\n{text}"
+    );
+    let dir = world.workdir_with("few", &module_call("acme/few/aws"));
+    harness::assert_success(&world.init(&dir), "init with a small version list");
+}

@@ -136,7 +136,8 @@ impl Server {
         let store = Arc::new(store);
         let upstream = Upstream::new(EnvTokens::from_env())
             .with_stall_timeout(config.limits.download_stall)
-            .with_retry_after(config.upstream_retry_after);
+            .with_retry_after(config.upstream_retry_after)
+            .with_metadata_limit(config.limits.metadata_size);
         let discovery = Discovery::new(config.clone(), upstream.clone(), store.documents().clone());
         let registry = RegistryClient::new(
             upstream.clone(),

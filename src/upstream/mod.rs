@@ -25,8 +25,9 @@ pub use registry::{ApiRequest, RegistryClient};
 use crate::store::FetchError;
 
 /// Registry API answers are small JSON documents (the largest provider
-/// version lists are around a megabyte); more than this is not one.
-const MAX_API_BODY: usize = 32 * 1024 * 1024;
+/// version lists are around a megabyte); the default `max_metadata_size`
+/// is far above that, and more than it is not one.
+const DEFAULT_METADATA_LIMIT: usize = 32 << 20;
 
 /// How long a registry API request waits for the upstream's answer to
 /// begin. Terraform gives up on a registry call after 10 s; a request with
@@ -63,6 +64,9 @@ pub struct Upstream {
     http: reqwest::Client,
     env_tokens: EnvTokens,
     breakers: Breakers,
+    /// `max_metadata_size`: registry answers and checksum files are read
+    /// whole, so this bounds the memory one of them takes.
+    metadata_limit: usize,
 }
 
 impl Upstream {
@@ -94,6 +98,16 @@ impl Upstream {
             http,
             env_tokens,
             breakers: Breakers::new(DEFAULT_RETRY_AFTER),
+            metadata_limit: DEFAULT_METADATA_LIMIT,
+        }
+    }
+
+    /// The same upstream, reading registry answers and checksum files of
+    /// at most `limit` bytes (`max_metadata_size`).
+    pub fn with_metadata_limit(self, limit: u64) -> Upstream {
+        Upstream {
+            metadata_limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            ..self
         }
     }
 
@@ -157,7 +171,7 @@ impl Upstream {
             .get("X-Terraform-Get")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = read_limited(response, MAX_API_BODY)
+        let body = read_limited(response, self.metadata_limit)
             .await
             .and_then(|bytes| {
                 String::from_utf8(bytes).map_err(|_| "answer is not UTF-8 text".to_owned())
@@ -272,7 +286,7 @@ impl Upstream {
         forwarded: &Forwarded,
     ) -> Result<Vec<u8>, String> {
         let response = self.get_artifact(url, forwarded).await?;
-        read_limited(response, MAX_API_BODY)
+        read_limited(response, self.metadata_limit)
             .await
             .map_err(|e| format!("{url}: {e}"))
     }
@@ -329,7 +343,10 @@ async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<V
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
         if body.len() + chunk.len() > limit {
-            return Err(format!("answer larger than {limit} bytes"));
+            return Err(format!(
+                "the answer is larger than {} (max_metadata_size)",
+                crate::config::size_text(limit as u64)
+            ));
         }
         body.extend_from_slice(&chunk);
     }
