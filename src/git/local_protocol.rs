@@ -4,18 +4,14 @@
 //!
 //! Terraform clones a `git::` source once per (repository, ref), and a
 //! full clone of a large mirror over smart HTTP costs seconds, where
-//! `git clone <path>` hardlinks the packs and takes a fraction of one. So
-//! `exec` names the repositories and refs the working directory's module
-//! calls use; for each, the server brings its mirror up to date with the
-//! upstream (the same ref check every smart-HTTP clone gets), resolves the
-//! refs, and answers with a read-only snapshot of the mirror that lives as
-//! long as the run. `exec` then points git at the snapshot with
+//! `git clone <path>` of a repository that borrows the mirror's objects
+//! copies only its refs. So `exec` names the repositories and refs the
+//! working directory's module calls use; for each, the server brings its
+//! mirror up to date with the upstream (the same ref check every
+//! smart-HTTP clone gets), resolves the refs, and answers with a snapshot
+//! of the mirror's refs that lives as long as the run (see `snapshot`).
+//! `exec` then points git at the snapshot with
 //! `url.<path>.insteadOf=<url>`.
-//!
-//! A snapshot, not the mirror itself: a local clone lists the source's
-//! object files and then hardlinks them one by one, and a repack of the
-//! mirror that deletes a pack in between would fail the clone. The
-//! snapshot's hardlinks keep its packs whatever the mirror does.
 
 use std::path::PathBuf;
 

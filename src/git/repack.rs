@@ -146,17 +146,29 @@ fn repack(dir: &Path, timeout: Duration) -> Result<(), RepackError> {
     }
 }
 
-/// `git repack -a -d -l -q`: every object reachable or not into one pack
-/// (`-a`; a mirror's objects all came from its upstream, and unreachable
-/// ones are dropped only by a prune, which a repack does not do), the
-/// replaced packs deleted (`-d`), objects of alternates left out (`-l`).
-/// `gc.auto=0` keeps git from starting a gc of its own afterwards.
-fn repack_command(dir: &Path) -> Command {
+/// `git repack -a -d --keep-unreachable -l -q`: every object into one
+/// pack (`-a`), the replaced packs deleted (`-d`), objects of alternates
+/// left out (`-l`). Unreachable objects stay, in the pack
+/// (`--keep-unreachable`): a branch the upstream force-pushed away may
+/// still be what a run's snapshot names, or what an installed module's
+/// `.git` borrows through alternates (see `snapshot`). Without the flag,
+/// git 2.47 turns them into loose files, one per object, which pile up
+/// since nothing prunes a mirror. `gc.auto=0` keeps git from starting a gc
+/// of its own afterwards.
+pub(super) fn repack_command(dir: &Path) -> Command {
     let mut command = Command::new("git");
     command
         .arg("-C")
         .arg(dir)
-        .args(["-c", "gc.auto=0", "repack", "-a", "-d", "-l", "-q"])
+        .args([
+            "-c",
+            "gc.auto=0",
+            "repack",
+            "-a",
+            "-d",
+            "--keep-unreachable",
+        ])
+        .args(["-l", "-q"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -1,8 +1,9 @@
 //! Where the per-run snapshots of git mirrors live (see
 //! `crate::git::snapshot`): `git-snapshots/<run>/<mirror path>.git`.
 //!
-//! A snapshot is not an artifact: its object files are hardlinks to a
-//! mirror's, and it is needed only while its run's `exec` clones from it.
+//! A snapshot is not an artifact: it is a copy of a mirror's refs that
+//! borrows the mirror's objects, needed only while its run's `exec` clones
+//! from it.
 //! The run's end removes it; a run whose `exec` was killed leaves it until
 //! a later run sweeps it (see [`sweep_older_than`]) or the next start
 //! removes them all. The inventory never lists them.
