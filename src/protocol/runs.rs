@@ -4,6 +4,16 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The path segment in front of a run id: every URL of an `exec` run's
+/// CLI config starts `<owner url>/run/<id>/`, so the server can count
+/// what that run took.
+pub const RUN_SEGMENT: &str = "run";
+
+/// The URL an `exec` run's requests start with, below `base`.
+pub fn run_url(base: &str, run: &str) -> String {
+    format!("{base}/{RUN_SEGMENT}/{run}")
+}
+
 /// `POST /_tfmirror/runs/<id>`: an `exec` of `init` begins in `workdir`, so
 /// the module version lists its last run asked for can be fetched ahead.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +49,11 @@ mod tests {
             serde_json::to_string(&start).unwrap(),
             r#"{"workdir":"/w"}"#
         );
+    }
+
+    #[test]
+    fn a_run_url_has_the_run_segment() {
+        assert_eq!(run_url("http://h/s", "0a1b"), "http://h/s/run/0a1b");
     }
 
     #[test]

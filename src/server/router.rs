@@ -7,7 +7,7 @@ use percent_encoding::percent_decode_str;
 
 use super::access::{bearer_token, Caller, Presented, Refusal};
 use super::App;
-use crate::protocol::{Endpoint, OWN_PREFIX};
+use crate::protocol::{run_url, Endpoint, OWN_PREFIX, RUN_SEGMENT};
 use crate::request::RequestContext;
 use crate::response::{self, Response};
 use crate::upstream::{Credential, Forwarded};
@@ -57,13 +57,13 @@ pub async fn route(app: &App, mut request: Request<Incoming>) -> Routed {
     // `exec` puts its run id in every URL of the CLI config it writes, so
     // the server can tell it what that run cost and saved.
     let (run, segments) = match segments.as_slice() {
-        [first, id, rest @ ..] if first == "run" && is_run_id(id) => {
+        [first, id, rest @ ..] if first == RUN_SEGMENT && is_run_id(id) => {
             (Some(id.clone()), rest.to_vec())
         }
         _ => (None, segments),
     };
     let base_url = match &run {
-        Some(id) => format!("{base_url}/run/{id}"),
+        Some(id) => run_url(&base_url, id),
         None => base_url,
     };
     let call = Call {
