@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthAnswer {
-    /// Always `ok`.
+    /// Always `ok`; a client never needed it, so it may be missing.
+    #[serde(default)]
     pub status: String,
     pub version: String,
     pub pid: u32,
