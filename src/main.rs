@@ -9,6 +9,7 @@ mod git;
 mod lockfile;
 mod metrics;
 mod modules;
+mod protocol;
 mod providers;
 mod replace_file;
 mod request;

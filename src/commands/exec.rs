@@ -34,7 +34,7 @@ pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> an
     let server = launch.connect().await?;
     let log = LogTail::from_end(super::launch::log_path(launch.cache_dir));
     let run = savings::new_run_id();
-    let run_url = format!("{}/run/{run}", server.url);
+    let run_url = crate::protocol::run_url(&server.url, &run);
     let cwd = std::env::current_dir()?;
     let user = super::user_cli_config(launch.cache_dir)?;
     let scope = Scope::of(program, args, &cwd, |name| std::env::var(name).ok());

@@ -27,28 +27,27 @@ use sha2::{Digest, Sha256};
 
 use crate::cliconfig::{self, HostServices, Rendered, Tokens};
 use crate::config::{self, Config};
+use crate::protocol::{Endpoint, HealthAnswer};
 use crate::server::state_file;
 
-/// What a running server says of itself at `/_tfmirror/health`, with
-/// what `server.json` adds: the secret that makes this process its owner.
-#[derive(Debug, Clone, serde::Deserialize)]
+/// A running server as its owner's commands know it: what it says of
+/// itself at `/_tfmirror/health` ([`HealthAnswer`]), with what
+/// `server.json` adds, the secret that makes this process its owner. Its
+/// calls to the server's own endpoints are in `owner_call`.
+#[derive(Debug, Clone)]
 pub struct Health {
     pub version: String,
     pub pid: u32,
     /// The server's address from this machine, without the secret: what
     /// may be shown.
-    #[serde(rename = "url")]
     pub address: String,
     /// A team server's public URL.
-    #[serde(default)]
     pub public_url: Option<String>,
     pub cache_dir: PathBuf,
     pub uptime_secs: u64,
     /// What every request of the owner's starts with: the address and the
     /// secret. Never printed, logged or written inside the cache.
-    #[serde(skip)]
     pub url: String,
-    #[serde(skip)]
     secret: Option<String>,
 }
 
@@ -85,13 +84,21 @@ pub async fn running_server(cache_dir: &Path) -> Option<Health> {
         .ok()?;
     let base = info.base_url();
     let response = client
-        .get(format!("{base}/_tfmirror/health"))
+        .get(format!("{base}/{}", Endpoint::Health.path()))
         .send()
         .await
         .ok()?;
-    let mut health: Health = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
-    health.url = base;
-    health.secret = info.secret;
+    let answer: HealthAnswer = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+    let health = Health {
+        version: answer.version,
+        pid: answer.pid,
+        address: answer.url,
+        public_url: answer.public_url,
+        cache_dir: answer.cache_dir,
+        uptime_secs: answer.uptime_secs,
+        url: base,
+        secret: info.secret,
+    };
     (health.pid == info.pid && same_path(&health.cache_dir, cache_dir)).then_some(health)
 }
 

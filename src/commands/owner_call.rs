@@ -1,52 +1,103 @@
-//! One way for a tfmirror command to call its server's own JSON endpoints
-//! (`POST <owner url>/_tfmirror/...` with the secret as a bearer token),
-//! so every caller reads failures the same way.
+//! The one way a tfmirror command calls its server's own endpoints
+//! (`<owner url>/_tfmirror/...` with the secret as a bearer token): typed
+//! by the wire types in `protocol`, so every caller builds its request and
+//! reads failures the same way.
 
+use std::time::Duration;
+
+use reqwest::header::CONTENT_TYPE;
+use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::Health;
+use crate::protocol::Endpoint;
 
 /// Why a call's answer cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     #[error("cannot ask the server: {0}")]
     Request(#[from] reqwest::Error),
-    #[error("the server answered {status}: {message}")]
+    #[error("the server answered {status}: {}", message(text))]
     Status {
         status: reqwest::StatusCode,
-        message: String,
+        /// The answer's body as sent, trimmed.
+        text: String,
     },
     #[error("the server's answer does not match the request: {0}")]
     Answer(String),
 }
 
+impl CallError {
+    /// The error without this module's framing: the request's own error,
+    /// the server's message, or why its answer did not parse.
+    pub fn plain(self) -> anyhow::Error {
+        match self {
+            CallError::Request(e) => e.into(),
+            CallError::Status { text, .. } => anyhow::anyhow!("{}", message(&text)),
+            CallError::Answer(why) => anyhow::anyhow!(why),
+        }
+    }
+}
+
+/// A tfmirror error body is `tfmirror: <message>`.
+fn message(text: &str) -> &str {
+    text.trim_start_matches("tfmirror: ")
+}
+
 impl Health {
-    /// POSTs `request` as JSON to `path` (after the owner's URL) and reads
-    /// the JSON answer. No timeout: the endpoints that take this route may
-    /// download from an upstream first.
-    pub async fn post_json<A: DeserializeOwned>(
+    /// GETs `endpoint` and reads its JSON answer.
+    pub async fn get<A: DeserializeOwned>(
         &self,
-        path: &str,
+        endpoint: Endpoint<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<A, CallError> {
+        self.call(Method::GET, endpoint, None, timeout).await
+    }
+
+    /// POSTs `request` as JSON to `endpoint` and reads the JSON answer.
+    /// Without a timeout for the endpoints that may download from an
+    /// upstream first.
+    pub async fn post<A: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint<'_>,
         request: &impl Serialize,
+        timeout: Option<Duration>,
+    ) -> Result<A, CallError> {
+        let body = serde_json::to_vec(request).expect("a request serializes");
+        self.call(Method::POST, endpoint, Some(body), timeout).await
+    }
+
+    /// DELETEs `endpoint` and reads its JSON answer.
+    pub async fn delete<A: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<A, CallError> {
+        self.call(Method::DELETE, endpoint, None, timeout).await
+    }
+
+    async fn call<A: DeserializeOwned>(
+        &self,
+        method: Method,
+        endpoint: Endpoint<'_>,
+        body: Option<Vec<u8>>,
+        timeout: Option<Duration>,
     ) -> Result<A, CallError> {
         let client = self
-            .client(None)
+            .client(timeout)
             .map_err(|e| CallError::Answer(e.to_string()))?;
-        let body = serde_json::to_vec(request).expect("a request serializes");
-        let response = client
-            .post(format!("{}/{path}", self.url))
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(reqwest::Error::without_url)?;
+        let mut request = client.request(method, format!("{}/{}", self.url, endpoint.path()));
+        if let Some(body) = body {
+            request = request.header(CONTENT_TYPE, "application/json").body(body);
+        }
+        let response = request.send().await.map_err(reqwest::Error::without_url)?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
             return Err(CallError::Status {
                 status,
-                message: text.trim().trim_start_matches("tfmirror: ").to_owned(),
+                text: text.trim().to_owned(),
             });
         }
         let bytes = response

@@ -6,7 +6,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::owner_call::CallError;
 use super::Health;
+use crate::protocol::{Ack, Endpoint, RunStart};
 
 /// A Terraform or OpenTofu command line, as far as tfmirror cares: the
 /// subcommand, the directory it works in (the current one, or the one
@@ -51,26 +53,18 @@ pub fn module_workdir(args: &[OsString], cwd: &Path) -> Option<PathBuf> {
 /// Best effort: a server that does not know the request, or does not answer
 /// at once, only means no lists are fetched ahead.
 pub async fn announce(server: &Health, run: &str, workdir: &Path) {
-    let Ok(client) = server.client(Some(Duration::from_secs(2))) else {
-        return;
+    let start = RunStart {
+        workdir: workdir.to_string_lossy().into_owned(),
     };
-    let body = serde_json::json!({ "workdir": workdir.to_string_lossy() });
-    let sent = client
-        .post(format!("{}/_tfmirror/runs/{run}", server.url))
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
+    let sent = server
+        .post::<Ack>(Endpoint::Run(run), &start, Some(Duration::from_secs(2)))
         .await;
     match sent {
-        Ok(response) if response.status().is_success() => {}
-        Ok(response) => tracing::debug!(
-            "the server did not take the run's start: {}",
-            response.status()
-        ),
-        Err(e) => tracing::debug!(
-            "cannot tell the server the run's start: {}",
-            e.without_url()
-        ),
+        Ok(Ack {}) => {}
+        Err(CallError::Status { status, .. }) => {
+            tracing::debug!("the server did not take the run's start: {status}")
+        }
+        Err(e) => tracing::debug!("cannot tell the server the run's start: {e}"),
     }
 }
 

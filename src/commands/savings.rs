@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::cache::human_bytes;
 use super::Health;
-use crate::server::RunCounters;
+use crate::protocol::{Endpoint, RunCounters};
 
 /// A fresh run id: 16 hex digits, unique enough across processes.
 pub fn new_run_id() -> String {
@@ -28,15 +28,8 @@ pub fn new_run_id() -> String {
 /// Ends the run on the server and returns its counters; `None` if it
 /// cannot say.
 pub async fn end_run(server: &Health, run: &str) -> Option<RunCounters> {
-    let client = server
-        .client(Some(std::time::Duration::from_secs(5)))
-        .ok()?;
-    let response = client
-        .delete(format!("{}/_tfmirror/runs/{run}", server.url))
-        .send()
-        .await
-        .ok()?;
-    serde_json::from_slice(&response.bytes().await.ok()?).ok()
+    let timeout = Some(std::time::Duration::from_secs(5));
+    server.delete(Endpoint::Run(run), timeout).await.ok()
 }
 
 /// `1.2 GB from cache (34 hits), 310 MB downloaded (4 misses), ~41 s saved`;

@@ -116,7 +116,7 @@ pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> any
     let signal = server::shutdown_signal()?;
     let server = Server::bind(listen, options.tls.as_ref(), team, config.clone(), store).await?;
     let url = server.url().to_owned();
-    let info = state_file::ServerInfo::current(&url, server.secret());
+    let info = state_file::ServerInfo::current(&url, server.secret().as_str());
     write_terraform_rc(cache_dir, &config, &info.base_url()).await;
     state_file::write(cache_dir, &info)?;
     tracing::info!("listening on {url}");

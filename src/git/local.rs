@@ -1,5 +1,5 @@
 //! `POST /_tfmirror/git/local`: mirrors made ready for `exec` to clone by
-//! path (see `local_protocol` for why, and `snapshot` for how).
+//! path (see `protocol::git_local` for why, and `snapshot` for how).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -7,11 +7,13 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt};
 use hyper::StatusCode;
 
-use super::local_protocol::{LocalAnswer, LocalItem, LocalRepo, LocalRequest, MAX_LOCAL_REPOS};
 use super::mirror::GitError;
 use super::repo_id::RepoId;
 use super::service::{blocking_resolve, Checked, GitMirrors};
 use super::snapshot;
+use crate::protocol::git_local::{
+    LocalAnswer, LocalItem, LocalRepo, LocalRequest, MAX_LOCAL_REPOS,
+};
 use crate::store::Segment;
 
 /// Repositories checked and snapshotted at once; each check is one small

@@ -4,7 +4,6 @@
 
 pub mod archive;
 mod local;
-pub mod local_protocol;
 pub mod mirror;
 mod mirror_prefix;
 mod refcheck;

@@ -32,15 +32,10 @@ use super::package::zip_path;
 use super::route::Package;
 use super::verified::{self, VerifiedBy};
 use super::{AnswerError, Providers};
+use crate::protocol::LOCK_FILE_HEADER;
 use crate::response::{self, Response};
 use crate::store::{BlobWriter, Document, FetchError, Written};
 use crate::upstream::Forwarded;
-
-/// One header per lock file the user named: `X-Tfmirror-Lock-File:
-/// <percent-encoded path> <hash> <hash>...`, the hashes being that file's
-/// `zh:` and `h1:` hashes for the uploaded package's provider and version
-/// (none when it does not lock that version).
-pub const LOCK_FILE_HEADER: &str = "x-tfmirror-lock-file";
 
 /// More lock files than any import needs; a bound on the work one request
 /// can ask for.

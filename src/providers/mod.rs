@@ -12,7 +12,6 @@ mod import;
 mod network_mirror;
 mod package;
 mod prepare;
-pub mod prepare_protocol;
 mod route;
 pub mod signature;
 mod unpacked;
@@ -32,7 +31,7 @@ use crate::upstream::{ApiRequest, Forwarded, RegistryClient, Upstream};
 
 pub use checksums::checksum_path;
 use download_answer::DownloadAnswer;
-pub use import::{LockHashes, LOCK_FILE_HEADER};
+pub use import::LockHashes;
 use route::{Artifact, Package, ProviderAddr, Route};
 
 /// Terraform gives up on a registry API call after 10 s; a slow upstream

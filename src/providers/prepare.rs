@@ -1,7 +1,7 @@
 //! `POST /_tfmirror/providers/prepare`: before `terraform init`, `exec`
 //! asks for every provider its lock file pins; each is made ready in the
 //! unpacked tree (see [`super::unpacked`]) so Terraform can install it by
-//! symlink. The wire types are in [`super::prepare_protocol`].
+//! symlink. The wire types are in [`crate::protocol::prepare`].
 //!
 //! For each provider: the verified zip for the platform is made sure of
 //! (cached and verified: used as it is, with no request upstream;
@@ -16,13 +16,13 @@ use http_body_util::BodyExt;
 use hyper::StatusCode;
 
 use super::package::zip_path;
-use super::prepare_protocol::{
-    PrepareAnswer, PrepareItem, PrepareRequest, Prepared, MAX_PREPARE_PROVIDERS,
-};
 use super::route::{Package, ProviderAddr};
 use super::unpacked::EntryError;
 use super::verified;
 use super::{AnswerError, Providers};
+use crate::protocol::prepare::{
+    PrepareAnswer, PrepareItem, PrepareRequest, Prepared, MAX_PREPARE_PROVIDERS,
+};
 use crate::request::RequestContext;
 use crate::store::Segment;
 use crate::upstream::Forwarded;

@@ -15,9 +15,13 @@ use serde::{Deserialize, Serialize};
 
 use super::App;
 use crate::catalog::{self, Entry};
-use crate::git::local_protocol::LocalRequest;
 use crate::metrics;
-use crate::providers::prepare_protocol::PrepareRequest;
+use crate::protocol::admin::{
+    Artifacts, DeleteRequest, GcRequest, PruneRequest, Pruned, Removed, RemovedEntry,
+};
+use crate::protocol::git_local::LocalRequest;
+use crate::protocol::prepare::PrepareRequest;
+use crate::protocol::{Ack, Endpoint, RunStart};
 use crate::response::{self, Response};
 use crate::store::{gc_plan, now_ms, GcRules, Reason, Removal, StoredArtifact};
 use crate::upstream::Forwarded;
@@ -32,66 +36,18 @@ const KEPT_METADATA: [&str; 6] = [
     "providers/tree-h1/",
 ];
 
-#[derive(Debug, Deserialize)]
-pub struct GcRequest {
-    pub unused_for_secs: Option<u64>,
-    pub max_size: Option<u64>,
-    pub min_age_secs: u64,
-    #[serde(default)]
-    pub dry_run: bool,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct DeleteRequest {
-    /// A glob over names and paths, or an exact name or path.
-    pub pattern: String,
-    #[serde(default)]
-    pub dry_run: bool,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct BeginRun {
-    pub workdir: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct PruneRequest {
-    /// Default: past the stale window (`metadata_ttl` +
-    /// `stale_while_revalidate`).
-    pub older_than_secs: Option<u64>,
-    #[serde(default)]
-    pub dry_run: bool,
-}
-
-/// What a removal did (or, dry, would do).
-#[derive(Debug, Serialize)]
-pub(super) struct Removed {
-    removed: Vec<RemovedEntry>,
-    bytes_freed: u64,
-    dry_run: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct RemovedEntry {
-    name: String,
-    path: String,
-    size: u64,
-    reason: Reason,
-}
-
 impl App {
     /// `GET /_tfmirror/artifacts`: what `tfmirror cache list` and `stats`
     /// show.
     pub(super) async fn artifacts(&self) -> Response {
         match self.inventory().await {
             Ok(artifacts) => {
-                let entries: Vec<Entry> = artifacts.iter().map(Entry::new).collect();
-                let body = serde_json::json!({
-                    "cache_dir": self.cache_dir,
-                    "artifacts": entries,
-                    "metadata_entries": self.store.metadata_entries(),
-                });
-                response::json(StatusCode::OK, body.to_string())
+                let answer = Artifacts {
+                    cache_dir: self.cache_dir.clone(),
+                    artifacts: artifacts.iter().map(Entry::new).collect(),
+                    metadata_entries: self.store.metadata_entries(),
+                };
+                json_ok(&answer)
             }
             Err(failure) => failure.response(),
         }
@@ -136,13 +92,13 @@ impl App {
     /// for can be fetched ahead.
     pub(super) async fn begin_run(&self, id: &str, request: Request<Incoming>) -> Response {
         let begin = match admin_body(request).await {
-            Ok(body) => parse::<BeginRun>(&body),
+            Ok(body) => parse::<RunStart>(&body),
             Err(failure) => Err(failure),
         };
         match begin {
             Ok(begin) => {
                 self.modules.begin_run(id, &begin.workdir);
-                json_ok(&serde_json::json!({}))
+                json_ok(&Ack {})
             }
             Err(failure) => failure.response(),
         }
@@ -170,7 +126,7 @@ impl App {
     }
 
     /// `POST /_tfmirror/git/local`: mirrors made ready to clone by path
-    /// for one run (see `git::local_protocol`).
+    /// for one run (see `protocol::git_local`).
     pub(super) async fn local_clones(&self, request: Request<Incoming>) -> Response {
         let parsed = match bounded_body(request, MAX_LOCAL_BODY).await {
             Ok(body) => parse::<LocalRequest>(&body),
@@ -186,22 +142,27 @@ impl App {
         }
     }
 
-    /// `POST /_tfmirror/{gc,delete,prune}`.
-    pub(super) async fn admin(&self, action: &str, request: Request<Incoming>) -> Response {
+    /// `POST /_tfmirror/{gc,delete,prune}`; `None` for an action the
+    /// router does not know.
+    pub(super) async fn admin(
+        &self,
+        action: Option<Endpoint<'_>>,
+        request: Request<Incoming>,
+    ) -> Response {
         let body = match admin_body(request).await {
             Ok(body) => body,
             Err(failure) => return failure.response(),
         };
         let result = match action {
-            "gc" => match parse(&body) {
+            Some(Endpoint::Gc) => match parse(&body) {
                 Ok(request) => self.gc(request).await,
                 Err(failure) => Err(failure),
             },
-            "delete" => match parse(&body) {
+            Some(Endpoint::Delete) => match parse(&body) {
                 Ok(request) => self.delete(request).await,
                 Err(failure) => Err(failure),
             },
-            "prune" => parse(&body).and_then(|request| self.prune(request)),
+            Some(Endpoint::Prune) => parse(&body).and_then(|request| self.prune(request)),
             _ => Err(Failure::new(StatusCode::NOT_FOUND, "not found".to_owned())),
         };
         result.unwrap_or_else(Failure::response)
@@ -269,8 +230,10 @@ impl App {
                 humantime::format_duration(window)
             );
         }
-        let body = serde_json::json!({ "pruned": pruned, "dry_run": request.dry_run });
-        Ok(response::json(StatusCode::OK, body.to_string()))
+        Ok(json_ok(&Pruned {
+            pruned,
+            dry_run: request.dry_run,
+        }))
     }
 
     /// Plans by `rules` and removes (unless `dry_run`); also what the
@@ -331,7 +294,7 @@ impl App {
                 name: catalog::describe(&removal.key).1,
                 path: removal.key,
                 size: removal.size,
-                reason: removal.reason,
+                reason: removal.reason.into(),
             });
         }
         let bytes_freed = removed.iter().map(|r| r.size).sum();
@@ -403,7 +366,7 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Failure> {
         .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("bad request: {e}")))
 }
 
-fn json_ok(value: &impl Serialize) -> Response {
+pub(super) fn json_ok(value: &impl Serialize) -> Response {
     response::json(
         StatusCode::OK,
         serde_json::to_string(value).expect("serializes"),

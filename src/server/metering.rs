@@ -14,21 +14,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
-use serde::{Deserialize, Serialize};
 
 use crate::metrics;
+use crate::protocol::RunCounters;
 use crate::response::{Body, Origin, Outcome, Response};
-
-/// The counters of one run, as `exec` reads them at its end.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunCounters {
-    pub hits: u64,
-    pub misses: u64,
-    pub bytes_from_cache: u64,
-    pub bytes_from_upstream: u64,
-    /// Time spent sending responses whose bytes came from upstream.
-    pub upstream_secs: f64,
-}
 
 /// What each run touched, by request path, kept until the run asks.
 ///

@@ -11,7 +11,6 @@ pub mod state_file;
 mod tls;
 
 pub use access::{MemberTokens, Secret};
-pub use metering::RunCounters;
 pub use tls::TlsFiles;
 
 use std::convert::Infallible;
@@ -23,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::StatusCode;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,8 +30,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::Config;
 use crate::git::GitMirrors;
 use crate::modules::Modules;
+use crate::protocol::{Endpoint, HealthAnswer};
 use crate::providers::Providers;
-use crate::response::{self, Response};
+use crate::response::Response;
 use crate::server_key::ServerKey;
 use crate::store::Store;
 use crate::upstream::{Discovery, EnvTokens, RegistryClient, Upstream};
@@ -76,16 +75,16 @@ impl App {
     }
 
     fn health(&self) -> Response {
-        let body = serde_json::json!({
-            "status": "ok",
-            "version": env!("CARGO_PKG_VERSION"),
-            "pid": std::process::id(),
-            "url": self.url,
-            "public_url": self.public_url,
-            "cache_dir": self.cache_dir,
-            "uptime_secs": self.started.elapsed().as_secs(),
-        });
-        response::json(StatusCode::OK, body.to_string())
+        let answer = HealthAnswer {
+            status: "ok".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            url: self.url.clone(),
+            public_url: self.public_url.clone(),
+            cache_dir: self.cache_dir.clone(),
+            uptime_secs: self.started.elapsed().as_secs(),
+        };
+        admin::json_ok(&answer)
     }
 }
 
@@ -365,7 +364,7 @@ impl Connection {
 /// Whether a request path is a health check, with or without a secret in
 /// front: the one request a connection past the limit is served.
 fn is_health(path: &str) -> bool {
-    path.ends_with("/_tfmirror/health")
+    Endpoint::is_health_path(path)
 }
 
 /// A future that completes on SIGINT or SIGTERM. The handlers are installed

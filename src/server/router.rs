@@ -7,6 +7,7 @@ use percent_encoding::percent_decode_str;
 
 use super::access::{bearer_token, Caller, Presented, Refusal};
 use super::App;
+use crate::protocol::{run_url, Endpoint, OWN_PREFIX, RUN_SEGMENT};
 use crate::request::RequestContext;
 use crate::response::{self, Response};
 use crate::upstream::{Credential, Forwarded};
@@ -56,13 +57,13 @@ pub async fn route(app: &App, mut request: Request<Incoming>) -> Routed {
     // `exec` puts its run id in every URL of the CLI config it writes, so
     // the server can tell it what that run cost and saved.
     let (run, segments) = match segments.as_slice() {
-        [first, id, rest @ ..] if first == "run" && is_run_id(id) => {
+        [first, id, rest @ ..] if first == RUN_SEGMENT && is_run_id(id) => {
             (Some(id.clone()), rest.to_vec())
         }
         _ => (None, segments),
     };
     let base_url = match &run {
-        Some(id) => format!("{base_url}/run/{id}"),
+        Some(id) => run_url(&base_url, id),
         None => base_url,
     };
     let call = Call {
@@ -182,7 +183,7 @@ async fn dispatch(
     let first = segments.first().map(String::as_str).unwrap_or_default();
     let git_post = method == Method::POST && first == "git";
     let import = method == Method::PUT && first == "providers";
-    let own = first == "_tfmirror";
+    let own = first == OWN_PREFIX;
     let admin = own && matches!(method, Method::POST | Method::DELETE);
     if !git_post && !import && !admin && !matches!(method, Method::GET | Method::HEAD) {
         let refusal = response::error(
@@ -205,26 +206,37 @@ async fn dispatch(
     }
     let ctx = || context(&call.base_url, call.run, &request);
     let words: Vec<&str> = segments.iter().map(String::as_str).collect();
+    if let Some(endpoint) = Endpoint::parse(&words) {
+        let answer = match endpoint {
+            Endpoint::Health => Some(app.health()),
+            Endpoint::Metrics => Some(app.metrics().await),
+            Endpoint::Artifacts => Some(app.artifacts().await),
+            Endpoint::Run(id) => Some(match method {
+                Method::POST => app.begin_run(id, request).await,
+                Method::DELETE => app.end_run(id).await,
+                _ => app.run_counters(id),
+            }),
+            Endpoint::LocalClones if method == Method::POST => {
+                Some(app.local_clones(request).await)
+            }
+            Endpoint::PrepareProviders if method == Method::POST => {
+                let forwarded = forwarded(&request);
+                Some(app.prepare_providers(request, &forwarded).await)
+            }
+            Endpoint::Gc | Endpoint::Delete | Endpoint::Prune if admin => {
+                Some(app.admin(Some(endpoint), request).await)
+            }
+            _ => None,
+        };
+        return match answer {
+            Some(answer) => ("admin", answer),
+            None => ("other", not_found()),
+        };
+    }
     match words.as_slice() {
-        ["_tfmirror", "health"] => ("admin", app.health()),
-        ["_tfmirror", "metrics"] => ("admin", app.metrics().await),
-        ["_tfmirror", "artifacts"] => ("admin", app.artifacts().await),
-        ["_tfmirror", "runs", id] if method == Method::POST => {
-            ("admin", app.begin_run(id, request).await)
-        }
-        ["_tfmirror", "runs", id] if method == Method::DELETE => ("admin", app.end_run(id).await),
-        ["_tfmirror", "runs", id] => ("admin", app.run_counters(id)),
-        ["_tfmirror", "git", "local"] if method == Method::POST => {
-            ("admin", app.local_clones(request).await)
-        }
-        ["_tfmirror", "providers", "prepare"] if method == Method::POST => {
-            let forwarded = forwarded(&request);
-            ("admin", app.prepare_providers(request, &forwarded).await)
-        }
-        ["_tfmirror", action] if admin => {
-            let action = action.to_string();
-            ("admin", app.admin(&action, request).await)
-        }
+        // POST or DELETE of an action the server does not know: 404,
+        // after its body was read like any admin request's.
+        [OWN_PREFIX, _] if admin => ("admin", app.admin(None, request).await),
         ["v1", "providers", ..] => (
             "providers",
             app.providers.handle(&segments[2..], &ctx()).await,
@@ -244,8 +256,12 @@ async fn dispatch(
             "module_archives",
             app.modules.handle_archive(file, &ctx()).await,
         ),
-        _ => ("other", response::error(StatusCode::NOT_FOUND, "not found")),
+        _ => ("other", not_found()),
     }
+}
+
+fn not_found() -> Response {
+    response::error(StatusCode::NOT_FOUND, "not found")
 }
 
 /// Splits the raw path and percent-decodes each segment, so `%2e%2e` and

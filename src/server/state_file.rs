@@ -1,43 +1,13 @@
 //! `<cache>/server.json`: how other tfmirror processes find the server
 //! that owns a cache directory, and the secret that makes them its owner.
-//! Mode 0600: whoever can read it can use and change the cache.
+//! Mode 0600: whoever can read it can use and change the cache. The
+//! record itself is [`ServerInfo`], in `protocol`.
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+pub use crate::protocol::ServerInfo;
 
 const FILE: &str = "server.json";
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ServerInfo {
-    pub pid: u32,
-    /// The server's address from this machine, without the secret.
-    pub url: String,
-    pub version: String,
-    /// The owner's secret; servers before 0.2 had none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-}
-
-impl ServerInfo {
-    pub fn current(url: &str, secret: &super::Secret) -> ServerInfo {
-        ServerInfo {
-            pid: std::process::id(),
-            url: url.to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            secret: Some(secret.as_str().to_owned()),
-        }
-    }
-
-    /// What every request of the owner's starts with: the address and,
-    /// where the server has one, its secret.
-    pub fn base_url(&self) -> String {
-        match &self.secret {
-            Some(secret) => format!("{}/{secret}", self.url),
-            None => self.url.clone(),
-        }
-    }
-}
 
 pub fn path(cache_dir: &Path) -> PathBuf {
     cache_dir.join(FILE)

@@ -19,7 +19,8 @@ use reqwest::StatusCode;
 
 use crate::commands::launch::Launch;
 use crate::lockfile::LockFile;
-use crate::providers::{hashes, LockHashes, LOCK_FILE_HEADER};
+use crate::protocol::LOCK_FILE_HEADER;
+use crate::providers::{hashes, LockHashes};
 
 /// One zip found in the directory: its path and its place in the layout.
 struct Found {

@@ -3,39 +3,22 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Deserialize;
-
-use crate::catalog::Entry;
 use crate::commands::launch::Launch;
-
-#[derive(Debug, Deserialize)]
-pub struct Inventory {
-    pub artifacts: Vec<Entry>,
-    pub metadata_entries: usize,
-}
+use crate::commands::owner_call::CallError;
+use crate::protocol::admin::Artifacts;
+use crate::protocol::Endpoint;
 
 /// Asks the cache's server (started if none runs, as `exec` does): it owns
 /// the index that knows when each artifact was used.
-pub async fn fetch(launch: &Launch<'_>) -> anyhow::Result<Inventory> {
+pub async fn fetch(launch: &Launch<'_>) -> anyhow::Result<Artifacts> {
     let server = launch.connect().await?;
-    let client = server.client(None)?;
-    let response = client
-        .get(format!("{}/_tfmirror/artifacts", server.url))
-        .send()
-        .await
-        .map_err(reqwest::Error::without_url)?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(reqwest::Error::without_url)?;
-    if !status.is_success() {
-        anyhow::bail!(
-            "the server could not list the cache: {}",
-            String::from_utf8_lossy(&body).trim()
-        );
+    match server.get(Endpoint::Artifacts, None).await {
+        Ok(artifacts) => Ok(artifacts),
+        Err(CallError::Status { text, .. }) => {
+            anyhow::bail!("the server could not list the cache: {text}")
+        }
+        Err(e) => Err(e.plain()),
     }
-    Ok(serde_json::from_slice(&body)?)
 }
 
 /// `1.2 GB`, `310 MB`, `12 kB`, `900 B`: decimal units, as `du -h --si`.

@@ -3,45 +3,25 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::inventory::human_bytes;
 use crate::commands::launch::Launch;
+use crate::protocol::admin::{DeleteRequest, GcRequest, PruneRequest, Pruned, Removed};
+use crate::protocol::Endpoint;
 
-/// Sends one admin request and returns the server's JSON answer.
-async fn ask(
+/// Sends one admin request and returns the server's answer.
+async fn ask<A: DeserializeOwned>(
     launch: &Launch<'_>,
-    action: &str,
-    body: serde_json::Value,
-) -> anyhow::Result<serde_json::Value> {
+    action: Endpoint<'_>,
+    request: &impl Serialize,
+) -> anyhow::Result<A> {
     let server = launch.connect().await?;
-    let response = server
-        .client(None)?
-        .post(format!("{}/_tfmirror/{action}", server.url))
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
+    server
+        .post(action, request, None)
         .await
-        .map_err(reqwest::Error::without_url)?;
-    let status = response.status();
-    let text = response.text().await.map_err(reqwest::Error::without_url)?;
-    if !status.is_success() {
-        anyhow::bail!("{}", text.trim().trim_start_matches("tfmirror: "));
-    }
-    Ok(serde_json::from_str(&text)?)
-}
-
-#[derive(Debug, Deserialize)]
-struct Removed {
-    removed: Vec<RemovedEntry>,
-    bytes_freed: u64,
-    dry_run: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct RemovedEntry {
-    name: String,
-    size: u64,
+        .map_err(|e| e.plain())
 }
 
 pub struct GcOptions {
@@ -53,13 +33,13 @@ pub struct GcOptions {
 }
 
 pub async fn gc(launch: Launch<'_>, options: GcOptions) -> anyhow::Result<i32> {
-    let body = serde_json::json!({
-        "unused_for_secs": options.unused_for.as_secs(),
-        "max_size": options.max_size,
-        "min_age_secs": options.min_age.as_secs(),
-        "dry_run": options.dry_run,
-    });
-    report(ask(&launch, "gc", body).await?, options.json)
+    let request = GcRequest {
+        unused_for_secs: Some(options.unused_for.as_secs()),
+        max_size: options.max_size,
+        min_age_secs: options.min_age.as_secs(),
+        dry_run: options.dry_run,
+    };
+    report(ask(&launch, Endpoint::Gc, &request).await?, options.json)
 }
 
 pub async fn delete(
@@ -68,9 +48,12 @@ pub async fn delete(
     dry_run: bool,
     json: bool,
 ) -> anyhow::Result<i32> {
-    let body = serde_json::json!({ "pattern": pattern, "dry_run": dry_run });
-    let answer = ask(&launch, "delete", body).await?;
-    let nothing = answer["removed"].as_array().is_none_or(|r| r.is_empty());
+    let request = DeleteRequest {
+        pattern: pattern.to_owned(),
+        dry_run,
+    };
+    let answer: Removed = ask(&launch, Endpoint::Delete, &request).await?;
+    let nothing = answer.removed.is_empty();
     report(answer, json)?;
     if nothing {
         eprintln!("tfmirror: nothing in the cache matches {pattern:?}");
@@ -85,26 +68,30 @@ pub async fn prune(
     dry_run: bool,
     json: bool,
 ) -> anyhow::Result<i32> {
-    let body = serde_json::json!({
-        "older_than_secs": older_than.map(|d| d.as_secs()),
-        "dry_run": dry_run,
-    });
-    let answer = ask(&launch, "prune", body).await?;
+    let request = PruneRequest {
+        older_than_secs: older_than.map(|d| d.as_secs()),
+        dry_run,
+    };
+    let answer: Pruned = ask(&launch, Endpoint::Prune, &request).await?;
     if json {
-        println!("{answer}");
+        // Through a `Value`, whose keys print sorted, as they always have.
+        println!("{}", serde_json::to_value(&answer)?);
     } else {
         let verb = if dry_run { "would drop" } else { "dropped" };
-        println!("{verb} {} metadata entries", answer["pruned"]);
+        println!("{verb} {} metadata entries", answer.pruned);
     }
     Ok(0)
 }
 
-fn report(answer: serde_json::Value, json: bool) -> anyhow::Result<i32> {
+fn report(removed: Removed, json: bool) -> anyhow::Result<i32> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        // Through a `Value`, whose keys print sorted, as they always have.
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::to_value(&removed)?)?
+        );
         return Ok(0);
     }
-    let removed: Removed = serde_json::from_value(answer)?;
     let verb = if removed.dry_run {
         "would remove"
     } else {

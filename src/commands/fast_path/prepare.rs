@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use crate::commands::owner_call::CallError;
 use crate::commands::Health;
-use crate::providers::prepare_protocol::{
-    PrepareAnswer, PrepareItem, PrepareRequest, Prepared, MAX_PREPARE_PROVIDERS, PREPARE_PATH,
+use crate::protocol::prepare::{
+    PrepareAnswer, PrepareItem, PrepareRequest, Prepared, MAX_PREPARE_PROVIDERS,
 };
+use crate::protocol::Endpoint;
 
 /// Every item prepared for `platform`, answers in the order of `items`,
 /// and the tree's root. Requests go in chunks the server accepts, one
@@ -26,7 +27,9 @@ pub async fn prepare(
             platform: platform.to_owned(),
             providers: chunk.to_vec(),
         };
-        let answer: PrepareAnswer = server.post_json(PREPARE_PATH, &request).await?;
+        let answer: PrepareAnswer = server
+            .post(Endpoint::PrepareProviders, &request, None)
+            .await?;
         check_answer(chunk, &answer)?;
         if tree.as_ref().is_some_and(|tree| *tree != answer.tree) {
             return Err(CallError::Answer("two different trees".into()));

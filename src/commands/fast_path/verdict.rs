@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::lockfile::{LockFile, LockedProvider, ProviderAddress};
-use crate::providers::prepare_protocol::{PrepareItem, Prepared};
+use crate::protocol::prepare::{PrepareItem, Prepared};
 
 /// An `h1:` to add to a lock entry, on the strength of its zip's `zh:`
 /// being listed there.

@@ -1,6 +1,6 @@
 //! `exec` of `init` or `get`: the git repositories the working directory's
 //! module calls use are cloned by local path from snapshots of their
-//! mirrors, not over smart HTTP (see `git::local_protocol`). A clone of a
+//! mirrors, not over smart HTTP (see `protocol::git_local`). A clone of a
 //! 45 MB repository by path takes a fraction of a second where smart HTTP
 //! takes seconds, and Terraform clones once per (repository, ref).
 //!
@@ -14,9 +14,10 @@ use std::path::Path;
 
 use super::owner_call::CallError;
 use super::{Health, UrlRewrite};
-use crate::git::local_protocol::{
-    LocalAnswer, LocalItem, LocalRepo, LocalRequest, LOCAL_PATH, MAX_LOCAL_REPOS,
+use crate::protocol::git_local::{
+    LocalAnswer, LocalItem, LocalRepo, LocalRequest, MAX_LOCAL_REPOS,
 };
+use crate::protocol::Endpoint;
 use sources::GitCall;
 
 /// What `exec` learnt before running the command.
@@ -83,7 +84,7 @@ async fn ask(server: &Health, request: &LocalRequest) -> Result<LocalAnswer, Cal
     // No timeout: a repository never mirrored is cloned from its upstream
     // first, which takes as long as that takes (the clone would otherwise
     // wait for the same work over smart HTTP).
-    let answer: LocalAnswer = server.post_json(LOCAL_PATH, request).await?;
+    let answer: LocalAnswer = server.post(Endpoint::LocalClones, request, None).await?;
     let in_order = answer.repos.len() == request.repos.len()
         && answer
             .repos

@@ -1,4 +1,5 @@
-//! The wire types of `POST /_tfmirror/git/local`, shared by the server
+//! The wire types of `POST /_tfmirror/git/local`
+//! ([`Endpoint::LocalClones`](super::Endpoint::LocalClones)), shared by the server
 //! (which makes mirrors ready to clone by path) and `exec` (which asks
 //! before `terraform init` or `get`).
 //!
@@ -16,10 +17,6 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-
-/// The endpoint, after the server's secret: `POST <owner url>/` + this,
-/// with the secret as a bearer token.
-pub const LOCAL_PATH: &str = "_tfmirror/git/local";
 
 /// The most repositories one request may name; a real configuration has
 /// a handful.

@@ -1,4 +1,5 @@
-//! The wire types of `POST /_tfmirror/providers/prepare`, shared by the
+//! The wire types of `POST /_tfmirror/providers/prepare`
+//! ([`Endpoint::PrepareProviders`](super::Endpoint::PrepareProviders)), shared by the
 //! server (which prepares) and `exec` (which asks before `terraform init`).
 //!
 //! The client sends the providers a lock file pins, with that lock file's
@@ -12,11 +13,6 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-
-/// The endpoint, after the server's secret: `POST <owner url>/` + this,
-/// with the secret as a bearer token. (The server's router spells it out
-/// as path segments; `exec` sends it.)
-pub const PREPARE_PATH: &str = "_tfmirror/providers/prepare";
 
 /// The most providers one request may name; a real lock file has tens.
 pub const MAX_PREPARE_PROVIDERS: usize = 1000;
