@@ -32,7 +32,7 @@ use gix::remote::fetch::refs::update::Mode;
 use gix::remote::fetch::{RefLogMessage, Tags};
 use gix::remote::Direction;
 
-use crate::store::{MIRROR_LOCK_SUFFIX, MIRROR_STAGING_SUFFIX};
+use crate::store::layout::{MIRROR_LOCK_SUFFIX, MIRROR_STAGING_SUFFIX};
 
 /// The file inside a mirror holding the time of its last successful fetch
 /// (unix milliseconds).

@@ -13,8 +13,7 @@ use sha2::{Digest, Sha256};
 use tempfile::TempPath;
 use tokio::io::AsyncWriteExt;
 
-/// Prefix of temporary files; nothing else in the cache starts with it.
-pub const TEMP_PREFIX: &str = ".tmp-";
+use super::layout::{self, Kind, Leftover, TEMP_PREFIX};
 
 /// Streams an artifact to disk while hashing it.
 pub struct BlobWriter {
@@ -150,7 +149,9 @@ pub fn remove_temp_files(root: &Path) -> io::Result<usize> {
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             let kind = entry.file_type()?;
-            let temporary = entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
+            let key = layout::key_of(root, &entry.path());
+            let temporary =
+                layout::classify(&key, kind.is_dir()) == Kind::Leftover(Leftover::Temporary);
             if kind.is_dir() && temporary {
                 // A directory being built or removed when the process
                 // died; it may already be read-only.

@@ -12,6 +12,7 @@ mod git_leftovers;
 mod git_snapshots;
 mod index;
 mod inventory;
+pub mod layout;
 mod locks;
 mod owner;
 mod reindex;
@@ -22,23 +23,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use blob::{write_atomic, BlobWriter, RunningHash, Written};
-pub use derived::{StagedTree, UNPACKED_PROVIDERS_DIR};
+pub use derived::StagedTree;
 pub use documents::{Documents, FetchError, Freshness, Reader, Served, Source};
 pub use gc::{plan as gc_plan, GcRules, Reason, Removal};
-pub use git_leftovers::{is_temp_pack, MIRROR_LOCK_SUFFIX, MIRROR_STAGING_SUFFIX};
 pub use index::{now_ms, Document, Index};
 pub use inventory::StoredArtifact;
+pub use layout::{is_temp_pack, Bucket};
 pub use locks::{KeyGuard, KeyedLocks};
 pub use owner::{OwnerLock, OwnerLockError};
 pub use segment::{RelPath, Segment, SegmentError};
-
-/// Directory of the sled index inside the cache.
-const INDEX_DIR: &str = "index";
-/// Where a damaged index is moved aside (`index.rs`).
-const BROKEN_INDEX_DIR: &str = "index.broken";
-/// Git mirrors: bare repositories, whose object files are not artifacts of
-/// their own.
-const GIT_MIRRORS_DIR: &str = "git";
 
 pub struct Store {
     root: PathBuf,
@@ -98,7 +91,7 @@ pub fn is_disk_full(error: &io::Error) -> bool {
 
 impl Store {
     /// Takes ownership of the cache at `root` (one process at a time, since
-    /// sled allows one), sweeps leftovers of killed writers and mirror
+    /// sled allows one), marks it with `CACHEDIR.TAG`, sweeps leftovers of killed writers and mirror
     /// fetches (none can be running now: this process owns the cache and
     /// has not started any), and rebuilds
     /// usage records from the files if the index is new.
@@ -109,6 +102,7 @@ impl Store {
         };
         std::fs::create_dir_all(root).map_err(io_err)?;
         let owner = OwnerLock::acquire(root)?;
+        layout::write_cachedir_tag(root).map_err(io_err)?;
         let swept = blob::remove_temp_files(root).map_err(io_err)?;
         if swept > 0 {
             tracing::info!("removed {swept} unfinished download(s) left by an earlier run");
@@ -122,7 +116,7 @@ impl Store {
         if git_snapshots::remove_all(root).map_err(io_err)? {
             tracing::info!("removed the git mirror snapshots of runs of an earlier server");
         }
-        let opened = Index::open(&root.join(INDEX_DIR))?;
+        let opened = Index::open(&Bucket::Index.path(root))?;
         if opened.needs_rebuild {
             let count = reindex::rebuild(root, &opened.index).map_err(io_err)?;
             let documents = doc_files::restore(root, &opened.index).map_err(io_err)?;
@@ -132,7 +126,7 @@ impl Store {
                 );
             }
             opened.index.mark_rebuilt()?;
-        } else if !root.join(doc_files::DOCUMENTS_DIR).exists() {
+        } else if !Bucket::Documents.path(root).exists() {
             // An index made before documents were kept as files.
             let count = doc_files::export_missing(root, &opened.index).map_err(io_err)?;
             if count > 0 {
@@ -264,7 +258,7 @@ impl Store {
                 .file_name()
                 .expect("a key has a last part")
                 .to_string_lossy();
-            let doomed = path.with_file_name(format!("{}gc-{name}", blob::TEMP_PREFIX));
+            let doomed = path.with_file_name(format!("{}{name}", layout::temp_prefix("gc-")));
             std::fs::rename(&path, &doomed)?;
             derived::remove_tree(&doomed)?;
         } else {
@@ -352,7 +346,7 @@ mod tests {
             }
             store.flush();
         }
-        std::fs::remove_dir_all(dir.path().join(INDEX_DIR)).unwrap();
+        std::fs::remove_dir_all(Bucket::Index.path(dir.path())).unwrap();
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.metadata_entries(), 2, "restored from the files");
         assert!(store.inventory().unwrap().is_empty(), "not artifacts");
