@@ -105,7 +105,9 @@ impl Store {
         layout::write_cachedir_tag(root).map_err(io_err)?;
         let swept = blob::remove_temp_files(root).map_err(io_err)?;
         if swept > 0 {
-            tracing::info!("removed {swept} unfinished download(s) left by an earlier run");
+            tracing::info!(
+                "removed {swept} unfinished download(s) and other temporary file(s) left by an earlier run"
+            );
         }
         let swept = git_leftovers::remove(root).map_err(io_err)?;
         if swept > 0 {
@@ -368,5 +370,51 @@ mod tests {
             .documents()
             .cached("providers/versions/h/a/b")
             .is_none());
+    }
+
+    /// Every temporary name tfmirror uses in the cache, left by a killed
+    /// process, is gone after the next start; `CACHEDIR.TAG` is written
+    /// and is not an artifact.
+    #[test]
+    fn opening_sweeps_every_kind_of_leftover_and_tags_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mirror = root.join("git/h/org/infra.git");
+        std::fs::create_dir_all(mirror.join("objects/pack")).unwrap();
+        std::fs::write(mirror.join("HEAD"), b"ref").unwrap();
+        let leftovers = [
+            "providers/h/ns/t/.tmp-abc",
+            ".tmp-tfmirror-xyz",
+            "git/h/org/infra.git/.tmp-tfmirror-fetched.Ab12",
+            "git/h/org/infra.git/objects/pack/tmp_pack_1",
+            "git/h/org/infra.git.lock",
+            "documents/.tmp-doc",
+        ];
+        for file in leftovers {
+            std::fs::create_dir_all(root.join(file).parent().unwrap()).unwrap();
+            std::fs::write(root.join(file), b"half").unwrap();
+        }
+        let dirs = [
+            "git/h/org/.tmp-new.git.Ab12.tmp",
+            "git/h/org/.old.git.Ab12.tmp",
+            "git/h/org/.tmp-gc-gone.git",
+            "providers-unpacked/h/ns/t/1.0.0/.tmp-tree",
+        ];
+        for d in dirs {
+            std::fs::create_dir_all(root.join(d).join("objects")).unwrap();
+        }
+        let store = Store::open(root).unwrap();
+        for left in leftovers.iter().chain(&dirs) {
+            assert!(!root.join(left).exists(), "{left} was swept");
+        }
+        let tag = std::fs::read_to_string(root.join(layout::CACHEDIR_TAG)).unwrap();
+        assert!(tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55"));
+        let keys: Vec<_> = store
+            .inventory()
+            .unwrap()
+            .into_iter()
+            .map(|a| a.key)
+            .collect();
+        assert_eq!(keys, ["git/h/org/infra.git"]);
     }
 }
