@@ -34,28 +34,22 @@ pub(super) fn remove(root: &Path) -> io::Result<usize> {
         return Ok(0);
     }
     let mut removed = 0;
-    let mut dirs = vec![top];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let path = entry.path();
-            let is_dir = entry.file_type()?.is_dir();
-            let key = layout::key_of(root, &path);
-            match layout::classify(&key, is_dir) {
-                Kind::Leftover(Leftover::MirrorStaging | Leftover::MirrorLock) => {
-                    if is_dir {
-                        remove_tree(&path)?;
-                    } else {
-                        std::fs::remove_file(&path)?;
-                    }
-                    removed += 1;
+    layout::walk(root, &top, |entry| {
+        match entry.kind {
+            Kind::Leftover(Leftover::MirrorStaging | Leftover::MirrorLock) => {
+                if entry.file_type.is_dir() {
+                    remove_tree(&entry.path)?;
+                } else {
+                    std::fs::remove_file(&entry.path)?;
                 }
-                Kind::Whole { .. } => removed += remove_temp_packs(&path)?,
-                Kind::Directory => dirs.push(path),
-                _ => {}
+                removed += 1;
             }
+            Kind::Whole { .. } => removed += remove_temp_packs(&entry.path)?,
+            Kind::Directory => return Ok(true),
+            _ => {}
         }
-    }
+        Ok(false)
+    })?;
     Ok(removed)
 }
 

@@ -47,31 +47,30 @@ pub(super) enum Found {
 /// Shared by the inventory and the index rebuild, so both count the same
 /// things.
 pub(super) fn walk(root: &Path, mut visit: impl FnMut(Found) -> io::Result<()>) -> io::Result<()> {
-    let mut dirs = vec![root.to_owned()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let path = entry.path();
-            let key = layout::key_of(root, &path);
-            let file_type = entry.file_type()?;
-            match layout::classify(&key, file_type.is_dir()) {
-                Kind::Whole { derived, .. } => visit(Found::Directory { key, path, derived })?,
-                Kind::Directory => dirs.push(path),
-                Kind::File(_) if file_type.is_file() => {
-                    let metadata = entry.metadata()?;
-                    visit(Found::File {
-                        key,
-                        path,
-                        metadata,
-                    })?;
-                }
-                // Not followed: symbolic links and other special files.
-                Kind::File(_) => {}
-                Kind::Leftover(_) | Kind::Bookkeeping | Kind::Part(_) => {}
+    layout::walk(root, root, |entry| {
+        let layout::Entry {
+            path,
+            key,
+            file_type,
+            kind,
+        } = entry;
+        match kind {
+            Kind::Whole { derived, .. } => visit(Found::Directory { key, path, derived })?,
+            Kind::Directory => return Ok(true),
+            Kind::File(_) if file_type.is_file() => {
+                let metadata = std::fs::symlink_metadata(&path)?;
+                visit(Found::File {
+                    key,
+                    path,
+                    metadata,
+                })?;
             }
+            // Not followed: symbolic links and other special files.
+            Kind::File(_) => {}
+            Kind::Leftover(_) | Kind::Bookkeeping | Kind::Part(_) => {}
         }
-    }
-    Ok(())
+        Ok(false)
+    })
 }
 
 /// Every artifact below `root`, sorted by key.

@@ -298,6 +298,45 @@ fn classify_git(below: &[&str], is_dir: bool) -> Kind {
     }
 }
 
+/// One entry [`walk`] finds.
+pub struct Entry {
+    pub path: PathBuf,
+    /// Its path below the root, `/`-separated.
+    pub key: String,
+    pub file_type: std::fs::FileType,
+    pub kind: Kind,
+}
+
+/// Visits every entry below `start` (the root or a directory in it),
+/// classified; goes into a directory when `visit` says so. The one walk of
+/// the inventory, the index rebuild and the start-up sweeps.
+pub fn walk(
+    root: &Path,
+    start: &Path,
+    mut visit: impl FnMut(Entry) -> io::Result<bool>,
+) -> io::Result<()> {
+    let mut dirs = vec![start.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let key = key_of(root, &path);
+            let file_type = entry.file_type()?;
+            let kind = classify(&key, file_type.is_dir());
+            let found = Entry {
+                path: path.clone(),
+                key,
+                file_type,
+                kind,
+            };
+            if visit(found)? {
+                dirs.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The `/`-separated key of `path`, which lies below `root`.
 pub fn key_of(root: &Path, path: &Path) -> String {
     path.strip_prefix(root)
