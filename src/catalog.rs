@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::StoredArtifact;
+use crate::store::{Bucket, StoredArtifact};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
@@ -70,9 +70,11 @@ pub fn unpacked_from(name: &str) -> Option<&str> {
 
 /// The kind and human name of the artifact at `key`.
 pub fn describe(key: &str) -> (Kind, String) {
-    let parts: Vec<&str> = key.split('/').collect();
-    match parts.as_slice() {
-        ["providers", host, namespace, kind, file] => {
+    let Some((bucket, parts)) = Bucket::split(key) else {
+        return (Kind::Other, key.to_owned());
+    };
+    match (bucket, parts.as_slice()) {
+        (Bucket::Providers, [host, namespace, kind, file]) => {
             let package = file
                 .strip_suffix(".zip")
                 .and_then(|f| f.strip_prefix("terraform-provider-"))
@@ -86,19 +88,19 @@ pub fn describe(key: &str) -> (Kind, String) {
             };
             (Kind::Providers, name)
         }
-        ["providers-unpacked", host, namespace, kind, version, platform] => (
+        (Bucket::ProvidersUnpacked, [host, namespace, kind, version, platform]) => (
             Kind::Providers,
             format!("{host}/{namespace}/{kind} {version} {platform}{UNPACKED_SUFFIX}"),
         ),
-        ["provider-checksums", host, namespace, kind, version, file] => (
+        (Bucket::ProviderChecksums, [host, namespace, kind, version, file]) => (
             Kind::Providers,
             format!("{host}/{namespace}/{kind} {version} {file}"),
         ),
-        ["modules", "archives", file] => (Kind::Modules, format!("module archive {file}")),
-        ["git", repo @ ..] if key.ends_with(".git") => {
+        (Bucket::ModuleArchives, [file]) => (Kind::Modules, format!("module archive {file}")),
+        (Bucket::GitMirrors, repo) if key.ends_with(".git") => {
             (Kind::Git, format!("{} mirror", repo_name(repo)))
         }
-        ["git-archives", repo @ .., file] => {
+        (Bucket::GitArchives, [repo @ .., file]) => {
             let commit = file.split('.').next().unwrap_or(file);
             let short = &commit[..commit.len().min(12)];
             (Kind::Git, format!("{} {short} archive", repo_name(repo)))

@@ -21,7 +21,7 @@ pub fn replace(path: &Path, contents: &[u8], permissions: Option<Permissions>) -
         _ => Path::new("."),
     };
     let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-tfmirror-")
+        .prefix(&crate::store::layout::temp_prefix("tfmirror-"))
         .tempfile_in(dir)?;
     temp.write_all(contents)?;
     if let Some(permissions) = permissions {

@@ -32,7 +32,7 @@ use gix::remote::fetch::refs::update::Mode;
 use gix::remote::fetch::{RefLogMessage, Tags};
 use gix::remote::Direction;
 
-use crate::store::{MIRROR_LOCK_SUFFIX, MIRROR_STAGING_SUFFIX};
+use crate::store::layout::{self, MIRROR_LOCK_SUFFIX, MIRROR_STAGING_SUFFIX};
 
 /// The file inside a mirror holding the time of its last successful fetch
 /// (unix milliseconds).
@@ -167,10 +167,13 @@ impl Mirror {
             .map_err(GitError::io(format!("cannot create {}", parent.display())))?;
         // Beside the final place, so the rename stays on one file system,
         // and hidden, so nothing mistakes it for a mirror. Removed on error;
-        // named as the store expects, so one left by a killed process is
-        // never listed and is swept at the next start.
+        // a temporary name like any other in the cache, so one left by a
+        // killed process is never listed and is swept at the next start.
         let temp = tempfile::Builder::new()
-            .prefix(&format!(".{}.", name.to_string_lossy()))
+            .prefix(&layout::temp_prefix(&format!(
+                "{}.",
+                name.to_string_lossy()
+            )))
             .suffix(MIRROR_STAGING_SUFFIX)
             .tempdir_in(parent)
             .map_err(GitError::io(format!(
@@ -428,7 +431,7 @@ fn write_fetched(dir: &Path, time: SystemTime) -> Result<(), GitError> {
     let path = dir.join(FETCHED_FILE);
     let context = || format!("cannot write {}", path.display());
     let mut temp = tempfile::Builder::new()
-        .prefix(".tfmirror-fetched.")
+        .prefix(&layout::temp_prefix("tfmirror-fetched."))
         .tempfile_in(dir)
         .map_err(GitError::io(context()))?;
     writeln!(temp, "{millis}").map_err(GitError::io(context()))?;

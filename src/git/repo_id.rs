@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::store::{RelPath, Segment};
+use crate::store::{Bucket, RelPath, Segment};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RepoId {
@@ -121,20 +121,20 @@ impl RepoId {
     /// `git/<host>/<path>.git` below the cache root; the authority's `:`
     /// and `@`, which file names should not carry, become `+`.
     pub fn mirror_dir(&self) -> RelPath {
-        self.below("git", ".git")
+        self.below(Bucket::GitMirrors, ".git")
     }
 
     /// `git-archives/<host>/<path>.git/<name>` below the cache root.
     pub fn archive_path(&self, name: Segment) -> RelPath {
-        let mut segments = self.below("git-archives", ".git").segments_owned();
+        let mut segments = self.below(Bucket::GitArchives, ".git").segments_owned();
         segments.push(name);
         RelPath::new(segments)
     }
 
-    fn below(&self, top: &str, suffix: &str) -> RelPath {
+    fn below(&self, bucket: Bucket, suffix: &str) -> RelPath {
         let authority =
             Segment::new(&self.authority.replace([':', '@'], "+")).expect("validated authority");
-        let mut segments = vec![RelPath::fixed(top), authority];
+        let mut segments = bucket.join([authority]).segments_owned();
         segments.extend(self.path.iter().cloned());
         let last = segments.pop().expect("a repository path has a segment");
         segments

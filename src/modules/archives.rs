@@ -15,7 +15,7 @@ use super::source::archive_extension;
 use super::validate::{check_archive, ArchiveCaps, ArchiveError};
 use super::Modules;
 use crate::response::{self, Response};
-use crate::store::{Document, KeyGuard, RelPath, Segment};
+use crate::store::{Bucket, Document, KeyGuard, RelPath, Segment};
 use crate::upstream::{BodyError, BodyLimits, Credential, Forwarded};
 
 const CONTENT_TYPE: &str = "application/octet-stream";
@@ -57,11 +57,7 @@ impl ArchiveName {
         if grant.is_some_and(|g| g.is_empty() || !g.bytes().all(|b| b.is_ascii_hexdigit())) {
             return None;
         }
-        let rel = RelPath::new([
-            RelPath::fixed("modules"),
-            RelPath::fixed("archives"),
-            Segment::new(&format!("{key}.{extension}")).ok()?,
-        ]);
+        let rel = Bucket::ModuleArchives.join([Segment::new(&format!("{key}.{extension}")).ok()?]);
         Some(ArchiveName {
             key: key.to_owned(),
             grant: grant.map(str::to_owned),

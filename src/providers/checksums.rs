@@ -8,7 +8,7 @@ use super::download_answer::DownloadAnswer;
 use super::route::{Artifact, Package};
 use super::signature::verify_detached;
 use super::Providers;
-use crate::store::{RelPath, Store};
+use crate::store::{Bucket, RelPath, Store};
 
 /// Why a package's checksums cannot be trusted; shown to the user.
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +38,7 @@ pub fn checksum_path(package: &Package, artifact: Artifact) -> RelPath {
         _ => "SHA256SUMS",
     };
     let addr = &package.addr;
-    RelPath::new([
-        RelPath::fixed("provider-checksums"),
+    Bucket::ProviderChecksums.join([
         addr.host.clone(),
         addr.namespace.clone(),
         addr.kind.clone(),

@@ -27,7 +27,7 @@ use super::verified;
 use super::{AnswerError, Providers};
 use crate::request::{unproxied, validate_segments, RequestContext, RouteError};
 use crate::response::{self, Response};
-use crate::store::{Document, FetchError, Freshness, RelPath, Segment, Source};
+use crate::store::{Bucket, Document, FetchError, Freshness, RelPath, Segment, Source};
 
 /// Download answers fetched at once for a `<version>.json`: one per
 /// platform, and a provider may have a dozen.
@@ -283,8 +283,7 @@ impl Providers {
     /// Versions and platforms of the zips on disk, or `None` when there
     /// are none.
     async fn local_packages(&self, addr: &ProviderAddr) -> Option<BTreeMap<String, Platforms>> {
-        let dir = self.store.path(&RelPath::new([
-            RelPath::fixed("providers"),
+        let dir = self.store.path(&Bucket::Providers.join([
             addr.host.clone(),
             addr.namespace.clone(),
             addr.kind.clone(),

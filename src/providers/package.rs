@@ -15,7 +15,7 @@ use super::verified::{self, VerifiedBy};
 use super::Providers;
 use crate::request::RequestContext;
 use crate::response::{self, ChunkSender, Origin, Response};
-use crate::store::{BlobWriter, KeyGuard, RelPath, RunningHash, Segment, Written};
+use crate::store::{BlobWriter, Bucket, KeyGuard, RelPath, RunningHash, Segment, Written};
 use crate::upstream::{Body, BodyError, BodyLimits};
 
 const ZIP: &str = "application/zip";
@@ -29,8 +29,7 @@ pub fn zip_path(package: &Package) -> RelPath {
         "terraform-provider-{}_{}_{}_{}.zip",
         addr.kind, package.version, package.os, package.arch
     );
-    RelPath::new([
-        RelPath::fixed("providers"),
+    Bucket::Providers.join([
         addr.host.clone(),
         addr.namespace.clone(),
         addr.kind.clone(),

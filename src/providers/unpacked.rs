@@ -22,7 +22,7 @@ use super::hashes::{self, HashError};
 use super::route::Package;
 use super::unzip::{unzip, Limits, UnzipError, Unzipped};
 use super::Providers;
-use crate::store::{Document, RelPath, Segment, StagedTree, UNPACKED_PROVIDERS_DIR};
+use crate::store::{Bucket, Document, RelPath, Segment, StagedTree};
 
 /// Index key prefix of an entry's record, followed by the entry's key.
 /// Kept by `cache prune`.
@@ -32,8 +32,7 @@ pub(super) const TREE_RECORD_PREFIX: &str = "providers/tree-h1/";
 pub(super) fn tree_path(package: &Package) -> RelPath {
     let addr = &package.addr;
     let platform = format!("{}_{}", package.os, package.arch);
-    RelPath::new([
-        RelPath::fixed(UNPACKED_PROVIDERS_DIR),
+    Bucket::ProvidersUnpacked.join([
         addr.host.clone(),
         addr.namespace.clone(),
         addr.kind.clone(),
@@ -203,7 +202,7 @@ impl Providers {
 
     /// The root of the tree, absolute: the `path` of a `filesystem_mirror`.
     pub(super) fn tree_root(&self) -> PathBuf {
-        let root = self.store.root().join(UNPACKED_PROVIDERS_DIR);
+        let root = Bucket::ProvidersUnpacked.path(self.store.root());
         std::path::absolute(&root).unwrap_or(root)
     }
 }

@@ -13,8 +13,7 @@ use sha2::{Digest, Sha256};
 use tempfile::TempPath;
 use tokio::io::AsyncWriteExt;
 
-/// Prefix of temporary files; nothing else in the cache starts with it.
-pub const TEMP_PREFIX: &str = ".tmp-";
+use super::layout::{self, Kind, Leftover, TEMP_PREFIX};
 
 /// Streams an artifact to disk while hashing it.
 pub struct BlobWriter {
@@ -145,25 +144,21 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// caller owns the cache, so no live writer can be among them.
 pub fn remove_temp_files(root: &Path) -> io::Result<usize> {
     let mut removed = 0;
-    let mut dirs = vec![root.to_owned()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            let temporary = entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
-            if kind.is_dir() && temporary {
-                // A directory being built or removed when the process
-                // died; it may already be read-only.
-                super::derived::remove_tree(&entry.path())?;
-                removed += 1;
-            } else if kind.is_dir() {
-                dirs.push(entry.path());
-            } else if temporary {
-                std::fs::remove_file(entry.path())?;
-                removed += 1;
-            }
+    layout::walk(root, root, |entry| {
+        let is_dir = entry.file_type.is_dir();
+        if entry.kind != Kind::Leftover(Leftover::Temporary) {
+            return Ok(is_dir);
         }
-    }
+        if is_dir {
+            // A directory being built or removed when the process died; it
+            // may already be read-only.
+            super::derived::remove_tree(&entry.path)?;
+        } else {
+            std::fs::remove_file(&entry.path)?;
+        }
+        removed += 1;
+        Ok(false)
+    })?;
     Ok(removed)
 }
 

@@ -14,21 +14,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::blob::TEMP_PREFIX;
-
-/// Where unpacked provider packages live: below it, one tree per
-/// `<host>/<namespace>/<type>/<version>/<os>_<arch>`, Terraform's unpacked
-/// `filesystem_mirror` layout.
-pub const UNPACKED_PROVIDERS_DIR: &str = "providers-unpacked";
-
-/// How many path components below [`UNPACKED_PROVIDERS_DIR`] name one tree.
-const UNPACKED_PROVIDERS_DEPTH: usize = 5;
-
-/// Whether the cache key names a derived tree (as a whole).
-pub(super) fn is_derived_tree(key: &str) -> bool {
-    let mut parts = key.split('/');
-    parts.next() == Some(UNPACKED_PROVIDERS_DIR) && parts.count() == UNPACKED_PROVIDERS_DEPTH
-}
+use super::layout::TEMP_PREFIX;
 
 /// A tree being built. Dropped before [`StagedTree::commit`], it removes
 /// what it holds.
@@ -151,20 +137,6 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
-    }
-
-    #[test]
-    fn names_trees_at_their_depth_only() {
-        assert!(is_derived_tree(
-            "providers-unpacked/registry.terraform.io/hashicorp/aws/5.1.0/linux_amd64"
-        ));
-        assert!(!is_derived_tree(
-            "providers-unpacked/registry.terraform.io/hashicorp/aws/5.1.0"
-        ));
-        assert!(!is_derived_tree(
-            "providers-unpacked/registry.terraform.io/hashicorp/aws/5.1.0/linux_amd64/file"
-        ));
-        assert!(!is_derived_tree("providers/h/n/t/5.1.0/linux_amd64"));
     }
 
     #[test]

@@ -15,11 +15,8 @@ use std::sync::mpsc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::blob::TEMP_PREFIX;
 use super::index::{Document, Index};
-
-/// Directory of the document files inside the cache.
-pub const DOCUMENTS_DIR: &str = "documents";
+use super::layout::{Bucket, TEMP_PREFIX};
 
 #[derive(Serialize)]
 struct RecordRef<'a> {
@@ -117,7 +114,8 @@ impl FileWriter {
 /// Where the document `key` is kept below `root`.
 pub fn path(root: &Path, key: &str) -> PathBuf {
     let name = hex::encode(Sha256::digest(key.as_bytes()));
-    root.join(DOCUMENTS_DIR)
+    Bucket::Documents
+        .path(root)
         .join(&name[..2])
         .join(format!("{name}.json"))
 }
@@ -172,7 +170,7 @@ pub fn remove(root: &Path, key: &str) -> io::Result<()> {
 /// Puts every document file below `root` into `index`; an unreadable file
 /// (damaged by hand: writes are atomic) is skipped. Returns how many.
 pub fn restore(root: &Path, index: &Index) -> io::Result<usize> {
-    let top = root.join(DOCUMENTS_DIR);
+    let top = Bucket::Documents.path(root);
     let shards = match std::fs::read_dir(&top) {
         Ok(shards) => shards,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),

@@ -13,14 +13,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::derived::remove_tree;
+use super::layout::Bucket;
 use super::Segment;
-
-/// The directory below the cache root.
-pub(super) const GIT_SNAPSHOTS_DIR: &str = "git-snapshots";
 
 /// The directory of one run's snapshots.
 pub(super) fn of_run(root: &Path, run: &Segment) -> PathBuf {
-    root.join(GIT_SNAPSHOTS_DIR).join(run.as_str())
+    Bucket::GitSnapshots.path(root).join(run.as_str())
 }
 
 /// Removes one run's snapshots; nothing to do when it has none.
@@ -30,7 +28,7 @@ pub(super) fn remove_run(root: &Path, run: &Segment) -> io::Result<()> {
 
 /// Removes every run's snapshots. Only at start, when no run is under way.
 pub(super) fn remove_all(root: &Path) -> io::Result<bool> {
-    let dir = root.join(GIT_SNAPSHOTS_DIR);
+    let dir = Bucket::GitSnapshots.path(root);
     let present = dir.exists();
     remove_if_present(&dir)?;
     Ok(present)
@@ -39,7 +37,7 @@ pub(super) fn remove_all(root: &Path) -> io::Result<bool> {
 /// Removes the snapshots of runs begun longer than `age` ago: their
 /// `exec` ended without saying so.
 pub(super) fn sweep_older_than(root: &Path, age: Duration) -> io::Result<usize> {
-    let entries = match std::fs::read_dir(root.join(GIT_SNAPSHOTS_DIR)) {
+    let entries = match std::fs::read_dir(Bucket::GitSnapshots.path(root)) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),

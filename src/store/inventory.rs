@@ -9,14 +9,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use super::blob::TEMP_PREFIX;
-use super::derived::is_derived_tree;
-use super::doc_files::DOCUMENTS_DIR;
-use super::git_leftovers;
-use super::git_snapshots::GIT_SNAPSHOTS_DIR;
 use super::index::{Index, Usage};
-use super::reindex::NOT_ARTIFACTS;
-use super::{BROKEN_INDEX_DIR, GIT_MIRRORS_DIR, INDEX_DIR};
+use super::layout::{self, Kind};
 
 /// One stored artifact.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,52 +40,37 @@ pub(super) enum Found {
     },
 }
 
-/// Visits every artifact below `root`: files, skipping temporary files and
-/// directories, what mirror fetches leave beside the mirrors, tfmirror's
-/// bookkeeping and the index, and each git mirror and derived tree as one
-/// whole.
+/// Visits every artifact below `root`, as [`layout::classify`] tells them
+/// apart: files, skipping temporary files and directories, what mirror
+/// fetches leave beside the mirrors, tfmirror's bookkeeping and the index,
+/// and each git mirror and derived tree as one whole.
 /// Shared by the inventory and the index rebuild, so both count the same
 /// things.
 pub(super) fn walk(root: &Path, mut visit: impl FnMut(Found) -> io::Result<()>) -> io::Result<()> {
-    let mut dirs = vec![root.to_owned()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let path = entry.path();
-            let key = key_of(root, &path);
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let file_type = entry.file_type()?;
-            if git_leftovers::is_leftover(&key, file_type.is_dir()) {
-                continue;
+    layout::walk(root, root, |entry| {
+        let layout::Entry {
+            path,
+            key,
+            file_type,
+            kind,
+        } = entry;
+        match kind {
+            Kind::Whole { derived, .. } => visit(Found::Directory { key, path, derived })?,
+            Kind::Directory => return Ok(true),
+            Kind::File(_) if file_type.is_file() => {
+                let metadata = std::fs::symlink_metadata(&path)?;
+                visit(Found::File {
+                    key,
+                    path,
+                    metadata,
+                })?;
             }
-            if file_type.is_dir() {
-                if name.starts_with(TEMP_PREFIX) {
-                    continue;
-                }
-                if is_git_mirror(&key) || is_derived_tree(&key) {
-                    let derived = is_derived_tree(&key);
-                    visit(Found::Directory { key, path, derived })?;
-                } else if !is_bookkeeping_dir(&key) {
-                    dirs.push(path);
-                }
-                continue;
-            }
-            let top_level = !key.contains('/');
-            if !file_type.is_file()
-                || name.starts_with(TEMP_PREFIX)
-                || (top_level && NOT_ARTIFACTS.contains(&name.as_str()))
-            {
-                continue;
-            }
-            let metadata = entry.metadata()?;
-            visit(Found::File {
-                key,
-                path,
-                metadata,
-            })?;
+            // Not followed: symbolic links and other special files.
+            Kind::File(_) => {}
+            Kind::Leftover(_) | Kind::Bookkeeping | Kind::Part(_) => {}
         }
-    }
-    Ok(())
+        Ok(false)
+    })
 }
 
 /// Every artifact below `root`, sorted by key.
@@ -111,22 +90,6 @@ pub fn list(root: &Path, index: &Index) -> io::Result<Vec<StoredArtifact>> {
     })?;
     found.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(found)
-}
-
-pub(super) fn key_of(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root)
-        .expect("walk stays below root")
-        .to_string_lossy()
-        .replace(std::path::MAIN_SEPARATOR, "/")
-}
-
-fn is_bookkeeping_dir(key: &str) -> bool {
-    key == INDEX_DIR || key == BROKEN_INDEX_DIR || key == GIT_SNAPSHOTS_DIR || key == DOCUMENTS_DIR
-}
-
-/// `git/<host>/<path>.git`: a bare mirror.
-pub(super) fn is_git_mirror(key: &str) -> bool {
-    key.starts_with(&format!("{GIT_MIRRORS_DIR}/")) && key.ends_with(".git")
 }
 
 fn directory(path: &Path, key: String, derived: bool, index: &Index) -> io::Result<StoredArtifact> {

@@ -12,6 +12,7 @@ mod git_leftovers;
 mod git_snapshots;
 mod index;
 mod inventory;
+pub mod layout;
 mod locks;
 mod owner;
 mod reindex;
@@ -22,23 +23,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use blob::{write_atomic, BlobWriter, RunningHash, Written};
-pub use derived::{StagedTree, UNPACKED_PROVIDERS_DIR};
+pub use derived::StagedTree;
 pub use documents::{Documents, FetchError, Freshness, Reader, Served, Source};
 pub use gc::{plan as gc_plan, GcRules, Reason, Removal};
-pub use git_leftovers::{is_temp_pack, MIRROR_LOCK_SUFFIX, MIRROR_STAGING_SUFFIX};
 pub use index::{now_ms, Document, Index};
 pub use inventory::StoredArtifact;
+pub use layout::{is_temp_pack, Bucket};
 pub use locks::{KeyGuard, KeyedLocks};
 pub use owner::{OwnerLock, OwnerLockError};
 pub use segment::{RelPath, Segment, SegmentError};
-
-/// Directory of the sled index inside the cache.
-const INDEX_DIR: &str = "index";
-/// Where a damaged index is moved aside (`index.rs`).
-const BROKEN_INDEX_DIR: &str = "index.broken";
-/// Git mirrors: bare repositories, whose object files are not artifacts of
-/// their own.
-const GIT_MIRRORS_DIR: &str = "git";
 
 pub struct Store {
     root: PathBuf,
@@ -98,7 +91,7 @@ pub fn is_disk_full(error: &io::Error) -> bool {
 
 impl Store {
     /// Takes ownership of the cache at `root` (one process at a time, since
-    /// sled allows one), sweeps leftovers of killed writers and mirror
+    /// sled allows one), marks it with `CACHEDIR.TAG`, sweeps leftovers of killed writers and mirror
     /// fetches (none can be running now: this process owns the cache and
     /// has not started any), and rebuilds
     /// usage records from the files if the index is new.
@@ -109,9 +102,12 @@ impl Store {
         };
         std::fs::create_dir_all(root).map_err(io_err)?;
         let owner = OwnerLock::acquire(root)?;
+        layout::write_cachedir_tag(root).map_err(io_err)?;
         let swept = blob::remove_temp_files(root).map_err(io_err)?;
         if swept > 0 {
-            tracing::info!("removed {swept} unfinished download(s) left by an earlier run");
+            tracing::info!(
+                "removed {swept} unfinished download(s) and other temporary file(s) left by an earlier run"
+            );
         }
         let swept = git_leftovers::remove(root).map_err(io_err)?;
         if swept > 0 {
@@ -122,7 +118,7 @@ impl Store {
         if git_snapshots::remove_all(root).map_err(io_err)? {
             tracing::info!("removed the git mirror snapshots of runs of an earlier server");
         }
-        let opened = Index::open(&root.join(INDEX_DIR))?;
+        let opened = Index::open(&Bucket::Index.path(root))?;
         if opened.needs_rebuild {
             let count = reindex::rebuild(root, &opened.index).map_err(io_err)?;
             let documents = doc_files::restore(root, &opened.index).map_err(io_err)?;
@@ -132,7 +128,7 @@ impl Store {
                 );
             }
             opened.index.mark_rebuilt()?;
-        } else if !root.join(doc_files::DOCUMENTS_DIR).exists() {
+        } else if !Bucket::Documents.path(root).exists() {
             // An index made before documents were kept as files.
             let count = doc_files::export_missing(root, &opened.index).map_err(io_err)?;
             if count > 0 {
@@ -264,7 +260,7 @@ impl Store {
                 .file_name()
                 .expect("a key has a last part")
                 .to_string_lossy();
-            let doomed = path.with_file_name(format!("{}gc-{name}", blob::TEMP_PREFIX));
+            let doomed = path.with_file_name(format!("{}{name}", layout::temp_prefix("gc-")));
             std::fs::rename(&path, &doomed)?;
             derived::remove_tree(&doomed)?;
         } else {
@@ -352,7 +348,7 @@ mod tests {
             }
             store.flush();
         }
-        std::fs::remove_dir_all(dir.path().join(INDEX_DIR)).unwrap();
+        std::fs::remove_dir_all(Bucket::Index.path(dir.path())).unwrap();
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.metadata_entries(), 2, "restored from the files");
         assert!(store.inventory().unwrap().is_empty(), "not artifacts");
@@ -374,5 +370,51 @@ mod tests {
             .documents()
             .cached("providers/versions/h/a/b")
             .is_none());
+    }
+
+    /// Every temporary name tfmirror uses in the cache, left by a killed
+    /// process, is gone after the next start; `CACHEDIR.TAG` is written
+    /// and is not an artifact.
+    #[test]
+    fn opening_sweeps_every_kind_of_leftover_and_tags_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mirror = root.join("git/h/org/infra.git");
+        std::fs::create_dir_all(mirror.join("objects/pack")).unwrap();
+        std::fs::write(mirror.join("HEAD"), b"ref").unwrap();
+        let leftovers = [
+            "providers/h/ns/t/.tmp-abc",
+            ".tmp-tfmirror-xyz",
+            "git/h/org/infra.git/.tmp-tfmirror-fetched.Ab12",
+            "git/h/org/infra.git/objects/pack/tmp_pack_1",
+            "git/h/org/infra.git.lock",
+            "documents/.tmp-doc",
+        ];
+        for file in leftovers {
+            std::fs::create_dir_all(root.join(file).parent().unwrap()).unwrap();
+            std::fs::write(root.join(file), b"half").unwrap();
+        }
+        let dirs = [
+            "git/h/org/.tmp-new.git.Ab12.tmp",
+            "git/h/org/.old.git.Ab12.tmp",
+            "git/h/org/.tmp-gc-gone.git",
+            "providers-unpacked/h/ns/t/1.0.0/.tmp-tree",
+        ];
+        for d in dirs {
+            std::fs::create_dir_all(root.join(d).join("objects")).unwrap();
+        }
+        let store = Store::open(root).unwrap();
+        for left in leftovers.iter().chain(&dirs) {
+            assert!(!root.join(left).exists(), "{left} was swept");
+        }
+        let tag = std::fs::read_to_string(root.join(layout::CACHEDIR_TAG)).unwrap();
+        assert!(tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55"));
+        let keys: Vec<_> = store
+            .inventory()
+            .unwrap()
+            .into_iter()
+            .map(|a| a.key)
+            .collect();
+        assert_eq!(keys, ["git/h/org/infra.git"]);
     }
 }

@@ -8,7 +8,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 
-const LOCK_FILE: &str = "owner.lock";
+use super::layout::OWNER_LOCK as LOCK_FILE;
 
 #[derive(Debug)]
 pub struct OwnerLock {

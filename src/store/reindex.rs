@@ -12,18 +12,10 @@ use sha2::{Digest, Sha256};
 use super::index::Index;
 use super::inventory::Found;
 
-/// Files at the top of the cache that are tfmirror's own bookkeeping, not
-/// artifacts.
-pub(super) const NOT_ARTIFACTS: [&str; 5] = [
-    "owner.lock",
-    "server.json",
-    "server.log",
-    "server.log.1",
-    "terraform.rc",
-];
-
-/// Records every artifact file below `root` (git mirrors and derived trees
-/// are directories and have no record: their files give their age).
+/// Records every artifact file below `root`, as the inventory finds them
+/// (git mirrors and derived trees are directories and have no record:
+/// their files give their age; the layout's bookkeeping files are not
+/// artifacts).
 /// Returns how many were recorded.
 pub fn rebuild(root: &Path, index: &Index) -> io::Result<usize> {
     let mut count = 0;

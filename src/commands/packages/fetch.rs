@@ -67,7 +67,9 @@ impl Server {
     /// hashes the cached zip.
     pub async fn fetch(&self, package: &PackageId) -> Result<Fetched, FetchError> {
         let packed = package.packed_path();
-        let cached_path = self.cache_dir.join("providers").join(&packed);
+        let cached_path = crate::store::Bucket::Providers
+            .path(&self.cache_dir)
+            .join(&packed);
         let was_cached = cached_path.is_file();
         let bytes = self.download(&packed).await?;
         if !cached_path.is_file() {
@@ -128,7 +130,12 @@ pub async fn hash_cached(
     cache_dir: &Path,
     package: &PackageId,
 ) -> Result<(String, ZipH1), FetchError> {
-    hash_file(cache_dir.join("providers").join(package.packed_path())).await
+    hash_file(
+        crate::store::Bucket::Providers
+            .path(cache_dir)
+            .join(package.packed_path()),
+    )
+    .await
 }
 
 async fn hash_file(path: PathBuf) -> Result<(String, ZipH1), FetchError> {
