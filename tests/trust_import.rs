@@ -77,7 +77,8 @@ fn cache_tree(world: &World) -> Vec<String> {
         .filter(|f| {
             !f.starts_with("index/")
                 && !f.starts_with("documents/")
-                && !["CACHEDIR.TAG", "owner.lock", "server.json", "terraform.rc"].contains(&f.as_str())
+                && !["CACHEDIR.TAG", "owner.lock", "server.json", "terraform.rc"]
+                    .contains(&f.as_str())
                 && !f.starts_with("server.log")
         })
         .collect()
