@@ -1,13 +1,10 @@
 //! End to end: `tfmirror cache list` and `cache stats` against the files a
 //! few real inits left in the cache.
 
-mod fixtures;
-mod harness;
-
 use std::path::Path;
 
-use fixtures::{GitRepoSpec, ModuleSpec, ProviderSpec};
-use harness::{assert_success, World};
+use crate::fixtures::{GitRepoSpec, ModuleSpec, ProviderSpec};
+use crate::harness::{assert_success, World};
 
 const REPO: &str = "org/infra.git";
 
@@ -21,7 +18,7 @@ fn filled_world() -> World {
     let main_tf = format!(
         "{}\nmodule \"net\" {{\n  source  = \"acme/net/aws\"\n  version = \"1.0.0\"\n}}\n\
          module \"vpc\" {{\n  source = \"git::{}//modules/vpc?ref=v1.0.0\"\n}}\n",
-        harness::main_tf(&[("hashicorp", "alpha", "1.0.0")]),
+        crate::harness::main_tf(&[("hashicorp", "alpha", "1.0.0")]),
         world.registry.git_url(REPO)
     );
     for name in ["first", "second"] {
@@ -298,7 +295,7 @@ fn a_server_with_gc_max_size_collects_when_it_starts() {
         Vec::<String>::new(),
         "collected at start"
     );
-    let metrics = fixtures::http::get(&format!("{}/_tfmirror/metrics", server.url)).text();
+    let metrics = crate::fixtures::http::get(&format!("{}/_tfmirror/metrics", server.url)).text();
     assert!(metrics.contains("tfmirror_gc_runs_total 1"), "{metrics}");
 }
 

@@ -2,19 +2,16 @@
 //! per artifact, however many ask for it, and a download that outlives the
 //! client that started it.
 
-mod fixtures;
-mod harness;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
-use fixtures::git_repo::git_command;
-use fixtures::http::get;
-use fixtures::provider_zip::sha256_hex;
-use fixtures::{GitRepoSpec, ModuleSpec, ProviderSpec};
-use harness::{ServeProcess, World};
+use crate::fixtures::git_repo::git_command;
+use crate::fixtures::http::get;
+use crate::fixtures::provider_zip::sha256_hex;
+use crate::fixtures::{GitRepoSpec, ModuleSpec, ProviderSpec};
+use crate::harness::{ServeProcess, World};
 use sha2::{Digest, Sha256};
 
 const BIG: (&str, &str, &str) = ("acme", "big", "1.0.0");

@@ -2,9 +2,6 @@
 //! and a server killed with SIGKILL in the middle of a download. Either
 //! way nothing half-written is ever served, and the cache keeps working.
 
-mod fixtures;
-mod harness;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -12,10 +9,10 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fixtures::http::get;
-use fixtures::provider_zip::sha256_hex;
-use fixtures::{ModuleSpec, ProviderSpec};
-use harness::{assert_failure, assert_success, World};
+use crate::fixtures::http::get;
+use crate::fixtures::provider_zip::sha256_hex;
+use crate::fixtures::{ModuleSpec, ProviderSpec};
+use crate::harness::{assert_failure, assert_success, World};
 
 const SMALL: (&str, &str, &str) = ("acme", "small", "1.0.0");
 const BIG: (&str, &str, &str) = ("acme", "big", "1.0.0");

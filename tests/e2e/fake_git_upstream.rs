@@ -2,15 +2,13 @@
 //! the real git CLI, so that a failing end-to-end git test points at the proxy and not at its
 //! fixture.
 
-mod fixtures;
-
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Output;
 
-use fixtures::git_repo::{git_command, module_main_tf};
-use fixtures::http::{get, raw_request};
-use fixtures::{AnswerForm, FakeRegistry, GitRepoSpec, ModuleSpec};
+use crate::fixtures::git_repo::{git_command, module_main_tf};
+use crate::fixtures::http::{get, raw_request};
+use crate::fixtures::{AnswerForm, FakeRegistry, GitRepoSpec, ModuleSpec};
 
 const REPO: &str = "org/infra.git";
 
@@ -199,7 +197,8 @@ fn a_gzipped_protocol_v2_post_is_understood() {
     let mut stream = TcpStream::connect(reg.addr()).unwrap();
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(&body).unwrap();
-    let response = fixtures::http::read_response(&mut std::io::BufReader::new(stream), false);
+    let response =
+        crate::fixtures::http::read_response(&mut std::io::BufReader::new(stream), false);
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(
         response.header("content-type"),

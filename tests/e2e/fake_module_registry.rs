@@ -1,14 +1,14 @@
 //! Smoke tests of the fake registry's module half (`/v1/modules/`, `/archives/`), so that a
 //! failing end-to-end module test points at the proxy and not at its fixture.
 
-mod fixtures;
-
 use std::io::{Cursor, Read};
 use std::time::{Duration, Instant};
 
-use fixtures::http::{get, get_with, raw_request, RawResponse};
-use fixtures::module_archive::{readme, root_main_tf, sub_main_tf, ARCHIVE_MTIME, ESCAPE_ENTRY};
-use fixtures::{AnswerForm, ArchiveKind, FakeRegistry, ModuleFault, ModuleSpec};
+use crate::fixtures::http::{get, get_with, raw_request, RawResponse};
+use crate::fixtures::module_archive::{
+    readme, root_main_tf, sub_main_tf, ARCHIVE_MTIME, ESCAPE_ENTRY,
+};
+use crate::fixtures::{AnswerForm, ArchiveKind, FakeRegistry, ModuleFault, ModuleSpec};
 use serde_json::Value;
 
 fn registry() -> FakeRegistry {

@@ -1,16 +1,14 @@
 //! Smoke tests of the fake upstream registry itself, so that a failing end-to-end test points at
 //! the proxy and not at its fixture.
 
-mod fixtures;
-
 use std::io::{BufReader, Cursor, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use fixtures::http::{get, get_with, raw_request, read_response};
-use fixtures::provider_zip::sha256_hex;
-use fixtures::signing::{verifies, TestKey};
-use fixtures::{FakeRegistry, Fault, ProviderSpec};
+use crate::fixtures::http::{get, get_with, raw_request, read_response};
+use crate::fixtures::provider_zip::sha256_hex;
+use crate::fixtures::signing::{verifies, TestKey};
+use crate::fixtures::{FakeRegistry, Fault, ProviderSpec};
 use serde_json::Value;
 
 fn registry() -> FakeRegistry {

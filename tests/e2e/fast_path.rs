@@ -3,16 +3,13 @@
 //! this machine's `h1:` where the lock file vouches for the zip with a
 //! `zh:`, and never changes which version is selected.
 
-mod fixtures;
-mod harness;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use crate::fixtures::ProviderSpec;
+use crate::harness::{assert_failure, assert_success, locked_hashes, terraform, World};
 use base64::Engine;
-use fixtures::ProviderSpec;
-use harness::{assert_failure, assert_success, locked_hashes, terraform, World};
 use sha2::{Digest, Sha256};
 
 const LOCK_FILE: &str = ".terraform.lock.hcl";

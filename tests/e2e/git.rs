@@ -1,15 +1,12 @@
 //! End to end: git module sources, direct and through the registry, served
 //! from one local mirror of a mono-repo.
 
-mod fixtures;
-mod harness;
-
 use std::time::{Duration, Instant};
 
-use fixtures::git_repo::git_command;
-use fixtures::http::{get, raw_request};
-use fixtures::{FakeRegistry, GitRepoSpec, ModuleSpec};
-use harness::{assert_failure, assert_success, installed_ids, ServeProcess, World};
+use crate::fixtures::git_repo::git_command;
+use crate::fixtures::http::{get, raw_request};
+use crate::fixtures::{FakeRegistry, GitRepoSpec, ModuleSpec};
+use crate::harness::{assert_failure, assert_success, installed_ids, ServeProcess, World};
 
 const REPO: &str = "org/infra.git";
 
@@ -310,8 +307,8 @@ fn an_archive_is_the_same_bytes_every_time_it_is_built() {
     let second = get(&archive_url);
     assert_eq!(second.status, 200);
     assert_eq!(
-        fixtures::provider_zip::sha256_hex(&first.body),
-        fixtures::provider_zip::sha256_hex(&second.body)
+        crate::fixtures::provider_zip::sha256_hex(&first.body),
+        crate::fixtures::provider_zip::sha256_hex(&second.body)
     );
 }
 

@@ -3,16 +3,13 @@
 //! checking the upstream's refs; everything else still goes through smart
 //! HTTP.
 
-mod fixtures;
-mod harness;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use fixtures::git_repo::git_command;
-use fixtures::http::get;
-use fixtures::GitRepoSpec;
-use harness::{assert_failure, assert_success, installed_ids, ServeProcess, World};
+use crate::fixtures::git_repo::git_command;
+use crate::fixtures::http::get;
+use crate::fixtures::GitRepoSpec;
+use crate::harness::{assert_failure, assert_success, installed_ids, ServeProcess, World};
 
 const INFRA: &str = "org/infra.git";
 const OTHER: &str = "org/other.git";
@@ -49,7 +46,7 @@ fn five_calls(world: &World) -> Vec<(&'static str, String)> {
 
 /// `tfmirror exec -- terraform get [args]` in `dir`.
 fn get_modules(world: &World, dir: &Path, args: &[&str]) -> Output {
-    let terraform = harness::terraform();
+    let terraform = crate::harness::terraform();
     world
         .tfmirror(&[
             "exec",

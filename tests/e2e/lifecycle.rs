@@ -1,17 +1,14 @@
 //! End to end: one server per cache, started in the background by `exec`,
 //! shared by parallel inits, found again or replaced, and stopped when idle.
 
-mod fixtures;
-mod harness;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fixtures::{GitRepoSpec, ModuleSpec, ProviderSpec};
-use harness::{assert_success, terraform, World};
+use crate::fixtures::{GitRepoSpec, ModuleSpec, ProviderSpec};
+use crate::harness::{assert_success, terraform, World};
 
 const REPO: &str = "org/infra.git";
 
@@ -30,7 +27,7 @@ fn mixed_world(extra: &str) -> World {
 }
 
 fn mixed_main_tf(world: &World) -> String {
-    let providers = harness::main_tf(&[
+    let providers = crate::harness::main_tf(&[
         ("hashicorp", "alpha", "1.0.0"),
         ("hashicorp", "beta", "2.0.0"),
     ]);
@@ -263,7 +260,7 @@ fn env_exports_point_plain_terraform_at_the_server() {
             .output()
             .unwrap()
     };
-    let eval_env = format!("eval \"$('{}' env)\"", harness::tfmirror());
+    let eval_env = format!("eval \"$('{}' env)\"", crate::harness::tfmirror());
 
     let output = world.tfmirror(&["env"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1), "env needs a running server");
@@ -314,7 +311,7 @@ fn a_server_that_cannot_start_is_reported_with_its_reason() {
     let world = World::with_config(Vec::new(), &format!("listen = \"{addr}\""));
     let started = Instant::now();
     let output = world.tfmirror(&["exec", "--", "true"]).output().unwrap();
-    let text = harness::assert_failure(&output, "exec with the port taken");
+    let text = crate::harness::assert_failure(&output, "exec with the port taken");
     assert!(
         text.contains("could not start") && text.contains(&format!("cannot listen on {addr}")),
         "{text}"

@@ -1,11 +1,8 @@
 //! End to end: the real terraform binary installs registry modules through
 //! tfmirror, and their HTTP archives come from the cache after the first time.
 
-mod fixtures;
-mod harness;
-
-use fixtures::{AnswerForm, ArchiveKind, ModuleFault, ModuleSpec};
-use harness::{assert_failure, assert_success, installed_ids, World};
+use crate::fixtures::{AnswerForm, ArchiveKind, ModuleFault, ModuleSpec};
+use crate::harness::{assert_failure, assert_success, installed_ids, World};
 
 fn four_modules() -> Vec<ModuleSpec> {
     vec![
@@ -140,7 +137,7 @@ fn a_directory_s_version_lists_are_fetched_ahead_and_stay_current() {
     std::fs::remove_dir_all(dir.join(".terraform")).unwrap();
     world.registry.clear_requests();
     // From the parent directory with `-chdir`: the same directory to the server.
-    let terraform = harness::terraform();
+    let terraform = crate::harness::terraform();
     let second = world
         .tfmirror(&[
             "exec",

@@ -2,15 +2,12 @@
 //! over HTTPS (`provider_installation { network_mirror { ... } }`), with a
 //! test CA it is told to trust through `SSL_CERT_FILE`.
 
-mod fixtures;
-mod harness;
-
 use std::path::Path;
 use std::process::Output;
 
-use fixtures::http::get;
-use fixtures::ProviderSpec;
-use harness::{assert_success, terraform, World};
+use crate::fixtures::http::get;
+use crate::fixtures::ProviderSpec;
+use crate::harness::{assert_success, terraform, World};
 
 const PROVIDERS: [(&str, &str, &str); 2] =
     [("hashicorp", "alpha", "1.2.0"), ("acme", "beta", "0.3.0")];
@@ -64,7 +61,7 @@ fn terraform_installs_from_the_network_mirror_over_tls() {
         "cold init from the mirror",
     );
     assert!(world.registry.artifact_requests() > 0);
-    let hashes = harness::locked_hashes(&first, "hashicorp", "alpha");
+    let hashes = crate::harness::locked_hashes(&first, "hashicorp", "alpha");
 
     world.registry.clear_requests();
     let second = world.workdir("second", &PROVIDERS);
@@ -79,7 +76,7 @@ fn terraform_installs_from_the_network_mirror_over_tls() {
         world.registry.requests()
     );
     assert_eq!(
-        harness::locked_hashes(&second, "hashicorp", "alpha"),
+        crate::harness::locked_hashes(&second, "hashicorp", "alpha"),
         hashes,
         "the same hashes from the cache"
     );
@@ -220,7 +217,7 @@ fn an_imported_mirror_directory_serves_inits_without_the_upstream() {
     bytes[last] ^= 0xff;
     std::fs::write(&zip, bytes).unwrap();
     let output = import(&tampered);
-    let text = harness::assert_failure(&output, "import of a tampered zip");
+    let text = crate::harness::assert_failure(&output, "import of a tampered zip");
     assert!(text.contains("does not match the hashes"), "{text}");
 
     let filesystem = world.root.path().join("filesystem.tfrc");

@@ -8,12 +8,9 @@
 //! whether the upstream is up (it answers 401 itself) or stopped (tfmirror
 //! answers 401), while the token keeps working with the upstream stopped.
 
-mod fixtures;
-mod harness;
-
-use fixtures::http::{get, get_with, RawResponse};
-use fixtures::{ModuleSpec, ProviderSpec};
-use harness::{assert_failure, assert_success, ServeProcess, World};
+use crate::fixtures::http::{get, get_with, RawResponse};
+use crate::fixtures::{ModuleSpec, ProviderSpec};
+use crate::harness::{assert_failure, assert_success, ServeProcess, World};
 
 const TOKEN: &str = "g00d-t0ken-for-secretcorp";
 const PRIVATE: &str = "secretcorp";

@@ -1,11 +1,8 @@
 //! End to end: the real terraform binary installs providers through
 //! tfmirror from a fake upstream registry.
 
-mod fixtures;
-mod harness;
-
-use fixtures::{Fault, ProviderSpec};
-use harness::{assert_failure, assert_success, locked_hashes, World};
+use crate::fixtures::{Fault, ProviderSpec};
+use crate::harness::{assert_failure, assert_success, locked_hashes, World};
 
 const PROVIDERS: [(&str, &str, &str); 3] = [
     ("hashicorp", "alpha", "1.2.0"),

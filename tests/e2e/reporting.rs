@@ -1,12 +1,9 @@
 //! End to end: the savings line `exec` prints, and the Prometheus metrics,
 //! checked against the files in the cache and the fake upstream's counts.
 
-mod fixtures;
-mod harness;
-
-use fixtures::http::get;
-use fixtures::{ModuleSpec, ProviderSpec};
-use harness::{assert_success, World};
+use crate::fixtures::http::get;
+use crate::fixtures::{ModuleSpec, ProviderSpec};
+use crate::harness::{assert_success, World};
 
 fn world() -> World {
     World::start(
@@ -22,7 +19,7 @@ fn world() -> World {
 fn main_tf() -> String {
     format!(
         "{}\nmodule \"net\" {{\n  source  = \"acme/net/aws\"\n  version = \"1.0.0\"\n}}\n",
-        harness::main_tf(&[("hashicorp", "alpha", "1.0.0"), ("acme", "beta", "2.0.0")])
+        crate::harness::main_tf(&[("hashicorp", "alpha", "1.0.0"), ("acme", "beta", "2.0.0")])
     )
 }
 
@@ -114,7 +111,7 @@ fn metrics_parse_and_agree_with_the_upstream() {
     let init = |name: &str| {
         let dir = world.workdir_with(name, &main_tf());
         let output = world
-            .command(harness::terraform())
+            .command(crate::harness::terraform())
             .args(["init", "-input=false", "-no-color"])
             .current_dir(&dir)
             .env("TF_CLI_CONFIG_FILE", &cli_config)

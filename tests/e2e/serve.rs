@@ -1,14 +1,11 @@
 //! `tfmirror serve` driven over plain HTTP: path validation, metadata
 //! freshness, the answers Terraform reads, and a clean shutdown.
 
-mod fixtures;
-mod harness;
-
 use std::time::{Duration, Instant};
 
-use fixtures::http::{get, raw_request};
-use fixtures::ProviderSpec;
-use harness::World;
+use crate::fixtures::http::{get, raw_request};
+use crate::fixtures::ProviderSpec;
+use crate::harness::World;
 
 const VERSIONS: &str = "/v1/providers/registry.terraform.io/hashicorp/alpha/versions";
 
@@ -182,7 +179,7 @@ fn download_answer_points_at_tfmirror() {
         .zip_bytes("hashicorp", "alpha", "1.2.0", "linux", "amd64");
     assert_eq!(
         answer["shasum"].take(),
-        fixtures::provider_zip::sha256_hex(&zip).as_str()
+        crate::fixtures::provider_zip::sha256_hex(&zip).as_str()
     );
     let text = serde_json::to_string_pretty(&answer)
         .unwrap()

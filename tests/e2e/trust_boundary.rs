@@ -7,15 +7,12 @@
 //!   public URL.
 //! - The user's registry tokens are never written inside the cache.
 
-mod fixtures;
-mod harness;
-
 use std::path::Path;
 use std::process::Command;
 
-use fixtures::http::{get, raw_request, RawResponse};
-use fixtures::ProviderSpec;
-use harness::{assert_failure, assert_success, terraform, World};
+use crate::fixtures::http::{get, raw_request, RawResponse};
+use crate::fixtures::ProviderSpec;
+use crate::harness::{assert_failure, assert_success, terraform, World};
 
 const ALPHA: [(&str, &str, &str); 1] = [("hashicorp", "alpha", "1.0.0")];
 const VERSIONS: &str = "/v1/providers/registry.terraform.io/hashicorp/alpha/versions";
@@ -65,7 +62,7 @@ fn send(
 /// A valid provider zip that is not the registry's: what an attacker
 /// would plant.
 fn planted_zip() -> Vec<u8> {
-    fixtures::provider_zip::build_zip("attacker", "alpha", "1.0.0", "linux", "amd64", 0)
+    crate::fixtures::provider_zip::build_zip("attacker", "alpha", "1.0.0", "linux", "amd64", 0)
 }
 
 #[test]
@@ -472,7 +469,7 @@ fn a_team_server_admits_token_holders_and_answers_with_its_public_url() {
 
     let dir = world.workdir("member", &ALPHA);
     assert_success(&init(&dir, Some("team-token-1")), "init with a team token");
-    assert!(harness::locked_hashes(&dir, "hashicorp", "alpha")[0].starts_with("h1:"));
+    assert!(crate::harness::locked_hashes(&dir, "hashicorp", "alpha")[0].starts_with("h1:"));
 
     let index = "https://localhost/providers/registry.terraform.io/hashicorp/alpha/1.0.0.json";
     assert_eq!(https_get(index, &ca, None).0, 401);

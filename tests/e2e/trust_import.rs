@@ -5,17 +5,14 @@
 //! `zh:` or `h1:`. The network mirror serves, and lists `h1:` for, only
 //! zips whose verification is on record.
 
-mod fixtures;
-mod harness;
-
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use fixtures::http::get;
-use fixtures::provider_zip::{sha256_hex, zip_filename};
-use fixtures::ProviderSpec;
-use harness::{assert_failure, assert_success, terraform, ServeProcess, World};
+use crate::fixtures::http::get;
+use crate::fixtures::provider_zip::{sha256_hex, zip_filename};
+use crate::fixtures::ProviderSpec;
+use crate::harness::{assert_failure, assert_success, terraform, ServeProcess, World};
 
 const PROVIDER: [(&str, &str, &str); 1] = [("hashicorp", "alpha", "1.2.0")];
 
@@ -77,7 +74,8 @@ fn cache_tree(world: &World) -> Vec<String> {
         .filter(|f| {
             !f.starts_with("index/")
                 && !f.starts_with("documents/")
-                && !["CACHEDIR.TAG", "owner.lock", "server.json", "terraform.rc"].contains(&f.as_str())
+                && !["CACHEDIR.TAG", "owner.lock", "server.json", "terraform.rc"]
+                    .contains(&f.as_str())
                 && !f.starts_with("server.log")
         })
         .collect()
@@ -190,7 +188,7 @@ fn offline_only_a_lock_file_hash_lets_a_zip_in() {
     let workdir = source.workdir("source", &PROVIDER);
     assert_success(&source.init(&workdir), "init that writes the lock file");
     let full_lock = workdir.join(".terraform.lock.hcl");
-    let locked = harness::locked_hashes(&workdir, "hashicorp", "alpha");
+    let locked = crate::harness::locked_hashes(&workdir, "hashicorp", "alpha");
     let h1_only: Vec<String> = locked
         .iter()
         .filter(|h| h.starts_with("h1:"))

@@ -3,15 +3,12 @@
 //! terraform installs from that tree by symlink, with a lock file holding
 //! the `h1:` the server answered.
 
-mod fixtures;
-mod harness;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use fixtures::http::{raw_request, RawResponse};
-use fixtures::ProviderSpec;
-use harness::{assert_success, ServeProcess, World};
+use crate::fixtures::http::{raw_request, RawResponse};
+use crate::fixtures::ProviderSpec;
+use crate::harness::{assert_success, ServeProcess, World};
 
 const ALPHA: [(&str, &str, &str); 1] = [("hashicorp", "alpha", "1.0.0")];
 const ADDRESS: &str = "registry.terraform.io/hashicorp/alpha";
@@ -40,7 +37,7 @@ fn alpha_cached(extra_config: &str) -> (World, ServeProcess, PathBuf, Vec<String
     let (server, log) = serve_logging(&world);
     let first = world.workdir("first", &ALPHA);
     assert_success(&world.init(&first), "first init");
-    let hashes = harness::locked_hashes(&first, "hashicorp", "alpha");
+    let hashes = crate::harness::locked_hashes(&first, "hashicorp", "alpha");
     (world, server, log, hashes)
 }
 
@@ -158,7 +155,7 @@ fn terraform_installs_a_prepared_provider_by_symlink() {
     );
     std::fs::write(&cli_config, config).unwrap();
     let init = world
-        .command(harness::terraform())
+        .command(crate::harness::terraform())
         .args(["init", "-input=false", "-no-color"])
         .env("TF_CLI_CONFIG_FILE", &cli_config)
         .current_dir(&work)
@@ -187,7 +184,7 @@ fn terraform_installs_a_prepared_provider_by_symlink() {
         "fake provider hashicorp/alpha 1.0.0 linux_amd64"
     );
     let providers = world
-        .command(harness::terraform())
+        .command(crate::harness::terraform())
         .args(["providers", "-no-color"])
         .env("TF_CLI_CONFIG_FILE", &cli_config)
         .current_dir(&work)

@@ -2,15 +2,12 @@
 //! `tfmirror lock` adds other platforms' `h1:` hashes to them, compared
 //! with what the real terraform writes.
 
-mod fixtures;
-mod harness;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use fixtures::ProviderSpec;
-use harness::{assert_failure, assert_success, locked_hashes, World};
+use crate::fixtures::ProviderSpec;
+use crate::harness::{assert_failure, assert_success, locked_hashes, World};
 
 const LOCK_FILE: &str = ".terraform.lock.hcl";
 

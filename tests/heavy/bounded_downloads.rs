@@ -4,17 +4,14 @@
 //! config key in the error, nothing half-written left in the cache, and
 //! the requests waiting for them released.
 
-mod fixtures;
-mod harness;
-
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::fixtures::http::get;
+use crate::fixtures::{Fault, ModuleFault, ModuleSpec, ProviderSpec};
+use crate::harness::{assert_failure, ServeProcess, World};
 use bytes::Bytes;
-use fixtures::http::get;
-use fixtures::{Fault, ModuleFault, ModuleSpec, ProviderSpec};
-use harness::{assert_failure, ServeProcess, World};
 
 /// Small caps, so an endless body reaches them in a moment.
 const SMALL_CAPS: &str =
@@ -273,5 +270,5 @@ fn a_version_list_over_its_cap_is_refused_naming_the_key() {
         "the error names the cap and its key:\n{text}"
     );
     let dir = world.workdir_with("few", &module_call("acme/few/aws"));
-    harness::assert_success(&world.init(&dir), "init with a small version list");
+    crate::harness::assert_success(&world.init(&dir), "init with a small version list");
 }

@@ -2,18 +2,15 @@
 //! to git, not held in memory, and no more git processes run at once than
 //! `git_max_processes` allows.
 
-mod fixtures;
-mod harness;
-
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fixtures::http::{get, read_response};
-use fixtures::GitRepoSpec;
-use harness::World;
+use crate::fixtures::http::{get, read_response};
+use crate::fixtures::GitRepoSpec;
+use crate::harness::World;
 
 const REPO: &str = "org/infra.git";
 
@@ -183,7 +180,7 @@ fn large_fetch_requests_stream_to_a_bounded_number_of_git_processes() {
 }
 
 /// The mirrored repository's smart HTTP path on the server and its tip.
-fn mirrored(world: &World, server: &harness::ServeProcess) -> (String, String) {
+fn mirrored(world: &World, server: &crate::harness::ServeProcess) -> (String, String) {
     let repo = format!(
         "/{}/git/http/{}/git/{REPO}",
         server.secret,

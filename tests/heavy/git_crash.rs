@@ -5,17 +5,14 @@
 //! `terraform init` of a `git::` module through the restarted server gets
 //! the right files.
 
-mod fixtures;
-mod harness;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use fixtures::git_repo::{git_command, module_main_tf};
-use fixtures::http::get;
-use fixtures::GitRepoSpec;
-use harness::{assert_success, installed_ids, ServeProcess, World};
+use crate::fixtures::git_repo::{git_command, module_main_tf};
+use crate::fixtures::http::get;
+use crate::fixtures::GitRepoSpec;
+use crate::harness::{assert_success, installed_ids, ServeProcess, World};
 use rand::RngCore;
 
 const REPO: &str = "org/infra.git";

@@ -1,17 +1,14 @@
 //! End to end: a mirror fetched many times is repacked in the background,
 //! and clones through tfmirror stay correct before, during and after.
 
-mod fixtures;
-mod harness;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fixtures::git_repo::{git_command, module_main_tf};
-use fixtures::http::get;
-use fixtures::GitRepoSpec;
-use harness::{assert_success, installed_ids, ServeProcess, World};
+use crate::fixtures::git_repo::{git_command, module_main_tf};
+use crate::fixtures::http::get;
+use crate::fixtures::GitRepoSpec;
+use crate::harness::{assert_success, installed_ids, ServeProcess, World};
 use rand::RngCore;
 
 const REPO: &str = "org/infra.git";

@@ -2,17 +2,14 @@
 //! the files, and a warm init needs no upstream afterwards. And a large
 //! cached document is served to many clients at once from one shared copy.
 
-mod fixtures;
-mod harness;
-
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fixtures::http::get;
-use fixtures::{AnswerForm, ArchiveKind, ModuleSpec, ProviderSpec};
-use harness::{assert_success, main_tf, World};
+use crate::fixtures::http::get;
+use crate::fixtures::{AnswerForm, ArchiveKind, ModuleSpec, ProviderSpec};
+use crate::harness::{assert_success, main_tf, World};
 
 /// Ends the whole test process if the test is still running after `limit`:
 /// a hung terraform or server must not hang the suite.

@@ -2,15 +2,12 @@
 //! loopback neither exhausts its descriptors nor keeps health checks from
 //! being answered, and every such connection is closed by the server.
 
-mod fixtures;
-mod harness;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use fixtures::http::get;
-use harness::World;
+use crate::fixtures::http::get;
+use crate::harness::World;
 
 const MAX_CONNECTIONS: usize = 50;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(1);

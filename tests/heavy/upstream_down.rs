@@ -3,13 +3,10 @@
 //! The fake registry's API is "blackholed" with a delay far longer than any
 //! test; everything runs on loopback and every test bounds its own time.
 
-mod fixtures;
-mod harness;
-
 use std::time::{Duration, Instant};
 
-use fixtures::ModuleSpec;
-use harness::{assert_failure, assert_success, World};
+use crate::fixtures::ModuleSpec;
+use crate::harness::{assert_failure, assert_success, World};
 
 /// Longer than any test runs: the upstream accepts and never answers.
 const BLACKHOLE: Duration = Duration::from_secs(600);
