@@ -100,6 +100,7 @@ fn stored(world: &World, prefix: &str) -> Vec<String> {
 
 #[test]
 fn an_xz_bomb_is_refused_in_bounded_memory_naming_the_key() {
+    let _turn = crate::file_turn(module_path!());
     let world = World::with_modules(vec![
         ModuleSpec::new("acme", "bomb", "aws", &["1.0.0"]).with_location("/blobs/bomb.tar.xz")
     ]);
@@ -133,6 +134,7 @@ fn an_xz_bomb_is_refused_in_bounded_memory_naming_the_key() {
 
 #[test]
 fn an_endless_provider_zip_is_cut_at_its_cap() {
+    let _turn = crate::file_turn(module_path!());
     let world = World::with_config(
         vec![ProviderSpec::new("acme", "endless", &["1.0.0"])],
         SMALL_CAPS,
@@ -161,6 +163,7 @@ fn an_endless_provider_zip_is_cut_at_its_cap() {
 
 #[test]
 fn an_endless_module_archive_is_cut_at_its_cap() {
+    let _turn = crate::file_turn(module_path!());
     let world = World::start(
         Vec::new(),
         vec![ModuleSpec::new("acme", "endless", "aws", &["1.0.0"])],
@@ -188,6 +191,7 @@ fn an_endless_module_archive_is_cut_at_its_cap() {
 /// of its own.
 #[test]
 fn a_stalled_download_releases_its_waiters() {
+    let _turn = crate::file_turn(module_path!());
     const STALL: Duration = Duration::from_secs(2);
     const MARGIN: Duration = Duration::from_millis(1500);
     let world = World::with_config(
@@ -251,6 +255,7 @@ fn a_stalled_download_releases_its_waiters() {
 /// key, and nothing of it is kept; a list under the cap is served.
 #[test]
 fn a_version_list_over_its_cap_is_refused_naming_the_key() {
+    let _turn = crate::file_turn(module_path!());
     let many: Vec<String> = (0..200).map(|n| format!("1.0.{n}")).collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
     let world = World::start(

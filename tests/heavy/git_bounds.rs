@@ -107,6 +107,7 @@ fn upload_packs(pid: u32) -> usize {
 
 #[test]
 fn large_fetch_requests_stream_to_a_bounded_number_of_git_processes() {
+    let _turn = crate::file_turn(module_path!());
     let _serial = one_at_a_time();
     let world = World::with_git(
         Vec::new(),
@@ -199,6 +200,7 @@ fn mirrored(world: &World, server: &crate::harness::ServeProcess) -> (String, St
 /// more than the cap is refused before git starts.
 #[test]
 fn gzipped_requests_are_streamed_and_oversized_ones_refused() {
+    let _turn = crate::file_turn(module_path!());
     let _serial = one_at_a_time();
     let world = World::with_git(Vec::new(), vec![GitRepoSpec::new(REPO)], "");
     let server = world.serve();
@@ -235,6 +237,7 @@ fn gzipped_requests_are_streamed_and_oversized_ones_refused() {
 /// until `git_timeout`, then is killed and its slot given back.
 #[test]
 fn a_stalled_request_is_killed_after_the_git_timeout() {
+    let _turn = crate::file_turn(module_path!());
     let _serial = one_at_a_time();
     let world = World::with_git(
         Vec::new(),

@@ -319,6 +319,7 @@ fn init_and_check(world: &World, name: &str, file: &str, bytes: &[u8]) {
 
 #[test]
 fn a_mirror_killed_while_being_created_leaves_nothing_and_is_made_again() {
+    let _turn = crate::file_turn(module_path!());
     let world = world();
     let upstream = world.registry.git_repo(REPO);
     let scratch = tempfile::tempdir().unwrap();
@@ -397,6 +398,7 @@ fn a_mirror_killed_while_being_created_leaves_nothing_and_is_made_again() {
 
 #[test]
 fn a_mirror_killed_while_being_repacked_serves_and_repacks_again() {
+    let _turn = crate::file_turn(module_path!());
     let world = world();
     let upstream = world.registry.git_repo(REPO);
     let scratch = tempfile::tempdir().unwrap();

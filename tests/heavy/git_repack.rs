@@ -123,6 +123,7 @@ fn rev_parse(dir: &Path, rev: &str) -> String {
 /// and every clone (git's and Terraform's) has the upstream's contents.
 #[test]
 fn twenty_fetches_are_repacked_and_clones_stay_correct() {
+    let _turn = crate::file_turn(module_path!());
     let world = world("metadata_ttl = \"0s\"\nstale_while_revalidate = \"0s\"");
     let upstream = world.registry.git_repo(REPO);
     let server = world.serve();
@@ -234,6 +235,7 @@ impl Pusher {
 /// clones whatever its speed: no timing window to hit.
 #[test]
 fn clones_during_a_repack_succeed() {
+    let _turn = crate::file_turn(module_path!());
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 

@@ -116,6 +116,7 @@ fn offline_after(what: &'static str, damage: impl FnOnce(&World)) {
 
 #[test]
 fn offline_after_the_index_db_is_truncated() {
+    let _turn = crate::file_turn(module_path!());
     offline_after("index/db truncated", |world| {
         truncate(&index_dir(world).join("db"))
     });
@@ -123,6 +124,7 @@ fn offline_after_the_index_db_is_truncated() {
 
 #[test]
 fn offline_after_the_index_conf_is_truncated() {
+    let _turn = crate::file_turn(module_path!());
     offline_after("index/conf truncated", |world| {
         truncate(&index_dir(world).join("conf"))
     });
@@ -130,6 +132,7 @@ fn offline_after_the_index_conf_is_truncated() {
 
 #[test]
 fn offline_after_an_index_snapshot_is_truncated() {
+    let _turn = crate::file_turn(module_path!());
     offline_after("a snap.* truncated", |world| {
         // sled writes a snapshot when it opens a database whose log has
         // moved on since the last one: a second start.
@@ -149,6 +152,7 @@ fn offline_after_an_index_snapshot_is_truncated() {
 
 #[test]
 fn offline_after_the_index_is_deleted() {
+    let _turn = crate::file_turn(module_path!());
     offline_after("the index deleted", |world| {
         std::fs::remove_dir_all(index_dir(world)).unwrap()
     });
@@ -178,6 +182,7 @@ const PARALLEL: usize = 40;
 
 #[test]
 fn many_requests_for_a_large_cached_list_share_one_copy() {
+    let _turn = crate::file_turn(module_path!());
     let _deadline = Deadline::after("parallel version lists", Duration::from_secs(180));
     let versions: Vec<String> = (0..MANY_VERSIONS)
         .map(|i| format!("1.{}.{}", i / 1000, i % 1000))

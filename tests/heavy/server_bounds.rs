@@ -101,6 +101,7 @@ fn open_descriptors(pid: u32) -> usize {
 
 #[test]
 fn a_flood_of_idle_and_slow_connections_leaves_health_answering() {
+    let _turn = crate::file_turn(module_path!());
     let own_limit = raise_own_descriptor_limit();
     let flood = FLOOD.min(own_limit.saturating_sub(200));
     let world = World::with_config(

@@ -33,6 +33,7 @@ fn root_module(names: &[&str], version: &str) -> String {
 
 #[test]
 fn a_blackholed_upstream_costs_a_warm_run_one_timeout() {
+    let _turn = crate::file_turn(module_path!());
     let world = World::with_modules(five_modules());
     let cold = world.workdir_with("cold", &root_module(&NAMES, "1.0.0"));
     assert_success(&world.init(&cold), "cold init");
@@ -52,6 +53,7 @@ fn a_blackholed_upstream_costs_a_warm_run_one_timeout() {
 
 #[test]
 fn nothing_cached_fails_with_tfmirror_s_error_in_time_and_then_at_once() {
+    let _turn = crate::file_turn(module_path!());
     let world = World::with_modules(five_modules());
     world.registry.set_api_delay(Some(BLACKHOLE));
 
@@ -90,6 +92,7 @@ fn nothing_cached_fails_with_tfmirror_s_error_in_time_and_then_at_once() {
 
 #[test]
 fn the_breaker_closes_once_the_upstream_is_back() {
+    let _turn = crate::file_turn(module_path!());
     let world = World::start(
         Vec::new(),
         vec![
