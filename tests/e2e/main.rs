@@ -1,0 +1,35 @@
+//! The end-to-end tests, in one test binary so that the fixtures and the
+//! harness are compiled once: one module per area, each the former
+//! `tests/<area>.rs`. The tests that measure time, memory or processes
+//! under load run apart, in `tests/heavy/`.
+//!
+//! `tests/fixtures/` and `tests/harness/` stay where they are: the
+//! benchmark (`examples/tfmirror-bench`) and the unit tests of
+//! `src/providers/signature.rs` use them there too.
+
+#[path = "../fixtures/mod.rs"]
+mod fixtures;
+#[path = "../harness/mod.rs"]
+mod harness;
+
+mod cache_admin;
+mod concurrency;
+mod crash_safety;
+mod fake_git_upstream;
+mod fake_module_registry;
+mod fake_registry;
+mod fast_path;
+mod git;
+mod git_local;
+mod lifecycle;
+mod modules;
+mod network_mirror;
+mod private_content;
+mod providers;
+mod reporting;
+mod serve;
+mod service;
+mod trust_boundary;
+mod trust_import;
+mod unpacked_tree;
+mod warm_lock;

@@ -1,0 +1,238 @@
+//! End to end: the savings line `exec` prints, and the Prometheus metrics,
+//! checked against the files in the cache and the fake upstream's counts.
+
+use crate::fixtures::http::get;
+use crate::fixtures::{ModuleSpec, ProviderSpec};
+use crate::harness::{assert_success, World};
+
+fn world() -> World {
+    World::start(
+        vec![
+            ProviderSpec::new("hashicorp", "alpha", &["1.0.0"]).with_extra_bytes(300_000),
+            ProviderSpec::new("acme", "beta", &["2.0.0"]).with_extra_bytes(200_000),
+        ],
+        vec![ModuleSpec::new("acme", "net", "aws", &["1.0.0"])],
+        "",
+    )
+}
+
+fn main_tf() -> String {
+    format!(
+        "{}\nmodule \"net\" {{\n  source  = \"acme/net/aws\"\n  version = \"1.0.0\"\n}}\n",
+        crate::harness::main_tf(&[("hashicorp", "alpha", "1.0.0"), ("acme", "beta", "2.0.0")])
+    )
+}
+
+/// The artifacts an init of [`main_tf`] is served: both linux zips, their
+/// SHA256SUMS and signatures, and the module archive.
+fn served_files(world: &World) -> Vec<String> {
+    world
+        .artifact_files()
+        .into_iter()
+        .filter(|f| !f.contains("darwin") && !f.contains("windows"))
+        .collect()
+}
+
+fn signatures(files: &[String]) -> Vec<String> {
+    files
+        .iter()
+        .filter(|f| f.ends_with(".sig"))
+        .cloned()
+        .collect()
+}
+
+fn size_of(world: &World, files: &[String]) -> u64 {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(world.cache_dir().join(f)).unwrap().len())
+        .sum()
+}
+
+/// Decimal units with one decimal below 10, as `du --si`.
+fn si(bytes: u64) -> String {
+    let units = ["kB", "MB", "GB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let (mut value, mut unit) = (bytes as f64 / 1000.0, 0);
+    while value >= 1000.0 && unit < units.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let digits = if value < 10.0 { 1 } else { 0 };
+    format!("{value:.digits$} {}", units[unit])
+}
+
+fn savings_line(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .find(|l| l.contains("from cache ("))
+        .unwrap_or_else(|| panic!("no savings line in:\n{}", String::from_utf8_lossy(stderr)))
+        .to_owned()
+}
+
+#[test]
+fn the_savings_line_counts_what_the_run_took_from_the_cache() {
+    let world = world();
+    let cold = world.init(&world.workdir_with("cold", &main_tf()));
+    assert_success(&cold, "cold init");
+    let files = served_files(&world);
+    assert_eq!(files.len(), 7, "{files:?}");
+    let bytes = size_of(&world, &files);
+    // The signatures come along with SHA256SUMS, so Terraform's requests
+    // for them are hits.
+    let signatures = size_of(&world, &signatures(&files));
+    let line = savings_line(&cold.stderr);
+    let expected = format!(
+        "tfmirror: {} from cache (2 hits), {} downloaded (5 misses)",
+        si(signatures),
+        si(bytes - signatures)
+    );
+    assert!(line.starts_with(&expected), "{line}\nexpected {expected}");
+
+    let warm = world.init(&world.workdir_with("warm", &main_tf()));
+    assert_success(&warm, "warm init");
+    assert_eq!(
+        savings_line(&warm.stderr),
+        format!(
+            "tfmirror: {} from cache (7 hits), 0 B downloaded (0 misses)",
+            si(bytes)
+        )
+    );
+}
+
+#[test]
+fn metrics_parse_and_agree_with_the_upstream() {
+    let world = world();
+    let server = world.serve();
+    let rc = world.tfmirror(&["rc"]).output().unwrap();
+    let cli_config = world.root.path().join("plain.tfrc");
+    std::fs::write(&cli_config, rc.stdout).unwrap();
+    let init = |name: &str| {
+        let dir = world.workdir_with(name, &main_tf());
+        let output = world
+            .command(crate::harness::terraform())
+            .args(["init", "-input=false", "-no-color"])
+            .current_dir(&dir)
+            .env("TF_CLI_CONFIG_FILE", &cli_config)
+            .output()
+            .unwrap();
+        assert_success(&output, name);
+    };
+    init("cold");
+    init("warm");
+
+    let metrics = scrape(&server.url);
+
+    let count = |route: &str, result: &str| {
+        sample(
+            &metrics,
+            "tfmirror_requests_total",
+            &[("route", route), ("result", result)],
+        )
+    };
+    let upstream = |pred: &dyn Fn(&str) -> bool| {
+        world.registry.count(|r| r.method == "GET" && pred(&r.path)) as f64
+    };
+    let lists = upstream(&|p| p.starts_with("/v1/providers/") && p.ends_with("/versions"));
+    let zips = upstream(&|p| p.ends_with(".zip"));
+    let sums = upstream(&|p| p.ends_with("_SHA256SUMS"));
+    assert_eq!((lists, zips, sums), (2.0, 2.0, 2.0));
+    // A miss is a response that had to fetch: each version list, zip and
+    // SHA256SUMS (its signature comes in the same fetch).
+    assert_eq!(count("providers", "miss"), lists + zips + sums);
+    // The warm init's 2 lists, 6 artifacts and 2 zip HEADs, and the cold
+    // init's 2 signatures, fetched along with their SHA256SUMS.
+    assert_eq!(count("providers", "hit"), 12.0);
+    assert_eq!(
+        count("module_archives", "miss"),
+        world.registry.module_archive_requests() as f64
+    );
+
+    let files = served_files(&world);
+    let bytes = size_of(&world, &files) as f64;
+    let signatures = size_of(&world, &signatures(&files)) as f64;
+    // Terraform's HEAD for the module archive is what downloads it; its
+    // GET then reads the cached file.
+    let archive: Vec<String> = files
+        .iter()
+        .filter(|f| f.starts_with("modules/"))
+        .cloned()
+        .collect();
+    let archive = size_of(&world, &archive) as f64;
+    let served = |source| {
+        sample(
+            &metrics,
+            "tfmirror_bytes_served_total",
+            &[("source", source)],
+        )
+    };
+    assert_eq!(served("cache"), bytes + signatures + archive);
+    assert_eq!(served("upstream"), bytes - signatures - archive);
+    assert!(sample(&metrics, "tfmirror_cache_bytes", &[("kind", "providers")]) > 0.0);
+    assert_eq!(sample(&metrics, "tfmirror_downloads_in_flight", &[]), 0.0);
+    let latency = metrics
+        .samples
+        .iter()
+        .find(|s| s.metric == "tfmirror_upstream_request_duration_seconds")
+        .expect("an upstream latency histogram");
+    assert!(matches!(
+        latency.value,
+        prometheus_parse::Value::Histogram(_)
+    ));
+}
+
+fn scrape(url: &str) -> prometheus_parse::Scrape {
+    let response = get(&format!("{url}/_tfmirror/metrics"));
+    assert_eq!(response.status, 200);
+    assert!(response
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
+    let lines = response
+        .text()
+        .lines()
+        .map(|l| Ok(l.to_owned()))
+        .collect::<Vec<_>>();
+    prometheus_parse::Scrape::parse(lines.into_iter()).expect("Prometheus text format")
+}
+
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)));
+    match found.map(|s| &s.value) {
+        Some(prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v)) => *v,
+        Some(prometheus_parse::Value::Untyped(v)) => *v,
+        None => 0.0,
+        Some(other) => panic!("{name}: unexpected {other:?}"),
+    }
+}
+
+/// `tfmirror rc | head -1` and the like: a reader that closes the pipe
+/// ends a printing command quietly, as it ends any Unix tool, instead of
+/// a panic about a broken pipe.
+#[test]
+fn printing_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let world = world();
+    let _server = world.serve();
+    for args in [&["rc"][..], &["cache", "list"], &["status"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = world
+            .tfmirror(args)
+            .stdout(std::process::Stdio::from(writer))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(
+            output.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?} {stderr}",
+            output.status
+        );
+    }
+}
