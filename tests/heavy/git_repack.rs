@@ -2,14 +2,13 @@
 //! and clones through tfmirror stay correct before, during and after.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::fixtures::git_repo::{git_command, module_main_tf};
 use crate::fixtures::http::get;
 use crate::fixtures::GitRepoSpec;
 use crate::harness::{assert_success, installed_ids, ServeProcess, World};
-use rand::RngCore;
+use crate::pusher::Pusher;
 
 const REPO: &str = "org/infra.git";
 
@@ -183,50 +182,6 @@ fn twenty_fetches_are_repacked_and_clones_stay_correct() {
         .output()
         .unwrap();
     assert_success(&fsck, "git fsck of the repacked mirror");
-}
-
-/// A work clone of the upstream that pushes commits of incompressible
-/// files, so that a repack of the mirror takes long enough to watch.
-struct Pusher {
-    work: PathBuf,
-    home: PathBuf,
-}
-
-impl Pusher {
-    fn new(bare: &Path, root: &Path) -> Pusher {
-        let (work, home) = (root.join("work"), root.join("home"));
-        std::fs::create_dir_all(&home).unwrap();
-        let mut clone = git_command(&home);
-        clone.arg("clone").arg("-q").arg(bare).arg(&work);
-        assert_success(&clone.output().unwrap(), "clone the upstream");
-        Pusher { work, home }
-    }
-
-    fn git(&self, args: &[&str]) {
-        let mut command: Command = git_command(&self.home);
-        command
-            .arg("-C")
-            .arg(&self.work)
-            .args([
-                "-c",
-                "user.name=Pusher",
-                "-c",
-                "user.email=p@example.invalid",
-            ])
-            .args(args);
-        assert_success(&command.output().unwrap(), &format!("git {args:?}"));
-    }
-
-    /// Commits a new file of `size` random bytes to `main` and pushes it.
-    fn push_random_file(&self, name: &str, size: usize) -> Vec<u8> {
-        let mut bytes = vec![0; size];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        std::fs::write(self.work.join(name), &bytes).unwrap();
-        self.git(&["add", name]);
-        self.git(&["commit", "-q", "-m", name]);
-        self.git(&["push", "-q", "origin", "HEAD:main"]);
-        bytes
-    }
 }
 
 /// Clones through the server while a repack of the mirror runs all
