@@ -13,6 +13,7 @@ use crate::fixtures::git_repo::{git_command, module_main_tf};
 use crate::fixtures::http::get;
 use crate::fixtures::GitRepoSpec;
 use crate::harness::{assert_success, installed_ids, ServeProcess, World};
+use crate::mirror_files::{mirror_dir, pack_dir_names, packs};
 use crate::pusher::Pusher;
 
 const REPO: &str = "org/infra.git";
@@ -124,35 +125,6 @@ fn lock_files(world: &World) -> Vec<String> {
         .filter(|(rel, is_dir)| !*is_dir && rel.ends_with(".git.lock"))
         .map(|(rel, _)| rel)
         .collect()
-}
-
-/// The mirror's directory in the cache; panics when there is none yet.
-fn mirror_dir(world: &World) -> PathBuf {
-    let stamp = world
-        .cache_files()
-        .into_iter()
-        .find(|f| f.starts_with("git/") && f.ends_with(".git/tfmirror-fetched"))
-        .expect("the mirror exists");
-    world.cache_dir().join(stamp).parent().unwrap().to_owned()
-}
-
-fn pack_dir_names(mirror: &Path) -> Vec<String> {
-    std::fs::read_dir(mirror.join("objects/pack"))
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The mirror's packs, git's temporary ones left out.
-fn packs(mirror: &Path) -> usize {
-    pack_dir_names(mirror)
-        .iter()
-        .filter(|n| n.starts_with("pack-") && n.ends_with(".pack"))
-        .count()
 }
 
 /// The names of the mirror's packs, sorted.

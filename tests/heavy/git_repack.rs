@@ -1,13 +1,14 @@
 //! End to end: a mirror fetched many times is repacked in the background,
 //! and clones through tfmirror stay correct before, during and after.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::fixtures::git_repo::{git_command, module_main_tf};
 use crate::fixtures::http::get;
 use crate::fixtures::GitRepoSpec;
 use crate::harness::{assert_success, installed_ids, ServeProcess, World};
+use crate::mirror_files::{mirror_dir, pack_dir_names, packs};
 use crate::pusher::Pusher;
 
 const REPO: &str = "org/infra.git";
@@ -27,35 +28,6 @@ fn world(extra_config: &str) -> World {
 fn proxied_url(world: &World, server: &ServeProcess) -> String {
     let upstream = world.registry.addr();
     format!("{}/git/http/{upstream}/git/{REPO}", server.url)
-}
-
-/// The mirror's directory in the cache; panics when there is none yet.
-fn mirror_dir(world: &World) -> PathBuf {
-    let stamp = world
-        .cache_files()
-        .into_iter()
-        .find(|f| f.starts_with("git/") && f.ends_with(".git/tfmirror-fetched"))
-        .expect("the mirror exists");
-    world.cache_dir().join(stamp).parent().unwrap().to_owned()
-}
-
-fn pack_dir_names(mirror: &Path) -> Vec<String> {
-    std::fs::read_dir(mirror.join("objects/pack"))
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The mirror's packs, git's temporary ones left out.
-fn packs(mirror: &Path) -> usize {
-    pack_dir_names(mirror)
-        .iter()
-        .filter(|n| n.starts_with("pack-") && n.ends_with(".pack"))
-        .count()
 }
 
 /// Whether a repack is writing its new pack right now: git's temporary

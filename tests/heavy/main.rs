@@ -17,6 +17,7 @@ mod git_bounds;
 mod git_crash;
 mod git_repack;
 mod index_loss;
+mod mirror_files;
 mod pusher;
 mod server_bounds;
 mod upstream_down;
