@@ -14,8 +14,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::freshness::GitMirrors;
 use super::repo_id::RepoId;
-use super::service::GitMirrors;
 use crate::response::{self, ChunkSender, Origin, Response};
 
 /// A fetch request larger than this is not a fetch request.

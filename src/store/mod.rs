@@ -24,7 +24,7 @@ use std::time::Duration;
 
 pub use blob::{write_atomic, BlobWriter, RunningHash, Written};
 pub use derived::StagedTree;
-pub use documents::{Documents, FetchError, Freshness, Reader, Served, Source};
+pub use documents::{Documents, FetchError, Freshness, Provenance, Reader, Served};
 pub use gc::{plan as gc_plan, GcRules, Reason, Removal};
 pub use index::{now_ms, Document, Index};
 pub use inventory::StoredArtifact;

@@ -5,9 +5,9 @@
 
 use hyper::StatusCode;
 
-use super::archive::write_tar_gz;
+use super::commit_archive::write_tar_gz;
+use super::freshness::GitMirrors;
 use super::repo_id::RepoId;
-use super::service::GitMirrors;
 use crate::response::{self, Response};
 use crate::store::Segment;
 
@@ -23,7 +23,7 @@ impl GitMirrors {
     }
 
     /// Handles `/git-archive/<segments...>`.
-    pub async fn tarball(&self, segments: &[String]) -> Response {
+    pub async fn serve_archive(&self, segments: &[String]) -> Response {
         let Some((file, repo_segments)) = segments.split_last() else {
             return response::error(StatusCode::NOT_FOUND, "no such archive");
         };
