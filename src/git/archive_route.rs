@@ -81,7 +81,14 @@ impl GitMirrors {
         commit: &gix::ObjectId,
     ) -> Result<Vec<u8>, String> {
         let mut mirror = self.mirror(repo);
-        if !mirror.exists() || !super::refs::has_commit(&mirror.dir, commit) {
+        // Opening the repository reads its files: off the runtime threads.
+        let (probe, commit_id) = (mirror.clone(), *commit);
+        let has_commit = tokio::task::spawn_blocking(move || {
+            probe.exists() && super::refs::has_commit(&probe.dir, &commit_id)
+        })
+        .await
+        .map_err(|e| format!("archive task failed: {e}"))?;
+        if !has_commit {
             mirror = self.fresh(repo).await.map_err(|e| e.to_string())?;
         }
         let dir = mirror.dir.clone();

@@ -80,7 +80,7 @@ impl GitMirrors {
                     );
                 }
                 let mirror = self.mirror(&repo);
-                if !mirror.exists() {
+                if !super::freshness::exists(&mirror).await {
                     return response::error(
                         StatusCode::NOT_FOUND,
                         "no mirror yet: fetch info/refs first",

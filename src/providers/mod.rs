@@ -232,7 +232,7 @@ impl Providers {
             Artifact::Zip => self.serve_zip(package, &answer, ctx).await,
             Artifact::Checksums | Artifact::Signature => {
                 let rel = checksum_path(package, artifact);
-                let was_cached = self.store.path(&rel).is_file();
+                let was_cached = self.store.has_file(&rel).await;
                 if let Err(e) = self.verified_checksums(package, &answer, forwarded).await {
                     return self.refuse_checksums(package, e);
                 }

@@ -249,7 +249,7 @@ impl Providers {
     /// import` stored) is served as it is.
     async fn mirror_zip(&self, package: &Package, ctx: &RequestContext) -> Response {
         let rel = zip_path(package);
-        let cached = self.store.path(&rel).is_file();
+        let cached = self.store.has_file(&rel).await;
         if cached && verified::verification(&self.store, package).await.is_none() {
             return unverified(package);
         }
