@@ -1,4 +1,47 @@
 //! tfmirror: a local caching proxy for Terraform and OpenTofu registries.
+//!
+//! # Module map
+//!
+//! Requests flow one way: `server` → `providers` / `modules` / `git` →
+//! `store` / `upstream`. Nothing low reaches up; `protocol` is shared by
+//! `server` and `commands`.
+//!
+//! - `server`: the HTTP server: listening, TLS, routing (`router`), access
+//!   checks, limits, the owner's admin endpoints (`admin`: gc, delete,
+//!   prune). Uses everything below.
+//! - `providers`: the provider registry protocol (`route::ProviderRoute`),
+//!   the network mirror protocol (`network_mirror`), zips and checksums
+//!   verified with GPG, `h1:`/`zh:` hashes, unpacked trees. Uses `store`,
+//!   `upstream`.
+//! - `modules`: the module registry protocol (`route::ModuleRoute`),
+//!   `X-Terraform-Get` rewriting, HTTP module archives (`http_archives`).
+//!   Uses `git` (for `git::` locations), `store`, `upstream`.
+//! - `git`: bare mirrors of upstream repositories (`mirror`, kept with gix),
+//!   their freshness and single flight (`freshness::GitMirrors`), smart HTTP
+//!   for git clients (`smart_http`), a commit's tree as tar.gz
+//!   (`commit_archive`) served at `/git-archive/` (`archive_route`),
+//!   snapshots for local clones. Uses `store`.
+//! - `store`: the cache directory: layout and buckets, atomic blobs, the
+//!   sled index, metadata documents and their freshness (`documents`),
+//!   per-key locks, inventory and gc. Knows nothing of Terraform.
+//! - `upstream`: the HTTP client to registries and download hosts:
+//!   discovery, credentials, retries, circuit breaker. Uses `store` for
+//!   cached documents.
+//! - `protocol`: what tfmirror's commands and their server say to each
+//!   other: endpoints, wire types, header names, `server.json`.
+//! - `commands`: one module per subcommand. `serve` runs `server`; the
+//!   others reach a running server through `protocol`, and use pure
+//!   helpers such as `providers::hashes`.
+//! - `cliconfig`: the generated Terraform CLI config, merged with the
+//!   user's. `lockfile`: `.terraform.lock.hcl`, read and extended.
+//! - `config`: the config file, defaults and paths. `catalog`: store paths
+//!   named in Terraform's terms. `request` / `response`: what handlers take
+//!   and build. `server_key`: the server's secret and grants. `metrics`,
+//!   `file_chunks`, `replace_file`: small helpers.
+//!
+//! "Mirror" names three things: a git mirror (a bare repository under
+//! `git/`), Terraform's network mirror protocol (`providers::network_mirror`),
+//! and the filesystem mirror layout the provider store uses on disk.
 
 mod catalog;
 mod cliconfig;

@@ -11,7 +11,7 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::StatusCode;
 use tokio::sync::mpsc;
 
-use crate::store::{FetchError, Served, Source, WriteError};
+use crate::store::{FetchError, Provenance, Served, WriteError};
 
 pub type Body = BoxBody<Bytes, io::Error>;
 pub type Response = hyper::Response<Body>;
@@ -142,8 +142,8 @@ fn with_length(
 }
 
 /// Logs, once per answer, that a stale copy stood in for a failing upstream.
-pub fn log_stale(what: &str, source: &Source) {
-    if let Source::StaleFallback(why) = source {
+pub fn log_stale(what: &str, provenance: &Provenance) {
+    if let Provenance::StaleFallback(why) = provenance {
         tracing::warn!("serving a cached copy for {what}: {why}");
     }
 }
@@ -160,15 +160,15 @@ pub fn document(what: &str, result: Result<Served, FetchError>) -> Response {
 /// A cached registry answer, marked with a `Warning` header when it is a
 /// stale copy served because the upstream failed.
 fn cached_answer(what: &str, served: Served) -> Response {
-    log_stale(what, &served.source);
-    let outcome = match served.source {
-        Source::Fresh | Source::Revalidating => Outcome::Hit,
-        Source::Fetched => Outcome::Miss,
-        Source::StaleFallback(_) => Outcome::Stale,
+    log_stale(what, &served.provenance);
+    let outcome = match served.provenance {
+        Provenance::Fresh | Provenance::Revalidating => Outcome::Hit,
+        Provenance::Fetched => Outcome::Miss,
+        Provenance::StaleFallback(_) => Outcome::Stale,
     };
     let mut response = json(StatusCode::OK, served.doc.body);
     response.extensions_mut().insert(outcome);
-    if let Source::StaleFallback(_) = served.source {
+    if let Provenance::StaleFallback(_) = served.provenance {
         response.headers_mut().insert(
             "Warning",
             HeaderValue::from_static("111 tfmirror \"Revalidation Failed\""),

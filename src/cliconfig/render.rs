@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::ops::Range;
 
 use super::installation::{write_installation_block, FilesystemMirror};
-use super::user::Source;
+use super::user::UserConfigFile;
 use super::{hcl1, HostServices, Rendered, UserConfig};
 
 /// The first lines of every generated file. Also how a generated file is
@@ -200,7 +200,7 @@ struct Dropped<'a> {
 }
 
 /// Adds `setting` to `list` once, unless tfmirror wrote the source.
-fn note(list: &mut Vec<String>, source: &Source, setting: String) {
+fn note(list: &mut Vec<String>, source: &UserConfigFile, setting: String) {
     if !source.generated && !list.contains(&setting) {
         list.push(setting);
     }
@@ -209,7 +209,7 @@ fn note(list: &mut Vec<String>, source: &Source, setting: String) {
 /// The source's text without the items that must go, trimmed of blank
 /// lines at either end.
 fn kept_text(
-    source: &Source,
+    source: &UserConfigFile,
     routing: Routing,
     tokens: Tokens,
     set_earlier: &HashSet<&str>,
@@ -281,7 +281,7 @@ fn is_single_valued(item: &hcl1::Item) -> bool {
     item.keys.len() == 1 && item.value == hcl1::ValueKind::Scalar
 }
 
-fn single_valued_settings(source: &Source) -> impl Iterator<Item = &str> {
+fn single_valued_settings(source: &UserConfigFile) -> impl Iterator<Item = &str> {
     source
         .items
         .iter()
@@ -291,7 +291,7 @@ fn single_valued_settings(source: &Source) -> impl Iterator<Item = &str> {
 
 /// Grows the cut of an item back over the comment lines right above it (HCL
 /// 1's "lead comment"): they describe the item and would be left dangling.
-fn with_lead_comment(source: &Source, span: Range<usize>) -> Range<usize> {
+fn with_lead_comment(source: &UserConfigFile, span: Range<usize>) -> Range<usize> {
     let text = &source.text;
     let mut start = span.start;
     loop {
@@ -387,7 +387,7 @@ fn trim_blank_lines(text: &str) -> &str {
 }
 
 /// The path for a one-line comment: control characters would end it early.
-fn display_path(source: &Source) -> String {
+fn display_path(source: &UserConfigFile) -> String {
     source
         .path
         .display()
@@ -449,7 +449,7 @@ mod tests {
     fn user(files: &[(&str, &str)]) -> UserConfig {
         let sources = files
             .iter()
-            .map(|(path, text)| Source::parse(PathBuf::from(path), text).unwrap())
+            .map(|(path, text)| UserConfigFile::parse(PathBuf::from(path), text).unwrap())
             .collect();
         UserConfig::from_sources(sources).unwrap()
     }

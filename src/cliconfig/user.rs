@@ -17,7 +17,7 @@ pub struct UserConfig {
     /// else the first file in `~/.terraform.d`. [`UserConfig::files`] lists
     /// them all.
     pub path: PathBuf,
-    pub(super) sources: Vec<Source>,
+    pub(super) sources: Vec<UserConfigFile>,
 }
 
 impl UserConfig {
@@ -44,7 +44,7 @@ impl UserConfig {
 }
 
 /// One file of the user's config, as native HCL 1 text split into items.
-pub(super) struct Source {
+pub(super) struct UserConfigFile {
     pub path: PathBuf,
     /// The file's own text, or for a JSON file its native translation.
     pub text: String,
@@ -55,8 +55,8 @@ pub(super) struct Source {
     pub generated: bool,
 }
 
-impl Source {
-    pub(super) fn parse(path: PathBuf, contents: &str) -> Result<Source, CliConfigError> {
+impl UserConfigFile {
+    pub(super) fn parse(path: PathBuf, contents: &str) -> Result<UserConfigFile, CliConfigError> {
         let contents = contents.strip_prefix('\u{feff}').unwrap_or(contents);
         let parse_error = |message: String| CliConfigError::Parse {
             path: path.clone(),
@@ -68,7 +68,7 @@ impl Source {
             contents.to_owned()
         };
         let parsed = hcl1::parse(&text).map_err(|e| parse_error(e.to_string()))?;
-        Ok(Source {
+        Ok(UserConfigFile {
             generated: render::is_generated(&text),
             path,
             text,
@@ -110,7 +110,7 @@ pub fn find_user_config(
     let mut sources = Vec::new();
     for path in candidates {
         if let Some(contents) = read_if_present(&path)? {
-            sources.push(Source::parse(path, &contents)?);
+            sources.push(UserConfigFile::parse(path, &contents)?);
         }
     }
     Ok(UserConfig::from_sources(sources))
@@ -127,7 +127,7 @@ impl fmt::Debug for UserConfig {
 }
 
 impl UserConfig {
-    pub(super) fn from_sources(sources: Vec<Source>) -> Option<UserConfig> {
+    pub(super) fn from_sources(sources: Vec<UserConfigFile>) -> Option<UserConfig> {
         let path = sources.first()?.path.clone();
         Some(UserConfig { path, sources })
     }

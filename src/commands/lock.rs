@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::launch::Launch;
 use super::packages::{
-    self, FetchError, Fetched, PackageId, Platform, Server, DEFAULT_CONCURRENCY,
+    self, FetchError, Fetched, PackageClient, PackageId, Platform, DEFAULT_CONCURRENCY,
 };
 use crate::lockfile::{LockFile, LockedProvider, ProviderAddress};
 
@@ -53,7 +53,7 @@ pub async fn run(launch: Launch<'_>, args: LockArgs) -> anyhow::Result<i32> {
     let paths = packages::lock_file_paths(&[], &args.dirs)?;
     let locks = packages::read_lock_files(&paths)?;
     let platforms = Platform::or_host(args.platforms);
-    let server = Server::connect(launch).await?;
+    let server = PackageClient::connect(launch).await?;
     let wanted = packages::unique_packages(&locks, &platforms);
     let fetches = packages::fetch_all(&server, wanted, DEFAULT_CONCURRENCY).await;
     eprintln!("fetched {}", fetches.summary());

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use super::launch::Launch;
-use super::packages::{self, PackageId, Platform, Server, DEFAULT_CONCURRENCY};
+use super::packages::{self, PackageClient, PackageId, Platform, DEFAULT_CONCURRENCY};
 
 #[derive(clap::Args)]
 pub struct WarmArgs {
@@ -32,7 +32,7 @@ pub async fn run(launch: Launch<'_>, args: WarmArgs) -> anyhow::Result<i32> {
     let paths = packages::lock_file_paths(&args.lock_files, &args.dirs)?;
     let locks = packages::read_lock_files(&paths)?;
     let platforms = Platform::or_host(args.platforms);
-    let server = Server::connect(launch).await?;
+    let server = PackageClient::connect(launch).await?;
     let wanted = packages::unique_packages(&locks, &platforms);
     let fetches = packages::fetch_all(&server, wanted, args.concurrency).await;
     let mut failed = fetches.results.values().any(Result::is_err);

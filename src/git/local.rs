@@ -7,9 +7,9 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt};
 use hyper::StatusCode;
 
+use super::freshness::{blocking_resolve, Checked, GitMirrors};
 use super::mirror::GitError;
 use super::repo_id::RepoId;
-use super::service::{blocking_resolve, Checked, GitMirrors};
 use super::snapshot;
 use crate::protocol::git_local::{
     LocalAnswer, LocalItem, LocalRepo, LocalRequest, MAX_LOCAL_REPOS,

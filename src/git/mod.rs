@@ -2,7 +2,9 @@
 //! one mirror per upstream repository, however many module calls and refs
 //! use it.
 
-pub mod archive;
+mod archive_route;
+pub mod commit_archive;
+mod freshness;
 mod local;
 pub mod mirror;
 mod mirror_prefix;
@@ -10,11 +12,9 @@ mod refcheck;
 pub mod refs;
 mod repack;
 mod repo_id;
-mod service;
 mod smart_http;
 mod snapshot;
-mod tarball;
 
+pub use freshness::GitMirrors;
 pub use mirror_prefix::{InvalidMirrorPrefix, MirrorPrefix};
 pub use repo_id::RepoId;
-pub use service::GitMirrors;

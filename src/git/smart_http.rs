@@ -14,8 +14,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::freshness::GitMirrors;
 use super::repo_id::RepoId;
-use super::service::GitMirrors;
 use crate::response::{self, ChunkSender, Origin, Response};
 
 /// A fetch request larger than this is not a fetch request.
@@ -80,7 +80,7 @@ impl GitMirrors {
                     );
                 }
                 let mirror = self.mirror(&repo);
-                if !mirror.exists() {
+                if !super::freshness::exists(&mirror).await {
                     return response::error(
                         StatusCode::NOT_FOUND,
                         "no mirror yet: fetch info/refs first",

@@ -6,7 +6,7 @@
 //! metadata; a location that is an HTTP archive is rewritten to a copy
 //! stored here; other sources (`git::`, `s3::`, ...) pass through unchanged.
 
-mod archives;
+mod http_archives;
 mod location;
 mod prefetch;
 mod route;
@@ -25,9 +25,9 @@ use crate::config::Config;
 use crate::response::{self, Response};
 use crate::store::{now_ms, Document, FetchError, Freshness, KeyedLocks, Served, Store};
 use crate::upstream::{ApiRequest, Credential, Forwarded, RegistryClient, Upstream};
-use archives::{origin_key, ArchiveName, ArchiveOrigin};
+use http_archives::{origin_key, ArchiveName, ArchiveOrigin};
 use prefetch::RunPlans;
-use route::{ModuleAddr, Route};
+use route::{ModuleAddr, ModuleRoute};
 use source::{split_subdir, subdir_is_safe, ArchiveSource, GitSource};
 
 use crate::git::{GitMirrors, RepoId};
@@ -123,17 +123,19 @@ impl Modules {
 
     /// Handles `/v1/modules/<segments...>`.
     pub async fn handle(&self, segments: &[String], ctx: &RequestContext) -> Response {
-        let route = match Route::parse(segments) {
+        let route = match ModuleRoute::parse(segments) {
             Ok(route) => route,
             Err(e) => return e.response("module"),
         };
-        let (Route::Versions(addr) | Route::Download(addr, _)) = &route;
+        let (ModuleRoute::Versions(addr) | ModuleRoute::Download(addr, _)) = &route;
         if let Some(refusal) = unproxied(&self.config, &addr.host) {
             return refusal;
         }
         match &route {
-            Route::Versions(addr) => self.versions(addr, ctx).await,
-            Route::Download(addr, version) => self.download(addr, version.as_str(), ctx).await,
+            ModuleRoute::Versions(addr) => self.versions(addr, ctx).await,
+            ModuleRoute::Download(addr, version) => {
+                self.download(addr, version.as_str(), ctx).await
+            }
         }
     }
 
@@ -213,7 +215,7 @@ impl Modules {
             Ok(served) => served,
             Err(e) => return response::fetch_error(&what, e),
         };
-        response::log_stale(&what, &served.source);
+        response::log_stale(&what, &served.provenance);
         let source = match location::from_stored(&served.doc.body) {
             Ok(source) => source,
             Err(e) => return response::error(StatusCode::BAD_GATEWAY, &e),

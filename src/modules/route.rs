@@ -30,8 +30,8 @@ impl ModuleAddr {
     pub fn parse(text: &str) -> Option<ModuleAddr> {
         let mut segments: Vec<String> = text.split('/').map(str::to_owned).collect();
         segments.push("versions".to_owned());
-        match Route::parse(&segments) {
-            Ok(Route::Versions(addr)) => Some(addr),
+        match ModuleRoute::parse(&segments) {
+            Ok(ModuleRoute::Versions(addr)) => Some(addr),
             _ => None,
         }
     }
@@ -43,14 +43,14 @@ impl ModuleAddr {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+pub enum ModuleRoute {
     Versions(ModuleAddr),
     Download(ModuleAddr, Segment),
 }
 
-impl Route {
+impl ModuleRoute {
     /// Parses the decoded path segments after `/v1/modules/`.
-    pub fn parse(segments: &[String]) -> Result<Route, RouteError> {
+    pub fn parse(segments: &[String]) -> Result<ModuleRoute, RouteError> {
         let valid = validate_segments(segments)?;
         let addr = |parts: &[Segment]| ModuleAddr {
             host: parts[0].clone(),
@@ -60,8 +60,10 @@ impl Route {
         };
         let words: Vec<&str> = valid.iter().map(Segment::as_str).collect();
         match words.as_slice() {
-            [_, _, _, _, "versions"] => Ok(Route::Versions(addr(&valid))),
-            [_, _, _, _, _, "download"] => Ok(Route::Download(addr(&valid), valid[4].clone())),
+            [_, _, _, _, "versions"] => Ok(ModuleRoute::Versions(addr(&valid))),
+            [_, _, _, _, _, "download"] => {
+                Ok(ModuleRoute::Download(addr(&valid), valid[4].clone()))
+            }
             _ => Err(RouteError::NotFound),
         }
     }
@@ -71,17 +73,17 @@ impl Route {
 mod tests {
     use super::*;
 
-    fn parse(path: &str) -> Result<Route, RouteError> {
-        Route::parse(&crate::request::test_segments(path))
+    fn parse(path: &str) -> Result<ModuleRoute, RouteError> {
+        ModuleRoute::parse(&crate::request::test_segments(path))
     }
 
     #[test]
     fn parses_module_paths() {
         assert!(matches!(
             parse("registry.terraform.io/hashicorp/consul/aws/versions"),
-            Ok(Route::Versions(_))
+            Ok(ModuleRoute::Versions(_))
         ));
-        let Ok(Route::Download(addr, version)) =
+        let Ok(ModuleRoute::Download(addr, version)) =
             parse("registry.terraform.io/hashicorp/consul/aws/0.1.0/download")
         else {
             panic!("not a download route");

@@ -206,7 +206,7 @@ impl Providers {
             }
         }
         let written = writer.written();
-        let cached = match self.store.path(&rel).is_file() {
+        let cached = match self.store.has_file(&rel).await {
             true => self.store.sha256(&rel).await,
             false => None,
         };

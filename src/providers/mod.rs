@@ -32,7 +32,7 @@ use crate::upstream::{ApiRequest, Forwarded, RegistryClient, Upstream};
 pub use checksums::checksum_path;
 use download_answer::DownloadAnswer;
 pub use import::LockHashes;
-use route::{Artifact, Package, ProviderAddr, Route};
+use route::{Artifact, Package, ProviderAddr, ProviderRoute};
 
 /// Terraform gives up on a registry API call after 10 s; a slow upstream
 /// must not turn a cached answer into a timeout, so past this a stale copy
@@ -84,20 +84,20 @@ impl Providers {
 
     /// Handles `/v1/providers/<segments...>`.
     pub async fn handle(&self, segments: &[String], ctx: &RequestContext) -> Response {
-        let route = match Route::parse(segments) {
+        let route = match ProviderRoute::parse(segments) {
             Ok(route) => route,
             Err(e) => return e.response("provider"),
         };
         let host = match &route {
-            Route::Versions(addr) => &addr.host,
-            Route::Download(p) | Route::Artifact(p, ..) => &p.addr.host,
+            ProviderRoute::Versions(addr) => &addr.host,
+            ProviderRoute::Download(p) | ProviderRoute::Artifact(p, ..) => &p.addr.host,
         };
         if let Some(refusal) = unproxied(&self.config, host) {
             return refusal;
         }
         match route {
-            Route::Versions(addr) => self.versions(&addr, ctx).await,
-            Route::Download(package) => {
+            ProviderRoute::Versions(addr) => self.versions(&addr, ctx).await,
+            ProviderRoute::Download(package) => {
                 match self.download_answer(&package, &ctx.forwarded).await {
                     Ok(answer) => {
                         response::json(StatusCode::OK, answer.rewritten(&ctx.base_url, &package))
@@ -105,7 +105,7 @@ impl Providers {
                     Err(response) => response,
                 }
             }
-            Route::Artifact(package, artifact, grant) => {
+            ProviderRoute::Artifact(package, artifact, grant) => {
                 self.artifact(&package, artifact, grant.as_ref(), ctx).await
             }
         }
@@ -203,7 +203,7 @@ impl Providers {
         package: &Package,
         served: &Served,
     ) -> Result<DownloadAnswer, String> {
-        response::log_stale(&package.to_string(), &served.source);
+        response::log_stale(&package.to_string(), &served.provenance);
         let mut answer = DownloadAnswer::from_stored(&served.doc.body)
             .map_err(|e| format!("the stored download answer for {package} is unreadable: {e}"))?;
         answer.grant = self.registry.grant_for(&download_key(package), &served.doc);
@@ -232,7 +232,7 @@ impl Providers {
             Artifact::Zip => self.serve_zip(package, &answer, ctx).await,
             Artifact::Checksums | Artifact::Signature => {
                 let rel = checksum_path(package, artifact);
-                let was_cached = self.store.path(&rel).is_file();
+                let was_cached = self.store.has_file(&rel).await;
                 if let Err(e) = self.verified_checksums(package, &answer, forwarded).await {
                     return self.refuse_checksums(package, e);
                 }

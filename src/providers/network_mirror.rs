@@ -27,7 +27,7 @@ use super::verified;
 use super::{AnswerError, Providers};
 use crate::request::{unproxied, validate_segments, RequestContext, RouteError};
 use crate::response::{self, Response};
-use crate::store::{Bucket, Document, FetchError, Freshness, RelPath, Segment, Source};
+use crate::store::{Bucket, Document, FetchError, Freshness, Provenance, RelPath, Segment};
 
 /// Download answers fetched at once for a `<version>.json`: one per
 /// platform, and a provider may have a dozen.
@@ -36,14 +36,14 @@ const PLATFORM_CONCURRENCY: usize = 8;
 /// `(os, arch)` pairs a version is built for.
 type Platforms = Vec<(Segment, Segment)>;
 
-enum Route {
+enum NetworkMirrorRoute {
     Index(ProviderAddr),
     Version(ProviderAddr, Segment),
     Zip(Package),
 }
 
-impl Route {
-    fn parse(segments: &[String]) -> Result<Route, RouteError> {
+impl NetworkMirrorRoute {
+    fn parse(segments: &[String]) -> Result<NetworkMirrorRoute, RouteError> {
         let valid = validate_segments(segments)?;
         let [host, namespace, kind, file] = valid.as_slice() else {
             return Err(RouteError::NotFound);
@@ -55,14 +55,14 @@ impl Route {
         };
         let file = file.as_str();
         if file == "index.json" {
-            return Ok(Route::Index(addr));
+            return Ok(NetworkMirrorRoute::Index(addr));
         }
         if let Some(version) = file.strip_suffix(".json") {
             let version = Segment::new(version).map_err(RouteError::BadName)?;
-            return Ok(Route::Version(addr, version));
+            return Ok(NetworkMirrorRoute::Version(addr, version));
         }
         let package = parse_zip_name(&addr, file).ok_or(RouteError::NotFound)?;
-        Ok(Route::Zip(package))
+        Ok(NetworkMirrorRoute::Zip(package))
     }
 }
 
@@ -89,9 +89,9 @@ fn parse_zip_name(addr: &ProviderAddr, file: &str) -> Option<Package> {
 
 /// The route of a zip: what a `PUT` may name.
 pub(super) fn zip_route(segments: &[String]) -> Result<Package, RouteError> {
-    match Route::parse(segments)? {
-        Route::Zip(package) => Ok(package),
-        Route::Index(_) | Route::Version(..) => Err(RouteError::NotFound),
+    match NetworkMirrorRoute::parse(segments)? {
+        NetworkMirrorRoute::Zip(package) => Ok(package),
+        NetworkMirrorRoute::Index(_) | NetworkMirrorRoute::Version(..) => Err(RouteError::NotFound),
     }
 }
 
@@ -102,21 +102,23 @@ pub(super) const H1_KEY_PREFIX: &str = "providers/h1/";
 impl Providers {
     /// Handles `/providers/<segments...>`.
     pub async fn handle_mirror(&self, segments: &[String], ctx: &RequestContext) -> Response {
-        let route = match Route::parse(segments) {
+        let route = match NetworkMirrorRoute::parse(segments) {
             Ok(route) => route,
             Err(e) => return e.response("network mirror"),
         };
         let host = match &route {
-            Route::Index(addr) | Route::Version(addr, _) => &addr.host,
-            Route::Zip(package) => &package.addr.host,
+            NetworkMirrorRoute::Index(addr) | NetworkMirrorRoute::Version(addr, _) => &addr.host,
+            NetworkMirrorRoute::Zip(package) => &package.addr.host,
         };
         if let Some(refusal) = unproxied(&self.config, host) {
             return refusal;
         }
         match route {
-            Route::Index(addr) => self.mirror_index(&addr, ctx).await,
-            Route::Version(addr, version) => self.mirror_version(&addr, &version, ctx).await,
-            Route::Zip(package) => self.mirror_zip(&package, ctx).await,
+            NetworkMirrorRoute::Index(addr) => self.mirror_index(&addr, ctx).await,
+            NetworkMirrorRoute::Version(addr, version) => {
+                self.mirror_version(&addr, &version, ctx).await
+            }
+            NetworkMirrorRoute::Zip(package) => self.mirror_zip(&package, ctx).await,
         }
     }
 
@@ -247,7 +249,7 @@ impl Providers {
     /// import` stored) is served as it is.
     async fn mirror_zip(&self, package: &Package, ctx: &RequestContext) -> Response {
         let rel = zip_path(package);
-        let cached = self.store.path(&rel).is_file();
+        let cached = self.store.has_file(&rel).await;
         if cached && verified::verification(&self.store, package).await.is_none() {
             return unverified(package);
         }
@@ -273,7 +275,7 @@ impl Providers {
         ctx: &RequestContext,
     ) -> Result<Vec<(String, Platforms)>, FetchError> {
         let served = self.version_list(addr, ctx).await?;
-        if let Source::StaleFallback(why) = &served.source {
+        if let Provenance::StaleFallback(why) = &served.provenance {
             tracing::warn!("serving a cached version list for {addr}: {why}");
         }
         parse_versions(&served.doc)

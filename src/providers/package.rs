@@ -47,7 +47,7 @@ impl Providers {
         ctx: &RequestContext,
     ) -> Response {
         let rel = zip_path(package);
-        if ctx.head && !self.store.path(&rel).is_file() {
+        if ctx.head && !self.store.has_file(&rel).await {
             return response::full(StatusCode::OK, ZIP, Bytes::new());
         }
         // Concurrent requests for one zip wait here for the first one's

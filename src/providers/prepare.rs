@@ -190,7 +190,7 @@ impl Providers {
             return Ok(());
         }
         let rel = zip_path(package);
-        if self.store.path(&rel).is_file() {
+        if self.store.has_file(&rel).await {
             return Err(NotReady::Unverified);
         }
         let answer = self

@@ -63,7 +63,7 @@ impl Artifact {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+pub enum ProviderRoute {
     Versions(ProviderAddr),
     Download(Package),
     /// A file of the package, with the grant that tfmirror's URLs carry
@@ -71,9 +71,9 @@ pub enum Route {
     Artifact(Package, Artifact, Option<Segment>),
 }
 
-impl Route {
+impl ProviderRoute {
     /// Parses the decoded path segments after `/v1/providers/`.
-    pub fn parse(segments: &[String]) -> Result<Route, RouteError> {
+    pub fn parse(segments: &[String]) -> Result<ProviderRoute, RouteError> {
         let valid = validate_segments(segments)?;
         let addr = |host: &Segment, namespace: &Segment, kind: &Segment| ProviderAddr {
             host: host.clone(),
@@ -82,7 +82,9 @@ impl Route {
         };
         let words: Vec<&str> = valid.iter().map(Segment::as_str).collect();
         match (valid.as_slice(), words.as_slice()) {
-            ([host, ns, kind, _], [.., "versions"]) => Ok(Route::Versions(addr(host, ns, kind))),
+            ([host, ns, kind, _], [.., "versions"]) => {
+                Ok(ProviderRoute::Versions(addr(host, ns, kind)))
+            }
             ([host, ns, kind, version, _, os, arch, grant @ ..], [_, _, _, _, word, ..])
                 if grant.len() <= 1 =>
             {
@@ -94,13 +96,13 @@ impl Route {
                 };
                 let grant = grant.first().cloned();
                 let artifact = match *word {
-                    "download" if grant.is_none() => return Ok(Route::Download(package)),
+                    "download" if grant.is_none() => return Ok(ProviderRoute::Download(package)),
                     "package" => Artifact::Zip,
                     "shasums" => Artifact::Checksums,
                     "shasums.sig" => Artifact::Signature,
                     _ => return Err(RouteError::NotFound),
                 };
-                Ok(Route::Artifact(package, artifact, grant))
+                Ok(ProviderRoute::Artifact(package, artifact, grant))
             }
             _ => Err(RouteError::NotFound),
         }
@@ -111,26 +113,26 @@ impl Route {
 mod tests {
     use super::*;
 
-    fn parse(path: &str) -> Result<Route, RouteError> {
-        Route::parse(&crate::request::test_segments(path))
+    fn parse(path: &str) -> Result<ProviderRoute, RouteError> {
+        ProviderRoute::parse(&crate::request::test_segments(path))
     }
 
     #[test]
     fn parses_registry_and_artifact_paths() {
         assert!(matches!(
             parse("registry.terraform.io/hashicorp/aws/versions"),
-            Ok(Route::Versions(_))
+            Ok(ProviderRoute::Versions(_))
         ));
         assert!(matches!(
             parse("registry.terraform.io/hashicorp/aws/5.0.0/download/linux/amd64"),
-            Ok(Route::Download(_))
+            Ok(ProviderRoute::Download(_))
         ));
         assert!(matches!(
             parse("registry.terraform.io/hashicorp/aws/5.0.0/shasums.sig/linux/amd64"),
-            Ok(Route::Artifact(_, Artifact::Signature, None))
+            Ok(ProviderRoute::Artifact(_, Artifact::Signature, None))
         ));
         match parse("registry.terraform.io/hashicorp/aws/5.0.0/package/linux/amd64/0a1b") {
-            Ok(Route::Artifact(_, Artifact::Zip, Some(grant))) => {
+            Ok(ProviderRoute::Artifact(_, Artifact::Zip, Some(grant))) => {
                 assert_eq!(grant.as_str(), "0a1b")
             }
             other => panic!("{other:?}"),

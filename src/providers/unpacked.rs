@@ -151,7 +151,10 @@ impl Providers {
                     // The index was lost, or the zip was fetched again
                     // since: an entry nothing vouches for is made anew.
                     tracing::info!("replacing the unpacked {package}: no record of its zip");
-                    self.store.remove(&rel.key())?;
+                    let (store, key) = (self.store.clone(), rel.key());
+                    tokio::task::spawn_blocking(move || store.remove(&key))
+                        .await
+                        .map_err(std::io::Error::other)??;
                 }
             }
         }

@@ -23,7 +23,7 @@ use crate::protocol::git_local::LocalRequest;
 use crate::protocol::prepare::PrepareRequest;
 use crate::protocol::{Ack, Endpoint, RunStart};
 use crate::response::{self, Response};
-use crate::store::{gc_plan, now_ms, GcRules, Reason, Removal, StoredArtifact};
+use crate::store::{gc_plan, now_ms, GcRules, Reason, Removal, Store, StoredArtifact};
 use crate::upstream::Forwarded;
 
 /// Metadata that cannot be fetched again once dropped, or never changes.
@@ -162,7 +162,10 @@ impl App {
                 Ok(request) => self.delete(request).await,
                 Err(failure) => Err(failure),
             },
-            Some(Endpoint::Prune) => parse(&body).and_then(|request| self.prune(request)),
+            Some(Endpoint::Prune) => match parse(&body) {
+                Ok(request) => self.prune(request).await,
+                Err(failure) => Err(failure),
+            },
             _ => Err(Failure::new(StatusCode::NOT_FOUND, "not found".to_owned())),
         };
         result.unwrap_or_else(Failure::response)
@@ -208,22 +211,32 @@ impl App {
                 reason: Reason::Requested,
             })
             .collect();
-        Ok(json_ok(&self.carry_out(plan, request.dry_run)))
+        Ok(json_ok(&self.carry_out(plan, request.dry_run).await))
     }
 
-    fn prune(&self, request: PruneRequest) -> Result<Response, Failure> {
+    async fn prune(&self, request: PruneRequest) -> Result<Response, Failure> {
         let window = match request.older_than_secs {
             Some(secs) => Duration::from_secs(secs),
             None => self.config.metadata_ttl + self.config.stale_while_revalidate,
         };
         let before = now_ms().saturating_sub(window.as_millis() as u64);
         let keep = |key: &str| KEPT_METADATA.iter().any(|prefix| key.starts_with(prefix));
-        let pruned = if request.dry_run {
-            self.store.count_stale_metadata(before, keep)
-        } else {
-            self.store.prune_metadata(before, keep)
-        }
-        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        // A scan of the index, file removals, and a wait for queued
+        // document writes: blocking work.
+        let store = self.store.clone();
+        let dry_run = request.dry_run;
+        let pruned = tokio::task::spawn_blocking(move || {
+            if dry_run {
+                store.count_stale_metadata(before, keep)
+            } else {
+                store.prune_metadata(before, keep)
+            }
+            .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|pruned| pruned)
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
         if !request.dry_run && pruned > 0 {
             tracing::info!(
                 "pruned {pruned} metadata entries older than {}",
@@ -241,7 +254,7 @@ impl App {
     pub(super) async fn run_gc(&self, rules: &GcRules, dry_run: bool) -> Result<Removed, Failure> {
         let artifacts = self.inventory().await?;
         let plan = gc_plan(&artifacts, rules, now_ms());
-        let removed = self.carry_out(plan, dry_run);
+        let removed = self.carry_out(plan, dry_run).await;
         if !dry_run {
             metrics::GC_RUNS.inc();
             metrics::GC_BYTES_FREED.inc_by(removed.bytes_freed);
@@ -275,34 +288,13 @@ impl App {
         }
     }
 
-    fn carry_out(&self, plan: Vec<Removal>, dry_run: bool) -> Removed {
-        let mut removed = Vec::new();
-        for removal in plan {
-            if !dry_run {
-                if let Err(e) = self.store.remove(&removal.key) {
-                    tracing::warn!("cannot remove {}: {e}", removal.key);
-                    continue;
-                }
-                tracing::info!(
-                    "removed {} ({} bytes, {:?})",
-                    removal.key,
-                    removal.size,
-                    removal.reason
-                );
-            }
-            removed.push(RemovedEntry {
-                name: catalog::describe(&removal.key).1,
-                path: removal.key,
-                size: removal.size,
-                reason: removal.reason.into(),
-            });
-        }
-        let bytes_freed = removed.iter().map(|r| r.size).sum();
-        Removed {
-            removed,
-            bytes_freed,
-            dry_run,
-        }
+    /// Removes what `plan` names on the blocking pool: a git mirror or an
+    /// unpacked tree is a directory tree to delete.
+    async fn carry_out(&self, plan: Vec<Removal>, dry_run: bool) -> Removed {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || carry_out(&store, plan, dry_run))
+            .await
+            .expect("the removal task panicked")
     }
 
     async fn inventory(&self) -> Result<Vec<StoredArtifact>, Failure> {
@@ -318,6 +310,36 @@ impl App {
                 e.to_string(),
             )),
         }
+    }
+}
+
+fn carry_out(store: &Store, plan: Vec<Removal>, dry_run: bool) -> Removed {
+    let mut removed = Vec::new();
+    for removal in plan {
+        if !dry_run {
+            if let Err(e) = store.remove(&removal.key) {
+                tracing::warn!("cannot remove {}: {e}", removal.key);
+                continue;
+            }
+            tracing::info!(
+                "removed {} ({} bytes, {:?})",
+                removal.key,
+                removal.size,
+                removal.reason
+            );
+        }
+        removed.push(RemovedEntry {
+            name: catalog::describe(&removal.key).1,
+            path: removal.key,
+            size: removal.size,
+            reason: removal.reason.into(),
+        });
+    }
+    let bytes_freed = removed.iter().map(|r| r.size).sum();
+    Removed {
+        removed,
+        bytes_freed,
+        dry_run,
     }
 }
 

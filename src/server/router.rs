@@ -251,7 +251,7 @@ async fn dispatch(
             app.providers.handle_mirror(&segments[1..], &ctx()).await,
         ),
         ["git", ..] => ("git", app.git.smart_http(&segments[1..], request).await),
-        ["git-archive", ..] => ("git_archives", app.git.tarball(&segments[1..]).await),
+        ["git-archive", ..] => ("git_archives", app.git.serve_archive(&segments[1..]).await),
         ["modules", "archives", file] => (
             "module_archives",
             app.modules.handle_archive(file, &ctx()).await,

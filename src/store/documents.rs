@@ -167,7 +167,7 @@ impl FetchError {
 
 /// How a document was obtained.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub enum Provenance {
     Fresh,
     /// Stale, with a background refresh under way.
     Revalidating,
@@ -180,7 +180,7 @@ pub enum Source {
 #[derive(Debug, Clone)]
 pub struct Served {
     pub doc: Document,
-    pub source: Source,
+    pub provenance: Provenance,
 }
 
 type Flight = Shared<BoxFuture<'static, Result<Document, FetchError>>>;
@@ -293,10 +293,10 @@ impl Documents {
         let cached = stored.filter(|doc| reader.may_read(doc));
         if let Some(doc) = &cached {
             match freshness.age_class(doc, now_ms()) {
-                Age::Fresh => return Ok(served(doc.clone(), Source::Fresh)),
+                Age::Fresh => return Ok(served(doc.clone(), Provenance::Fresh)),
                 Age::Revalidate => {
                     drop(self.flight(key, reader, fetch));
-                    return Ok(served(doc.clone(), Source::Revalidating));
+                    return Ok(served(doc.clone(), Provenance::Revalidating));
                 }
                 Age::Expired => {}
             }
@@ -314,9 +314,9 @@ impl Documents {
             },
         };
         match (result, cached) {
-            (Ok(doc), _) => Ok(served(doc, Source::Fetched)),
+            (Ok(doc), _) => Ok(served(doc, Provenance::Fetched)),
             (Err(FetchError::Unavailable(why)), Some(doc)) => {
-                Ok(served(doc, Source::StaleFallback(why)))
+                Ok(served(doc, Provenance::StaleFallback(why)))
             }
             (Err(FetchError::Unavailable(why)), None) if withheld => Err(FetchError::Withheld {
                 host: reader.host.clone(),
@@ -450,8 +450,8 @@ impl Documents {
     }
 }
 
-fn served(doc: Document, source: Source) -> Served {
-    Served { doc, source }
+fn served(doc: Document, provenance: Provenance) -> Served {
+    Served { doc, provenance }
 }
 
 #[cfg(test)]
@@ -490,20 +490,20 @@ mod tests {
         let (_dir, docs) = documents();
         let first = get(&docs, Ok("v1")).await.unwrap();
         assert_eq!(
-            (first.doc.body.as_str(), first.source),
-            ("v1", Source::Fetched)
+            (first.doc.body.as_str(), first.provenance),
+            ("v1", Provenance::Fetched)
         );
         let again = get(&docs, Ok("unused")).await.unwrap();
         assert_eq!(
-            (again.doc.body.as_str(), again.source),
-            ("v1", Source::Fresh)
+            (again.doc.body.as_str(), again.provenance),
+            ("v1", Provenance::Fresh)
         );
 
         age(&docs, "k", Duration::from_secs(90));
         let stale = get(&docs, Ok("v2")).await.unwrap();
         assert_eq!(
-            (stale.doc.body.as_str(), stale.source),
-            ("v1", Source::Revalidating)
+            (stale.doc.body.as_str(), stale.provenance),
+            ("v1", Provenance::Revalidating)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(
@@ -517,7 +517,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(fallback.doc.body, "v2");
-        assert_eq!(fallback.source, Source::StaleFallback("down".into()));
+        assert_eq!(
+            fallback.provenance,
+            Provenance::StaleFallback("down".into())
+        );
     }
 
     /// A copy fetched since a run began stays fresh however long the run
@@ -534,8 +537,8 @@ mod tests {
 
         let refetched = docs.get("k", since, deadline, fetch("during")).await;
         assert_eq!(
-            refetched.unwrap().source,
-            Source::Fetched,
+            refetched.unwrap().provenance,
+            Provenance::Fetched,
             "older than the run"
         );
         let mut doc = docs.cached("k").unwrap();
@@ -546,8 +549,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            (kept.doc.body.as_str(), kept.source),
-            ("during", Source::Fresh)
+            (kept.doc.body.as_str(), kept.provenance),
+            ("during", Provenance::Fresh)
         );
     }
 
@@ -570,8 +573,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            (served.doc.body.as_str(), served.source),
-            ("v1", Source::Fresh)
+            (served.doc.body.as_str(), served.provenance),
+            ("v1", Provenance::Fresh)
         );
         assert_eq!(index.document("k").unwrap().unwrap().body, "v1");
     }
@@ -624,7 +627,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(served.doc.body, "old");
-        assert!(matches!(served.source, Source::StaleFallback(_)));
+        assert!(matches!(served.provenance, Provenance::StaleFallback(_)));
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(
             docs.cached("k").unwrap().body,
@@ -682,7 +685,7 @@ mod tests {
     async fn the_credential_that_fetched_a_copy_reads_it_even_stale() {
         let (_dir, docs) = private_copy().await;
         let again = get_as(&docs, &reader(Some("a"), false), unused()).await;
-        assert_eq!(again.unwrap().source, Source::Fresh);
+        assert_eq!(again.unwrap().provenance, Provenance::Fresh);
         age(&docs, "k", Duration::from_secs(1000));
         let fallback = get_as(&docs, &reader(Some("a"), false), down()).await;
         assert_eq!(fallback.unwrap().doc.body, "secret list");
@@ -694,8 +697,8 @@ mod tests {
         let served = get_as(&docs, &reader(Some("b"), true), unused()).await;
         let served = served.unwrap();
         assert_eq!(
-            (served.doc.body.as_str(), served.source),
-            ("secret list", Source::Fresh)
+            (served.doc.body.as_str(), served.provenance),
+            ("secret list", Provenance::Fresh)
         );
     }
 
@@ -718,8 +721,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            (served.doc.body.as_str(), served.source),
-            ("b's list", Source::Fetched)
+            (served.doc.body.as_str(), served.provenance),
+            ("b's list", Provenance::Fetched)
         );
         let stored = docs.cached("k").unwrap();
         assert_eq!(stored.credential_sha256.as_deref(), Some("b"));
@@ -744,7 +747,7 @@ mod tests {
         assert_eq!(public.doc.body, "public after all");
         assert_eq!(docs.cached("k").unwrap().credential_sha256, None);
         let anyone = get_as(&docs, &reader(Some("c"), false), unused()).await;
-        assert_eq!(anyone.unwrap().source, Source::Fresh, "public now");
+        assert_eq!(anyone.unwrap().provenance, Provenance::Fresh, "public now");
     }
 
     #[tokio::test]

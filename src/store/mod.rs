@@ -24,7 +24,7 @@ use std::time::Duration;
 
 pub use blob::{write_atomic, BlobWriter, RunningHash, Written};
 pub use derived::StagedTree;
-pub use documents::{Documents, FetchError, Freshness, Reader, Served, Source};
+pub use documents::{Documents, FetchError, Freshness, Provenance, Reader, Served};
 pub use gc::{plan as gc_plan, GcRules, Reason, Removal};
 pub use index::{now_ms, Document, Index};
 pub use inventory::StoredArtifact;
@@ -155,6 +155,14 @@ impl Store {
         rel.to_path(&self.root)
     }
 
+    /// Whether the artifact is on disk, as [`Path::is_file`] says, asked
+    /// off the runtime threads.
+    pub async fn has_file(&self, rel: &RelPath) -> bool {
+        tokio::fs::metadata(self.path(rel))
+            .await
+            .is_ok_and(|metadata| metadata.is_file())
+    }
+
     /// Opens a stored artifact for reading and counts the use.
     pub async fn open_artifact(&self, rel: &RelPath) -> Option<(std::fs::File, u64)> {
         // One trip to the blocking pool, not one per call: a warm init opens
@@ -243,7 +251,8 @@ impl Store {
     /// Removes an artifact found by [`Store::inventory`]: a file, or a
     /// directory (a git mirror, a derived tree), which is first renamed to
     /// a temporary name so it vanishes at once (and is swept at the next
-    /// start should this process die half way).
+    /// start should this process die half way). Blocking: a tree may be
+    /// large, so async callers run it on the blocking pool.
     pub fn remove(&self, key: &str) -> io::Result<()> {
         if key
             .split('/')

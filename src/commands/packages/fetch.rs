@@ -35,8 +35,9 @@ pub enum FetchError {
     Failed(String),
 }
 
-/// The cache's server, asked for packages over its network mirror route.
-pub struct Server {
+/// A client of the cache's server, asking it for packages over its
+/// network mirror route.
+pub struct PackageClient {
     client: reqwest::Client,
     /// Requests go here (the secret included) ...
     url: String,
@@ -45,9 +46,9 @@ pub struct Server {
     cache_dir: PathBuf,
 }
 
-impl Server {
+impl PackageClient {
     /// The cache's running server, started in the background if none runs.
-    pub async fn connect(launch: Launch<'_>) -> anyhow::Result<Server> {
+    pub async fn connect(launch: Launch<'_>) -> anyhow::Result<PackageClient> {
         let health = launch.connect().await?;
         // A server with `--tls-cert` may use a private CA. Its address is
         // loopback and either this process just started it or the cache
@@ -55,7 +56,7 @@ impl Server {
         // pid and directory; and every package is checked against the lock
         // file's hashes afterwards, so its certificate adds nothing here.
         let client = health.client(None)?;
-        Ok(Server {
+        Ok(PackageClient {
             client,
             url: health.url.clone(),
             address: health.address,
@@ -185,7 +186,11 @@ impl Fetches {
 }
 
 /// Fetches `packages`, `concurrency` at a time, reporting progress.
-pub async fn fetch_all(server: &Server, packages: Vec<PackageId>, concurrency: usize) -> Fetches {
+pub async fn fetch_all(
+    server: &PackageClient,
+    packages: Vec<PackageId>,
+    concurrency: usize,
+) -> Fetches {
     let started = Instant::now();
     let progress = Progress::new(packages.len() as u64);
     let results = futures_util::stream::iter(packages)

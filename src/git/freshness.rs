@@ -114,7 +114,7 @@ impl GitMirrors {
     pub async fn fresh(&self, repo: &RepoId) -> Result<Mirror, GitError> {
         let mirror = self.mirror(repo);
         let ttl = self.config.metadata_ttl;
-        match age(&mirror) {
+        match age(&mirror).await {
             Some(age) if age < ttl => Ok(mirror),
             Some(age) if age < ttl + self.config.stale_while_revalidate => {
                 self.refresh_in_background(repo);
@@ -138,7 +138,7 @@ impl GitMirrors {
     /// wait for it and take its outcome, fetch included.
     pub(super) async fn current(&self, repo: &RepoId) -> Result<(Mirror, Checked), GitError> {
         let mirror = self.mirror(repo);
-        if !mirror.exists() {
+        if !exists(&mirror).await {
             return Ok((self.fresh(repo).await?, Checked::Current));
         }
         let key = repo.upstream_url();
@@ -176,7 +176,7 @@ impl GitMirrors {
         tracing::warn!(
             "cannot bring the mirror of {repo} up to date, using it as it is: {failure}"
         );
-        if self.is_older_than_ttl(mirror) {
+        if self.is_older_than_ttl(mirror).await {
             self.refresh_in_background(repo);
         }
         Checked::Unknown
@@ -200,8 +200,10 @@ impl GitMirrors {
         }
     }
 
-    fn is_older_than_ttl(&self, mirror: &Mirror) -> bool {
-        age(mirror).is_none_or(|age| age >= self.config.metadata_ttl)
+    async fn is_older_than_ttl(&self, mirror: &Mirror) -> bool {
+        age(mirror)
+            .await
+            .is_none_or(|age| age >= self.config.metadata_ttl)
     }
 
     /// Records one use of the mirror in the store's usage index, under the
@@ -265,7 +267,7 @@ impl GitMirrors {
         let mirror = self.mirror(repo);
         match self.fetch_now(repo, unless_fetched_since).await {
             Ok(()) => Ok(mirror),
-            Err(e) if mirror.exists() => {
+            Err(e) if exists(&mirror).await => {
                 tracing::warn!("cannot refresh the mirror of {repo}, using it as it is: {e}");
                 Ok(mirror)
             }
@@ -325,11 +327,23 @@ impl GitMirrors {
     }
 }
 
-/// How long ago the mirror was last fetched; `None` when never.
-fn age(mirror: &Mirror) -> Option<Duration> {
-    mirror
-        .last_fetch()
+/// How long ago the mirror was last fetched; `None` when never. Reads a
+/// file, so on the blocking pool.
+async fn age(mirror: &Mirror) -> Option<Duration> {
+    let probe = mirror.clone();
+    tokio::task::spawn_blocking(move || probe.last_fetch())
+        .await
+        .ok()
+        .flatten()
         .and_then(|t| SystemTime::now().duration_since(t).ok())
+}
+
+/// [`Mirror::exists`] on the blocking pool.
+pub(super) async fn exists(mirror: &Mirror) -> bool {
+    let probe = mirror.clone();
+    tokio::task::spawn_blocking(move || probe.exists())
+        .await
+        .unwrap_or(false)
 }
 
 pub(super) async fn blocking_resolve(

@@ -5,9 +5,9 @@
 
 use hyper::StatusCode;
 
-use super::archive::write_tar_gz;
+use super::commit_archive::write_tar_gz;
+use super::freshness::GitMirrors;
 use super::repo_id::RepoId;
-use super::service::GitMirrors;
 use crate::response::{self, Response};
 use crate::store::Segment;
 
@@ -23,7 +23,7 @@ impl GitMirrors {
     }
 
     /// Handles `/git-archive/<segments...>`.
-    pub async fn tarball(&self, segments: &[String]) -> Response {
+    pub async fn serve_archive(&self, segments: &[String]) -> Response {
         let Some((file, repo_segments)) = segments.split_last() else {
             return response::error(StatusCode::NOT_FOUND, "no such archive");
         };
@@ -81,7 +81,14 @@ impl GitMirrors {
         commit: &gix::ObjectId,
     ) -> Result<Vec<u8>, String> {
         let mut mirror = self.mirror(repo);
-        if !mirror.exists() || !super::refs::has_commit(&mirror.dir, commit) {
+        // Opening the repository reads its files: off the runtime threads.
+        let (probe, commit_id) = (mirror.clone(), *commit);
+        let has_commit = tokio::task::spawn_blocking(move || {
+            probe.exists() && super::refs::has_commit(&probe.dir, &commit_id)
+        })
+        .await
+        .map_err(|e| format!("archive task failed: {e}"))?;
+        if !has_commit {
             mirror = self.fresh(repo).await.map_err(|e| e.to_string())?;
         }
         let dir = mirror.dir.clone();
