@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::launch::Launch;
 use super::packages::{
-    self, FetchError, Fetched, PackageClient, PackageId, Platform, DEFAULT_CONCURRENCY,
+    self, Fetched, PackageClient, PackageFetchError, PackageId, Platform, DEFAULT_CONCURRENCY,
 };
 use crate::lockfile::{LockFile, LockedProvider, ProviderAddress};
 
@@ -92,7 +92,7 @@ pub async fn run(launch: Launch<'_>, args: LockArgs) -> anyhow::Result<i32> {
 fn plan(
     lock: &LockFile,
     platforms: &[Platform],
-    fetched: &BTreeMap<PackageId, Result<Fetched, FetchError>>,
+    fetched: &BTreeMap<PackageId, Result<Fetched, PackageFetchError>>,
 ) -> Plan {
     let mut plan = Plan::default();
     for provider in &lock.providers {
@@ -111,7 +111,7 @@ fn provider_additions(
     lock: &LockFile,
     provider: &LockedProvider,
     platforms: &[Platform],
-    fetched: &BTreeMap<PackageId, Result<Fetched, FetchError>>,
+    fetched: &BTreeMap<PackageId, Result<Fetched, PackageFetchError>>,
 ) -> Result<Vec<Addition>, String> {
     let mut added: Vec<Addition> = Vec::new();
     for package in PackageId::of(provider, platforms) {

@@ -11,11 +11,11 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 /// What a key's lock holds: why the last holder's work failed, if it did,
 /// kept for those that waited on it until nobody waits any more.
-type Failure = Option<Arc<str>>;
+type EarlierFailure = Option<Arc<str>>;
 
 #[derive(Clone, Default)]
 pub struct KeyedLocks {
-    locks: Arc<Mutex<HashMap<String, Arc<AsyncMutex<Failure>>>>>,
+    locks: Arc<Mutex<HashMap<String, Arc<AsyncMutex<EarlierFailure>>>>>,
 }
 
 /// Held while working on a key; releasing the last holder forgets the key,
@@ -23,7 +23,7 @@ pub struct KeyedLocks {
 pub struct KeyGuard {
     key: String,
     locks: KeyedLocks,
-    guard: Option<OwnedMutexGuard<Failure>>,
+    guard: Option<OwnedMutexGuard<EarlierFailure>>,
 }
 
 impl KeyGuard {

@@ -26,7 +26,7 @@ pub struct Fetched {
 
 /// Why a package is not in the cache; shown to the user after its name.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum FetchError {
+pub enum PackageFetchError {
     /// The registry does not publish it: not every provider is built for
     /// every platform, and retrying will not change that.
     #[error("not available: {0}")]
@@ -66,7 +66,7 @@ impl PackageClient {
 
     /// Has the server cache `package` (a no-op when it is cached), then
     /// hashes the cached zip.
-    pub async fn fetch(&self, package: &PackageId) -> Result<Fetched, FetchError> {
+    pub async fn fetch(&self, package: &PackageId) -> Result<Fetched, PackageFetchError> {
         let packed = package.packed_path();
         let cached_path = crate::store::Bucket::Providers
             .path(&self.cache_dir)
@@ -74,7 +74,7 @@ impl PackageClient {
         let was_cached = cached_path.is_file();
         let bytes = self.download(&packed).await?;
         if !cached_path.is_file() {
-            return Err(FetchError::Failed(format!(
+            return Err(PackageFetchError::Failed(format!(
                 "the server sent it but could not cache it; see {}",
                 crate::commands::launch::log_path(&self.cache_dir).display()
             )));
@@ -90,11 +90,11 @@ impl PackageClient {
 
     /// Reads the zip to its end (the server stores it before sending the
     /// last bytes) and returns its size.
-    async fn download(&self, packed: &str) -> Result<u64, FetchError> {
+    async fn download(&self, packed: &str) -> Result<u64, PackageFetchError> {
         let url = format!("{}/providers/{packed}", self.url);
         let shown = format!("{}/providers/{packed}", self.address);
         let failed =
-            |e: reqwest::Error| FetchError::Failed(format!("{shown}: {}", e.without_url()));
+            |e: reqwest::Error| PackageFetchError::Failed(format!("{shown}: {}", e.without_url()));
         let response = self.client.get(&url).send().await.map_err(failed)?;
         let status = response.status();
         if !status.is_success() {
@@ -112,7 +112,7 @@ impl PackageClient {
 
 /// The server's own message (`tfmirror: ...`) where it gave one; a bare 404
 /// passed on from the registry means it does not publish the package.
-fn refusal(status: reqwest::StatusCode, body: &str) -> FetchError {
+fn refusal(status: reqwest::StatusCode, body: &str) -> PackageFetchError {
     let own = body.trim().strip_prefix("tfmirror: ").map(str::to_owned);
     if status == reqwest::StatusCode::NOT_FOUND {
         let why = own.unwrap_or_else(|| {
@@ -120,9 +120,9 @@ fn refusal(status: reqwest::StatusCode, body: &str) -> FetchError {
              (not every provider is built for every platform)"
                 .to_owned()
         });
-        return FetchError::NotAvailable(why);
+        return PackageFetchError::NotAvailable(why);
     }
-    FetchError::Failed(own.unwrap_or_else(|| format!("the server answered {status}")))
+    PackageFetchError::Failed(own.unwrap_or_else(|| format!("the server answered {status}")))
 }
 
 /// The `zh:` and `h1:` of `package`'s zip in the cache at `cache_dir`, read
@@ -130,7 +130,7 @@ fn refusal(status: reqwest::StatusCode, body: &str) -> FetchError {
 pub async fn hash_cached(
     cache_dir: &Path,
     package: &PackageId,
-) -> Result<(String, ZipH1), FetchError> {
+) -> Result<(String, ZipH1), PackageFetchError> {
     hash_file(
         crate::store::Bucket::Providers
             .path(cache_dir)
@@ -139,7 +139,7 @@ pub async fn hash_cached(
     .await
 }
 
-async fn hash_file(path: PathBuf) -> Result<(String, ZipH1), FetchError> {
+async fn hash_file(path: PathBuf) -> Result<(String, ZipH1), PackageFetchError> {
     let hashed = tokio::task::spawn_blocking(move || {
         let zh = hashes::zh_of_file(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -147,13 +147,13 @@ async fn hash_file(path: PathBuf) -> Result<(String, ZipH1), FetchError> {
         Ok::<_, String>((zh, h1))
     })
     .await
-    .map_err(|e| FetchError::Failed(e.to_string()))?;
-    hashed.map_err(FetchError::Failed)
+    .map_err(|e| PackageFetchError::Failed(e.to_string()))?;
+    hashed.map_err(PackageFetchError::Failed)
 }
 
 /// What fetching a set of packages came to.
 pub struct Fetches {
-    pub results: BTreeMap<PackageId, Result<Fetched, FetchError>>,
+    pub results: BTreeMap<PackageId, Result<Fetched, PackageFetchError>>,
     pub elapsed: Duration,
 }
 

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use crate::lockfile::{find_lock_files, LockFile, LOCK_FILE_NAME};
 
-pub use fetch::{fetch_all, hash_cached, FetchError, Fetched, PackageClient};
+pub use fetch::{fetch_all, hash_cached, Fetched, PackageClient, PackageFetchError};
 pub use platform::{PackageId, Platform};
 
 /// Packages fetched at once unless `--concurrency` says otherwise.

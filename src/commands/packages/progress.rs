@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
-use super::fetch::{FetchError, Fetched};
+use super::fetch::{Fetched, PackageFetchError};
 use super::platform::PackageId;
 
 /// A progress bar on a terminal; elsewhere (CI logs, pipes) a plain line
@@ -30,7 +30,7 @@ impl Progress {
     }
 
     /// Failures are printed either way; successes only without a bar.
-    pub(super) fn done(&self, package: &PackageId, result: &Result<Fetched, FetchError>) {
+    pub(super) fn done(&self, package: &PackageId, result: &Result<Fetched, PackageFetchError>) {
         let line = match result {
             Ok(f) if f.was_cached => format!("cached      {package}"),
             Ok(f) => format!("downloaded  {package} ({})", HumanBytes(f.bytes)),
