@@ -57,17 +57,53 @@ pub fn error(status: StatusCode, message: &str) -> Response {
     )
 }
 
-/// The answer when what the client asked for could not be stored: 507
-/// Insufficient Storage when the disk is full, so the cause is plain in
-/// Terraform's output, else 500.
+/// Why a handler could not answer as asked: the status and the message the
+/// client gets. It is logged once, where it becomes a response
+/// ([`HandlerError::into_response`]), so failure sites only build it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl HandlerError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> HandlerError {
+        HandlerError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The one place a handler error is logged and answered: the server's
+    /// faults (5xx) as errors, the client's (4xx) as warnings.
+    pub fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!("{}", self.message);
+        } else {
+            tracing::warn!("{}", self.message);
+        }
+        error(self.status, &self.message)
+    }
+}
+
+/// What the client asked for could not be stored: 507 Insufficient Storage
+/// when the disk is full, so the cause is plain in Terraform's output, else
+/// 500.
+impl From<&WriteError> for HandlerError {
+    fn from(failure: &WriteError) -> HandlerError {
+        let status = if failure.is_disk_full() {
+            StatusCode::INSUFFICIENT_STORAGE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        HandlerError::new(status, failure.to_string())
+    }
+}
+
+/// The answer when what the client asked for could not be stored.
 pub fn store_failed(failure: &WriteError) -> Response {
-    tracing::error!("{failure}");
-    let status = if failure.is_disk_full() {
-        StatusCode::INSUFFICIENT_STORAGE
-    } else {
-        StatusCode::INTERNAL_SERVER_ERROR
-    };
-    error(status, &failure.to_string())
+    HandlerError::from(failure).into_response()
 }
 
 /// Where an artifact response's bytes come from, recorded on the response
@@ -190,9 +226,8 @@ pub fn fetch_error(what: &str, failure: FetchError) -> Response {
             withheld(what, &host, &why)
         }
         FetchError::Unavailable(why) => {
-            tracing::error!("cannot reach the registry for {what}, and nothing is cached: {why}");
             let message = format!("registry unavailable for {what} and nothing cached: {why}");
-            error(StatusCode::BAD_GATEWAY, &message)
+            HandlerError::new(StatusCode::BAD_GATEWAY, message).into_response()
         }
     }
 }
@@ -206,6 +241,5 @@ pub fn withheld(what: &str, host: &str, why: &str) -> Response {
          present a token for {host} ({})",
         crate::upstream::token_variable(host)
     );
-    tracing::warn!("{message}");
-    error(StatusCode::UNAUTHORIZED, &message)
+    HandlerError::new(StatusCode::UNAUTHORIZED, message).into_response()
 }

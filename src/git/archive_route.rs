@@ -7,8 +7,9 @@ use hyper::StatusCode;
 
 use super::commit_archive::write_tar_gz;
 use super::freshness::GitMirrors;
+use super::mirror::GitError;
 use super::repo_id::RepoId;
-use crate::response::{self, Response};
+use crate::response::{self, HandlerError, Response};
 use crate::store::Segment;
 
 const CONTENT_TYPE: &str = "application/gzip";
@@ -56,11 +57,8 @@ impl GitMirrors {
                 bytes
             }
             Err(e) => {
-                tracing::error!("cannot build the archive of {repo} at {commit}: {e}");
-                return response::error(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("cannot archive {repo} at {commit}: {e}"),
-                );
+                let message = format!("cannot archive {repo} at {commit}: {e}");
+                return HandlerError::new(StatusCode::BAD_GATEWAY, message).into_response();
             }
         };
         if let Err(e) = self.store.write(&rel, &bytes).await {
@@ -79,17 +77,16 @@ impl GitMirrors {
         &self,
         repo: &RepoId,
         commit: &gix::ObjectId,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, ArchiveBuildError> {
         let mut mirror = self.mirror(repo);
         // Opening the repository reads its files: off the runtime threads.
         let (probe, commit_id) = (mirror.clone(), *commit);
         let has_commit = tokio::task::spawn_blocking(move || {
             probe.exists() && super::refs::has_commit(&probe.dir, &commit_id)
         })
-        .await
-        .map_err(|e| format!("archive task failed: {e}"))?;
+        .await?;
         if !has_commit {
-            mirror = self.fresh(repo).await.map_err(|e| e.to_string())?;
+            mirror = self.fresh(repo).await?;
         }
         let dir = mirror.dir.clone();
         let commit_id = *commit;
@@ -97,8 +94,16 @@ impl GitMirrors {
             let mut bytes = Vec::new();
             write_tar_gz(&dir, &commit_id, &mut bytes).map(|()| bytes)
         })
-        .await
-        .map_err(|e| format!("archive task failed: {e}"))?
-        .map_err(|e| e.to_string())
+        .await?
+        .map_err(ArchiveBuildError::from)
     }
+}
+
+/// Why the archive of a commit could not be built.
+#[derive(Debug, thiserror::Error)]
+enum ArchiveBuildError {
+    #[error("archive task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Git(#[from] GitError),
 }

@@ -14,7 +14,7 @@ use url::Url;
 use super::source::archive_extension;
 use super::validate::{check_archive, ArchiveCaps, ArchiveError};
 use super::Modules;
-use crate::response::{self, Response};
+use crate::response::{self, HandlerError, Response};
 use crate::store::{Bucket, Document, KeyGuard, RelPath, Segment};
 use crate::upstream::{BodyError, BodyLimits, Credential, Forwarded};
 
@@ -113,7 +113,7 @@ impl Modules {
             return response::file(file, size, CONTENT_TYPE);
         }
         let fetched = match one_downloader.earlier_failure() {
-            Some(reason) => Err(Failure::Refused(format!(
+            Some(reason) => Err(ArchiveFailure::Refused(format!(
                 "the download this request waited for failed: {reason}"
             ))),
             None => {
@@ -123,15 +123,11 @@ impl Modules {
         };
         match fetched {
             Ok(()) => {}
-            Err(Failure::Refused(reason)) => {
-                tracing::error!(
-                    "refusing module archive {}: {reason}; nothing was cached",
-                    origin.url
-                );
+            Err(ArchiveFailure::Refused(reason)) => {
                 let message = format!("refusing module archive {}: {reason}", origin.url);
-                return response::error(StatusCode::BAD_GATEWAY, &message);
+                return HandlerError::new(StatusCode::BAD_GATEWAY, message).into_response();
             }
-            Err(Failure::Store(e)) => {
+            Err(ArchiveFailure::Store(e)) => {
                 let what = format!("module archive {}", origin.url);
                 return response::store_failed(&self.store.write_error(what, e));
             }
@@ -160,21 +156,23 @@ impl Modules {
         rel: &RelPath,
         extension: String,
         forwarded: &Forwarded,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), ArchiveFailure> {
         let (this, origin, rel, forwarded) =
             (self.clone(), origin.clone(), rel.clone(), forwarded.clone());
         let download = tokio::spawn(async move {
             let fetched = this
                 .fetch_archive(&origin, &rel, &extension, &forwarded)
                 .await;
-            if let Err(Failure::Refused(reason)) = &fetched {
+            if let Err(ArchiveFailure::Refused(reason)) = &fetched {
                 one_downloader.fail(reason);
             }
             fetched
         });
-        download
-            .await
-            .unwrap_or_else(|e| Err(Failure::Refused(format!("the download task failed: {e}"))))
+        download.await.unwrap_or_else(|e| {
+            Err(ArchiveFailure::Refused(format!(
+                "the download task failed: {e}"
+            )))
+        })
     }
 
     async fn fetch_archive(
@@ -183,7 +181,7 @@ impl Modules {
         rel: &RelPath,
         extension: &str,
         forwarded: &Forwarded,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), ArchiveFailure> {
         let _in_flight = crate::metrics::InFlight::start();
         let url = Url::parse(&origin.url).map_err(|e| format!("bad URL: {e}"))?;
         let forwarded = Forwarded {
@@ -202,18 +200,22 @@ impl Modules {
             .await?;
         let expected_len = upstream.content_length;
         // Dropping the writer on an error removes its temporary file.
-        let mut writer = self.store.writer(rel).map_err(Failure::Store)?;
+        let mut writer = self.store.writer(rel).map_err(ArchiveFailure::Store)?;
         while let Some(chunk) = upstream.chunks.next().await {
-            writer.write(&chunk?).await.map_err(Failure::Store)?;
+            writer.write(&chunk?).await.map_err(ArchiveFailure::Store)?;
         }
         let size = writer.written().size;
         if expected_len.is_some_and(|len| len != size) {
-            return Err(Failure::Refused(format!(
+            return Err(ArchiveFailure::Refused(format!(
                 "the download broke off after {size} of {} bytes",
                 expected_len.unwrap_or(0)
             )));
         }
-        let staged = writer.staged().await.map_err(Failure::Store)?.to_owned();
+        let staged = writer
+            .staged()
+            .await
+            .map_err(ArchiveFailure::Store)?
+            .to_owned();
         let extension = extension.to_owned();
         let caps = ArchiveCaps::from(limits);
         let entries = tokio::task::spawn_blocking(move || check_archive(&staged, &extension, caps))
@@ -223,7 +225,7 @@ impl Modules {
             .store
             .commit(rel, writer)
             .await
-            .map_err(Failure::Store)?;
+            .map_err(ArchiveFailure::Store)?;
         tracing::info!(
             "stored module archive {} ({} bytes, {entries} entries)",
             origin.url,
@@ -253,26 +255,26 @@ impl Modules {
 }
 
 /// Why an archive was not stored: the upstream's doing, or the cache's.
-enum Failure {
+enum ArchiveFailure {
     Refused(String),
     Store(std::io::Error),
 }
 
-impl From<String> for Failure {
-    fn from(reason: String) -> Failure {
-        Failure::Refused(reason)
+impl From<String> for ArchiveFailure {
+    fn from(reason: String) -> ArchiveFailure {
+        ArchiveFailure::Refused(reason)
     }
 }
 
-impl From<BodyError> for Failure {
-    fn from(error: BodyError) -> Failure {
-        Failure::Refused(error.to_string())
+impl From<BodyError> for ArchiveFailure {
+    fn from(error: BodyError) -> ArchiveFailure {
+        ArchiveFailure::Refused(error.to_string())
     }
 }
 
-impl From<ArchiveError> for Failure {
-    fn from(error: ArchiveError) -> Failure {
-        Failure::Refused(error.to_string())
+impl From<ArchiveError> for ArchiveFailure {
+    fn from(error: ArchiveError) -> ArchiveFailure {
+        ArchiveFailure::Refused(error.to_string())
     }
 }
 

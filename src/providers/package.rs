@@ -14,7 +14,7 @@ use super::route::Package;
 use super::verified::{self, VerifiedBy};
 use super::Providers;
 use crate::request::RequestContext;
-use crate::response::{self, ChunkSender, Origin, Response};
+use crate::response::{self, ChunkSender, HandlerError, Origin, Response};
 use crate::store::{BlobWriter, Bucket, KeyGuard, RelPath, RunningHash, Segment, Written};
 use crate::upstream::{Body, BodyError, BodyLimits};
 
@@ -61,8 +61,7 @@ impl Providers {
                          delete the cached file to fetch it again",
                         answer.shasum
                     );
-                    tracing::error!("{message}");
-                    return response::error(StatusCode::BAD_GATEWAY, &message);
+                    return HandlerError::new(StatusCode::BAD_GATEWAY, message).into_response();
                 }
             }
             return response::file(file, size, ZIP);
@@ -273,13 +272,13 @@ where
     Ok(Relayed { cache, last })
 }
 
-/// Logs why a package is refused and tells the client in a 502.
+/// Why a package is refused, for the client in a 502; nothing was cached.
 pub fn refuse(package: &Package, reason: &str) -> Response {
-    tracing::error!("refusing {package}: {reason}; nothing was cached");
-    response::error(
+    HandlerError::new(
         StatusCode::BAD_GATEWAY,
-        &format!("refusing {package}: {reason}"),
+        format!("refusing {package}: {reason}"),
     )
+    .into_response()
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use crate::protocol::admin::{
 use crate::protocol::git_local::LocalRequest;
 use crate::protocol::prepare::PrepareRequest;
 use crate::protocol::{Ack, Endpoint, RunStart};
-use crate::response::{self, Response};
+use crate::response::{self, HandlerError, Response};
 use crate::store::{gc_plan, now_ms, GcRules, Reason, Removal, Store, StoredArtifact};
 use crate::upstream::Forwarded;
 
@@ -49,7 +49,7 @@ impl App {
                 };
                 json_ok(&answer)
             }
-            Err(failure) => failure.response(),
+            Err(failure) => failure.into_response(),
         }
     }
 
@@ -100,7 +100,7 @@ impl App {
                 self.modules.begin_run(id, &begin.workdir);
                 json_ok(&Ack {})
             }
-            Err(failure) => failure.response(),
+            Err(failure) => failure.into_response(),
         }
     }
 
@@ -117,11 +117,11 @@ impl App {
         };
         let prepare = match parsed {
             Ok(prepare) => prepare,
-            Err(failure) => return failure.response(),
+            Err(failure) => return failure.into_response(),
         };
         match self.providers.prepare(prepare, forwarded).await {
             Ok(answer) => json_ok(&answer),
-            Err(bad) => response::error(bad.status(), &bad.to_string()),
+            Err(bad) => HandlerError::new(bad.status(), bad.to_string()).into_response(),
         }
     }
 
@@ -134,11 +134,11 @@ impl App {
         };
         let local = match parsed {
             Ok(local) => local,
-            Err(failure) => return failure.response(),
+            Err(failure) => return failure.into_response(),
         };
         match self.git.local_clones(local).await {
             Ok(answer) => json_ok(&answer),
-            Err(bad) => response::error(bad.status(), &bad.to_string()),
+            Err(bad) => HandlerError::new(bad.status(), bad.to_string()).into_response(),
         }
     }
 
@@ -151,7 +151,7 @@ impl App {
     ) -> Response {
         let body = match admin_body(request).await {
             Ok(body) => body,
-            Err(failure) => return failure.response(),
+            Err(failure) => return failure.into_response(),
         };
         let result = match action {
             Some(Endpoint::Gc) => match parse(&body) {
@@ -166,12 +166,15 @@ impl App {
                 Ok(request) => self.prune(request).await,
                 Err(failure) => Err(failure),
             },
-            _ => Err(Failure::new(StatusCode::NOT_FOUND, "not found".to_owned())),
+            _ => Err(HandlerError::new(
+                StatusCode::NOT_FOUND,
+                "not found".to_owned(),
+            )),
         };
-        result.unwrap_or_else(Failure::response)
+        result.unwrap_or_else(HandlerError::into_response)
     }
 
-    async fn gc(&self, request: GcRequest) -> Result<Response, Failure> {
+    async fn gc(&self, request: GcRequest) -> Result<Response, HandlerError> {
         let rules = GcRules {
             unused_for: request.unused_for_secs.map(Duration::from_secs),
             max_size: request.max_size,
@@ -181,10 +184,10 @@ impl App {
         Ok(json_ok(&removed))
     }
 
-    async fn delete(&self, request: DeleteRequest) -> Result<Response, Failure> {
+    async fn delete(&self, request: DeleteRequest) -> Result<Response, HandlerError> {
         let glob = Glob::new(&request.pattern)
             .map_err(|e| {
-                Failure::new(
+                HandlerError::new(
                     StatusCode::BAD_REQUEST,
                     format!("{:?}: {e}", request.pattern),
                 )
@@ -214,7 +217,7 @@ impl App {
         Ok(json_ok(&self.carry_out(plan, request.dry_run).await))
     }
 
-    async fn prune(&self, request: PruneRequest) -> Result<Response, Failure> {
+    async fn prune(&self, request: PruneRequest) -> Result<Response, HandlerError> {
         let window = match request.older_than_secs {
             Some(secs) => Duration::from_secs(secs),
             None => self.config.metadata_ttl + self.config.stale_while_revalidate,
@@ -236,7 +239,7 @@ impl App {
         .await
         .map_err(|e| e.to_string())
         .and_then(|pruned| pruned)
-        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        .map_err(|e| HandlerError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
         if !request.dry_run && pruned > 0 {
             tracing::info!(
                 "pruned {pruned} metadata entries older than {}",
@@ -251,7 +254,11 @@ impl App {
 
     /// Plans by `rules` and removes (unless `dry_run`); also what the
     /// periodic collection runs.
-    pub(super) async fn run_gc(&self, rules: &GcRules, dry_run: bool) -> Result<Removed, Failure> {
+    pub(super) async fn run_gc(
+        &self,
+        rules: &GcRules,
+        dry_run: bool,
+    ) -> Result<Removed, HandlerError> {
         let artifacts = self.inventory().await?;
         let plan = gc_plan(&artifacts, rules, now_ms());
         let removed = self.carry_out(plan, dry_run).await;
@@ -297,15 +304,15 @@ impl App {
             .expect("the removal task panicked")
     }
 
-    async fn inventory(&self) -> Result<Vec<StoredArtifact>, Failure> {
+    async fn inventory(&self) -> Result<Vec<StoredArtifact>, HandlerError> {
         let store = self.store.clone();
         match tokio::task::spawn_blocking(move || store.inventory()).await {
             Ok(Ok(artifacts)) => Ok(artifacts),
-            Ok(Err(e)) => Err(Failure::new(
+            Ok(Err(e)) => Err(HandlerError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("cannot list the cache: {e}"),
             )),
-            Err(e) => Err(Failure::new(
+            Err(e) => Err(HandlerError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 e.to_string(),
             )),
@@ -343,22 +350,6 @@ fn carry_out(store: &Store, plan: Vec<Removal>, dry_run: bool) -> Removed {
     }
 }
 
-/// Why an admin request failed, turned into a response at the end.
-pub(super) struct Failure {
-    status: StatusCode,
-    message: String,
-}
-
-impl Failure {
-    fn new(status: StatusCode, message: String) -> Failure {
-        Failure { status, message }
-    }
-
-    fn response(self) -> Response {
-        response::error(self.status, &self.message)
-    }
-}
-
 /// Admin requests are a few hundred bytes of JSON.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
@@ -371,21 +362,24 @@ const MAX_PREPARE_BODY: usize = 4 << 20;
 const MAX_LOCAL_BODY: usize = 1 << 20;
 
 /// The body of an admin request, bounded.
-async fn admin_body(request: Request<Incoming>) -> Result<bytes::Bytes, Failure> {
+async fn admin_body(request: Request<Incoming>) -> Result<bytes::Bytes, HandlerError> {
     bounded_body(request, MAX_ADMIN_BODY).await
 }
 
-async fn bounded_body(request: Request<Incoming>, limit: usize) -> Result<bytes::Bytes, Failure> {
+async fn bounded_body(
+    request: Request<Incoming>,
+    limit: usize,
+) -> Result<bytes::Bytes, HandlerError> {
     let limited = http_body_util::Limited::new(request.into_body(), limit);
     match limited.collect().await {
         Ok(body) => Ok(body.to_bytes()),
-        Err(e) => Err(Failure::new(StatusCode::BAD_REQUEST, e.to_string())),
+        Err(e) => Err(HandlerError::new(StatusCode::BAD_REQUEST, e.to_string())),
     }
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Failure> {
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, HandlerError> {
     serde_json::from_slice(body)
-        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("bad request: {e}")))
+        .map_err(|e| HandlerError::new(StatusCode::BAD_REQUEST, format!("bad request: {e}")))
 }
 
 pub(super) fn json_ok(value: &impl Serialize) -> Response {
