@@ -16,7 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::freshness::GitMirrors;
 use super::repo_id::RepoId;
-use crate::response::{self, ChunkSender, Origin, Response};
+use crate::response::{self, ChunkSender, HandlerError, Origin, Response};
 
 /// A fetch request larger than this is not a fetch request.
 const MAX_REQUEST: usize = 64 * 1024 * 1024;
@@ -63,13 +63,11 @@ impl GitMirrors {
                         let _permit = self.upload_pack_slot().await;
                         advertise(&mirror.dir, &protocol, self.config.git_timeout).await
                     }
-                    Err(e) => {
-                        tracing::error!("cannot mirror {repo}: {e}");
-                        response::error(
-                            StatusCode::BAD_GATEWAY,
-                            &format!("cannot mirror {repo}: {e}"),
-                        )
-                    }
+                    Err(e) => HandlerError::new(
+                        StatusCode::BAD_GATEWAY,
+                        format!("cannot mirror {repo}: {e}"),
+                    )
+                    .into_response(),
                 }
             }
             Endpoint::UploadPack => {
@@ -303,9 +301,9 @@ fn with_type(mut response: Response, content_type: &'static str) -> Response {
 }
 
 fn git_failed(message: &str) -> Response {
-    tracing::error!("git upload-pack failed: {message}");
-    response::error(
+    HandlerError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
-        &format!("git upload-pack failed: {message}"),
+        format!("git upload-pack failed: {message}"),
     )
+    .into_response()
 }

@@ -22,8 +22,10 @@ use hyper::header::HeaderValue;
 use hyper::StatusCode;
 
 use crate::config::Config;
-use crate::response::{self, Response};
-use crate::store::{now_ms, Document, FetchError, Freshness, KeyedLocks, Served, Store};
+use crate::response::{self, HandlerError, Response};
+use crate::store::{
+    now_ms, Document, FetchError, Freshness, IndexError, KeyedLocks, Served, Store,
+};
 use crate::upstream::{ApiRequest, Credential, Forwarded, RegistryClient, Upstream};
 use http_archives::{origin_key, ArchiveName, ArchiveOrigin};
 use prefetch::RunPlans;
@@ -222,13 +224,11 @@ impl Modules {
         };
         match self.rewrite(addr, &source, &served.doc, ctx).await {
             Ok(location) => terraform_get(&location),
-            Err(reason) => {
-                tracing::error!("refusing the download location of {what}: {reason}");
-                response::error(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("refusing {what}: {reason}"),
-                )
-            }
+            Err(reason) => HandlerError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("refusing {what}: {reason}"),
+            )
+            .into_response(),
         }
     }
 
@@ -241,10 +241,10 @@ impl Modules {
         source: &str,
         answer: &Document,
         ctx: &RequestContext,
-    ) -> Result<String, String> {
+    ) -> Result<String, RewriteRefusal> {
         if let (_, Some(subdir)) = split_subdir(source) {
             if !subdir_is_safe(&subdir) {
-                return Err(format!("its subdirectory {subdir:?} leaves the package"));
+                return Err(RewriteRefusal::SubdirLeaves(subdir));
             }
         }
         if let Some(git) = GitSource::parse(source) {
@@ -280,7 +280,7 @@ impl Modules {
         addr: &ModuleAddr,
         git: GitSource,
         ctx: &RequestContext,
-    ) -> Result<String, String> {
+    ) -> Result<String, RewriteRefusal> {
         let repo = match RepoId::from_url(&git.url) {
             Some(repo) if self.config.is_git_mirrored(&repo) => repo,
             _ => {
@@ -288,11 +288,7 @@ impl Modules {
                 return Ok(format_git_source(&format!("git::{}", git.url), &git));
             }
         };
-        let resolved = self
-            .git
-            .resolve(&repo, git.reference.as_deref())
-            .await
-            .map_err(|e| e.to_string())?;
+        let resolved = self.git.resolve(&repo, git.reference.as_deref()).await?;
         if resolved.has_submodules {
             let smart = format!("git::{}/git/{}", ctx.base_url, repo.proxy_path());
             return Ok(format_git_source(&smart, &git));
@@ -316,7 +312,7 @@ impl Modules {
         addr: &ModuleAddr,
         answer: &Document,
         ctx: &RequestContext,
-    ) -> Result<(), String> {
+    ) -> Result<(), RewriteRefusal> {
         if let Some(credential) = &ctx.forwarded.authorization {
             self.credentials
                 .lock()
@@ -344,7 +340,7 @@ impl Modules {
         self.store
             .documents()
             .put(&doc_key, &doc)
-            .map_err(|e| format!("cannot record the archive's origin: {e}"))
+            .map_err(RewriteRefusal::Origin)
     }
 
     fn api_request(
@@ -395,4 +391,16 @@ fn terraform_get(location: &str) -> Response {
             "the download location is not a valid header value",
         ),
     }
+}
+
+/// Why a module's download location is not rewritten to tfmirror's copy;
+/// the client is refused with it.
+#[derive(Debug, thiserror::Error)]
+enum RewriteRefusal {
+    #[error("its subdirectory {0:?} leaves the package")]
+    SubdirLeaves(String),
+    #[error(transparent)]
+    Git(#[from] crate::git::mirror::GitError),
+    #[error("cannot record the archive's origin: {0}")]
+    Origin(IndexError),
 }

@@ -33,7 +33,7 @@ use super::route::Package;
 use super::verified::{self, VerifiedBy};
 use super::{AnswerError, Providers};
 use crate::protocol::LOCK_FILE_HEADER;
-use crate::response::{self, Response};
+use crate::response::{self, HandlerError, Response};
 use crate::store::{BlobWriter, Document, FetchError, Written};
 use crate::upstream::Forwarded;
 
@@ -245,8 +245,8 @@ impl Providers {
             Err(Refusal::Store(e)) => return store_failed(e),
             Err(Refusal::Unverified(why)) => {
                 let message = format!("refusing {package}: {why}; nothing was stored");
-                tracing::warn!("{message}");
-                return response::error(StatusCode::UNPROCESSABLE_ENTITY, &message);
+                return HandlerError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+                    .into_response();
             }
         };
         if cached.is_none() {

@@ -26,7 +26,7 @@ use super::route::{Package, ProviderAddr};
 use super::verified;
 use super::{AnswerError, Providers};
 use crate::request::{unproxied, validate_segments, RequestContext, RouteError};
-use crate::response::{self, Response};
+use crate::response::{self, HandlerError, Response};
 use crate::store::{Bucket, Document, FetchError, Freshness, Provenance, RelPath, Segment};
 
 /// Download answers fetched at once for a `<version>.json`: one per
@@ -316,8 +316,7 @@ fn unverified(package: &Package) -> Response {
          file, so it is not served; delete it (`tfmirror cache delete '{package}'`) to fetch it \
          from the registry again, or import it again with `tfmirror cache import DIR --lock-file FILE`"
     );
-    tracing::warn!("{message}");
-    response::error(StatusCode::NOT_FOUND, &message)
+    HandlerError::new(StatusCode::NOT_FOUND, message).into_response()
 }
 
 fn not_found(message: &str) -> Response {

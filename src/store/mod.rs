@@ -26,7 +26,7 @@ pub use blob::{write_atomic, BlobWriter, RunningHash, Written};
 pub use derived::StagedTree;
 pub use documents::{Documents, FetchError, Freshness, Provenance, Reader, Served};
 pub use gc::{plan as gc_plan, GcRules, Reason, Removal};
-pub use index::{now_ms, Document, Index};
+pub use index::{now_ms, Document, Index, IndexError};
 pub use inventory::StoredArtifact;
 pub use layout::{is_temp_pack, Bucket};
 pub use locks::{KeyGuard, KeyedLocks};
