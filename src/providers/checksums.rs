@@ -14,7 +14,10 @@ use crate::store::{Bucket, RelPath, Store};
 #[derive(Debug, thiserror::Error)]
 pub enum ChecksumError {
     #[error("cannot download {what}: {reason}")]
-    Download { what: &'static str, reason: String },
+    Download {
+        what: &'static str,
+        reason: crate::upstream::ArtifactError,
+    },
     #[error("{0}")]
     Signature(#[from] super::signature::SignatureError),
     #[error("the registry lists no signing keys, so its SHA256SUMS cannot be verified")]

@@ -32,7 +32,7 @@ pub enum BodyError {
     Broken(String),
     /// The request failed before the body began (refused, 404, ...).
     #[error("{0}")]
-    Unavailable(String),
+    Unavailable(super::ArtifactError),
 }
 
 /// A download under way: its announced length and its bounded chunks.

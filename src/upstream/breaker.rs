@@ -63,6 +63,18 @@ pub enum Permit {
     Probe,
 }
 
+/// A request not sent because its host's breaker is open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{host} is not answering: {why} {ago_secs}s ago; tfmirror tries it again in {retry_in_secs}s"
+)]
+pub struct NotAnswering {
+    host: String,
+    why: String,
+    ago_secs: u64,
+    retry_in_secs: u64,
+}
+
 impl Breakers {
     pub fn new(period: Duration) -> Breakers {
         Breakers {
@@ -74,7 +86,7 @@ impl Breakers {
     /// Whether a request to `host` may go to the upstream now;
     /// `has_fallback` says the caller has a cached copy to serve instead.
     /// The error names the host and how long ago it failed.
-    pub fn check(&self, host: &str, has_fallback: bool) -> Result<Permit, String> {
+    pub fn check(&self, host: &str, has_fallback: bool) -> Result<Permit, NotAnswering> {
         let mut hosts = self.hosts.lock().expect("breaker map poisoned");
         let Some(open) = hosts.get_mut(host).and_then(|h| h.open.as_mut()) else {
             return Ok(Permit::Go);
@@ -88,12 +100,12 @@ impl Breakers {
             return Ok(Permit::Go);
         }
         let retry_in = self.period.saturating_sub(elapsed);
-        Err(format!(
-            "{host} is not answering: {} {}s ago; tfmirror tries it again in {}s",
-            open.why,
-            elapsed.as_secs(),
-            retry_in.as_secs().max(1),
-        ))
+        Err(NotAnswering {
+            host: host.to_owned(),
+            why: open.why.clone(),
+            ago_secs: elapsed.as_secs(),
+            retry_in_secs: retry_in.as_secs().max(1),
+        })
     }
 
     /// `host` answered: its breaker closes.
@@ -156,7 +168,7 @@ mod tests {
         assert_eq!(breakers.check("h:1", true), Ok(Permit::Go));
         breakers.not_answering("h:1", "connection refused", true, Instant::now());
         let err = breakers.check("h:1", false).unwrap_err();
-        assert!(err.contains("h:1 is not answering"), "{err}");
+        assert!(err.to_string().contains("h:1 is not answering"), "{err}");
         assert!(breakers.check("h:1", true).is_err());
         assert_eq!(breakers.check("other:1", true), Ok(Permit::Go));
         std::thread::sleep(Duration::from_millis(60));

@@ -146,7 +146,7 @@ impl Upstream {
         let permit = self
             .breakers
             .check(&host, has_fallback)
-            .map_err(FetchError::Unavailable)?;
+            .map_err(|e| FetchError::Unavailable(e.to_string()))?;
         if permit == Permit::Probe {
             tracing::info!("trying upstream {host} again: {url}");
         }
@@ -173,9 +173,7 @@ impl Upstream {
             .map(str::to_owned);
         let body = read_limited(response, self.metadata_limit)
             .await
-            .and_then(|bytes| {
-                String::from_utf8(bytes).map_err(|_| "answer is not UTF-8 text".to_owned())
-            })
+            .and_then(|bytes| String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8))
             .map_err(|e| FetchError::Unavailable(format!("{url}: {e}")))?;
         classify(url, status, body).map(|body| ApiAnswer {
             body,
@@ -193,7 +191,7 @@ impl Upstream {
         host: &str,
         permit: Permit,
         send: impl std::future::Future<Output = reqwest::Result<reqwest::Response>>,
-    ) -> Result<reqwest::Response, String> {
+    ) -> Result<reqwest::Response, NoAnswer> {
         let started = std::time::Instant::now();
         tokio::pin!(send);
         let early = tokio::select! {
@@ -209,9 +207,9 @@ impl Upstream {
                 match tokio::time::timeout(rest, send).await {
                     Ok(result) => result,
                     Err(_) => {
-                        let why =
-                            format!("no answer within {}s", API_FIRST_BYTE_DEADLINE.as_secs());
-                        self.breakers.not_answering(host, &why, true, started);
+                        let why = NoAnswer::Deadline(API_FIRST_BYTE_DEADLINE);
+                        self.breakers
+                            .not_answering(host, &why.to_string(), true, started);
                         return Err(why);
                     }
                 }
@@ -233,7 +231,7 @@ impl Upstream {
                     };
                     self.breakers.not_answering(host, why, true, started);
                 }
-                Err(describe(&e))
+                Err(NoAnswer::Failed(describe(&e)))
             }
         }
     }
@@ -245,7 +243,7 @@ impl Upstream {
         &self,
         url: &Url,
         forwarded: &Forwarded,
-    ) -> Result<reqwest::Response, String> {
+    ) -> Result<reqwest::Response, ArtifactError> {
         let mut request = self.http.get(url.clone());
         if let Some(agent) = &forwarded.user_agent {
             request = request.header("User-Agent", agent);
@@ -253,11 +251,18 @@ impl Upstream {
         if let Some(credential) = &forwarded.authorization {
             request = request.header("Authorization", credential.header_value());
         }
-        let response = timed("artifact", request.send())
-            .await
-            .map_err(|e| format!("{url}: {}", describe(&e)))?;
+        let response =
+            timed("artifact", request.send())
+                .await
+                .map_err(|e| ArtifactError::Failed {
+                    url: url.to_string(),
+                    cause: describe(&e),
+                })?;
         if !response.status().is_success() {
-            return Err(format!("{url}: upstream answered {}", response.status()));
+            return Err(ArtifactError::Status {
+                url: url.to_string(),
+                status: response.status(),
+            });
         }
         Ok(response)
     }
@@ -284,11 +289,14 @@ impl Upstream {
         &self,
         url: &Url,
         forwarded: &Forwarded,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, ArtifactError> {
         let response = self.get_artifact(url, forwarded).await?;
         read_limited(response, self.metadata_limit)
             .await
-            .map_err(|e| format!("{url}: {e}"))
+            .map_err(|cause| ArtifactError::Read {
+                url: url.to_string(),
+                cause,
+            })
     }
 }
 
@@ -339,18 +347,54 @@ fn classify(url: &Url, status: u16, body: String) -> Result<String, FetchError> 
 }
 
 /// Reads a whole body, refusing one larger than `limit` bytes.
-async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ReadError> {
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ReadError::Broken(describe(&e)))?
+    {
         if body.len() + chunk.len() > limit {
-            return Err(format!(
-                "the answer is larger than {} (max_metadata_size)",
-                crate::config::size_text(limit as u64)
-            ));
+            return Err(ReadError::TooLarge(limit as u64));
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Why an upstream request had no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NoAnswer {
+    #[error("no answer within {}s", .0.as_secs())]
+    Deadline(Duration),
+    /// The request failed; the cause's chain, [`describe`]d.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Why a small upstream body could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Broken(String),
+    #[error("the answer is larger than {} (max_metadata_size)", crate::config::size_text(*.0))]
+    TooLarge(u64),
+    #[error("answer is not UTF-8 text")]
+    NotUtf8,
+}
+
+/// Why an artifact could not be had from its upstream; names its URL.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("{url}: {cause}")]
+    Failed { url: String, cause: String },
+    #[error("{url}: upstream answered {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("{url}: {cause}")]
+    Read { url: String, cause: ReadError },
 }
 
 /// reqwest's own message hides the cause ("error sending request"); the
