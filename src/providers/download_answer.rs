@@ -39,48 +39,61 @@ impl DownloadAnswer {
         body: &str,
         request_url: &Url,
         package: &Package,
-    ) -> Result<String, String> {
+    ) -> Result<String, BadDownloadAnswer> {
         let mut document = parse_object(body)?;
         for (field, _) in URL_FIELDS {
             let raw = string_field(&document, field)?;
             let absolute = request_url
                 .join(raw)
-                .map_err(|e| format!("{field} {raw:?} is not a URL: {e}"))?;
+                .map_err(|error| BadDownloadAnswer::NotAUrl {
+                    field,
+                    raw: raw.to_owned(),
+                    error,
+                })?;
             document.insert(field.to_owned(), Value::String(absolute.into()));
         }
         let answer = DownloadAnswer::from_document(document.clone())?;
         for (field, expected) in [("os", &package.os), ("arch", &package.arch)] {
             let found = string_field(&answer.document, field)?;
             if found != expected.as_str() {
-                return Err(format!(
-                    "{field} is {found:?}, but {expected:?} was asked for"
-                ));
+                return Err(BadDownloadAnswer::OtherPlatform {
+                    field,
+                    found: found.to_owned(),
+                    expected: (*expected).clone(),
+                });
             }
         }
         Ok(Value::Object(document).to_string())
     }
 
     /// Reads a stored answer.
-    pub fn from_stored(body: &str) -> Result<DownloadAnswer, String> {
+    pub fn from_stored(body: &str) -> Result<DownloadAnswer, BadDownloadAnswer> {
         DownloadAnswer::from_document(parse_object(body)?)
     }
 
-    fn from_document(document: serde_json::Map<String, Value>) -> Result<DownloadAnswer, String> {
+    fn from_document(
+        document: serde_json::Map<String, Value>,
+    ) -> Result<DownloadAnswer, BadDownloadAnswer> {
         let url = |field| {
             let raw = string_field(&document, field)?;
-            let url = Url::parse(raw).map_err(|e| format!("{field} {raw:?}: {e}"))?;
+            let url = Url::parse(raw).map_err(|error| BadDownloadAnswer::Unparsable {
+                field,
+                raw: raw.to_owned(),
+                error,
+            })?;
             match url.scheme() {
                 "http" | "https" => Ok(url),
-                other => Err(format!(
-                    "{field} has scheme {other:?}; only http and https are fetched"
-                )),
+                other => Err(BadDownloadAnswer::Scheme {
+                    field,
+                    scheme: other.to_owned(),
+                }),
             }
         };
         let filename = string_field(&document, "filename")?;
-        let filename = Segment::new(filename).map_err(|e| format!("filename: {e}"))?;
+        let filename = Segment::new(filename).map_err(BadDownloadAnswer::Filename)?;
         let shasum = string_field(&document, "shasum")?.to_ascii_lowercase();
         if shasum.len() != 64 || !shasum.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("shasum {shasum:?} is not a sha256 in hex"));
+            return Err(BadDownloadAnswer::Shasum(shasum));
         }
         Ok(DownloadAnswer {
             download_url: url("download_url")?,
@@ -142,20 +155,56 @@ pub fn artifact_url(
     url
 }
 
-fn parse_object(body: &str) -> Result<serde_json::Map<String, Value>, String> {
+/// Why a download answer, from the upstream or the store, is not used.
+#[derive(Debug, thiserror::Error)]
+pub enum BadDownloadAnswer {
+    #[error("the answer is not a JSON object")]
+    NotAnObject,
+    #[error("the answer is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("the answer has no {0}")]
+    Missing(&'static str),
+    #[error("{field} {raw:?} is not a URL: {error}")]
+    NotAUrl {
+        field: &'static str,
+        raw: String,
+        error: url::ParseError,
+    },
+    #[error("{field} {raw:?}: {error}")]
+    Unparsable {
+        field: &'static str,
+        raw: String,
+        error: url::ParseError,
+    },
+    #[error("{field} has scheme {scheme:?}; only http and https are fetched")]
+    Scheme { field: &'static str, scheme: String },
+    #[error("filename: {0}")]
+    Filename(crate::store::SegmentError),
+    #[error("shasum {0:?} is not a sha256 in hex")]
+    Shasum(String),
+    #[error("{field} is {found:?}, but {expected:?} was asked for")]
+    OtherPlatform {
+        field: &'static str,
+        found: String,
+        /// Shown as before this type existed: `Segment("linux")`.
+        expected: Segment,
+    },
+}
+
+fn parse_object(body: &str) -> Result<serde_json::Map<String, Value>, BadDownloadAnswer> {
     match serde_json::from_str(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err("the answer is not a JSON object".to_owned()),
-        Err(e) => Err(format!("the answer is not JSON: {e}")),
+        Ok(_) => Err(BadDownloadAnswer::NotAnObject),
+        Err(e) => Err(BadDownloadAnswer::NotJson(e)),
     }
 }
 
 fn string_field<'a>(
     document: &'a serde_json::Map<String, Value>,
-    field: &str,
-) -> Result<&'a str, String> {
+    field: &'static str,
+) -> Result<&'a str, BadDownloadAnswer> {
     document
         .get(field)
         .and_then(Value::as_str)
-        .ok_or_else(|| format!("the answer has no {field}"))
+        .ok_or(BadDownloadAnswer::Missing(field))
 }

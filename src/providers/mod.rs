@@ -126,8 +126,7 @@ impl Providers {
         let request = self.api_request(key, addr, path, self.config.metadata_freshness());
         self.registry
             .get(request, &ctx.forwarded, |answer, _| {
-                check_version_list(&answer.body)?;
-                Ok(answer.body.clone())
+                check_version_list(&answer.body).map(|()| answer.body.clone())
             })
             .await
     }
@@ -168,7 +167,6 @@ impl Providers {
             .await
             .map_err(AnswerError::Fetch)?;
         self.read_download_answer(package, &served)
-            .map_err(AnswerError::Unreadable)
     }
 
     /// The stored download answer, cached for good (a published package
@@ -202,10 +200,13 @@ impl Providers {
         &self,
         package: &Package,
         served: &Served,
-    ) -> Result<DownloadAnswer, String> {
+    ) -> Result<DownloadAnswer, AnswerError> {
         response::log_stale(&package.to_string(), &served.provenance);
-        let mut answer = DownloadAnswer::from_stored(&served.doc.body)
-            .map_err(|e| format!("the stored download answer for {package} is unreadable: {e}"))?;
+        let mut answer = DownloadAnswer::from_stored(&served.doc.body).map_err(|e| {
+            AnswerError::Unreadable(format!(
+                "the stored download answer for {package} is unreadable: {e}"
+            ))
+        })?;
         answer.grant = self.registry.grant_for(&download_key(package), &served.doc);
         Ok(answer)
     }
@@ -275,12 +276,16 @@ impl AnswerError {
 
 /// Terraform needs the `versions` array; anything else is not a version
 /// list, whatever the status code said.
-fn check_version_list(body: &str) -> Result<(), String> {
+fn check_version_list(body: &str) -> Result<(), NotAVersionList> {
     match serde_json::from_str::<serde_json::Value>(body) {
         Ok(v) if v.get("versions").is_some_and(|v| v.is_array()) => Ok(()),
-        _ => Err("the version list is not a JSON object with a versions array".to_owned()),
+        _ => Err(NotAVersionList),
     }
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("the version list is not a JSON object with a versions array")]
+struct NotAVersionList;
 
 /// Index key of a package's download answer, and the scope of its grant.
 fn download_key(package: &Package) -> String {

@@ -62,11 +62,11 @@ impl RegistryClient {
     /// answer (given the URL it came from, for resolving relative
     /// references) and returns what to store; a refusal counts as the
     /// upstream being unavailable.
-    pub async fn get(
+    pub async fn get<E: std::fmt::Display>(
         &self,
         request: ApiRequest,
         forwarded: &Forwarded,
-        prepare: impl FnOnce(&ApiAnswer, &Url) -> Result<String, String> + Send + 'static,
+        prepare: impl FnOnce(&ApiAnswer, &Url) -> Result<String, E> + Send + 'static,
     ) -> Result<Served, FetchError> {
         let reader = self.reader(
             &request.host,
