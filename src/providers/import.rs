@@ -63,14 +63,12 @@ impl LockHashes {
             .join(" ")
     }
 
-    fn parse(value: &str) -> Result<LockHashes, String> {
+    fn parse(value: &str) -> Result<LockHashes, BadLockFiles> {
         let mut words = value.split_ascii_whitespace();
-        let file = words
-            .next()
-            .ok_or_else(|| format!("an empty {LOCK_FILE_HEADER} header"))?;
+        let file = words.next().ok_or(BadLockFiles::Empty)?;
         let file = percent_decode_str(file)
             .decode_utf8()
-            .map_err(|_| format!("{LOCK_FILE_HEADER}: the file name is not UTF-8"))?
+            .map_err(|_| BadLockFiles::NameNotUtf8)?
             .into_owned();
         Ok(LockHashes {
             file,
@@ -89,20 +87,31 @@ fn is_checked_hash(hash: &str) -> bool {
 }
 
 /// The lock files of a request, from its headers.
-fn lock_files(request: &Request<Incoming>) -> Result<Vec<LockHashes>, String> {
+fn lock_files(request: &Request<Incoming>) -> Result<Vec<LockHashes>, BadLockFiles> {
     let values = request.headers().get_all(LOCK_FILE_HEADER);
     if values.iter().count() > MAX_LOCK_FILES {
-        return Err(format!("more than {MAX_LOCK_FILES} lock files"));
+        return Err(BadLockFiles::TooMany);
     }
     values
         .iter()
         .map(|value| {
-            let value = value
-                .to_str()
-                .map_err(|_| format!("{LOCK_FILE_HEADER} is not ASCII"))?;
+            let value = value.to_str().map_err(|_| BadLockFiles::NotAscii)?;
             LockHashes::parse(value)
         })
         .collect()
+}
+
+/// Why a request's lock file headers are refused (400).
+#[derive(Debug, thiserror::Error)]
+enum BadLockFiles {
+    #[error("more than {MAX_LOCK_FILES} lock files")]
+    TooMany,
+    #[error("{LOCK_FILE_HEADER} is not ASCII")]
+    NotAscii,
+    #[error("an empty {LOCK_FILE_HEADER} header")]
+    Empty,
+    #[error("{LOCK_FILE_HEADER}: the file name is not UTF-8")]
+    NameNotUtf8,
 }
 
 /// Why an uploaded zip is not stored; the text follows "refusing
@@ -179,7 +188,7 @@ impl Providers {
         };
         let lock_files = match lock_files(&request) {
             Ok(files) => files,
-            Err(message) => return response::error(StatusCode::BAD_REQUEST, &message),
+            Err(bad) => return response::error(StatusCode::BAD_REQUEST, &bad.to_string()),
         };
         let store_failed = |e| {
             let what = format!("imported {package}");

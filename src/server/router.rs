@@ -32,7 +32,7 @@ pub async fn route(app: &App, mut request: Request<Incoming>) -> Routed {
     };
     let segments = match decode_segments(request.uri().path()) {
         Ok(segments) => segments,
-        Err(message) => return unrouted(response::error(StatusCode::BAD_REQUEST, &message)),
+        Err(bad) => return unrouted(response::error(StatusCode::BAD_REQUEST, &bad.to_string())),
     };
     // What comes after the access check never sees the secret or a
     // capability, and no credential of tfmirror's own (the secret, a team
@@ -268,19 +268,28 @@ fn not_found() -> Response {
 /// `%2f` are judged as what they decode to. Segments that would walk the
 /// file system are refused here for every route; each route validates its
 /// names fully.
-fn decode_segments(path: &str) -> Result<Vec<String>, String> {
+fn decode_segments(path: &str) -> Result<Vec<String>, BadSegment> {
     path.trim_start_matches('/')
         .split('/')
         .map(|raw| {
             let decoded = percent_decode_str(raw)
                 .decode_utf8()
-                .map_err(|_| format!("path segment {raw:?} is not UTF-8"))?;
+                .map_err(|_| BadSegment::NotUtf8(raw.to_owned()))?;
             if decoded == ".." || decoded == "." || decoded.contains(['/', '\\', '\0']) {
-                return Err(format!("path segment {raw:?} is not allowed"));
+                return Err(BadSegment::NotAllowed(raw.to_owned()));
             }
             Ok(decoded.into_owned())
         })
         .collect()
+}
+
+/// A path segment refused before any route sees it (400).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum BadSegment {
+    #[error("path segment {0:?} is not UTF-8")]
+    NotUtf8(String),
+    #[error("path segment {0:?} is not allowed")]
+    NotAllowed(String),
 }
 
 fn context<B>(base_url: &str, run: Option<&str>, request: &Request<B>) -> RequestContext {
