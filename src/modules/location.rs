@@ -10,24 +10,27 @@ use url::Url;
 use crate::upstream::ApiAnswer;
 
 /// The stored form: `{"source": "<absolute go-getter address>"}`.
-pub fn from_upstream(answer: &ApiAnswer, request_url: &Url) -> Result<String, String> {
+pub fn from_upstream(answer: &ApiAnswer, request_url: &Url) -> Result<String, BadLocation> {
     let raw = match &answer.terraform_get {
         Some(header) => header.clone(),
         None => serde_json::from_str::<serde_json::Value>(&answer.body)
             .ok()
             .and_then(|v| v.get("location")?.as_str().map(str::to_owned))
-            .ok_or("the answer has neither an X-Terraform-Get header nor a JSON location")?,
+            .ok_or(BadLocation::Missing)?,
     };
     let raw = raw.trim();
     if raw.is_empty() {
-        return Err("the download location is empty".to_owned());
+        return Err(BadLocation::Empty);
     }
     // Terraform resolves these three forms against the request URL; any
     // other value is a go-getter address in its own right.
     let source = if raw.starts_with('/') || raw.starts_with("./") || raw.starts_with("../") {
         request_url
             .join(raw)
-            .map_err(|e| format!("location {raw:?}: {e}"))?
+            .map_err(|error| BadLocation::Relative {
+                raw: raw.to_owned(),
+                error,
+            })?
             .to_string()
     } else {
         raw.to_owned()
@@ -35,11 +38,25 @@ pub fn from_upstream(answer: &ApiAnswer, request_url: &Url) -> Result<String, St
     Ok(serde_json::json!({ "source": source }).to_string())
 }
 
-pub fn from_stored(body: &str) -> Result<String, String> {
+pub fn from_stored(body: &str) -> Result<String, BadLocation> {
     serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("source")?.as_str().map(str::to_owned))
-        .ok_or_else(|| "the stored download location is unreadable".to_owned())
+        .ok_or(BadLocation::Unreadable)
+}
+
+/// Why a module's download location, from the upstream or the store, is
+/// not used.
+#[derive(Debug, thiserror::Error)]
+pub enum BadLocation {
+    #[error("the answer has neither an X-Terraform-Get header nor a JSON location")]
+    Missing,
+    #[error("the download location is empty")]
+    Empty,
+    #[error("location {raw:?}: {error}")]
+    Relative { raw: String, error: url::ParseError },
+    #[error("the stored download location is unreadable")]
+    Unreadable,
 }
 
 #[cfg(test)]

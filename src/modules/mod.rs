@@ -220,7 +220,7 @@ impl Modules {
         response::log_stale(&what, &served.provenance);
         let source = match location::from_stored(&served.doc.body) {
             Ok(source) => source,
-            Err(e) => return response::error(StatusCode::BAD_GATEWAY, &e),
+            Err(e) => return response::error(StatusCode::BAD_GATEWAY, &e.to_string()),
         };
         match self.rewrite(addr, &source, &served.doc, ctx).await {
             Ok(location) => terraform_get(&location),
