@@ -42,6 +42,11 @@ pub enum ArchiveError {
     TooManyEntries(u64),
     #[error("not a usable archive: {0}")]
     Unusable(String),
+    /// The zip-slip check.
+    #[error("not a usable archive: entry {0:?} would be unpacked outside the module directory")]
+    EntryOutside(std::path::PathBuf),
+    #[error("not a usable archive: link {0:?} points outside the module directory")]
+    LinkOutside(std::path::PathBuf),
 }
 
 impl From<String> for ArchiveError {
@@ -235,22 +240,19 @@ fn check_zip(file: File, caps: ArchiveCaps, meter: &Meter) -> Result<u64, Archiv
 }
 
 /// Relative, without `..`: the zip-slip check.
-fn check_entry_path(name: &Path) -> Result<(), String> {
+fn check_entry_path(name: &Path) -> Result<(), ArchiveError> {
     let safe = name
         .components()
         .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
     if safe && !name.as_os_str().is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "entry {:?} would be unpacked outside the module directory",
-            name
-        ))
+        Err(ArchiveError::EntryOutside(name.to_owned()))
     }
 }
 
 /// A link may point anywhere inside the archive, never out of it.
-fn check_link_target(name: &Path, target: &Path) -> Result<(), String> {
+fn check_link_target(name: &Path, target: &Path) -> Result<(), ArchiveError> {
     let mut depth = name.components().count().saturating_sub(1) as isize;
     for component in target.components() {
         match component {
@@ -260,10 +262,7 @@ fn check_link_target(name: &Path, target: &Path) -> Result<(), String> {
             _ => depth = -1,
         }
         if depth < 0 {
-            return Err(format!(
-                "link {:?} points outside the module directory",
-                name
-            ));
+            return Err(ArchiveError::LinkOutside(name.to_owned()));
         }
     }
     Ok(())
