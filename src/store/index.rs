@@ -319,7 +319,7 @@ impl Index {
 
 /// sled reports a damaged database as an error, but some damage makes it
 /// panic instead; either way the caller moves the directory aside.
-fn open_db(dir: &Path) -> Result<sled::Db, String> {
+fn open_db(dir: &Path) -> Result<sled::Db, BrokenIndex> {
     let dir = dir.to_owned();
     let previous_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
@@ -327,9 +327,18 @@ fn open_db(dir: &Path) -> Result<sled::Db, String> {
     std::panic::set_hook(previous_hook);
     match result {
         Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the database code panicked while reading it".to_owned()),
+        Ok(Err(e)) => Err(BrokenIndex::Sled(e)),
+        Err(_) => Err(BrokenIndex::Panicked),
     }
+}
+
+/// Why the index could not be opened as it is.
+#[derive(Debug, thiserror::Error)]
+enum BrokenIndex {
+    #[error("{0}")]
+    Sled(sled::Error),
+    #[error("the database code panicked while reading it")]
+    Panicked,
 }
 
 fn get_json<T: for<'de> Deserialize<'de>>(
