@@ -53,6 +53,7 @@ mod lockfile;
 mod metrics;
 mod modules;
 mod protocol;
+mod provider_address;
 mod providers;
 mod replace_file;
 mod request;
