@@ -63,6 +63,12 @@ impl<P: fmt::Display> Package<P> {
             self.address.kind, self.version, self.os, self.arch
         )
     }
+
+    /// `<host>/<ns>/<type>/<zip name>`, the packed layout of a
+    /// `filesystem_mirror` and of the network mirror's URLs.
+    pub fn packed_path(&self) -> String {
+        format!("{}/{}", self.address, self.zip_name())
+    }
 }
 
 /// The version, os and arch a zip's file name holds.
@@ -148,6 +154,10 @@ mod tests {
         assert_eq!(
             package.zip_name(),
             "terraform-provider-aws_5.1.0-beta.1+x_darwin_arm64.zip"
+        );
+        assert_eq!(
+            package.packed_path(),
+            "registry.terraform.io/hashicorp/aws/terraform-provider-aws_5.1.0-beta.1+x_darwin_arm64.zip"
         );
     }
 }
