@@ -42,11 +42,7 @@ pub struct Package<P = Segment> {
 
 impl<P: fmt::Display> fmt::Display for Package<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {}_{}",
-            self.address, self.version, self.os, self.arch
-        )
+        write!(f, "{} {} {}", self.address, self.version, self.platform())
     }
 }
 
@@ -54,6 +50,11 @@ impl<P: fmt::Display> fmt::Display for Package<P> {
 const ZIP_PREFIX: &str = "terraform-provider-";
 
 impl<P: fmt::Display> Package<P> {
+    /// `<os>_<arch>`, as registries and lock files name a platform.
+    pub fn platform(&self) -> String {
+        format!("{}_{}", self.os, self.arch)
+    }
+
     /// `terraform-provider-<type>_<version>_<os>_<arch>.zip`, the name
     /// registries, `terraform providers mirror`, the packed
     /// `filesystem_mirror` layout and the network mirror protocol use.

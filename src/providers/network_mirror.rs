@@ -183,7 +183,7 @@ impl Providers {
             hashes.extend(self.h1(package, &rel).await);
         }
         hashes.push(format!("zh:{sha256}"));
-        let platform = format!("{}_{}", package.os, package.arch);
+        let platform = package.platform();
         // Absolute, with the caller's credential in the path: Terraform
         // downloads the archive without the token it sent for this answer.
         let url = format!("{}/{}", ctx.base_url, rel.key());

@@ -31,7 +31,7 @@ pub(super) const TREE_RECORD_PREFIX: &str = "providers/tree-h1/";
 /// `providers-unpacked/<host>/<namespace>/<type>/<version>/<os>_<arch>`.
 pub(super) fn tree_path(package: &Package) -> RelPath {
     let addr = &package.address;
-    let platform = format!("{}_{}", package.os, package.arch);
+    let platform = package.platform();
     Bucket::ProvidersUnpacked.join([
         addr.host.clone(),
         addr.namespace.clone(),
