@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::provider_address::ZipName;
 use crate::store::{Bucket, StoredArtifact};
 
 #[derive(
@@ -75,15 +76,10 @@ pub fn describe(key: &str) -> (Kind, String) {
     };
     match (bucket, parts.as_slice()) {
         (Bucket::Providers, [host, namespace, kind, file]) => {
-            let package = file
-                .strip_suffix(".zip")
-                .and_then(|f| f.strip_prefix("terraform-provider-"))
-                .and_then(|f| f.strip_prefix(*kind))
-                .and_then(|f| f.strip_prefix('_'))
-                .and_then(|f| f.split_once('_'))
-                .map(|(version, platform)| format!("{version} {platform}"));
-            let name = match package {
-                Some(package) => format!("{host}/{namespace}/{kind} {package}"),
+            let name = match ZipName::parse(kind, file) {
+                Some(ZipName { version, os, arch }) => {
+                    format!("{host}/{namespace}/{kind} {version} {os}_{arch}")
+                }
                 None => format!("{host}/{namespace}/{kind} {file}"),
             };
             (Kind::Providers, name)

@@ -34,6 +34,11 @@
 //!   helpers such as `providers::hashes`.
 //! - `cliconfig`: the generated Terraform CLI config, merged with the
 //!   user's. `lockfile`: `.terraform.lock.hcl`, read and extended.
+//! - `provider_address`: a provider's address (`host/namespace/type`) and
+//!   its packages (version, os, arch), with the one builder and the one
+//!   parser of `terraform-provider-<type>_<version>_<os>_<arch>.zip`. Used
+//!   by `providers`, `lockfile`, `commands` and `catalog`; uses only
+//!   `store::Segment`.
 //! - `config`: the config file, defaults and paths. `catalog`: store paths
 //!   named in Terraform's terms. `request` / `response`: what handlers take
 //!   and build. `server_key`: the server's secret and grants. `metrics`,
@@ -53,6 +58,7 @@ mod lockfile;
 mod metrics;
 mod modules;
 mod protocol;
+mod provider_address;
 mod providers;
 mod replace_file;
 mod request;

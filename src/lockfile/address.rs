@@ -4,22 +4,8 @@
 //! file (`registry.terraform.io/hashicorp/aws`, never `hashicorp/aws` or
 //! `Hashicorp/AWS`), so that each block names its provider unambiguously.
 
-use std::fmt;
-
-/// `host/namespace/type`, lowercase.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ProviderAddress {
-    pub host: String,
-    pub namespace: String,
-    /// The provider type, e.g. `aws`.
-    pub kind: String,
-}
-
-impl fmt::Display for ProviderAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.host, self.namespace, self.kind)
-    }
-}
+/// `host/namespace/type`, lowercase; a host may carry a `:port`.
+pub type ProviderAddress = crate::provider_address::ProviderAddress<String>;
 
 impl ProviderAddress {
     /// Reads a lock file's block label; the error is a message for the user.

@@ -40,7 +40,7 @@ pub fn checksum_path(package: &Package, artifact: Artifact) -> RelPath {
         Artifact::Signature => "SHA256SUMS.sig",
         _ => "SHA256SUMS",
     };
-    let addr = &package.addr;
+    let addr = &package.address;
     Bucket::ProviderChecksums.join([
         addr.host.clone(),
         addr.namespace.clone(),

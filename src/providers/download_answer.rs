@@ -142,7 +142,7 @@ pub fn artifact_url(
 ) -> String {
     let mut url = format!(
         "{base}/v1/providers/{}/{}/{}/{}/{}",
-        package.addr,
+        package.address,
         package.version,
         artifact.path_word(),
         package.os,

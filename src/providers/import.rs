@@ -311,7 +311,7 @@ impl Providers {
     /// never a registry credential, so it is not forwarded; tokens from the
     /// server's environment still apply.
     async fn signed_sha256(&self, package: &Package) -> Result<String, RegistryCheck> {
-        let host = package.addr.host.as_str();
+        let host = package.address.host.as_str();
         if !self.config.is_proxied(host) {
             return Err(RegistryCheck::Absent(RegistryAbsent::NotProxied(
                 host.to_owned(),

@@ -32,7 +32,7 @@ use crate::upstream::{ApiRequest, Forwarded, RegistryClient, Upstream};
 pub use checksums::checksum_path;
 use download_answer::DownloadAnswer;
 pub use import::LockHashes;
-use route::{Artifact, Package, ProviderAddr, ProviderRoute};
+use route::{Artifact, Package, ProviderAddress, ProviderRoute};
 
 /// Terraform gives up on a registry API call after 10 s; a slow upstream
 /// must not turn a cached answer into a timeout, so past this a stale copy
@@ -52,7 +52,7 @@ impl Providers {
     fn api_request(
         &self,
         key: String,
-        addr: &ProviderAddr,
+        addr: &ProviderAddress,
         path: String,
         freshness: Freshness,
     ) -> ApiRequest {
@@ -90,7 +90,7 @@ impl Providers {
         };
         let host = match &route {
             ProviderRoute::Versions(addr) => &addr.host,
-            ProviderRoute::Download(p) | ProviderRoute::Artifact(p, ..) => &p.addr.host,
+            ProviderRoute::Download(p) | ProviderRoute::Artifact(p, ..) => &p.address.host,
         };
         if let Some(refusal) = unproxied(&self.config, host) {
             return refusal;
@@ -111,14 +111,14 @@ impl Providers {
         }
     }
 
-    async fn versions(&self, addr: &ProviderAddr, ctx: &RequestContext) -> Response {
+    async fn versions(&self, addr: &ProviderAddress, ctx: &RequestContext) -> Response {
         response::document(&addr.to_string(), self.version_list(addr, ctx).await)
     }
 
     /// The registry's version list, by the metadata freshness rules.
     async fn version_list(
         &self,
-        addr: &ProviderAddr,
+        addr: &ProviderAddress,
         ctx: &RequestContext,
     ) -> Result<Served, FetchError> {
         let key = format!("providers/versions/{addr}");
@@ -178,7 +178,7 @@ impl Providers {
         forwarded: &Forwarded,
         grant: Option<&Segment>,
     ) -> Result<Served, FetchError> {
-        let addr = &package.addr;
+        let addr = &package.address;
         let path = format!(
             "{}/{}/{}/download/{}/{}",
             addr.namespace, addr.kind, package.version, package.os, package.arch
@@ -268,7 +268,7 @@ enum AnswerError {
 impl AnswerError {
     fn response(self, package: &Package) -> Response {
         match self {
-            AnswerError::Fetch(e) => response::fetch_error(&package.addr.to_string(), e),
+            AnswerError::Fetch(e) => response::fetch_error(&package.address.to_string(), e),
             AnswerError::Unreadable(message) => response::error(StatusCode::BAD_GATEWAY, &message),
         }
     }
@@ -291,6 +291,6 @@ struct NotAVersionList;
 fn download_key(package: &Package) -> String {
     format!(
         "providers/download/{}/{}/{}/{}",
-        package.addr, package.version, package.os, package.arch
+        package.address, package.version, package.os, package.arch
     )
 }

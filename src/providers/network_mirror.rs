@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::hashes;
 use super::package::zip_path;
-use super::route::{Package, ProviderAddr};
+use super::route::{Package, ProviderAddress};
 use super::verified;
 use super::{AnswerError, Providers};
 use crate::request::{unproxied, validate_segments, RequestContext, RouteError};
@@ -37,8 +37,8 @@ const PLATFORM_CONCURRENCY: usize = 8;
 type Platforms = Vec<(Segment, Segment)>;
 
 enum NetworkMirrorRoute {
-    Index(ProviderAddr),
-    Version(ProviderAddr, Segment),
+    Index(ProviderAddress),
+    Version(ProviderAddress, Segment),
     Zip(Package),
 }
 
@@ -48,7 +48,7 @@ impl NetworkMirrorRoute {
         let [host, namespace, kind, file] = valid.as_slice() else {
             return Err(RouteError::NotFound);
         };
-        let addr = ProviderAddr {
+        let addr = ProviderAddress {
             host: host.clone(),
             namespace: namespace.clone(),
             kind: kind.clone(),
@@ -61,30 +61,9 @@ impl NetworkMirrorRoute {
             let version = Segment::new(version).map_err(RouteError::BadName)?;
             return Ok(NetworkMirrorRoute::Version(addr, version));
         }
-        let package = parse_zip_name(&addr, file).ok_or(RouteError::NotFound)?;
+        let package = Package::from_zip_name(&addr, file).ok_or(RouteError::NotFound)?;
         Ok(NetworkMirrorRoute::Zip(package))
     }
-}
-
-/// `terraform-provider-<type>_<version>_<os>_<arch>.zip`; versions, systems
-/// and architectures have no `_` of their own.
-fn parse_zip_name(addr: &ProviderAddr, file: &str) -> Option<Package> {
-    let rest = file
-        .strip_suffix(".zip")?
-        .strip_prefix("terraform-provider-")?
-        .strip_prefix(addr.kind.as_str())?
-        .strip_prefix('_')?;
-    let mut parts = rest.split('_');
-    let (version, os, arch) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    Some(Package {
-        addr: addr.clone(),
-        version: Segment::new(version).ok()?,
-        os: Segment::new(os).ok()?,
-        arch: Segment::new(arch).ok()?,
-    })
 }
 
 /// The route of a zip: what a `PUT` may name.
@@ -108,7 +87,7 @@ impl Providers {
         };
         let host = match &route {
             NetworkMirrorRoute::Index(addr) | NetworkMirrorRoute::Version(addr, _) => &addr.host,
-            NetworkMirrorRoute::Zip(package) => &package.addr.host,
+            NetworkMirrorRoute::Zip(package) => &package.address.host,
         };
         if let Some(refusal) = unproxied(&self.config, host) {
             return refusal;
@@ -122,7 +101,7 @@ impl Providers {
         }
     }
 
-    async fn mirror_index(&self, addr: &ProviderAddr, ctx: &RequestContext) -> Response {
+    async fn mirror_index(&self, addr: &ProviderAddress, ctx: &RequestContext) -> Response {
         let listed = self.upstream_versions(addr, ctx).await;
         let versions: BTreeMap<String, serde_json::Value> = match listed {
             Ok(list) => list.into_iter().map(|(v, _)| (v, json!({}))).collect(),
@@ -139,7 +118,7 @@ impl Providers {
 
     async fn mirror_version(
         &self,
-        addr: &ProviderAddr,
+        addr: &ProviderAddress,
         version: &Segment,
         ctx: &RequestContext,
     ) -> Response {
@@ -164,7 +143,7 @@ impl Providers {
         let archives: BTreeMap<String, serde_json::Value> = futures_util::stream::iter(platforms)
             .map(|(os, arch)| {
                 let package = Package {
-                    addr: addr.clone(),
+                    address: addr.clone(),
                     version: version.clone(),
                     os,
                     arch,
@@ -204,7 +183,7 @@ impl Providers {
             hashes.extend(self.h1(package, &rel).await);
         }
         hashes.push(format!("zh:{sha256}"));
-        let platform = format!("{}_{}", package.os, package.arch);
+        let platform = package.platform();
         // Absolute, with the caller's credential in the path: Terraform
         // downloads the archive without the token it sent for this answer.
         let url = format!("{}/{}", ctx.base_url, rel.key());
@@ -271,7 +250,7 @@ impl Providers {
     /// The upstream's versions of a provider with their platforms.
     async fn upstream_versions(
         &self,
-        addr: &ProviderAddr,
+        addr: &ProviderAddress,
         ctx: &RequestContext,
     ) -> Result<Vec<(String, Platforms)>, FetchError> {
         let served = self.version_list(addr, ctx).await?;
@@ -284,7 +263,7 @@ impl Providers {
 
     /// Versions and platforms of the zips on disk, or `None` when there
     /// are none.
-    async fn local_packages(&self, addr: &ProviderAddr) -> Option<BTreeMap<String, Platforms>> {
+    async fn local_packages(&self, addr: &ProviderAddress) -> Option<BTreeMap<String, Platforms>> {
         let dir = self.store.path(&Bucket::Providers.join([
             addr.host.clone(),
             addr.namespace.clone(),
@@ -294,7 +273,7 @@ impl Providers {
         let mut found: BTreeMap<String, Platforms> = BTreeMap::new();
         while let Ok(Some(entry)) = entries.next_entry().await {
             let name = entry.file_name();
-            if let Some(package) = parse_zip_name(addr, &name.to_string_lossy()) {
+            if let Some(package) = Package::from_zip_name(addr, &name.to_string_lossy()) {
                 found
                     .entry(package.version.to_string())
                     .or_default()
@@ -353,36 +332,4 @@ fn parse_versions(doc: &Document) -> Result<Vec<(String, Platforms)>, String> {
             Ok((v.version, platforms))
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn addr() -> ProviderAddr {
-        let s = |v: &str| Segment::new(v).unwrap();
-        ProviderAddr {
-            host: s("registry.terraform.io"),
-            namespace: s("hashicorp"),
-            kind: s("aws"),
-        }
-    }
-
-    #[test]
-    fn reads_packed_zip_names() {
-        let package =
-            parse_zip_name(&addr(), "terraform-provider-aws_5.1.0_linux_amd64.zip").unwrap();
-        assert_eq!(
-            package.to_string(),
-            "registry.terraform.io/hashicorp/aws 5.1.0 linux_amd64"
-        );
-        for bad in [
-            "terraform-provider-aws_5.1.0_linux.zip",
-            "terraform-provider-gcp_5.1.0_linux_amd64.zip",
-            "terraform-provider-aws_5.1.0_linux_amd64_x.zip",
-            "terraform-provider-aws_5.1.0_linux_amd64.tar",
-        ] {
-            assert!(parse_zip_name(&addr(), bad).is_none(), "{bad}");
-        }
-    }
 }

@@ -24,16 +24,12 @@ const ZIP: &str = "application/zip";
 /// the name `terraform providers mirror` writes, so Terraform can read the
 /// directory as a `filesystem_mirror`.
 pub fn zip_path(package: &Package) -> RelPath {
-    let addr = &package.addr;
-    let name = format!(
-        "terraform-provider-{}_{}_{}_{}.zip",
-        addr.kind, package.version, package.os, package.arch
-    );
+    let addr = &package.address;
     Bucket::Providers.join([
         addr.host.clone(),
         addr.namespace.clone(),
         addr.kind.clone(),
-        Segment::new(&name).expect("built from valid segments"),
+        Segment::new(&package.zip_name()).expect("built from valid segments"),
     ])
 }
 

@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use hyper::StatusCode;
 
 use super::package::zip_path;
-use super::route::{Package, ProviderAddr};
+use super::route::{Package, ProviderAddress};
 use super::unpacked::EntryError;
 use super::verified;
 use super::{AnswerError, Providers};
@@ -149,8 +149,8 @@ impl Providers {
         forwarded: &Forwarded,
     ) -> Result<(String, String), NotReady> {
         let package = parse_package(item, os, arch)?;
-        if !self.config.is_proxied(package.addr.host.as_str()) {
-            return Err(NotReady::Unproxied(package.addr.host.to_string()));
+        if !self.config.is_proxied(package.address.host.as_str()) {
+            return Err(NotReady::Unproxied(package.address.host.to_string()));
         }
         self.verified_zip(&package, forwarded).await?;
         let rel = zip_path(&package);
@@ -248,7 +248,7 @@ fn parse_package(item: &PrepareItem, os: &Segment, arch: &Segment) -> Result<Pac
         return Err(NotReady::BadName(why));
     };
     Ok(Package {
-        addr: ProviderAddr {
+        address: ProviderAddress {
             host: segment(host)?,
             namespace: segment(namespace)?,
             kind: segment(kind)?,

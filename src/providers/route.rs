@@ -4,44 +4,10 @@
 //! a name that could not safely become a file path never gets further than
 //! a 400.
 
-use std::fmt;
-
+pub use crate::provider_address::{Package, ProviderAddress};
 use crate::request::validate_segments;
 pub use crate::request::RouteError;
 use crate::store::Segment;
-
-/// `<host>/<namespace>/<type>`, the address of a provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProviderAddr {
-    pub host: Segment,
-    pub namespace: Segment,
-    pub kind: Segment,
-}
-
-impl fmt::Display for ProviderAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.host, self.namespace, self.kind)
-    }
-}
-
-/// One version of a provider built for one platform.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Package {
-    pub addr: ProviderAddr,
-    pub version: Segment,
-    pub os: Segment,
-    pub arch: Segment,
-}
-
-impl fmt::Display for Package {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {}_{}",
-            self.addr, self.version, self.os, self.arch
-        )
-    }
-}
 
 /// The files of a package that tfmirror serves in place of the upstream's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +30,7 @@ impl Artifact {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderRoute {
-    Versions(ProviderAddr),
+    Versions(ProviderAddress),
     Download(Package),
     /// A file of the package, with the grant that tfmirror's URLs carry
     /// when the download answer naming them was private.
@@ -75,7 +41,7 @@ impl ProviderRoute {
     /// Parses the decoded path segments after `/v1/providers/`.
     pub fn parse(segments: &[String]) -> Result<ProviderRoute, RouteError> {
         let valid = validate_segments(segments)?;
-        let addr = |host: &Segment, namespace: &Segment, kind: &Segment| ProviderAddr {
+        let addr = |host: &Segment, namespace: &Segment, kind: &Segment| ProviderAddress {
             host: host.clone(),
             namespace: namespace.clone(),
             kind: kind.clone(),
@@ -89,7 +55,7 @@ impl ProviderRoute {
                 if grant.len() <= 1 =>
             {
                 let package = Package {
-                    addr: addr(host, ns, kind),
+                    address: addr(host, ns, kind),
                     version: version.clone(),
                     os: os.clone(),
                     arch: arch.clone(),

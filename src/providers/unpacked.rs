@@ -30,8 +30,8 @@ pub(super) const TREE_RECORD_PREFIX: &str = "providers/tree-h1/";
 
 /// `providers-unpacked/<host>/<namespace>/<type>/<version>/<os>_<arch>`.
 pub(super) fn tree_path(package: &Package) -> RelPath {
-    let addr = &package.addr;
-    let platform = format!("{}_{}", package.os, package.arch);
+    let addr = &package.address;
+    let platform = package.platform();
     Bucket::ProvidersUnpacked.join([
         addr.host.clone(),
         addr.namespace.clone(),
@@ -224,7 +224,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::providers::package::zip_path;
-    use crate::providers::route::ProviderAddr;
+    use crate::providers::route::ProviderAddress;
     use crate::providers::unzip::tests::{write_zip, zip_bytes, Entry};
     use crate::server_key::ServerKey;
     use crate::store::Store;
@@ -253,7 +253,7 @@ mod tests {
     fn package() -> Package {
         let s = |v: &str| Segment::new(v).unwrap();
         Package {
-            addr: ProviderAddr {
+            address: ProviderAddress {
                 host: s("registry.terraform.io"),
                 namespace: s("hashicorp"),
                 kind: s("x"),

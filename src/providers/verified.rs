@@ -118,13 +118,13 @@ fn record_key(rel: &RelPath) -> String {
 mod tests {
     use super::*;
     use crate::providers::checksum_path;
-    use crate::providers::route::{Artifact, ProviderAddr};
+    use crate::providers::route::{Artifact, ProviderAddress};
     use crate::store::Segment;
 
     fn package() -> Package {
         let s = |v: &str| Segment::new(v).unwrap();
         Package {
-            addr: ProviderAddr {
+            address: ProviderAddress {
                 host: s("registry.terraform.io"),
                 namespace: s("hashicorp"),
                 kind: s("alpha"),

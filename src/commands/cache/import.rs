@@ -20,6 +20,7 @@ use reqwest::StatusCode;
 use crate::commands::launch::Launch;
 use crate::lockfile::LockFile;
 use crate::protocol::LOCK_FILE_HEADER;
+use crate::provider_address::ZipName;
 use crate::providers::{hashes, LockHashes};
 
 /// One zip found in the directory: its path and its place in the layout.
@@ -177,12 +178,7 @@ fn find_zips(dir: &Path) -> anyhow::Result<Vec<Found>> {
 fn provider_of(rel: &str) -> Option<(String, String)> {
     let (address, file) = rel.rsplit_once('/')?;
     let kind = address.rsplit('/').next()?;
-    let version = file
-        .strip_prefix("terraform-provider-")?
-        .strip_prefix(kind)?
-        .strip_prefix('_')?
-        .split('_')
-        .next()?;
+    let version = ZipName::parse(kind, file)?.version;
     Some((address.to_lowercase(), version.to_owned()))
 }
 

@@ -201,10 +201,12 @@ async fn confirmed(
 ) -> BTreeMap<ProviderAddress, H1Addition> {
     let mut confirmed = BTreeMap::new();
     for (address, addition) in additions {
+        let Platform { os, arch } = Platform::host();
         let package = PackageId {
             address: address.clone(),
             version: addition.version.clone(),
-            platform: Platform::host(),
+            os,
+            arch,
         };
         match hash_cached(cache_dir, &package).await {
             Ok((zh, h1)) if zh == addition.zh && h1.unpacked == addition.h1 => {

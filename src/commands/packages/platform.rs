@@ -3,7 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::lockfile::{LockedProvider, ProviderAddress};
+use crate::lockfile::LockedProvider;
+use crate::provider_address::Package;
 
 /// An `OS_ARCH` pair in Go's names, as registries and lock files use them.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -79,19 +80,9 @@ impl Platform {
     }
 }
 
-/// One provider package: a locked version of a provider for one platform.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PackageId {
-    pub address: ProviderAddress,
-    pub version: String,
-    pub platform: Platform,
-}
-
-impl fmt::Display for PackageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}", self.address, self.version, self.platform)
-    }
-}
+/// One provider package: a locked version of a provider for one platform,
+/// named as the lock file names it.
+pub type PackageId = Package<String>;
 
 impl PackageId {
     /// The packages of `provider` for each of `platforms`.
@@ -101,24 +92,10 @@ impl PackageId {
             .map(|platform| PackageId {
                 address: provider.address.clone(),
                 version: provider.version.clone(),
-                platform: platform.clone(),
+                os: platform.os.clone(),
+                arch: platform.arch.clone(),
             })
             .collect()
-    }
-
-    /// `<host>/<ns>/<type>/terraform-provider-<type>_<version>_<os>_<arch>.zip`,
-    /// the packed layout of the cache and of the network mirror's URLs.
-    pub(super) fn packed_path(&self) -> String {
-        let ProviderAddress {
-            host,
-            namespace,
-            kind,
-        } = &self.address;
-        let Platform { os, arch } = &self.platform;
-        format!(
-            "{host}/{namespace}/{kind}/terraform-provider-{kind}_{}_{os}_{arch}.zip",
-            self.version
-        )
     }
 }
 
