@@ -13,7 +13,7 @@ use crate::fixtures::git_repo::{git_command, module_main_tf};
 use crate::fixtures::http::get;
 use crate::fixtures::GitRepoSpec;
 use crate::harness::{assert_success, installed_ids, ServeProcess, World};
-use crate::mirror_files::{mirror_dir, pack_dir_names, packs};
+use crate::mirror_files::{mirror_dir, pack_dir_names, packs, wait_for};
 use crate::pusher::Pusher;
 
 const REPO: &str = "org/infra.git";
@@ -43,20 +43,6 @@ fn proxied_url(world: &World, server: &ServeProcess) -> String {
 fn advertise(url: &str) {
     let refs = get(&format!("{url}/info/refs?service=git-upload-pack"));
     assert_eq!(refs.status, 200, "{}", refs.text());
-}
-
-/// Polls `done` every couple of milliseconds until it holds, for at most
-/// [`PATIENCE`]; panics with `what` past it.
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < PATIENCE,
-            "waited {PATIENCE:?} for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    started.elapsed()
 }
 
 /// SIGKILL, as `kill -9` does, and reaps it.
@@ -269,14 +255,18 @@ fn a_mirror_killed_while_being_created_leaves_nothing_and_is_made_again() {
 
     // The staging directory is there and the upstream is sending the pack,
     // paced over about four seconds: one second in, the clone is half-way.
-    let took = wait_for("the pack's request, with a staging directory", || {
-        !staging_dirs(&world).is_empty()
-            && world
-                .registry
-                .requests()
-                .iter()
-                .any(|r| r.method == "POST" && r.path.ends_with("/git-upload-pack"))
-    });
+    let took = wait_for(
+        PATIENCE,
+        "the pack's request, with a staging directory",
+        || {
+            !staging_dirs(&world).is_empty()
+                && world
+                    .registry
+                    .requests()
+                    .iter()
+                    .any(|r| r.method == "POST" && r.path.ends_with("/git-upload-pack"))
+        },
+    );
     std::thread::sleep(Duration::from_secs(1));
     let staging = staging_dirs(&world);
     kill9(&mut server);
@@ -353,7 +343,7 @@ fn a_mirror_killed_while_being_repacked_serves_and_repacks_again() {
         }
     }
     let last_file = format!("blob-{}.bin", MAX_PACKS - 1);
-    let took = wait_for("the repack to write its pack", || {
+    let took = wait_for(PATIENCE, "the repack to write its pack", || {
         let writing = !temp_packs(&mirror).is_empty();
         assert!(
             writing || packs(&mirror) > 2,
@@ -375,7 +365,7 @@ fn a_mirror_killed_while_being_repacked_serves_and_repacks_again() {
     // under the next server's sweep, fetches and repacks. The
     // pack-objects it ran may finish its temporary pack, which git never
     // reads, and then ends on its own.
-    let finished = wait_for("every git process in the mirror to end", || {
+    let finished = wait_for(PATIENCE, "every git process in the mirror to end", || {
         processes_in(&mirror).is_empty()
     });
     eprintln!("the last git process in the mirror ended {finished:?} after the kill");
@@ -408,7 +398,7 @@ fn a_mirror_killed_while_being_repacked_serves_and_repacks_again() {
         git_in(&mirror, &["rev-parse", "refs/heads/main"]),
         upstream.commit_id("main")
     );
-    let took = wait_for("the repack after the restart", || {
+    let took = wait_for(PATIENCE, "the repack after the restart", || {
         packs(&mirror) <= 2 && temp_packs(&mirror).is_empty() && !mirror_locked(&mirror)
     });
     eprintln!("repacked {took:?} after the fetch that followed the restart");

@@ -8,7 +8,7 @@ use crate::fixtures::git_repo::{git_command, module_main_tf};
 use crate::fixtures::http::get;
 use crate::fixtures::GitRepoSpec;
 use crate::harness::{assert_success, installed_ids, ServeProcess, World};
-use crate::mirror_files::{mirror_dir, pack_dir_names, packs};
+use crate::mirror_files::{mirror_dir, pack_dir_names, packs, wait_for};
 use crate::pusher::Pusher;
 
 const REPO: &str = "org/infra.git";
@@ -36,20 +36,6 @@ fn repack_writing(mirror: &Path) -> bool {
     pack_dir_names(mirror)
         .iter()
         .any(|n| n.starts_with("tmp_pack_") || n.starts_with(".tmp-"))
-}
-
-/// Polls `done` every few milliseconds until it holds, for at most
-/// [`PATIENCE`]; panics with `what` past it.
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < PATIENCE,
-            "waited {PATIENCE:?} for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    started.elapsed()
 }
 
 /// Blocks until no one holds the mirror's lock (the one every fetch and
@@ -121,7 +107,7 @@ fn twenty_fetches_are_repacked_and_clones_stay_correct() {
             "{label}"
         );
         if before == MAX_PACKS {
-            let took = wait_for("the repack", || packs(&mirror) <= 2);
+            let took = wait_for(PATIENCE, "the repack", || packs(&mirror) <= 2);
             // The count drops while repack deletes the old packs one by
             // one; it has ended only once it lets go of the mirror's lock.
             wait_for_mirror_lock(&mirror);
@@ -182,7 +168,9 @@ fn clones_during_a_repack_succeed() {
         pusher.push_random_file(&format!("blob-{round}.bin"), 2 << 20);
         let refs = get(&format!("{url}/info/refs?service=git-upload-pack"));
         assert_eq!(refs.status, 200, "{}", refs.text());
-        wait_for("the background fetch", || packs(&mirror) == before + 1);
+        wait_for(PATIENCE, "the background fetch", || {
+            packs(&mirror) == before + 1
+        });
     }
     let tips = [upstream.commit_id("main"), {
         pusher.push_random_file("last.bin", 2 << 20);
@@ -214,7 +202,7 @@ fn clones_during_a_repack_succeed() {
         .collect();
     let refs = get(&format!("{url}/info/refs?service=git-upload-pack"));
     assert_eq!(refs.status, 200, "{}", refs.text());
-    wait_for("the repack", || {
+    wait_for(PATIENCE, "the repack", || {
         packs(&mirror) <= 2 && !repack_writing(&mirror)
     });
     let window = window_start.elapsed();

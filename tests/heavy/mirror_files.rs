@@ -1,6 +1,8 @@
-//! What the git tests see of a mirror on disk: its directory and packs.
+//! What the git tests see of a mirror on disk (its directory and packs),
+//! and how they wait for it to change.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::harness::World;
 
@@ -31,4 +33,18 @@ pub fn packs(mirror: &Path) -> usize {
         .iter()
         .filter(|n| n.starts_with("pack-") && n.ends_with(".pack"))
         .count()
+}
+
+/// Polls `done` every couple of milliseconds until it holds, for at most
+/// `patience`; panics with `what` past it. Returns how long it took.
+pub fn wait_for(patience: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < patience,
+            "waited {patience:?} for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    started.elapsed()
 }
