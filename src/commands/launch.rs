@@ -184,13 +184,16 @@ fn is_zombie(pid: u32) -> bool {
 }
 
 pub fn log_path(cache_dir: &Path) -> PathBuf {
-    cache_dir.join("server.log")
+    cache_dir.join(crate::store::layout::SERVER_LOG)
 }
 
 /// Appends to the log, keeping one older generation once it grows large.
 fn open_log(path: &Path) -> anyhow::Result<File> {
     if std::fs::metadata(path).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
-        let _ = std::fs::rename(path, path.with_extension("log.1"));
+        let _ = std::fs::rename(
+            path,
+            path.with_file_name(crate::store::layout::SERVER_LOG_OLD),
+        );
     }
     OpenOptions::new()
         .create(true)

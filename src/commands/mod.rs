@@ -280,5 +280,5 @@ pub fn terraform_rc_path(cache_dir: &Path) -> PathBuf {
 /// Where versions before 0.2 kept that file: inside the cache. A server
 /// removes it as it starts.
 pub fn legacy_terraform_rc_path(cache_dir: &Path) -> PathBuf {
-    cache_dir.join("terraform.rc")
+    cache_dir.join(crate::store::layout::TERRAFORM_RC)
 }

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 pub use crate::protocol::ServerInfo;
 
-const FILE: &str = "server.json";
+use crate::store::layout::SERVER_JSON;
 
 pub fn path(cache_dir: &Path) -> PathBuf {
-    cache_dir.join(FILE)
+    cache_dir.join(SERVER_JSON)
 }
 
 /// Written atomically, so a reader never sees half a file, with mode 0600

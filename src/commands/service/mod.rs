@@ -93,7 +93,7 @@ impl ServiceSpec {
         Ok(ServiceSpec {
             program: text(&exe)?,
             args,
-            log_file: text(&cache_dir.join("server.log"))?,
+            log_file: text(&super::launch::log_path(&cache_dir))?,
         })
     }
 }
