@@ -14,7 +14,7 @@
 //! network. Every run's module directories are checked against the upstream's files, and the
 //! upstream git traffic of each run is counted.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -162,33 +162,36 @@ pub fn measure(tools: &Tools, network: Network, runs: usize) -> Result<Measured>
     check_installed(&priming, &calls, &expected)?;
     std::fs::remove_dir_all(&priming)?;
 
+    // One timed init through tfmirror's server for `cache` in a fresh
+    // directory, its upstream traffic recorded; and one straight to the
+    // upstream. Both sides of both scenarios.
+    let through = |cache: &Path, ours: &mut Traffic| -> Result<(Duration, PathBuf)> {
+        let dir = sandbox.workdir(&main_tf, None)?;
+        registry.clear_requests();
+        let elapsed = run(
+            &mut sandbox.init_through(cache, &dir),
+            "init through tfmirror",
+        )?;
+        ours.record(&registry);
+        Ok((elapsed, dir))
+    };
+    let straight = |theirs: &mut Traffic| {
+        direct_run(
+            &sandbox, &registry, &direct, &main_tf, &calls, &expected, theirs,
+        )
+    };
+
     let (mut ours, mut theirs) = (Traffic::default(), Traffic::default());
     let warm = alternate(
         "modules-monorepo-warm",
         runs,
         |_| {
-            let dir = sandbox.workdir(&main_tf, None)?;
-            registry.clear_requests();
-            let elapsed = run(
-                &mut sandbox.init_through(&cache, &dir),
-                "init through tfmirror",
-            )?;
-            ours.record(&registry);
+            let (elapsed, dir) = through(&cache, &mut ours)?;
             report_upstream(&registry);
             finish(&dir, &calls, &expected)?;
             Ok(elapsed)
         },
-        |_| {
-            direct_run(
-                &sandbox,
-                &registry,
-                &direct,
-                &main_tf,
-                &calls,
-                &expected,
-                &mut theirs,
-            )
-        },
+        |_| straight(&mut theirs),
     )?;
     drop(server);
     let note_warm = note(&warm, &ours, &theirs);
@@ -199,29 +202,13 @@ pub fn measure(tools: &Tools, network: Network, runs: usize) -> Result<Measured>
         runs,
         |_| {
             let cache = sandbox.fresh_dir("cache")?;
-            let dir = sandbox.workdir(&main_tf, None)?;
-            registry.clear_requests();
-            let elapsed = run(
-                &mut sandbox.init_through(&cache, &dir),
-                "init through tfmirror",
-            )?;
-            ours.record(&registry);
+            let (elapsed, dir) = through(&cache, &mut ours)?;
             sandbox.stop(&cache)?;
             finish(&dir, &calls, &expected)?;
             std::fs::remove_dir_all(&cache)?;
             Ok(elapsed)
         },
-        |_| {
-            direct_run(
-                &sandbox,
-                &registry,
-                &direct,
-                &main_tf,
-                &calls,
-                &expected,
-                &mut theirs,
-            )
-        },
+        |_| straight(&mut theirs),
     )?;
     let note_cold = note(&cold, &ours, &theirs);
     Ok(Measured {
