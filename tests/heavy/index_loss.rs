@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::fixtures::http::get;
@@ -95,22 +95,10 @@ fn truncate(path: &Path) {
     file.set_len(length / 2).unwrap();
 }
 
-/// These tests run one at a time: each offline test stops its fake
-/// upstream, and a sibling test starting meanwhile may be given the freed
-/// port, so that the "down" upstream of one answers 404 for the modules of
-/// the other (seen once in CI, as "Module not found").
-fn one_at_a_time() -> MutexGuard<'static, ()> {
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// Fills the cache with an init, damages the index with `damage` while no
 /// server runs, stops the upstream, and inits a new directory: it must
 /// succeed from the cache alone, with the same lock file.
 fn offline_after(what: &'static str, damage: impl FnOnce(&World)) {
-    let _alone = one_at_a_time();
     let _deadline = Deadline::after(what, Duration::from_secs(240));
     let world = World::start(providers(), modules(), "");
     let cold = world.workdir_with("cold", &configuration());
@@ -195,7 +183,6 @@ const PARALLEL: usize = 40;
 #[test]
 fn many_requests_for_a_large_cached_list_share_one_copy() {
     let _turn = crate::file_turn(module_path!());
-    let _alone = one_at_a_time();
     let _deadline = Deadline::after("parallel version lists", Duration::from_secs(180));
     let versions: Vec<String> = (0..MANY_VERSIONS)
         .map(|i| format!("1.{}.{}", i / 1000, i % 1000))
