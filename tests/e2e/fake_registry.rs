@@ -296,6 +296,10 @@ fn stop_refuses_new_connections_and_drops_open_ones() {
     reg.stop();
     let err = TcpStream::connect(reg.addr()).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert!(
+        std::net::TcpListener::bind(reg.addr()).is_err(),
+        "no other server is given the stopped upstream's port"
+    );
     let mut rest = Vec::new();
     match reader.read_to_end(&mut rest) {
         Ok(n) => assert_eq!(n, 0, "the kept-alive connection is closed"),
