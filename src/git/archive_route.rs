@@ -10,7 +10,7 @@ use super::freshness::GitMirrors;
 use super::mirror::GitError;
 use super::repo_id::RepoId;
 use crate::response::{self, HandlerError, Response};
-use crate::store::Segment;
+use crate::store::{BlobWriter, FromTier, ProduceError, Segment};
 
 const CONTENT_TYPE: &str = "application/gzip";
 
@@ -42,32 +42,36 @@ impl GitMirrors {
             return refused;
         }
         let rel = repo.archive_path(Segment::new(file).expect("hex and .tar.gz form a valid name"));
-        if let Some((file, size)) = self.store.open_artifact(&rel).await {
-            return response::file(file, size, CONTENT_TYPE);
-        }
-        let _one_builder = self.locks.lock(&rel.key()).await;
-        if let Some((file, size)) = self.store.open_artifact(&rel).await {
-            return response::file(file, size, CONTENT_TYPE);
-        }
-        let bytes = match self.build_archive(&repo, &commit).await {
-            Ok(bytes) => {
+        let build = {
+            let (this, repo) = (self.clone(), repo.clone());
+            move |mut writer: BlobWriter| async move {
+                let bytes = this.build_archive(&repo, &commit).await?;
                 // The archive counts its own uses as it is opened; building
                 // it is a use of the mirror.
-                self.record_use(&repo);
-                bytes
+                this.record_use(&repo);
+                writer
+                    .write(&bytes)
+                    .await
+                    .map_err(ArchiveBuildError::Store)?;
+                Ok::<_, ArchiveBuildError>(writer)
+            }
+        };
+        // Not read from a second tier: the mirror it is made from is
+        // verified by git, the tarball could not be.
+        match self
+            .store
+            .get_or_produce(&rel, FromTier::Never, build)
+            .await
+        {
+            Ok(opened) => response::file(opened.file, opened.size, CONTENT_TYPE),
+            Err(ProduceError::Store(e) | ProduceError::Produce(ArchiveBuildError::Store(e))) => {
+                let what = format!("the archive of {repo} at {commit}");
+                response::store_failed(&self.store.write_error(what, e))
             }
             Err(e) => {
                 let message = format!("cannot archive {repo} at {commit}: {e}");
-                return HandlerError::new(StatusCode::BAD_GATEWAY, message).into_response();
+                HandlerError::new(StatusCode::BAD_GATEWAY, message).into_response()
             }
-        };
-        if let Err(e) = self.store.write(&rel, &bytes).await {
-            let what = format!("the archive of {repo} at {commit}");
-            return response::store_failed(&self.store.write_error(what, e));
-        }
-        match self.store.open_artifact(&rel).await {
-            Some((file, size)) => response::file(file, size, CONTENT_TYPE),
-            None => response::error(StatusCode::INTERNAL_SERVER_ERROR, "stored archive vanished"),
         }
     }
 
@@ -106,4 +110,6 @@ enum ArchiveBuildError {
     Task(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Git(#[from] GitError),
+    #[error("cannot store it: {0}")]
+    Store(std::io::Error),
 }

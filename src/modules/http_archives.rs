@@ -15,7 +15,7 @@ use super::source::archive_extension;
 use super::validate::{check_archive, ArchiveCaps, ArchiveError};
 use super::Modules;
 use crate::response::{self, HandlerError, Response};
-use crate::store::{Bucket, Document, KeyGuard, RelPath, Segment};
+use crate::store::{BlobWriter, Bucket, Document, Found, FromTier, ProduceError, RelPath, Segment};
 use crate::upstream::{BodyError, BodyLimits, Credential, Forwarded};
 
 const CONTENT_TYPE: &str = "application/octet-stream";
@@ -104,37 +104,47 @@ impl Modules {
                        download answer that named the archive";
             return response::withheld(&what, host, why);
         }
-        let rel = name.rel;
-        if let Some((file, size)) = self.store.open_artifact(&rel).await {
-            return response::file(file, size, CONTENT_TYPE);
-        }
-        let one_downloader = self.locks.lock(&rel.key()).await;
-        if let Some((file, size)) = self.store.open_artifact(&rel).await {
-            return response::file(file, size, CONTENT_TYPE);
-        }
-        let fetched = match one_downloader.earlier_failure() {
-            Some(reason) => Err(ArchiveFailure::Refused(format!(
-                "the download this request waited for failed: {reason}"
-            ))),
-            None => {
-                self.fetch_on_own_task(one_downloader, &origin, &rel, name.extension, forwarded)
+        let caps = ArchiveCaps::from(&self.config.limits);
+        let extension = name.extension.clone();
+        let tier = FromTier::Checked {
+            max_size: self.config.limits.module_archive_size,
+            check: Box::new(move |staged| {
+                check_archive(staged, &extension, caps)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }),
+        };
+        let download = {
+            let (this, origin, forwarded) = (self.clone(), origin.clone(), forwarded.clone());
+            move |writer| async move {
+                this.fetch_archive(&origin, writer, &name.extension, &forwarded)
                     .await
             }
         };
-        match fetched {
-            Ok(()) => {}
-            Err(ArchiveFailure::Refused(reason)) => {
-                let message = format!("refusing module archive {}: {reason}", origin.url);
-                return HandlerError::new(StatusCode::BAD_GATEWAY, message).into_response();
+        let refused = |reason: &dyn std::fmt::Display| {
+            let message = format!("refusing module archive {}: {reason}", origin.url);
+            HandlerError::new(StatusCode::BAD_GATEWAY, message).into_response()
+        };
+        let store_failed = |e| {
+            let what = format!("module archive {}", origin.url);
+            response::store_failed(&self.store.write_error(what, e))
+        };
+        match self.store.get_or_produce(&name.rel, tier, download).await {
+            Ok(opened) => {
+                let served = response::file(opened.file, opened.size, CONTENT_TYPE);
+                match opened.found {
+                    Found::Produced => response::downloaded(served),
+                    Found::Disk | Found::SecondTier => served,
+                }
             }
-            Err(ArchiveFailure::Store(e)) => {
-                let what = format!("module archive {}", origin.url);
-                return response::store_failed(&self.store.write_error(what, e));
+            Err(ProduceError::Produce(ArchiveFailure::Refused(reason))) => refused(&reason),
+            Err(ProduceError::Produce(ArchiveFailure::Store(e)) | ProduceError::Store(e)) => {
+                store_failed(e)
             }
-        }
-        match self.store.open_artifact(&rel).await {
-            Some((file, size)) => response::downloaded(response::file(file, size, CONTENT_TYPE)),
-            None => response::error(StatusCode::INTERNAL_SERVER_ERROR, "stored archive vanished"),
+            Err(e @ (ProduceError::Earlier(_) | ProduceError::Task(_))) => refused(&e),
+            Err(ProduceError::Vanished) => {
+                response::error(StatusCode::INTERNAL_SERVER_ERROR, "stored archive vanished")
+            }
         }
     }
 
@@ -146,42 +156,15 @@ impl Modules {
         Some((origin, record))
     }
 
-    /// Fetches on its own task, holding the lock, so that the download
-    /// finishes (and is stored) for the requests waiting on the lock even if
-    /// this client goes away, and so that they learn why it failed.
-    async fn fetch_on_own_task(
-        &self,
-        mut one_downloader: KeyGuard,
-        origin: &ArchiveOrigin,
-        rel: &RelPath,
-        extension: String,
-        forwarded: &Forwarded,
-    ) -> Result<(), ArchiveFailure> {
-        let (this, origin, rel, forwarded) =
-            (self.clone(), origin.clone(), rel.clone(), forwarded.clone());
-        let download = tokio::spawn(async move {
-            let fetched = this
-                .fetch_archive(&origin, &rel, &extension, &forwarded)
-                .await;
-            if let Err(ArchiveFailure::Refused(reason)) = &fetched {
-                one_downloader.fail(reason);
-            }
-            fetched
-        });
-        download.await.unwrap_or_else(|e| {
-            Err(ArchiveFailure::Refused(format!(
-                "the download task failed: {e}"
-            )))
-        })
-    }
-
+    /// Downloads the archive into `writer` and checks it unpacks within
+    /// the caps; the store commits it.
     async fn fetch_archive(
         &self,
         origin: &ArchiveOrigin,
-        rel: &RelPath,
+        mut writer: BlobWriter,
         extension: &str,
         forwarded: &Forwarded,
-    ) -> Result<(), ArchiveFailure> {
+    ) -> Result<BlobWriter, ArchiveFailure> {
         let _in_flight = crate::metrics::InFlight::start();
         let url = Url::parse(&origin.url).map_err(|e| format!("bad URL: {e}"))?;
         let forwarded = Forwarded {
@@ -200,7 +183,6 @@ impl Modules {
             .await?;
         let expected_len = upstream.content_length;
         // Dropping the writer on an error removes its temporary file.
-        let mut writer = self.store.writer(rel).map_err(ArchiveFailure::Store)?;
         while let Some(chunk) = upstream.chunks.next().await {
             writer.write(&chunk?).await.map_err(ArchiveFailure::Store)?;
         }
@@ -221,17 +203,11 @@ impl Modules {
         let entries = tokio::task::spawn_blocking(move || check_archive(&staged, &extension, caps))
             .await
             .map_err(|e| format!("archive check failed: {e}"))??;
-        let written = self
-            .store
-            .commit(rel, writer)
-            .await
-            .map_err(ArchiveFailure::Store)?;
         tracing::info!(
-            "stored module archive {} ({} bytes, {entries} entries)",
-            origin.url,
-            written.size
+            "downloaded module archive {} ({size} bytes, {entries} entries)",
+            origin.url
         );
-        Ok(())
+        Ok(writer)
     }
 
     /// Archive downloads carry a registry token only when the archive is
@@ -255,8 +231,11 @@ impl Modules {
 }
 
 /// Why an archive was not stored: the upstream's doing, or the cache's.
+#[derive(Debug, thiserror::Error)]
 enum ArchiveFailure {
+    #[error("{0}")]
     Refused(String),
+    #[error("cannot store it: {0}")]
     Store(std::io::Error),
 }
 

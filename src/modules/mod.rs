@@ -23,9 +23,7 @@ use hyper::StatusCode;
 
 use crate::config::Config;
 use crate::response::{self, HandlerError, Response};
-use crate::store::{
-    now_ms, Document, FetchError, Freshness, IndexError, KeyedLocks, Served, Store,
-};
+use crate::store::{now_ms, Document, FetchError, Freshness, IndexError, Served, Store};
 use crate::upstream::{ApiRequest, Credential, Forwarded, RegistryClient, Upstream};
 use http_archives::{origin_key, ArchiveName, ArchiveOrigin};
 use prefetch::RunPlans;
@@ -53,7 +51,6 @@ pub struct Modules {
     upstream: Upstream,
     registry: RegistryClient,
     git: GitMirrors,
-    locks: KeyedLocks,
     /// Tokens of the requests that resolved each archive's location, by
     /// archive URL, for an archive on the registry's own host. Memory only.
     credentials: Arc<Mutex<HashMap<String, Credential>>>,
@@ -74,7 +71,6 @@ impl Modules {
             upstream,
             registry,
             git,
-            locks: KeyedLocks::default(),
             credentials: Arc::default(),
             plans: RunPlans::default(),
         }

@@ -61,13 +61,16 @@ impl Providers {
     ) -> Result<Vec<u8>, ChecksumError> {
         let sums_rel = checksum_path(package, Artifact::Checksums);
         let sig_rel = checksum_path(package, Artifact::Signature);
-        let _one_fetcher = self.locks.lock(&sums_rel.key()).await;
+        let _one_fetcher = self.store.locks().lock(&sums_rel.key()).await;
         if let Some(sums) = cached_checksums(&self.store, package).await {
             return Ok(sums);
         }
         let keys = answer.signing_keys();
         if keys.is_empty() {
             return Err(ChecksumError::NoKeys);
+        }
+        if let Some(sums) = self.checksums_from_tier(package, &keys).await {
+            return Ok(sums);
         }
         let forwarded = &forwarded.without_credential();
         let download = |what, url| async move {
@@ -92,6 +95,37 @@ impl Providers {
             .await
             .map_err(ChecksumError::Store)?;
         Ok(sums)
+    }
+}
+
+impl Providers {
+    /// The second tier's SHA256SUMS and signature, stored if the signature
+    /// verifies against the registry's keys, as the upstream's copies must.
+    async fn checksums_from_tier(&self, package: &Package, keys: &[&str]) -> Option<Vec<u8>> {
+        let tier = self.store.second_tier()?;
+        let sums_rel = checksum_path(package, Artifact::Checksums);
+        let sig_rel = checksum_path(package, Artifact::Signature);
+        let max_size = self.config.limits.metadata_size;
+        let (sums, sig) = tokio::join!(
+            tier.fetch_bytes(&sums_rel, max_size),
+            tier.fetch_bytes(&sig_rel, max_size)
+        );
+        let (sums, sig) = (sums?, sig?);
+        if let Err(e) = verify_detached(&sums, &sig, keys) {
+            let from = tier.describe();
+            tracing::warn!(
+                "not using the checksums of {package} from {from}: {e}; fetching them from the upstream"
+            );
+            return None;
+        }
+        // The signature first, as below.
+        for (rel, bytes) in [(&sig_rel, &sig), (&sums_rel, &sums)] {
+            if let Err(e) = self.store.keep_from_tier(rel, bytes).await {
+                tracing::warn!("cannot store {} from the second tier: {e}", rel.key());
+                return None;
+            }
+        }
+        Some(sums)
     }
 }
 

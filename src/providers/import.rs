@@ -195,7 +195,7 @@ impl Providers {
             response::store_failed(&self.store.write_error(what, e))
         };
         let rel = zip_path(&package);
-        let _one_writer = self.locks.lock(&rel.key()).await;
+        let _one_writer = self.store.locks().lock(&rel.key()).await;
         let mut writer = match self.store.writer(&rel) {
             Ok(writer) => writer,
             Err(e) => return store_failed(e),

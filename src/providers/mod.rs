@@ -26,7 +26,7 @@ use hyper::StatusCode;
 use crate::config::Config;
 use crate::request::{unproxied, RequestContext};
 use crate::response::{self, Response};
-use crate::store::{FetchError, Freshness, KeyedLocks, Segment, Served, Store};
+use crate::store::{FetchError, Freshness, Segment, Served, Store};
 use crate::upstream::{ApiRequest, Forwarded, RegistryClient, Upstream};
 
 pub use checksums::checksum_path;
@@ -45,7 +45,6 @@ pub struct Providers {
     store: Arc<Store>,
     upstream: Upstream,
     registry: RegistryClient,
-    locks: KeyedLocks,
 }
 
 impl Providers {
@@ -78,7 +77,6 @@ impl Providers {
             store,
             upstream,
             registry,
-            locks: KeyedLocks::default(),
         }
     }
 

@@ -15,7 +15,9 @@ use super::verified::{self, VerifiedBy};
 use super::Providers;
 use crate::request::RequestContext;
 use crate::response::{self, ChunkSender, HandlerError, Origin, Response};
-use crate::store::{BlobWriter, Bucket, KeyGuard, RelPath, RunningHash, Segment, Written};
+use crate::store::{
+    BlobWriter, Bucket, Found, FromTier, Lookup, RelPath, RunningHash, Segment, Slot, Written,
+};
 use crate::upstream::{Body, BodyError, BodyLimits};
 
 const ZIP: &str = "application/zip";
@@ -46,27 +48,8 @@ impl Providers {
         if ctx.head && !self.store.has_file(&rel).await {
             return response::full(StatusCode::OK, ZIP, Bytes::new());
         }
-        // Concurrent requests for one zip wait here for the first one's
-        // download, then find the zip on disk, or why it failed.
-        let mut one_downloader = self.locks.lock(&rel.key()).await;
         if let Some((file, size)) = self.store.open_artifact(&rel).await {
-            if let Some(stored) = self.store.recorded_sha256(&rel) {
-                if stored != answer.shasum {
-                    let message = format!(
-                        "the cached {package} has sha256 {stored}, but the registry now says {}; \
-                         delete the cached file to fetch it again",
-                        answer.shasum
-                    );
-                    return HandlerError::new(StatusCode::BAD_GATEWAY, message).into_response();
-                }
-            }
-            return response::file(file, size, ZIP);
-        }
-        if let Some(reason) = one_downloader.earlier_failure() {
-            return refuse(
-                package,
-                &format!("the download this request waited for failed: {reason}"),
-            );
+            return self.serve_stored(package, answer, &rel, file, size);
         }
         let forwarded = &ctx.forwarded;
         let expected = match self.verified_checksums(package, answer, forwarded).await {
@@ -76,6 +59,28 @@ impl Providers {
         let expected = match expected {
             Ok(expected) => expected,
             Err(e) => return self.refuse_checksums(package, e),
+        };
+        // Concurrent requests for one zip wait here for the first one's
+        // download, then find the zip on disk, or why it failed.
+        let tier = FromTier::Sha256 {
+            sha256: expected.clone(),
+            max_size: self.config.limits.provider_package_size,
+        };
+        let slot = match self.store.lookup(&rel, tier).await {
+            Lookup::Found(opened) => {
+                if opened.found == Found::SecondTier {
+                    let by = VerifiedBy::RegistrySignature;
+                    verified::record(&self.store, package, &expected, by);
+                }
+                return self.serve_stored(package, answer, &rel, opened.file, opened.size);
+            }
+            Lookup::Failed(reason) => {
+                return refuse(
+                    package,
+                    &format!("the download this request waited for failed: {reason}"),
+                )
+            }
+            Lookup::Missing(slot) => slot,
         };
         let upstream = match self
             .upstream
@@ -89,11 +94,11 @@ impl Providers {
             Ok(upstream) => upstream,
             Err(e) => {
                 let reason = format!("cannot download the package: {e}");
-                one_downloader.fail(&reason);
+                slot.fail(&reason);
                 return refuse(package, &reason);
             }
         };
-        let writer = match self.store.writer(&rel) {
+        let writer = match slot.writer() {
             Ok(writer) => writer,
             Err(e) => {
                 return response::store_failed(&self.store.write_error(package_name(package), e))
@@ -103,12 +108,33 @@ impl Providers {
         let download = Download {
             providers: self.clone(),
             package: package.clone(),
-            rel,
             expected,
-            one_downloader,
+            slot: Some(slot),
         };
         tokio::spawn(download.run(upstream, writer, sender));
         response
+    }
+
+    /// A stored zip, unless the registry now names another sha256 for it.
+    fn serve_stored(
+        &self,
+        package: &Package,
+        answer: &DownloadAnswer,
+        rel: &RelPath,
+        file: std::fs::File,
+        size: u64,
+    ) -> Response {
+        if let Some(stored) = self.store.recorded_sha256(rel) {
+            if stored != answer.shasum {
+                let message = format!(
+                    "the cached {package} has sha256 {stored}, but the registry now says {}; \
+                     delete the cached file to fetch it again",
+                    answer.shasum
+                );
+                return HandlerError::new(StatusCode::BAD_GATEWAY, message).into_response();
+            }
+        }
+        response::file(file, size, ZIP)
     }
 
     /// A provider zip's bounds: `max_provider_package_size` and the stall
@@ -143,10 +169,10 @@ fn package_name(package: &Package) -> String {
 struct Download {
     providers: Providers,
     package: Package,
-    rel: RelPath,
     expected: String,
-    /// Held to the end of the download, so that waiters find its result.
-    one_downloader: KeyGuard,
+    /// Held to the end of the download, so that waiters find its result;
+    /// taken when the zip is stored or refused.
+    slot: Option<Slot>,
 }
 
 impl Download {
@@ -170,8 +196,9 @@ impl Download {
             );
             return self.fail(&sender, &reason).await;
         }
+        let slot = self.slot.take().expect("taken only here and by fail");
         let stored = match relayed.cache {
-            Cache::Writing(writer) => self.providers.store.commit(&self.rel, writer).await,
+            Cache::Writing(writer) => slot.commit(writer).await.map(drop),
             Cache::GaveUp(_, e) => Err(e),
         };
         match stored {
@@ -200,7 +227,9 @@ impl Download {
 
     async fn fail(&mut self, sender: &ChunkSender, reason: &str) {
         tracing::error!("refusing {}: {reason}; nothing was cached", self.package);
-        self.one_downloader.fail(reason);
+        if let Some(slot) = self.slot.take() {
+            slot.fail(reason);
+        }
         let _ = sender.send(Err(io::Error::other(reason.to_owned()))).await;
     }
 }

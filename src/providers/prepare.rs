@@ -220,7 +220,7 @@ impl Providers {
         // The download goes on without a reader, and holds the zip's lock
         // until it has checked and stored the zip (or refused it).
         drop(response);
-        drop(self.locks.lock(&rel.key()).await);
+        drop(self.store.locks().lock(&rel.key()).await);
         match verified::verification(&self.store, package).await {
             Some(_) => Ok(()),
             None => Err(NotReady::NoZip(

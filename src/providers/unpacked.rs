@@ -139,7 +139,7 @@ impl Providers {
         zip_h1: Option<String>,
     ) -> Result<String, EntryError> {
         let rel = tree_path(package);
-        let _one_maker = self.locks.lock(&rel.key()).await;
+        let _one_maker = self.store.locks().lock(&rel.key()).await;
         let target = self.store.path(&rel);
         if tokio::fs::try_exists(&target).await.unwrap_or(false) {
             match self.tree_record(&rel) {

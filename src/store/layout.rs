@@ -138,6 +138,17 @@ impl Bucket {
         )
     }
 
+    /// Whether the bucket's artifacts go to a second tier (a bucket shared
+    /// by a team or a fleet) and are looked for there: what can be checked
+    /// when read back. Git mirrors are shared as bundles, by `git`; trees
+    /// and archives made from a verified artifact are made again instead.
+    pub const fn is_shared(self) -> bool {
+        matches!(
+            self,
+            Bucket::Providers | Bucket::ProviderChecksums | Bucket::ModuleArchives
+        )
+    }
+
     /// The bucket's directory below `root`.
     pub fn path(self, root: &Path) -> PathBuf {
         root.join(self.dir())

@@ -3,6 +3,7 @@
 //! Nothing here knows about Terraform: callers name artifacts with
 //! [`RelPath`]s and documents with string keys.
 
+mod artifacts;
 mod blob;
 mod derived;
 mod doc_files;
@@ -20,8 +21,10 @@ mod segment;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use artifacts::{Found, FromTier, Lookup, ProduceError, SecondTier, Slot};
 pub use blob::{write_atomic, BlobWriter, RunningHash, Written};
 pub use derived::StagedTree;
 pub use documents::{Documents, FetchError, Freshness, Provenance, Reader, Served};
@@ -29,7 +32,7 @@ pub use gc::{plan as gc_plan, GcRules, Reason, Removal};
 pub use index::{now_ms, Document, Index, IndexError};
 pub use inventory::StoredArtifact;
 pub use layout::{is_temp_pack, Bucket};
-pub use locks::{KeyGuard, KeyedLocks};
+pub use locks::KeyedLocks;
 pub use owner::{OwnerLock, OwnerLockError};
 pub use segment::{RelPath, Segment, SegmentError};
 
@@ -37,6 +40,11 @@ pub struct Store {
     root: PathBuf,
     index: Index,
     documents: Documents,
+    /// One producer per artifact key at a time (see `artifacts`), shared
+    /// by everything that writes artifacts: downloads, builds, imports.
+    locks: KeyedLocks,
+    /// Consulted between the disk and the upstream, when configured.
+    second_tier: Option<Arc<dyn SecondTier>>,
     _owner: OwnerLock,
 }
 
@@ -139,8 +147,27 @@ impl Store {
             root: root.to_owned(),
             documents: Documents::new(opened.index.clone(), root),
             index: opened.index,
+            locks: KeyedLocks::default(),
+            second_tier: None,
             _owner: owner,
         })
+    }
+
+    /// Puts `tier` between the disk and the upstream (see `artifacts`).
+    pub fn with_second_tier(mut self, tier: Arc<dyn SecondTier>) -> Store {
+        self.second_tier = Some(tier);
+        self
+    }
+
+    /// The second tier, if one is set.
+    pub fn second_tier(&self) -> Option<&Arc<dyn SecondTier>> {
+        self.second_tier.as_ref()
+    }
+
+    /// The per-key locks every artifact writer takes: hold a key's lock to
+    /// write or remove the artifact under that key.
+    pub fn locks(&self) -> &KeyedLocks {
+        &self.locks
     }
 
     pub fn root(&self) -> &Path {
@@ -215,16 +242,20 @@ impl Store {
         BlobWriter::create(&self.path(rel))
     }
 
-    /// Commits a finished writer and records the new artifact.
+    /// Commits a finished writer, records the new artifact and shares it
+    /// when its bucket is shared.
     pub async fn commit(&self, rel: &RelPath, writer: BlobWriter) -> io::Result<Written> {
         let written = writer.commit().await?;
         self.record_stored(rel, &written);
+        self.offer_to_tier(rel);
         Ok(written)
     }
 
+    /// Writes a small artifact in one go, as [`Store::commit`] stores one.
     pub async fn write(&self, rel: &RelPath, bytes: &[u8]) -> io::Result<Written> {
         let written = write_atomic(&self.path(rel), bytes).await?;
         self.record_stored(rel, &written);
+        self.offer_to_tier(rel);
         Ok(written)
     }
 
