@@ -140,19 +140,19 @@ pub fn artifact_url(
     artifact: Artifact,
     grant: Option<&str>,
 ) -> String {
-    let mut url = format!(
-        "{base}/v1/providers/{}/{}/{}/{}/{}",
-        package.address,
-        package.version,
+    let address = &package.address;
+    let parts = [
+        "v1",
+        "providers",
+        address.host.as_str(),
+        address.namespace.as_str(),
+        address.kind.as_str(),
+        package.version.as_str(),
         artifact.path_word(),
-        package.os,
-        package.arch
-    );
-    if let Some(grant) = grant {
-        url.push('/');
-        url.push_str(grant);
-    }
-    url
+        package.os.as_str(),
+        package.arch.as_str(),
+    ];
+    crate::request::own_url(base, parts.into_iter().chain(grant))
 }
 
 /// Why a download answer, from the upstream or the store, is not used.

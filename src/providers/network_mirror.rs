@@ -186,7 +186,8 @@ impl Providers {
         let platform = package.platform();
         // Absolute, with the caller's credential in the path: Terraform
         // downloads the archive without the token it sent for this answer.
-        let url = format!("{}/{}", ctx.base_url, rel.key());
+        let url =
+            crate::request::own_url(&ctx.base_url, rel.segments().iter().map(Segment::as_str));
         Some((platform, json!({ "url": url, "hashes": hashes })))
     }
 
