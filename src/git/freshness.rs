@@ -18,6 +18,7 @@ use super::repack;
 use super::repo_id::RepoId;
 use crate::config::Config;
 use crate::response::{self, Response};
+use crate::store::freshness::Age;
 use crate::store::{KeyedLocks, Store};
 
 #[derive(Clone)]
@@ -114,13 +115,13 @@ impl GitMirrors {
     pub async fn fresh(&self, repo: &RepoId) -> Result<Mirror, GitError> {
         let mirror = self.mirror(repo);
         let ttl = self.config.metadata_ttl;
-        match age(&mirror).await {
-            Some(age) if age < ttl => Ok(mirror),
-            Some(age) if age < ttl + self.config.stale_while_revalidate => {
+        match self.age_class(&mirror).await {
+            Some(Age::Fresh) => Ok(mirror),
+            Some(Age::Revalidate) => {
                 self.refresh_in_background(repo);
                 Ok(mirror)
             }
-            _ => {
+            Some(Age::Expired) | None => {
                 self.update_now(repo, SystemTime::now().checked_sub(ttl))
                     .await
             }
@@ -201,9 +202,14 @@ impl GitMirrors {
     }
 
     async fn is_older_than_ttl(&self, mirror: &Mirror) -> bool {
-        age(mirror)
-            .await
-            .is_none_or(|age| age >= self.config.metadata_ttl)
+        self.age_class(mirror).await != Some(Age::Fresh)
+    }
+
+    /// The mirror's age by the metadata freshness rules; `None` when it
+    /// was never fetched.
+    async fn age_class(&self, mirror: &Mirror) -> Option<Age> {
+        let (ttl, window) = (self.config.metadata_ttl, self.config.stale_while_revalidate);
+        age(mirror).await.map(|age| Age::classify(age, ttl, window))
     }
 
     /// Records one use of the mirror in the store's usage index, under the

@@ -22,6 +22,7 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use super::doc_files;
+use super::freshness::Age;
 use super::index::{now_ms, Document, Index};
 
 /// How many bytes of document bodies are kept in memory, shared by every
@@ -71,20 +72,8 @@ impl Freshness {
             return Age::Fresh;
         };
         let age = Duration::from_millis(now_ms.saturating_sub(doc.fetched_at_ms));
-        if age < ttl {
-            Age::Fresh
-        } else if age < ttl + self.stale_while_revalidate {
-            Age::Revalidate
-        } else {
-            Age::Expired
-        }
+        Age::classify(age, ttl, self.stale_while_revalidate)
     }
-}
-
-enum Age {
-    Fresh,
-    Revalidate,
-    Expired,
 }
 
 /// Who a document is served to, which decides which cached copies count.

@@ -7,6 +7,7 @@ mod blob;
 mod derived;
 mod doc_files;
 mod documents;
+pub mod freshness;
 mod gc;
 mod git_leftovers;
 mod git_snapshots;
