@@ -30,7 +30,7 @@ pub use gc::{plan as gc_plan, GcRules, Reason, Removal};
 pub use index::{now_ms, Document, Index, IndexError};
 pub use inventory::StoredArtifact;
 pub use layout::{is_temp_pack, Bucket};
-pub use locks::{KeyGuard, KeyedLocks};
+pub use locks::{KeyGuard, KeyedLocks, OncePerKey};
 pub use owner::{OwnerLock, OwnerLockError};
 pub use segment::{RelPath, Segment, SegmentError};
 
