@@ -92,6 +92,12 @@ pub fn unproxied(config: &Config, host: &Segment) -> Option<Response> {
     Some(response::error(StatusCode::NOT_FOUND, &message))
 }
 
+/// Splits a path the way the router hands it to the protocol handlers.
+#[cfg(test)]
+pub fn test_segments(path: &str) -> Vec<String> {
+    path.split('/').map(str::to_owned).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,10 +114,4 @@ mod tests {
             "http://h/a%2Fb/%3Fq/%23f/50%25"
         );
     }
-}
-
-/// Splits a path the way the router hands it to the protocol handlers.
-#[cfg(test)]
-pub fn test_segments(path: &str) -> Vec<String> {
-    path.split('/').map(str::to_owned).collect()
 }
