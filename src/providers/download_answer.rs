@@ -211,19 +211,15 @@ fn string_field<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider_address::ProviderAddress;
+    use crate::providers::route::ProviderRoute;
+    use crate::request::test_segments;
 
+    /// The package of a download route, as a request names it.
     fn package() -> Package {
-        let s = |v: &str| Segment::new(v).unwrap();
-        Package {
-            address: ProviderAddress {
-                host: s("registry.terraform.io"),
-                namespace: s("hashicorp"),
-                kind: s("null"),
-            },
-            version: s("3.2.1"),
-            os: s("linux"),
-            arch: s("amd64"),
+        let path = "registry.terraform.io/hashicorp/null/3.2.1/download/linux/amd64";
+        match ProviderRoute::parse(&test_segments(path)) {
+            Ok(ProviderRoute::Download(package)) => package,
+            _ => panic!("{path} is a download route"),
         }
     }
 
