@@ -22,8 +22,9 @@
 //!   (`commit_archive`) served at `/git-archive/` (`archive_route`),
 //!   snapshots for local clones. Uses `store`.
 //! - `store`: the cache directory: layout and buckets, atomic blobs, the
-//!   sled index, metadata documents and their freshness (`documents`),
-//!   per-key locks, inventory and gc. Knows nothing of Terraform.
+//!   sled index, metadata documents (`documents`), the one freshness rule
+//!   for documents and git mirrors (`freshness`), per-key locks and single
+//!   flight (`locks`), inventory and gc. Knows nothing of Terraform.
 //! - `upstream`: the HTTP client to registries and download hosts:
 //!   discovery, credentials, retries, circuit breaker. Uses `store` for
 //!   cached documents.

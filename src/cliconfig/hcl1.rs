@@ -76,22 +76,25 @@ pub(super) fn parse(src: &str) -> Result<Parsed, SyntaxError> {
     })
 }
 
+/// A string [`quote`] cannot write with the same value. The value is left
+/// out of the message: it may be a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a string containing `${{` cannot be written in HCL 1 syntax with the same value")]
+pub(super) struct Unquotable;
+
 /// Writes `s` as an HCL 1 quoted string that reads back as exactly `s`.
 ///
 /// HCL 1 copies a `${...}` sequence verbatim, without processing escapes in
 /// it, and its scanner tracks the braces in it; so a string containing `${`
 /// can only be written as it is, and only if nothing in it needs escaping.
 /// Such a string is refused rather than written with another meaning.
-pub(super) fn quote(s: &str) -> Result<String, String> {
+pub(super) fn quote(s: &str) -> Result<String, Unquotable> {
     if s.contains("${") {
         let plain = !s.chars().any(|c| c == '"' || c == '\\' || c.is_control());
         if plain && interpolation_braces_close(s) {
             return Ok(format!("\"{s}\""));
         }
-        // The value is left out of the message: it may be a token.
-        return Err(
-            "a string containing `${` cannot be written in HCL 1 syntax with the same value".into(),
-        );
+        return Err(Unquotable);
     }
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');

@@ -21,12 +21,29 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::hcl1;
 
+/// Why a JSON CLI config has no native-syntax translation; `at` names the
+/// member, as dotted keys.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum TranslationError {
+    #[error("{0}")]
+    NotJson(serde_json::Error),
+    #[error("the top level of a JSON CLI config must be an object")]
+    NotAnObject,
+    #[error("at {at}: null has no HCL 1 form")]
+    Null { at: String },
+    #[error("at {at}: {source}")]
+    Unquotable {
+        at: String,
+        source: hcl1::Unquotable,
+    },
+}
+
 /// Translates a JSON CLI config into native syntax; the error says what is
 /// wrong and where.
-pub(super) fn to_native(src: &str) -> Result<String, String> {
-    let value: Json = serde_json::from_str(src).map_err(|e| e.to_string())?;
+pub(super) fn to_native(src: &str) -> Result<String, TranslationError> {
+    let value: Json = serde_json::from_str(src).map_err(TranslationError::NotJson)?;
     let Json::Object(members) = value else {
-        return Err("the top level of a JSON CLI config must be an object".into());
+        return Err(TranslationError::NotAnObject);
     };
     let mut out = String::new();
     write_body(&mut out, &members, 0, "")?;
@@ -139,7 +156,7 @@ fn write_body(
     members: &[(String, Json)],
     depth: usize,
     path: &str,
-) -> Result<(), String> {
+) -> Result<(), TranslationError> {
     let mut items = Vec::new();
     for (key, value) in members {
         flatten(vec![key], value, &mut items);
@@ -163,12 +180,15 @@ fn write_item(
     value: &Json,
     depth: usize,
     path: &str,
-) -> Result<(), String> {
+) -> Result<(), TranslationError> {
     let context = match path {
         "" => keys.join("."),
         _ => format!("{path}.{}", keys.join(".")),
     };
-    let in_context = |message: String| format!("at {context}: {message}");
+    let in_context = |source| TranslationError::Unquotable {
+        at: context.clone(),
+        source,
+    };
     out.push_str(&"  ".repeat(depth));
     out.push_str(&key(keys[0]).map_err(in_context)?);
     if let Json::Object(members) = value {
@@ -194,7 +214,7 @@ fn write_object(
     members: &[(String, Json)],
     depth: usize,
     path: &str,
-) -> Result<(), String> {
+) -> Result<(), TranslationError> {
     if members.is_empty() {
         out.push_str("{}");
         return Ok(());
@@ -206,12 +226,20 @@ fn write_object(
     Ok(())
 }
 
-fn write_value(out: &mut String, value: &Json, depth: usize, path: &str) -> Result<(), String> {
+fn write_value(
+    out: &mut String,
+    value: &Json,
+    depth: usize,
+    path: &str,
+) -> Result<(), TranslationError> {
+    let at = || path.to_owned();
     match value {
-        Json::Null => return Err(format!("at {path}: null has no HCL 1 form")),
+        Json::Null => return Err(TranslationError::Null { at: at() }),
         Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Json::Number(n) => out.push_str(n),
-        Json::String(s) => out.push_str(&hcl1::quote(s).map_err(|e| format!("at {path}: {e}"))?),
+        Json::String(s) => out.push_str(
+            &hcl1::quote(s).map_err(|source| TranslationError::Unquotable { at: at(), source })?,
+        ),
         Json::Array(elements) => {
             out.push('[');
             for (index, element) in elements.iter().enumerate() {
@@ -228,7 +256,7 @@ fn write_value(out: &mut String, value: &Json, depth: usize, path: &str) -> Resu
 }
 
 /// A key as a bare name where that reads the same, quoted otherwise.
-fn key(name: &str) -> Result<String, String> {
+fn key(name: &str) -> Result<String, hcl1::Unquotable> {
     if hcl1::is_plain_identifier(name) {
         Ok(name.to_owned())
     } else {
@@ -316,18 +344,22 @@ plugin_cache_dir = "$HOME/.terraform.d/plugin-cache"
     #[test]
     fn refuses_what_native_syntax_cannot_say() {
         assert_eq!(
-            to_native(r#"{"credentials": {"h": {"token": null}}}"#).unwrap_err(),
+            to_native(r#"{"credentials": {"h": {"token": null}}}"#)
+                .unwrap_err()
+                .to_string(),
             "at credentials.h.token: null has no HCL 1 form"
         );
-        assert!(to_native(r#"{"a": "${x\"}"}"#)
-            .unwrap_err()
-            .starts_with("at a: "));
         assert_eq!(
-            to_native("[1]").unwrap_err(),
+            to_native(r#"{"a": "${x\"}"}"#).unwrap_err().to_string(),
+            "at a: a string containing `${` cannot be written in HCL 1 syntax with the same value"
+        );
+        assert_eq!(
+            to_native("[1]").unwrap_err().to_string(),
             "the top level of a JSON CLI config must be an object"
         );
         assert!(to_native("{\"a\": }")
             .unwrap_err()
+            .to_string()
             .contains("line 1 column"));
     }
 }

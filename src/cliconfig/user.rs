@@ -63,7 +63,7 @@ impl UserConfigFile {
             message,
         };
         let text = if is_json(contents) {
-            json::to_native(contents).map_err(&parse_error)?
+            json::to_native(contents).map_err(|e| parse_error(e.to_string()))?
         } else {
             contents.to_owned()
         };

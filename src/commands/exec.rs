@@ -19,6 +19,7 @@ use super::savings;
 use super::server_log::LogTail;
 use crate::cliconfig::Rendered;
 use crate::config::Config;
+use crate::protocol::RunId;
 
 /// Terraform's own variable for its plugin cache, which `exec` unsets.
 const PLUGIN_CACHE_ENV: &str = "TF_PLUGIN_CACHE_DIR";
@@ -33,22 +34,23 @@ pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> an
     };
     let server = launch.connect().await?;
     let log = LogTail::from_end(super::launch::log_path(launch.cache_dir));
-    let run = savings::new_run_id();
-    let run_url = crate::protocol::run_url(&server.url, &run);
+    let run_id = RunId::fresh();
+    let run_url = crate::protocol::run_url(&server.url, &run_id);
+    let run = run_id.as_str();
     let cwd = std::env::current_dir()?;
     let user = super::user_cli_config(launch.cache_dir)?;
     let scope = Scope::of(program, args, &cwd, |name| std::env::var(name).ok());
     let module_workdir = super::run_start::module_workdir(args, &cwd);
     let announce = async {
         if let Some(workdir) = &module_workdir {
-            super::run_start::announce(&server, &run, workdir).await;
+            super::run_start::announce(&server, run, workdir).await;
         }
     };
     let local = async {
         match &module_workdir {
             Some(workdir) => {
                 let data_dir = terraform_data_dir(workdir);
-                local_clones::plan(&server, &run, workdir, &data_dir).await
+                local_clones::plan(&server, run, workdir, &data_dir).await
             }
             None => LocalClones::default(),
         }
@@ -70,7 +72,7 @@ pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> an
     for line in log.warnings() {
         eprintln!("tfmirror server: {line}");
     }
-    if let Some(line) = savings::end_run(&server, &run)
+    if let Some(line) = savings::end_run(&server, run)
         .await
         .as_ref()
         .and_then(savings::line)

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use super::launch::Launch;
 use super::packages::{
-    self, Fetched, PackageClient, PackageFetchError, PackageId, Platform, DEFAULT_CONCURRENCY,
+    self, Fetched, Mismatch, PackageClient, PackageFetchError, PackageId, Platform,
+    DEFAULT_CONCURRENCY,
 };
 use crate::lockfile::{LockFile, LockedProvider, ProviderAddress};
 
@@ -46,7 +47,7 @@ struct Plan {
     additions: BTreeMap<ProviderAddress, Vec<Addition>>,
     /// Messages for providers left unchanged because a package did not
     /// match the lock file.
-    refused: Vec<String>,
+    refused: Vec<Mismatch>,
 }
 
 pub async fn run(launch: Launch<'_>, args: LockArgs) -> anyhow::Result<i32> {
@@ -112,7 +113,7 @@ fn provider_additions(
     provider: &LockedProvider,
     platforms: &[Platform],
     fetched: &BTreeMap<PackageId, Result<Fetched, PackageFetchError>>,
-) -> Result<Vec<Addition>, String> {
+) -> Result<Vec<Addition>, Mismatch> {
     let mut added: Vec<Addition> = Vec::new();
     for package in PackageId::of(provider, platforms) {
         // A package that could not be fetched was reported already; the

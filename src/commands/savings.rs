@@ -5,25 +5,9 @@
 //! config it writes (`/run/<id>/...`) and asks for that run's counters
 //! afterwards.
 
-use sha2::{Digest, Sha256};
-
 use super::cache::human_bytes;
 use super::Health;
 use crate::protocol::{Endpoint, RunCounters};
-
-/// A fresh run id: 16 hex digits, unique enough across processes.
-pub fn new_run_id() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let seed = format!(
-        "{} {} {:?}",
-        std::process::id(),
-        now.as_nanos(),
-        std::thread::current().id()
-    );
-    hex::encode(&Sha256::digest(seed.as_bytes())[..8])
-}
 
 /// Ends the run on the server and returns its counters; `None` if it
 /// cannot say.
@@ -86,6 +70,5 @@ mod tests {
             "4.0 kB from cache (3 hits), 0 B downloaded (0 misses)"
         );
         assert_eq!(line(&RunCounters::default()), None);
-        assert_eq!(new_run_id().len(), 16);
     }
 }

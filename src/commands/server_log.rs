@@ -52,7 +52,7 @@ mod tests {
     #[test]
     fn repeats_only_new_warnings_and_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("server.log");
+        let path = dir.path().join(crate::store::layout::SERVER_LOG);
         std::fs::write(&path, "2026-01-01T00:00:00Z ERROR old\n").unwrap();
         let tail = LogTail::from_end(path.clone());
         let mut log = std::fs::OpenOptions::new()

@@ -4,7 +4,7 @@
 //! gix's network code blocks, so every mirror operation runs on tokio's
 //! blocking pool.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,14 +18,15 @@ use super::repack;
 use super::repo_id::RepoId;
 use crate::config::Config;
 use crate::response::{self, Response};
-use crate::store::{KeyedLocks, Store};
+use crate::store::freshness::Age;
+use crate::store::{KeyedLocks, OncePerKey, Store};
 
 #[derive(Clone)]
 pub struct GitMirrors {
     pub(super) config: Arc<Config>,
     pub(super) store: Arc<Store>,
     /// Mirrors with a background refresh under way.
-    refreshing: Arc<Mutex<HashSet<String>>>,
+    refreshing: OncePerKey,
     /// One archive build per commit at a time.
     pub(super) locks: KeyedLocks,
     /// One upstream ref check per mirror at a time.
@@ -65,7 +66,7 @@ impl GitMirrors {
     pub fn new(config: Arc<Config>, store: Arc<Store>) -> GitMirrors {
         GitMirrors {
             store,
-            refreshing: Arc::default(),
+            refreshing: OncePerKey::default(),
             locks: KeyedLocks::default(),
             checks: KeyedLocks::default(),
             checked: Arc::default(),
@@ -114,13 +115,13 @@ impl GitMirrors {
     pub async fn fresh(&self, repo: &RepoId) -> Result<Mirror, GitError> {
         let mirror = self.mirror(repo);
         let ttl = self.config.metadata_ttl;
-        match age(&mirror).await {
-            Some(age) if age < ttl => Ok(mirror),
-            Some(age) if age < ttl + self.config.stale_while_revalidate => {
+        match self.age_class(&mirror).await {
+            Some(Age::Fresh) => Ok(mirror),
+            Some(Age::Revalidate) => {
                 self.refresh_in_background(repo);
                 Ok(mirror)
             }
-            _ => {
+            Some(Age::Expired) | None => {
                 self.update_now(repo, SystemTime::now().checked_sub(ttl))
                     .await
             }
@@ -201,9 +202,14 @@ impl GitMirrors {
     }
 
     async fn is_older_than_ttl(&self, mirror: &Mirror) -> bool {
-        age(mirror)
-            .await
-            .is_none_or(|age| age >= self.config.metadata_ttl)
+        self.age_class(mirror).await != Some(Age::Fresh)
+    }
+
+    /// The mirror's age by the metadata freshness rules; `None` when it
+    /// was never fetched.
+    async fn age_class(&self, mirror: &Mirror) -> Option<Age> {
+        let (ttl, window) = (self.config.metadata_ttl, self.config.stale_while_revalidate);
+        age(mirror).await.map(|age| Age::classify(age, ttl, window))
     }
 
     /// Records one use of the mirror in the store's usage index, under the
@@ -304,25 +310,18 @@ impl GitMirrors {
         Ok(())
     }
 
+    /// One refresh per mirror at a time; the mirror is free for the next
+    /// when this one ends, however it ends.
     fn refresh_in_background(&self, repo: &RepoId) {
-        let key = repo.upstream_url();
-        if !self
-            .refreshing
-            .lock()
-            .expect("refresh set poisoned")
-            .insert(key.clone())
-        {
+        let Some(refreshing) = self.refreshing.claim(&repo.upstream_url()) else {
             return;
-        }
+        };
         let this = self.clone();
         let repo = repo.clone();
         tokio::spawn(async move {
             let since = SystemTime::now().checked_sub(this.config.metadata_ttl);
             let _ = this.update_now(&repo, since).await;
-            this.refreshing
-                .lock()
-                .expect("refresh set poisoned")
-                .remove(&key);
+            drop(refreshing);
         });
     }
 }

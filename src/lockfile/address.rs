@@ -9,13 +9,8 @@ pub type ProviderAddress = crate::provider_address::ProviderAddress<String>;
 
 impl ProviderAddress {
     /// Reads a lock file's block label; the error is a message for the user.
-    pub fn parse(label: &str) -> Result<ProviderAddress, String> {
-        let invalid = || {
-            format!(
-                "invalid provider address {label:?}; a lock file spells it \
-                 \"hostname/namespace/type\""
-            )
-        };
+    pub fn parse(label: &str) -> Result<ProviderAddress, BadProviderAddress> {
+        let invalid = || BadProviderAddress::Invalid(label.to_owned());
         let parts: Vec<&str> = label.split('/').collect();
         let [host, namespace, kind] = parts[..] else {
             return Err(invalid());
@@ -29,18 +24,28 @@ impl ProviderAddress {
             kind: kind.to_lowercase(),
         };
         if address.host == "terraform.io" && address.namespace == "builtin" {
-            return Err(format!(
-                "{label:?} is built into Terraform and cannot be locked"
-            ));
+            return Err(BadProviderAddress::BuiltIn(label.to_owned()));
         }
         let normalized = address.to_string();
         if normalized != label {
-            return Err(format!(
-                "provider address {label:?} must be written {normalized:?}"
-            ));
+            return Err(BadProviderAddress::NotNormalized {
+                label: label.to_owned(),
+                normalized,
+            });
         }
         Ok(address)
     }
+}
+
+/// Why a lock file's block label is no provider address it may hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadProviderAddress {
+    #[error("invalid provider address {0:?}; a lock file spells it \"hostname/namespace/type\"")]
+    Invalid(String),
+    #[error("{0:?} is built into Terraform and cannot be locked")]
+    BuiltIn(String),
+    #[error("provider address {label:?} must be written {normalized:?}")]
+    NotNormalized { label: String, normalized: String },
 }
 
 /// A hostname with an optional port; internationalized names allowed.
@@ -91,7 +96,9 @@ mod tests {
             assert!(ProviderAddress::parse(label).is_err(), "{label}");
         }
         assert_eq!(
-            ProviderAddress::parse("Registry.Terraform.io/HashiCorp/aws").unwrap_err(),
+            ProviderAddress::parse("Registry.Terraform.io/HashiCorp/aws")
+                .unwrap_err()
+                .to_string(),
             r#"provider address "Registry.Terraform.io/HashiCorp/aws" must be written "registry.terraform.io/hashicorp/aws""#
         );
         assert!(ProviderAddress::parse("terraform.io/builtin/terraform").is_err());

@@ -91,8 +91,8 @@ impl Decoder<'_> {
                 "a provider block has one label, the provider address".into(),
             ));
         };
-        let address =
-            ProviderAddress::parse(label.as_str()).map_err(|m| self.error(label.span(), m))?;
+        let address = ProviderAddress::parse(label.as_str())
+            .map_err(|e| self.error(label.span(), e.to_string()))?;
         let mut version = None;
         let mut constraints = None;
         let mut hashes = None;

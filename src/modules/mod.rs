@@ -32,7 +32,7 @@ use source::{split_subdir, subdir_is_safe, ArchiveSource, GitSource};
 
 use crate::git::{GitMirrors, RepoId};
 
-use crate::request::{unproxied, RequestContext};
+use crate::request::{own_url, unproxied, RequestContext};
 
 /// Terraform reads a module's version list before it picks a version, and
 /// fails if the list lacks the one its constraint asks for; the proxy never
@@ -164,7 +164,7 @@ impl Modules {
         let request = self.api_request(
             format!("modules/versions/{addr}"),
             addr,
-            format!("{}/versions", addr.registry_path()),
+            addr.registry_path(&["versions"]),
             freshness,
             VERSIONS_DEADLINE,
         );
@@ -199,7 +199,7 @@ impl Modules {
         let request = self.api_request(
             format!("modules/download/{addr}/{version}"),
             addr,
-            format!("{}/{version}/download", addr.registry_path()),
+            addr.registry_path(&[version, "download"]),
             Freshness::IMMUTABLE,
             LOCATION_DEADLINE,
         );
@@ -259,7 +259,7 @@ impl Modules {
                 .grant_for(&origin_key(&key), answer)
                 .as_deref(),
         );
-        let mut location = format!("{}/modules/archives/{file_name}", ctx.base_url);
+        let mut location = own_url(&ctx.base_url, ["modules", "archives", &file_name]);
         if let Some(subdir) = &archive.subdir {
             location.push_str("//");
             location.push_str(subdir);
@@ -343,7 +343,7 @@ impl Modules {
         &self,
         key: String,
         addr: &ModuleAddr,
-        path: String,
+        path: Vec<String>,
         freshness: Freshness,
         deadline: Duration,
     ) -> ApiRequest {

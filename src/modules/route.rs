@@ -36,9 +36,19 @@ impl ModuleAddr {
         }
     }
 
-    /// The path of this module below the registry's `modules.v1` URL.
-    pub fn registry_path(&self) -> String {
-        format!("{}/{}/{}", self.namespace, self.name, self.system)
+    /// The path of this module below the registry's `modules.v1` URL,
+    /// followed by `rest`: one path segment an item (see
+    /// `upstream::registry::api_url`).
+    pub fn registry_path(&self, rest: &[&str]) -> Vec<String> {
+        [
+            self.namespace.as_str(),
+            self.name.as_str(),
+            self.system.as_str(),
+        ]
+        .iter()
+        .chain(rest)
+        .map(|part| (*part).to_owned())
+        .collect()
     }
 }
 

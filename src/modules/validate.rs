@@ -303,8 +303,8 @@ mod tests {
         check_archive(file.path(), extension, caps)
     }
 
-    fn check(bytes: &[u8], extension: &str) -> Result<u64, String> {
-        check_within(bytes, extension, GENEROUS).map_err(|e| e.to_string())
+    fn check(bytes: &[u8], extension: &str) -> Result<u64, ArchiveError> {
+        check_within(bytes, extension, GENEROUS)
     }
 
     #[test]
@@ -324,7 +324,9 @@ mod tests {
         ]
         .concat();
         io::Write::write_all(&mut gz, &tar).unwrap();
-        let err = check(&gz.finish().unwrap(), "tar.gz").unwrap_err();
+        let err = check(&gz.finish().unwrap(), "tar.gz")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("a tar name or pax header of 2097152 bytes"),
             "{err}"
@@ -380,7 +382,8 @@ mod tests {
     #[test]
     fn refuses_escapes_truncation_and_garbage() {
         let escape = tar_gz(&[("../escape.tf", b"x")]);
-        assert!(check(&escape, "tgz").unwrap_err().contains("outside"));
+        let err = check(&escape, "tgz").unwrap_err().to_string();
+        assert!(err.contains("outside"), "{err}");
         let whole = tar_gz(&[("main.tf", &[7u8; 50_000])]);
         assert!(check(&whole[..whole.len() / 2], "tar.gz").is_err());
         assert!(check(b"this is not an archive", "zip").is_err());

@@ -21,5 +21,5 @@ mod server_file;
 
 pub use endpoint::{Endpoint, LOCK_FILE_HEADER, OWN_PREFIX};
 pub use health::HealthAnswer;
-pub use runs::{run_url, Ack, RunCounters, RunStart, RUN_SEGMENT};
+pub use runs::{run_url, Ack, RunCounters, RunId, RunStart, RUN_SEGMENT};
 pub use server_file::ServerInfo;

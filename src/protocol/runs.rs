@@ -2,7 +2,10 @@
 //! URL of the CLI config it writes (`/run/<id>/...`), announces the run's
 //! start, and ends it to read what it took from the cache.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// The path segment in front of a run id: every URL of an `exec` run's
 /// CLI config starts `<owner url>/run/<id>/`, so the server can count
@@ -10,8 +13,65 @@ use serde::{Deserialize, Serialize};
 pub const RUN_SEGMENT: &str = "run";
 
 /// The URL an `exec` run's requests start with, below `base`.
-pub fn run_url(base: &str, run: &str) -> String {
+pub fn run_url(base: &str, run: &RunId) -> String {
     format!("{base}/{RUN_SEGMENT}/{run}")
+}
+
+/// The id of one `exec` run: 8 to 32 lowercase hex digits. `exec` makes
+/// one ([`RunId::fresh`]) and the router accepts only what
+/// [`RunId::parse`] does, so the format is written down once: a path
+/// segment that is not a run id is routed as an ordinary path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RunId(String);
+
+/// A path segment that is no run id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a run id (8 to 32 lowercase hex digits): {0:?}")]
+pub struct BadRunId(String);
+
+impl RunId {
+    /// How many hex digits a run id may have; a fresh one has 16.
+    const LENGTHS: std::ops::RangeInclusive<usize> = 8..=32;
+
+    /// A new run id: 16 hex digits of a hash of the process id, the time
+    /// and the thread, unique enough across processes.
+    pub fn fresh() -> RunId {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let seed = format!(
+            "{} {} {:?}",
+            std::process::id(),
+            now.as_nanos(),
+            std::thread::current().id()
+        );
+        RunId(hex::encode(&Sha256::digest(seed.as_bytes())[..8]))
+    }
+
+    /// `text` as a run id, if it has the format [`RunId::fresh`] makes.
+    pub fn parse(text: &str) -> Result<RunId, BadRunId> {
+        let hex = text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        match Self::LENGTHS.contains(&text.len()) && hex {
+            true => Ok(RunId(text.to_owned())),
+            false => Err(BadRunId(text.to_owned())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// `POST /_tfmirror/runs/<id>`: an `exec` of `init` begins in `workdir`, so
@@ -53,7 +113,32 @@ mod tests {
 
     #[test]
     fn a_run_url_has_the_run_segment() {
-        assert_eq!(run_url("http://h/s", "0a1b"), "http://h/s/run/0a1b");
+        let run = RunId::parse("0a1b2c3d").unwrap();
+        assert_eq!(run_url("http://h/s", &run), "http://h/s/run/0a1b2c3d");
+    }
+
+    #[test]
+    fn a_fresh_run_id_parses_back() {
+        let run = RunId::fresh();
+        assert_eq!(run.as_str().len(), 16);
+        assert_eq!(RunId::parse(&run.to_string()), Ok(run));
+    }
+
+    #[test]
+    fn only_8_to_32_lowercase_hex_digits_are_a_run_id() {
+        for good in ["01234567", "0123456789abcdef0123456789abcdef"] {
+            assert_eq!(RunId::parse(good).unwrap().as_str(), good);
+        }
+        for bad in [
+            "",
+            "0123456",
+            "0123456789abcdef0123456789abcdef0",
+            "0123456789ABCDEF",
+            "0123456g",
+            "providers",
+        ] {
+            assert_eq!(RunId::parse(bad), Err(BadRunId(bad.to_owned())), "{bad}");
+        }
     }
 
     #[test]

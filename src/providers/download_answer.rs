@@ -59,7 +59,7 @@ impl DownloadAnswer {
                 return Err(BadDownloadAnswer::OtherPlatform {
                     field,
                     found: found.to_owned(),
-                    expected: (*expected).clone(),
+                    expected: expected.to_string(),
                 });
             }
         }
@@ -140,19 +140,19 @@ pub fn artifact_url(
     artifact: Artifact,
     grant: Option<&str>,
 ) -> String {
-    let mut url = format!(
-        "{base}/v1/providers/{}/{}/{}/{}/{}",
-        package.address,
-        package.version,
+    let address = &package.address;
+    let parts = [
+        "v1",
+        "providers",
+        address.host.as_str(),
+        address.namespace.as_str(),
+        address.kind.as_str(),
+        package.version.as_str(),
         artifact.path_word(),
-        package.os,
-        package.arch
-    );
-    if let Some(grant) = grant {
-        url.push('/');
-        url.push_str(grant);
-    }
-    url
+        package.os.as_str(),
+        package.arch.as_str(),
+    ];
+    crate::request::own_url(base, parts.into_iter().chain(grant))
 }
 
 /// Why a download answer, from the upstream or the store, is not used.
@@ -186,8 +186,7 @@ pub enum BadDownloadAnswer {
     OtherPlatform {
         field: &'static str,
         found: String,
-        /// Shown as before this type existed: `Segment("linux")`.
-        expected: Segment,
+        expected: String,
     },
 }
 
@@ -207,4 +206,57 @@ fn string_field<'a>(
         .get(field)
         .and_then(Value::as_str)
         .ok_or(BadDownloadAnswer::Missing(field))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::route::ProviderRoute;
+    use crate::request::test_segments;
+
+    /// The package of a download route, as a request names it.
+    fn package() -> Package {
+        let path = "registry.terraform.io/hashicorp/null/3.2.1/download/linux/amd64";
+        match ProviderRoute::parse(&test_segments(path)) {
+            Ok(ProviderRoute::Download(package)) => package,
+            _ => panic!("{path} is a download route"),
+        }
+    }
+
+    fn answer(os: &str) -> String {
+        serde_json::json!({
+            "os": os,
+            "arch": "amd64",
+            "filename": "terraform-provider-null_3.2.1_linux_amd64.zip",
+            "download_url": "null.zip",
+            "shasums_url": "SHA256SUMS",
+            "shasums_signature_url": "SHA256SUMS.sig",
+            "shasum": "0".repeat(64),
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn an_answer_for_another_platform_names_both_plainly() {
+        let url = Url::parse("https://registry.example/v1/providers/x").unwrap();
+        assert!(DownloadAnswer::from_upstream(&answer("linux"), &url, &package()).is_ok());
+        let refused = DownloadAnswer::from_upstream(&answer("darwin"), &url, &package());
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            r#"os is "darwin", but "linux" was asked for"#
+        );
+    }
+
+    #[test]
+    fn artifact_urls_are_below_tfmirror_with_the_grant_last() {
+        let base = "http://127.0.0.1:5000/0af3";
+        assert_eq!(
+            artifact_url(base, &package(), Artifact::Zip, None),
+            "http://127.0.0.1:5000/0af3/v1/providers/registry.terraform.io/hashicorp/null/3.2.1/package/linux/amd64"
+        );
+        assert_eq!(
+            artifact_url(base, &package(), Artifact::Signature, Some("c0ffee")),
+            "http://127.0.0.1:5000/0af3/v1/providers/registry.terraform.io/hashicorp/null/3.2.1/shasums.sig/linux/amd64/c0ffee"
+        );
+    }
 }

@@ -52,7 +52,7 @@ impl Providers {
         &self,
         key: String,
         addr: &ProviderAddress,
-        path: String,
+        path: Vec<String>,
         freshness: Freshness,
     ) -> ApiRequest {
         ApiRequest {
@@ -120,7 +120,11 @@ impl Providers {
         ctx: &RequestContext,
     ) -> Result<Served, FetchError> {
         let key = format!("providers/versions/{addr}");
-        let path = format!("{}/{}/versions", addr.namespace, addr.kind);
+        let path = vec![
+            addr.namespace.to_string(),
+            addr.kind.to_string(),
+            "versions".to_owned(),
+        ];
         let request = self.api_request(key, addr, path, self.config.metadata_freshness());
         self.registry
             .get(request, &ctx.forwarded, |answer, _| {
@@ -177,10 +181,14 @@ impl Providers {
         grant: Option<&Segment>,
     ) -> Result<Served, FetchError> {
         let addr = &package.address;
-        let path = format!(
-            "{}/{}/{}/download/{}/{}",
-            addr.namespace, addr.kind, package.version, package.os, package.arch
-        );
+        let path = vec![
+            addr.namespace.to_string(),
+            addr.kind.to_string(),
+            package.version.to_string(),
+            "download".to_owned(),
+            package.os.to_string(),
+            package.arch.to_string(),
+        ];
         let checked = package.clone();
         let mut request = self.api_request(download_key(package), addr, path, Freshness::IMMUTABLE);
         request.grant = grant.map(Segment::to_string);

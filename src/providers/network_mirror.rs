@@ -186,7 +186,8 @@ impl Providers {
         let platform = package.platform();
         // Absolute, with the caller's credential in the path: Terraform
         // downloads the archive without the token it sent for this answer.
-        let url = format!("{}/{}", ctx.base_url, rel.key());
+        let url =
+            crate::request::own_url(&ctx.base_url, rel.segments().iter().map(Segment::as_str));
         Some((platform, json!({ "url": url, "hashes": hashes })))
     }
 
@@ -302,8 +303,17 @@ fn not_found(message: &str) -> Response {
     response::error(StatusCode::NOT_FOUND, message)
 }
 
+/// Why a registry's version list cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum BadVersionList {
+    #[error("{0}")]
+    NotJson(serde_json::Error),
+    #[error("{0}")]
+    BadPlatform(crate::store::SegmentError),
+}
+
 /// The registry's `{"versions":[{"version":..,"platforms":[{"os","arch"}]}]}`.
-fn parse_versions(doc: &Document) -> Result<Vec<(String, Platforms)>, String> {
+fn parse_versions(doc: &Document) -> Result<Vec<(String, Platforms)>, BadVersionList> {
     #[derive(serde::Deserialize)]
     struct List {
         versions: Vec<Version>,
@@ -319,8 +329,8 @@ fn parse_versions(doc: &Document) -> Result<Vec<(String, Platforms)>, String> {
         os: String,
         arch: String,
     }
-    let list: List = serde_json::from_str(&doc.body).map_err(|e| e.to_string())?;
-    let segment = |s: &str| Segment::new(s).map_err(|e| e.to_string());
+    let list: List = serde_json::from_str(&doc.body).map_err(BadVersionList::NotJson)?;
+    let segment = |s: &str| Segment::new(s).map_err(BadVersionList::BadPlatform);
     list.versions
         .into_iter()
         .map(|v| {
@@ -328,7 +338,7 @@ fn parse_versions(doc: &Document) -> Result<Vec<(String, Platforms)>, String> {
                 .platforms
                 .iter()
                 .map(|p| Ok((segment(&p.os)?, segment(&p.arch)?)))
-                .collect::<Result<_, String>>()?;
+                .collect::<Result<_, BadVersionList>>()?;
             Ok((v.version, platforms))
         })
         .collect()

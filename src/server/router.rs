@@ -7,7 +7,7 @@ use percent_encoding::percent_decode_str;
 
 use super::access::{bearer_token, Caller, Presented, Refusal};
 use super::App;
-use crate::protocol::{run_url, Endpoint, OWN_PREFIX, RUN_SEGMENT};
+use crate::protocol::{run_url, Endpoint, RunId, OWN_PREFIX, RUN_SEGMENT};
 use crate::request::RequestContext;
 use crate::response::{self, Response};
 use crate::upstream::{Credential, Forwarded};
@@ -56,11 +56,13 @@ pub async fn route(app: &App, mut request: Request<Incoming>) -> Routed {
     let path = format!("/{}", segments.join("/"));
     // `exec` puts its run id in every URL of the CLI config it writes, so
     // the server can tell it what that run cost and saved.
-    let (run, segments) = match segments.as_slice() {
-        [first, id, rest @ ..] if first == RUN_SEGMENT && is_run_id(id) => {
-            (Some(id.clone()), rest.to_vec())
-        }
-        _ => (None, segments),
+    let run = match segments.as_slice() {
+        [first, id, ..] if first == RUN_SEGMENT => RunId::parse(id).ok(),
+        _ => None,
+    };
+    let segments = match run {
+        Some(_) => segments[2..].to_vec(),
+        None => segments,
     };
     let base_url = match &run {
         Some(id) => run_url(&base_url, id),
@@ -69,13 +71,13 @@ pub async fn route(app: &App, mut request: Request<Incoming>) -> Routed {
     let call = Call {
         caller,
         base_url,
-        run: run.as_deref(),
+        run: run.as_ref().map(RunId::as_str),
     };
     let (route, response) = dispatch(app, request, &segments, call).await;
     Routed {
         response,
         route,
-        run,
+        run: run.map(RunId::into_string),
         path,
     }
 }
@@ -156,14 +158,6 @@ fn refused(refusal: Refusal) -> Response {
             response
         }
     }
-}
-
-/// 8 to 32 lowercase hex digits, as `exec` makes them.
-fn is_run_id(id: &str) -> bool {
-    (8..=32).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Who asked, and the URL the answers' links start with.

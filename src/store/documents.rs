@@ -22,7 +22,9 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use super::doc_files;
+use super::freshness::Age;
 use super::index::{now_ms, Document, Index};
+use super::locks::OncePerKey;
 
 /// How many bytes of document bodies are kept in memory, shared by every
 /// request that serves them: a version list asked for by many clients at
@@ -71,20 +73,8 @@ impl Freshness {
             return Age::Fresh;
         };
         let age = Duration::from_millis(now_ms.saturating_sub(doc.fetched_at_ms));
-        if age < ttl {
-            Age::Fresh
-        } else if age < ttl + self.stale_while_revalidate {
-            Age::Revalidate
-        } else {
-            Age::Expired
-        }
+        Age::classify(age, ttl, self.stale_while_revalidate)
     }
-}
-
-enum Age {
-    Fresh,
-    Revalidate,
-    Expired,
 }
 
 /// Who a document is served to, which decides which cached copies count.
@@ -229,7 +219,8 @@ pub struct Documents {
     /// The cache directory, where each document is also kept as a file
     /// (see `doc_files`).
     root: PathBuf,
-    in_flight: Arc<Mutex<HashMap<String, Flight>>>,
+    /// The upstream fetch running for each flight key.
+    in_flight: OncePerKey<Flight>,
     memory: Arc<Mutex<Memory>>,
     files: Arc<doc_files::FileWriter>,
     /// Held while a document missing from memory is read, so that
@@ -242,7 +233,7 @@ impl Documents {
         Documents {
             index,
             root: root.to_owned(),
-            in_flight: Arc::default(),
+            in_flight: OncePerKey::default(),
             memory: Arc::default(),
             files: Arc::new(doc_files::FileWriter::start(root)),
             loading: Arc::default(),
@@ -413,40 +404,34 @@ impl Documents {
         Fut: Future<Output = Result<String, FetchError>> + Send + 'static,
     {
         let flight_key = reader.flight_key(key);
-        let mut in_flight = self.in_flight.lock().expect("in-flight map poisoned");
-        if let Some(flight) = in_flight.get(&flight_key) {
-            return flight.clone();
-        }
-        let upstream = fetch();
-        let this = self.clone();
-        let owned_key = key.to_owned();
-        let owned_flight_key = flight_key.clone();
-        let credential_sha256 = reader.credential_sha256.clone();
-        let task = tokio::spawn(async move {
-            let result = upstream.await.map(|body| Document {
-                fetched_at_ms: now_ms(),
-                body: body.into(),
-                credential_sha256,
-            });
-            if let Ok(doc) = &result {
-                if let Err(e) = this.store(&owned_key, doc) {
-                    tracing::warn!("cannot store {owned_key} in the index: {e}");
+        self.in_flight.join_or_start(&flight_key, |running| {
+            let upstream = fetch();
+            let this = self.clone();
+            let owned_key = key.to_owned();
+            let credential_sha256 = reader.credential_sha256.clone();
+            let task = tokio::spawn(async move {
+                let result = upstream.await.map(|body| Document {
+                    fetched_at_ms: now_ms(),
+                    body: body.into(),
+                    credential_sha256,
+                });
+                if let Ok(doc) = &result {
+                    if let Err(e) = this.store(&owned_key, doc) {
+                        tracing::warn!("cannot store {owned_key} in the index: {e}");
+                    }
                 }
+                // Stored first: the next fetch of the key starts from it.
+                drop(running);
+                result
+            });
+            async move {
+                task.await.unwrap_or_else(|e| {
+                    Err(FetchError::Unavailable(format!("fetch task failed: {e}")))
+                })
             }
-            this.in_flight
-                .lock()
-                .expect("in-flight map poisoned")
-                .remove(&owned_flight_key);
-            result
-        });
-        let flight = async move {
-            task.await
-                .unwrap_or_else(|e| Err(FetchError::Unavailable(format!("fetch task failed: {e}"))))
-        }
-        .boxed()
-        .shared();
-        in_flight.insert(flight_key, flight.clone());
-        flight
+            .boxed()
+            .shared()
+        })
     }
 }
 

@@ -176,7 +176,7 @@ mod tests {
         std::fs::write(root.join("git/h/org/r.git.lock"), b"").unwrap();
         std::fs::create_dir_all(root.join("git/h/org/.s.git.Xy12.tmp/objects")).unwrap();
         std::fs::write(root.join("git/h/org/.s.git.Xy12.tmp/HEAD"), b"ref").unwrap();
-        std::fs::write(root.join("server.json"), b"{}").unwrap();
+        std::fs::write(root.join(layout::SERVER_JSON), b"{}").unwrap();
         let tree = root.join("providers-unpacked/h/ns/t/1.0.0/linux_amd64");
         std::fs::create_dir_all(tree.join("docs")).unwrap();
         std::fs::write(tree.join("provider"), b"binary").unwrap();

@@ -8,6 +8,7 @@ mod blob;
 mod derived;
 mod doc_files;
 mod documents;
+pub mod freshness;
 mod gc;
 mod git_leftovers;
 mod git_snapshots;
@@ -32,7 +33,7 @@ pub use gc::{plan as gc_plan, GcRules, Reason, Removal};
 pub use index::{now_ms, Document, Index, IndexError};
 pub use inventory::StoredArtifact;
 pub use layout::{is_temp_pack, Bucket};
-pub use locks::KeyedLocks;
+pub use locks::{KeyedLocks, OncePerKey};
 pub use owner::{OwnerLock, OwnerLockError};
 pub use segment::{RelPath, Segment, SegmentError};
 

@@ -51,8 +51,8 @@ mod tests {
         std::fs::create_dir_all(root.join("providers/h/ns/t")).unwrap();
         std::fs::write(root.join("providers/h/ns/t/p.zip"), b"zip").unwrap();
         std::fs::write(root.join("providers/h/ns/t/.tmp-x"), b"partial").unwrap();
-        std::fs::write(root.join("server.json"), b"{}").unwrap();
-        std::fs::write(root.join("terraform.rc"), b"host {}").unwrap();
+        std::fs::write(root.join(crate::store::layout::SERVER_JSON), b"{}").unwrap();
+        std::fs::write(root.join(crate::store::layout::TERRAFORM_RC), b"host {}").unwrap();
         std::fs::create_dir_all(root.join("git/h/r.git/objects")).unwrap();
         std::fs::write(root.join("git/h/r.git/objects/pack"), b"pack").unwrap();
         let index = Index::open(&root.join("index")).unwrap().index;

@@ -82,6 +82,10 @@ impl RelPath {
         Segment::new(name).expect("tfmirror's own path names are valid segments")
     }
 
+    pub fn segments(&self) -> &[Segment] {
+        &self.0
+    }
+
     pub fn segments_owned(self) -> Vec<Segment> {
         self.0
     }

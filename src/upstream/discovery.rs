@@ -58,12 +58,13 @@ impl Discovery {
                     let answer = upstream
                         .get_api(&fetch_url, credential.as_ref(), &forwarded, has_fallback)
                         .await?;
-                    parse(&answer.body).map_err(FetchError::Unavailable)?;
+                    parse(&answer.body).map_err(|e| FetchError::Unavailable(e.to_string()))?;
                     Ok(answer.body)
                 },
             )
             .await?;
-        let services = parse(&served.doc.body).map_err(FetchError::Unavailable)?;
+        let services =
+            parse(&served.doc.body).map_err(|e| FetchError::Unavailable(e.to_string()))?;
         let value = services
             .get(service)
             .and_then(|v| v.as_str())
@@ -89,9 +90,14 @@ impl Discovery {
     }
 }
 
-fn parse(body: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+/// A discovery document that is not a JSON object.
+#[derive(Debug, thiserror::Error)]
+#[error("the service discovery document is not a JSON object")]
+struct NotAnObject;
+
+fn parse(body: &str) -> Result<serde_json::Map<String, serde_json::Value>, NotAnObject> {
     match serde_json::from_str(body) {
         Ok(serde_json::Value::Object(map)) => Ok(map),
-        _ => Err("the service discovery document is not a JSON object".to_owned()),
+        _ => Err(NotAnObject),
     }
 }

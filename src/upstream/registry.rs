@@ -28,8 +28,9 @@ pub struct ApiRequest {
     pub host: String,
     /// Discovery service name, e.g. `providers.v1`.
     pub service: &'static str,
-    /// Path below the service's base URL.
-    pub path: String,
+    /// The path below the service's base URL, one path segment an item
+    /// (see [`api_url`]).
+    pub path: Vec<String>,
     pub freshness: Freshness,
     /// How long a caller with a cached copy waits for the upstream before
     /// the cached copy is served instead.
@@ -38,6 +39,20 @@ pub struct ApiRequest {
     /// tfmirror's URLs (see [`RegistryClient::grant_for`]): it may read a
     /// private copy without a credential.
     pub grant: Option<String>,
+}
+
+/// The URL of a registry API document: `path` below a service's base URL
+/// (which discovery ends with `/`). The one builder of registry API URLs;
+/// each part becomes one escaped path segment (a `.` or `..` is dropped),
+/// so an odd one cannot reach another path, a query or another host. As with a relative reference,
+/// the base's query and fragment are dropped. `Err` for a base that cannot
+/// have a path (not `http:` or `https:`).
+pub fn api_url<S: AsRef<str>>(base: &Url, path: &[S]) -> Option<Url> {
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    url.path_segments_mut().ok()?.pop_if_empty().extend(path);
+    Some(url)
 }
 
 impl RegistryClient {
@@ -99,8 +114,8 @@ impl RegistryClient {
         } = request;
         let fetch = move || async move {
             let base = discovery.service_url(&host, service, &forwarded).await?;
-            let url = base.join(&path).map_err(|e| {
-                FetchError::Unavailable(format!("cannot build the upstream URL: {e}"))
+            let url = api_url(&base, &path).ok_or_else(|| {
+                FetchError::Unavailable(format!("cannot build the upstream URL below {base}"))
             })?;
             let answer = upstream
                 .get_api(&url, credential.as_ref(), &forwarded, has_fallback)
@@ -150,5 +165,44 @@ impl RegistryClient {
         doc.credential_sha256
             .as_ref()
             .map(|_| self.grants.issue(scope))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_url_is_the_path_below_the_service() {
+        let base = Url::parse("https://registry.example/v1/providers/").unwrap();
+        let url = api_url(&base, &["hashicorp", "aws", "versions"]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://registry.example/v1/providers/hashicorp/aws/versions"
+        );
+        let queried = Url::parse("https://registry.example/api/?x=1#f").unwrap();
+        assert_eq!(
+            api_url(&queried, &["a"]).unwrap().as_str(),
+            "https://registry.example/api/a"
+        );
+    }
+
+    /// `..` is dropped (the url crate's rule), never climbed; the callers'
+    /// parts are path-safe segments that cannot be `..` anyway.
+    #[test]
+    fn an_odd_part_stays_one_segment() {
+        let base = Url::parse("https://registry.example/v1/modules/").unwrap();
+        let url = api_url(&base, &["..", "a/b", "?q", "#f", "//evil.example"]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://registry.example/v1/modules/a%2Fb/%3Fq/%23f/%2F%2Fevil.example"
+        );
+        assert_eq!(url.host_str(), Some("registry.example"));
+    }
+
+    #[test]
+    fn a_base_without_a_path_has_no_api_url() {
+        let base = Url::parse("mailto:someone@example.com").unwrap();
+        assert_eq!(api_url(&base, &["a"]), None);
     }
 }

@@ -103,9 +103,10 @@ fn read_uses(root: &Path, dir: &Path, files: &[PathBuf], has_lock: bool) -> Uses
         if file.extension().is_some_and(|ext| ext == "json") {
             return Uses::Unknown(format!("{} is JSON syntax", file.display()));
         }
-        let parsed = std::fs::read_to_string(file)
-            .map_err(|e| e.to_string())
-            .and_then(|text| Usage::parse(&text));
+        let parsed = match std::fs::read_to_string(file) {
+            Ok(text) => Usage::parse(&text).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
         match parsed {
             Ok(file_usage) => usage.extend(file_usage),
             Err(e) => return Uses::Unknown(format!("cannot read {}: {e}", file.display())),

@@ -69,10 +69,10 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Reads one file's text; `Err` with the parser's message when it is
+    /// Reads one file's text; `Err` with the parser's error when it is
     /// not HCL that tfmirror can read.
-    pub fn parse(text: &str) -> Result<Usage, String> {
-        let body = hcl_edit::parser::parse_body(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Usage, hcl_edit::parser::Error> {
+        let body = hcl_edit::parser::parse_body(text)?;
         let mut usage = Usage::default();
         usage.read(&body);
         Ok(usage)

@@ -100,25 +100,35 @@ pub fn judge(
     verdict
 }
 
+/// Why a lock file entry cannot be served from the prepared tree.
+#[derive(Debug, thiserror::Error)]
+enum Unusable {
+    /// The server's reason, when it gave one.
+    #[error("{}", .0.as_deref().unwrap_or("not prepared"))]
+    NotPrepared(Option<String>),
+    #[error("the prepared package ({zh}, {h1}) matches none of the lock file's hashes")]
+    MatchesNone { zh: String, h1: String },
+    #[error("the lock file has no h1: hash for this platform, and update_lock = false")]
+    NoH1,
+}
+
 /// `Ok(None)`: usable as it is; `Ok(Some)`: usable once the `h1:` is added.
 fn judge_entry(
     provider: &LockedProvider,
     answer: &Prepared,
     update_lock: bool,
-) -> Result<Option<H1Addition>, String> {
+) -> Result<Option<H1Addition>, Unusable> {
     let (true, Some(h1), Some(zh)) = (answer.ready, &answer.h1, &answer.zh) else {
-        return Err(answer
-            .reason
-            .clone()
-            .unwrap_or_else(|| "not prepared".into()));
+        return Err(Unusable::NotPrepared(answer.reason.clone()));
     };
     let listed = |hash: &String| provider.hashes.contains(hash);
     if listed(h1) {
         Ok(None)
     } else if !listed(zh) {
-        Err(format!(
-            "the prepared package ({zh}, {h1}) matches none of the lock file's hashes"
-        ))
+        Err(Unusable::MatchesNone {
+            zh: zh.clone(),
+            h1: h1.clone(),
+        })
     } else if update_lock {
         Ok(Some(H1Addition {
             version: provider.version.clone(),
@@ -126,7 +136,7 @@ fn judge_entry(
             h1: h1.clone(),
         }))
     } else {
-        Err("the lock file has no h1: hash for this platform, and update_lock = false".into())
+        Err(Unusable::NoH1)
     }
 }
 

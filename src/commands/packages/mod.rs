@@ -103,15 +103,38 @@ pub fn check(fetched: &Fetched, locked: &[String], require_zh: bool) -> Result<(
     }
 }
 
-/// The message for a package that does not match `lock_file`.
-pub fn mismatch(package: &PackageId, lock_file: &Path, why: &str, fetched: &Fetched) -> String {
-    format!(
-        "{package} does not match {}: {why} ({}, {}); the lock file is the trust root, \
-         so the package is refused",
-        lock_file.display(),
-        fetched.zh,
-        fetched.h1.values().join(", ")
-    )
+/// A fetched package that does not match a lock file's hashes: refused,
+/// since the lock file is the trust root.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{package} does not match {}: {why} ({zh}, {h1}); the lock file is the trust root, \
+     so the package is refused",
+    lock_file.display()
+)]
+pub struct Mismatch {
+    package: String,
+    lock_file: PathBuf,
+    /// What [`check`] said.
+    why: &'static str,
+    zh: String,
+    /// The package's `h1:` hashes, `, `-joined.
+    h1: String,
+}
+
+/// The refusal of a package that does not match `lock_file`.
+pub fn mismatch(
+    package: &PackageId,
+    lock_file: &Path,
+    why: &'static str,
+    fetched: &Fetched,
+) -> Mismatch {
+    Mismatch {
+        package: package.to_string(),
+        lock_file: lock_file.to_owned(),
+        why,
+        zh: fetched.zh.clone(),
+        h1: fetched.h1.values().join(", "),
+    }
 }
 
 #[cfg(test)]

@@ -19,12 +19,17 @@ impl fmt::Display for Platform {
     }
 }
 
+/// A `--platform` value that is not `OS_ARCH`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a platform; write OS_ARCH as Terraform does, e.g. linux_amd64")]
+pub struct BadPlatform(String);
+
 impl FromStr for Platform {
-    type Err = String;
+    type Err = BadPlatform;
 
     /// Both halves become parts of a file name, so only lowercase letters
     /// and digits are allowed, as in every platform Terraform knows.
-    fn from_str(s: &str) -> Result<Platform, String> {
+    fn from_str(s: &str) -> Result<Platform, BadPlatform> {
         let word = |w: &str| {
             !w.is_empty()
                 && w.bytes()
@@ -35,9 +40,7 @@ impl FromStr for Platform {
                 os: os.to_owned(),
                 arch: arch.to_owned(),
             }),
-            _ => Err(format!(
-                "{s:?} is not a platform; write OS_ARCH as Terraform does, e.g. linux_amd64"
-            )),
+            _ => Err(BadPlatform(s.to_owned())),
         }
     }
 }
@@ -129,5 +132,9 @@ mod tests {
         ] {
             assert!(bad.parse::<Platform>().is_err(), "{bad}");
         }
+        assert_eq!(
+            "linux".parse::<Platform>().unwrap_err().to_string(),
+            r#""linux" is not a platform; write OS_ARCH as Terraform does, e.g. linux_amd64"#
+        );
     }
 }

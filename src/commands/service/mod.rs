@@ -269,25 +269,49 @@ impl Step {
 
     /// Output is captured: on success it is noise, on failure it is the
     /// reason.
-    async fn run(&self) -> Result<(), String> {
-        let output = tokio::process::Command::new(self.program)
+    async fn run(&self) -> Result<(), StepFailure> {
+        let program = self.program;
+        let output = tokio::process::Command::new(program)
             .args(&self.args)
             .stdin(Stdio::null())
             .output()
             .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => format!("{} is not on PATH", self.program),
-                _ => format!("cannot run {}: {e}", self.program),
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound => StepFailure::NotOnPath(program),
+                _ => StepFailure::CannotRun { program, source },
             })?;
         if output.status.success() || self.may_fail {
             return Ok(());
         }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        Err(match stderr.trim() {
-            "" => output.status.to_string(),
-            stderr => format!("{stderr} ({})", output.status),
+        let status = output.status;
+        Err(match String::from_utf8_lossy(&output.stderr).trim() {
+            "" => StepFailure::Failed { status },
+            stderr => StepFailure::FailedSaying {
+                status,
+                stderr: stderr.to_owned(),
+            },
         })
     }
+}
+
+/// Why a step failed, as the warning after its command line says it.
+#[derive(Debug, thiserror::Error)]
+enum StepFailure {
+    #[error("{0} is not on PATH")]
+    NotOnPath(&'static str),
+    #[error("cannot run {program}: {source}")]
+    CannotRun {
+        program: &'static str,
+        source: std::io::Error,
+    },
+    /// It failed and said nothing on stderr.
+    #[error("{status}")]
+    Failed { status: std::process::ExitStatus },
+    #[error("{stderr} ({status})")]
+    FailedSaying {
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
 }
 
 /// As the user would type it in a POSIX shell.
@@ -391,7 +415,7 @@ mod tests {
     #[tokio::test]
     async fn a_missing_program_fails_even_where_failure_is_allowed() {
         let step = Step::new("tfmirror-test-no-such-program", &[]).may_fail();
-        let err = step.run().await.unwrap_err();
+        let err = step.run().await.unwrap_err().to_string();
         assert_eq!(err, "tfmirror-test-no-such-program is not on PATH");
     }
 }
