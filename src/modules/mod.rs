@@ -165,7 +165,7 @@ impl Modules {
             format!("modules/versions/{addr}"),
             addr,
             addr.registry_path(&["versions"]),
-            freshness,
+            freshness.shared(),
             VERSIONS_DEADLINE,
         );
         self.registry

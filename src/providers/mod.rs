@@ -125,7 +125,8 @@ impl Providers {
             addr.kind.to_string(),
             "versions".to_owned(),
         ];
-        let request = self.api_request(key, addr, path, self.config.metadata_freshness());
+        let freshness = self.config.metadata_freshness().shared();
+        let request = self.api_request(key, addr, path, freshness);
         self.registry
             .get(request, &ctx.forwarded, |answer, _| {
                 check_version_list(&answer.body).map(|()| answer.body.clone())

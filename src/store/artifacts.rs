@@ -55,6 +55,16 @@ pub trait SecondTier: Send + Sync + 'static {
     /// file never changes, but gc may remove it before the upload begins.
     fn offer(&self, rel: &RelPath, path: PathBuf);
 
+    /// The tier's copy of a metadata document, as [`doc_files::encode`]
+    /// wrote it; `None` when it has none or cannot be read.
+    ///
+    /// [`doc_files::encode`]: super::doc_files::encode
+    fn fetch_document<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<Vec<u8>>>;
+
+    /// Shares a public metadata document (a version list), in the
+    /// background.
+    fn offer_document(&self, key: &str, encoded: Vec<u8>);
+
     /// What `tfmirror status` and the log call the tier.
     fn describe(&self) -> String;
 }
@@ -300,58 +310,13 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
     use std::time::Duration;
 
     use sha2::{Digest, Sha256};
 
     use super::*;
+    use crate::store::memory_tier::MemoryTier;
     use crate::store::Segment;
-
-    /// A second tier held in memory, recording what it was offered.
-    #[derive(Default)]
-    struct MemoryTier {
-        objects: Mutex<HashMap<String, Vec<u8>>>,
-        offered: Mutex<Vec<String>>,
-    }
-
-    impl SecondTier for MemoryTier {
-        fn fetch<'a>(
-            &'a self,
-            rel: &'a RelPath,
-            writer: &'a mut BlobWriter,
-            max_size: u64,
-        ) -> BoxFuture<'a, bool> {
-            Box::pin(async move {
-                let bytes = self.objects.lock().unwrap().get(&rel.key()).cloned();
-                match bytes {
-                    Some(bytes) if bytes.len() as u64 <= max_size => {
-                        writer.write(&bytes).await.is_ok()
-                    }
-                    _ => false,
-                }
-            })
-        }
-
-        fn fetch_bytes<'a>(
-            &'a self,
-            rel: &'a RelPath,
-            _max_size: u64,
-        ) -> BoxFuture<'a, Option<Vec<u8>>> {
-            Box::pin(async move { self.objects.lock().unwrap().get(&rel.key()).cloned() })
-        }
-
-        fn offer(&self, rel: &RelPath, path: PathBuf) {
-            let bytes = std::fs::read(path).unwrap();
-            self.objects.lock().unwrap().insert(rel.key(), bytes);
-            self.offered.lock().unwrap().push(rel.key());
-        }
-
-        fn describe(&self) -> String {
-            "the memory tier".into()
-        }
-    }
 
     fn store_with_tier(dir: &Path) -> (Arc<Store>, Arc<MemoryTier>) {
         let tier = Arc::new(MemoryTier::default());

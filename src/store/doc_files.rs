@@ -37,6 +37,11 @@ struct Record {
 }
 
 impl Record {
+    /// The document, if the record is the one for `key`.
+    fn document_for(self, key: &str) -> Option<Document> {
+        (self.key == key).then(|| self.into_document().1)
+    }
+
     fn into_document(self) -> (String, Document) {
         let doc = Document {
             fetched_at_ms: self.fetched_at_ms,
@@ -129,15 +134,9 @@ pub fn write(root: &Path, key: &str, doc: &Document) -> io::Result<()> {
     let mut temp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .tempfile_in(dir)?;
-    let record = RecordRef {
-        key,
-        fetched_at_ms: doc.fetched_at_ms,
-        credential_sha256: doc.credential_sha256.as_deref(),
-        body: &doc.body,
-    };
     {
         let mut out = io::BufWriter::new(temp.as_file_mut());
-        serde_json::to_writer(&mut out, &record).map_err(io::Error::other)?;
+        serde_json::to_writer(&mut out, &record(key, doc)).map_err(io::Error::other)?;
         out.flush()?;
     }
     temp.as_file().sync_all()?;
@@ -153,10 +152,30 @@ pub fn read(root: &Path, key: &str) -> io::Result<Option<Document>> {
         Err(e) => return Err(e),
     };
     let record: Record = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
-    if record.key != key {
-        return Ok(None);
+    Ok(record.document_for(key))
+}
+
+fn record<'a>(key: &'a str, doc: &'a Document) -> RecordRef<'a> {
+    RecordRef {
+        key,
+        fetched_at_ms: doc.fetched_at_ms,
+        credential_sha256: doc.credential_sha256.as_deref(),
+        body: &doc.body,
     }
-    Ok(Some(record.into_document().1))
+}
+
+/// `doc` for `key` in the format of its file, to share it beyond this
+/// cache.
+pub fn encode(key: &str, doc: &Document) -> Vec<u8> {
+    serde_json::to_vec(&record(key, doc)).expect("a record serialises")
+}
+
+/// A document [`encode`]d for `key`; `None` when the bytes are not one,
+/// or are one for another key.
+pub fn decode(key: &str, bytes: &[u8]) -> Option<Document> {
+    serde_json::from_slice::<Record>(bytes)
+        .ok()?
+        .document_for(key)
 }
 
 /// Removes the file of `key`, if any.

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
+use super::artifacts::SecondTier;
 use super::doc_files;
 use super::freshness::Age;
 use super::index::{now_ms, Document, Index};
@@ -42,6 +43,10 @@ pub struct Freshness {
     /// whatever its age. An instant rather than an age, because an age is
     /// measured when it is checked, later than when it was computed.
     pub fetched_since_ms: u64,
+    /// The document is worth sharing as a last-known-good copy (a version
+    /// list): a public copy fetched is offered to the second tier, and the
+    /// tier's copy stands in when the upstream fails and none is cached.
+    pub shared: bool,
 }
 
 impl Freshness {
@@ -53,6 +58,15 @@ impl Freshness {
             ttl,
             stale_while_revalidate,
             fetched_since_ms: 0,
+            shared: false,
+        }
+    }
+
+    /// The same rules, for a document shared as a last-known-good copy.
+    pub const fn shared(self) -> Freshness {
+        Freshness {
+            shared: true,
+            ..self
         }
     }
 
@@ -62,6 +76,7 @@ impl Freshness {
             ttl: None,
             stale_while_revalidate: Duration::ZERO,
             fetched_since_ms: started_ms,
+            shared: false,
         }
     }
 
@@ -226,6 +241,9 @@ pub struct Documents {
     /// Held while a document missing from memory is read, so that
     /// concurrent requests for it read it once.
     loading: Arc<Mutex<()>>,
+    /// Where shared documents go, and are looked for when the upstream
+    /// fails (see [`Freshness::shared`]).
+    tier: Option<Arc<dyn SecondTier>>,
 }
 
 impl Documents {
@@ -237,7 +255,13 @@ impl Documents {
             memory: Arc::default(),
             files: Arc::new(doc_files::FileWriter::start(root)),
             loading: Arc::default(),
+            tier: None,
         }
+    }
+
+    /// Shares documents with `tier` and falls back on its copies.
+    pub(super) fn set_tier(&mut self, tier: Arc<dyn SecondTier>) {
+        self.tier = Some(tier);
     }
 
     /// Blocks until every document stored so far is also on disk as its
@@ -286,13 +310,13 @@ impl Documents {
             match freshness.age_class(doc, now_ms()) {
                 Age::Fresh => return Ok(served(doc.clone(), Provenance::Fresh)),
                 Age::Revalidate => {
-                    drop(self.flight(key, reader, fetch));
+                    drop(self.flight(key, reader, freshness.shared, fetch));
                     return Ok(served(doc.clone(), Provenance::Revalidating));
                 }
                 Age::Expired => {}
             }
         }
-        let flight = self.flight(key, reader, fetch);
+        let flight = self.flight(key, reader, freshness.shared, fetch);
         let result = match cached {
             // With nothing to fall back on, waiting is the only useful answer.
             None => flight.await,
@@ -303,6 +327,12 @@ impl Documents {
                     deadline.as_secs_f32()
                 ))),
             },
+        };
+        let cached = match (&result, cached) {
+            (Err(FetchError::Unavailable(_)), None) if freshness.shared => {
+                self.from_tier(key).await
+            }
+            (_, cached) => cached,
         };
         match (result, cached) {
             (Ok(doc), _) => Ok(served(doc, Provenance::Fetched)),
@@ -395,10 +425,42 @@ impl Documents {
         self.files.wait();
     }
 
+    /// The second tier's copy of a shared document, stored here too so
+    /// that it keeps standing in while the upstream is down. Only public
+    /// copies are ever shared.
+    async fn from_tier(&self, key: &str) -> Option<Document> {
+        let tier = self.tier.as_ref()?;
+        let doc = doc_files::decode(key, &tier.fetch_document(key).await?)?;
+        if doc.credential_sha256.is_some() {
+            return None;
+        }
+        tracing::info!(
+            "serving the copy of {key} from {}, the upstream being down",
+            tier.describe()
+        );
+        if let Err(e) = self.store(key, &doc) {
+            tracing::warn!("cannot store {key} in the index: {e}");
+        }
+        Some(doc)
+    }
+
+    /// Offers a public copy of a shared document just fetched to the
+    /// second tier, when it differs from the copy it replaces: a version
+    /// list is fetched at every run, and mostly unchanged.
+    fn share(&self, key: &str, doc: &Document, before: Option<&Document>) {
+        let Some(tier) = &self.tier else {
+            return;
+        };
+        let unchanged = before.is_some_and(|old| old.body == doc.body);
+        if doc.credential_sha256.is_none() && !unchanged {
+            tier.offer_document(key, doc_files::encode(key, doc));
+        }
+    }
+
     /// Joins the running fetch for `key` with the reader's credential, or
     /// starts one on its own task so that it completes, and is stored, even
     /// if every caller goes away.
-    fn flight<F, Fut>(&self, key: &str, reader: &Reader, fetch: F) -> Flight
+    fn flight<F, Fut>(&self, key: &str, reader: &Reader, shared: bool, fetch: F) -> Flight
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<String, FetchError>> + Send + 'static,
@@ -416,6 +478,9 @@ impl Documents {
                     credential_sha256,
                 });
                 if let Ok(doc) = &result {
+                    if shared {
+                        this.share(&owned_key, doc, this.cached(&owned_key).as_ref());
+                    }
                     if let Err(e) = this.store(&owned_key, doc) {
                         tracing::warn!("cannot store {owned_key} in the index: {e}");
                     }
@@ -822,5 +887,60 @@ mod tests {
             assert_eq!(task.await.unwrap().unwrap().doc.body, "shared");
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// A version list is shared when fetched without a credential and
+    /// changed; a cache that never had it falls back on the shared copy
+    /// when the upstream is down, and keeps it.
+    #[tokio::test]
+    async fn a_shared_list_stands_in_for_a_down_upstream_on_another_cache() {
+        let tier = Arc::new(crate::store::memory_tier::MemoryTier::default());
+        let shared = TTL.shared();
+        let fetch = |docs: &Documents, reader: Reader, answer: Result<&'static str, FetchError>| {
+            let docs = docs.clone();
+            async move {
+                let fetch = || async move { answer.map(str::to_owned) };
+                docs.get_for(&reader, "k", shared, Duration::from_millis(200), fetch)
+                    .await
+            }
+        };
+        let (_first_dir, mut first) = documents();
+        first.set_tier(tier.clone());
+        fetch(&first, Reader::public(), Ok("v1")).await.unwrap();
+        let mut expired = first.cached("k").unwrap();
+        expired.fetched_at_ms = 0;
+        first.put("k", &expired).unwrap();
+        fetch(&first, Reader::public(), Ok("v1")).await.unwrap();
+        assert_eq!(
+            *tier.offered.lock().unwrap(),
+            ["k"],
+            "unchanged: offered once"
+        );
+        first.put("k", &expired).unwrap();
+        let private = fetch(&first, reader(Some("a"), false), Ok("private"))
+            .await
+            .unwrap();
+        assert_eq!(&*private.doc.body, "private", "fetched with the credential");
+        fetch(&first, reader(Some("a"), false), Ok("private"))
+            .await
+            .unwrap();
+        assert_eq!(
+            tier.offered.lock().unwrap().len(),
+            1,
+            "never a private copy"
+        );
+
+        let (_second_dir, mut second) = documents();
+        second.set_tier(tier.clone());
+        let served = fetch(&second, Reader::public(), down()).await.unwrap();
+        assert_eq!(&*served.doc.body, "v1");
+        assert!(matches!(served.provenance, Provenance::StaleFallback(_)));
+        assert!(second.cached("k").is_some(), "kept");
+
+        let (_third_dir, third) = documents();
+        assert!(
+            fetch(&third, Reader::public(), down()).await.is_err(),
+            "no tier, no copy"
+        );
     }
 }

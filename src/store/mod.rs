@@ -16,6 +16,8 @@ mod index;
 mod inventory;
 pub mod layout;
 mod locks;
+#[cfg(test)]
+mod memory_tier;
 mod owner;
 mod reindex;
 mod segment;
@@ -156,6 +158,7 @@ impl Store {
 
     /// Puts `tier` between the disk and the upstream (see `artifacts`).
     pub fn with_second_tier(mut self, tier: Arc<dyn SecondTier>) -> Store {
+        self.documents.set_tier(tier.clone());
         self.second_tier = Some(tier);
         self
     }
