@@ -3,6 +3,7 @@
 //! use it.
 
 mod archive_route;
+mod bounded_git;
 pub mod commit_archive;
 mod freshness;
 mod local;
