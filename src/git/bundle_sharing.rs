@@ -169,3 +169,96 @@ impl Debounce {
         slot.pending = false;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::super::bundle::tests::{repo_id, DirShelf};
+    use super::super::mirror::tests::{git, mirror_of, Upstream};
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn one_bundle_per_interval_and_one_waiting_at_most() {
+        let debounce = Debounce::new(10 * MINUTE);
+        let start = Instant::now();
+        assert_eq!(debounce.schedule("a", start), Some(Duration::ZERO));
+        assert_eq!(debounce.schedule("a", start), None, "one is waiting");
+        assert_eq!(debounce.schedule("b", start), Some(Duration::ZERO));
+        debounce.started("a", start);
+        assert_eq!(debounce.schedule("a", start + MINUTE), Some(9 * MINUTE));
+        assert_eq!(debounce.schedule("a", start + 2 * MINUTE), None);
+        debounce.started("a", start + 10 * MINUTE);
+        assert_eq!(
+            debounce.schedule("a", start + 25 * MINUTE),
+            Some(Duration::ZERO)
+        );
+    }
+
+    /// Waits (boundedly) until the shelf holds `count` offered bundles.
+    async fn offers(shelf: &DirShelf, count: usize) -> Vec<PathBuf> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let offered = shelf.offered.lock().unwrap().clone();
+            if offered.len() >= count || Instant::now() > deadline {
+                return offered;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[test]
+    fn a_changed_mirror_offers_one_bundle_per_interval() {
+        let upstream = Upstream::new();
+        let (_cache, mirror) = mirror_of(&upstream);
+        let shelf = DirShelf::new();
+        let sharing = Arc::new(BundleSharing::new(shelf.clone()));
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let repo = repo_id();
+
+        let created = mirror.update().unwrap();
+        assert!(created.changed);
+        let unchanged = mirror.update().unwrap();
+        assert!(!unchanged.changed, "a fetch of nothing new changes nothing");
+        runtime.block_on(async { sharing.after_update(&repo, &mirror, unchanged) });
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(shelf.offered.lock().unwrap().is_empty());
+
+        git(
+            &upstream.dir,
+            &["commit", "-q", "--allow-empty", "-m", "four"],
+        );
+        let changed = mirror.update().unwrap();
+        assert!(changed.changed);
+        let offered = runtime.block_on(async {
+            sharing.after_update(&repo, &mirror, changed);
+            offers(&shelf, 1).await
+        });
+        assert_eq!(offered.len(), 1);
+        let bundle = offered[0].to_str().unwrap().to_owned();
+        assert_eq!(offered[0].parent(), mirror.dir.parent());
+        let empty = tempfile::tempdir().unwrap();
+        git(empty.path(), &["init", "-q", "--bare"]);
+        git(empty.path(), &["bundle", "verify", "--quiet", &bundle]);
+        let heads = git(empty.path(), &["bundle", "list-heads", &bundle]);
+        let main = format!("{} refs/heads/main", upstream.rev("main"));
+        assert!(heads.lines().any(|l| l == main), "{heads}");
+        fs::remove_file(&offered[0]).unwrap();
+
+        // Within the interval, another change is not shared yet.
+        git(
+            &upstream.dir,
+            &["commit", "-q", "--allow-empty", "-m", "five"],
+        );
+        let changed = mirror.update().unwrap();
+        assert!(changed.changed);
+        let offered = runtime.block_on(async {
+            sharing.after_update(&repo, &mirror, changed);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            shelf.offered.lock().unwrap().len()
+        });
+        assert_eq!(offered, 1, "no second bundle within {SHARE_INTERVAL:?}");
+    }
+}
