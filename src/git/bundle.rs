@@ -385,6 +385,34 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_current_bundle_seeds_a_mirror_with_nothing_to_share() {
+        let upstream = Upstream::new();
+        // A default branch no new repository starts with: HEAD moves.
+        git(&upstream.dir, &["branch", "trunk"]);
+        git(&upstream.dir, &["symbolic-ref", "HEAD", "refs/heads/trunk"]);
+        let shelf = DirShelf::new();
+        let (_old_cache, old) = mirror_of(&upstream);
+        old.update().unwrap();
+        shelf.put(&repo_id(), &old);
+
+        let (_cache, mirror) = mirror_of(&upstream);
+        let (updated, failure) = seeded_update(&shelf, &mirror);
+        assert!(failure.is_none(), "{failure:?}");
+        assert_eq!(
+            updated.unwrap(),
+            Updated {
+                changed: false,
+                seeded: true
+            }
+        );
+        assert_eq!(refs(&mirror.dir), refs(&upstream.dir));
+        assert_eq!(
+            git(&mirror.dir, &["symbolic-ref", "HEAD"]),
+            "refs/heads/trunk"
+        );
+    }
+
+    #[test]
     fn a_bad_bundle_falls_back_to_a_clone() {
         let upstream = Upstream::new();
         let (_old_cache, old) = mirror_of(&upstream);

@@ -20,6 +20,7 @@ use tokio::runtime::Handle;
 use super::bundle::{self, BundleShelf, SeedError};
 use super::mirror::{GitError, Mirror, Updated};
 use super::repo_id::RepoId;
+use crate::metrics::GIT_BUNDLES;
 use crate::store::layout;
 
 /// At most one bundle of a mirror per this long.
@@ -39,8 +40,8 @@ impl BundleSharing {
         }
     }
 
-    /// Seeds `staging`, a new bare repository for `repo`, from the shelf,
-    /// as [`super::mirror::Seed`] does; blocks (see
+    /// Seeds `staging`, a new bare repository for `repo`, from the shelf:
+    /// the [`super::mirror::Seed`] of a new mirror. Blocks (see
     /// [`bundle::seed_from_shelf`]). A failure is logged here, once, and
     /// the mirror is cloned from the upstream instead.
     pub fn seed(&self, runtime: &Handle, repo: &RepoId, staging: &Path) -> bool {
@@ -58,16 +59,20 @@ impl BundleSharing {
                     "cannot seed the mirror of {repo} from the shared bundle, cloning from \
                      the upstream: {e}"
                 );
+                GIT_BUNDLES.with_label_values(&["seed_failed"]).inc();
                 false
             }
         }
     }
 
-    /// After a successful update of `mirror`: if it changed a ref, a fresh
-    /// bundle is made in the background and offered to the shelf, now or
+    /// After a successful update of `mirror`: counts a mirror seeded from
+    /// the shelf, and if the update changed a ref, a fresh bundle is made in the background and offered to the shelf, now or
     /// when [`SHARE_INTERVAL`] since the last one ends. Returns at once;
     /// called from the async runtime.
     pub fn after_update(self: &Arc<Self>, repo: &RepoId, mirror: &Mirror, updated: Updated) {
+        if updated.seeded {
+            GIT_BUNDLES.with_label_values(&["seeded"]).inc();
+        }
         if !updated.changed {
             return;
         }
@@ -84,7 +89,10 @@ impl BundleSharing {
             let worker = mirror.clone();
             let made = tokio::task::spawn_blocking(move || bundle_beside(&worker)).await;
             match made {
-                Ok(Ok(Some(bundle))) => this.shelf.offer(&repo, bundle),
+                Ok(Ok(Some(bundle))) => {
+                    GIT_BUNDLES.with_label_values(&["shared"]).inc();
+                    this.shelf.offer(&repo, bundle);
+                }
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => tracing::warn!("cannot share a bundle of {repo}: {e}"),
                 Err(e) => tracing::warn!("cannot share a bundle of {repo}: {e}"),

@@ -175,12 +175,12 @@ impl Mirror {
                     chain(&e)
                 ))
             })?;
-            let changed = fetch(&repo, &self.upstream, false).map_err(|e| {
+            let changes = fetch(&repo, &self.upstream, false).map_err(|e| {
                 GitError::Fetch(format!("cannot fetch {}: {}", self.upstream, chain(&*e)))
             })?;
             write_fetched(&self.dir, SystemTime::now())?;
             Ok(Updated {
-                changed,
+                changed: changes.refs || changes.head,
                 seeded: false,
             })
         } else {
@@ -192,10 +192,14 @@ impl Mirror {
         if let Some(seed) = seed {
             let staging = self.staging()?;
             if seed(staging.path()) {
-                let changed = self.fill(&staging, false)?;
+                // Not `initial`: the seed's refs may be loose files, which
+                // would shadow new values written to packed-refs alone.
+                let changes = self.fill(&staging, false)?;
                 self.move_into_place(staging)?;
+                // The seed's HEAD is never used, only set as the upstream
+                // says: the seed was current if no branch or tag moved.
                 return Ok(Updated {
-                    changed,
+                    changed: changes.refs,
                     seeded: true,
                 });
             }
@@ -239,14 +243,13 @@ impl Mirror {
         Ok(temp)
     }
 
-    /// Fetches the upstream into the staging repository and stamps it;
-    /// returns whether the fetch changed any ref.
-    fn fill(&self, staging: &tempfile::TempDir, initial: bool) -> Result<bool, GitError> {
+    /// Fetches the upstream into the staging repository and stamps it.
+    fn fill(&self, staging: &tempfile::TempDir, initial: bool) -> Result<Changes, GitError> {
         let repo = open_for_fetch(staging.path()).map_err(|e| self.clone_error(&e))?;
-        let changed = fetch(&repo, &self.upstream, initial).map_err(|e| self.clone_error(&*e))?;
+        let changes = fetch(&repo, &self.upstream, initial).map_err(|e| self.clone_error(&*e))?;
         drop(repo);
         write_fetched(staging.path(), SystemTime::now())?;
-        Ok(changed)
+        Ok(changes)
     }
 
     fn move_into_place(&self, staging: tempfile::TempDir) -> Result<(), GitError> {
@@ -340,9 +343,8 @@ pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Fetches every branch and tag of `upstream` into `repo` under the same
 /// names, points `HEAD` where the upstream's points, and deletes local
-/// branches and tags the upstream no longer advertises. Returns whether any
-/// of that changed a ref.
-fn fetch(repo: &gix::Repository, upstream: &str, initial: bool) -> Result<bool, BoxError> {
+/// branches and tags the upstream no longer advertises.
+fn fetch(repo: &gix::Repository, upstream: &str, initial: bool) -> Result<Changes, BoxError> {
     let (remote, options) = upstream_remote(repo, upstream)?;
     let interrupt = AtomicBool::new(false);
     let outcome = remote
@@ -384,9 +386,20 @@ fn fetch(repo: &gix::Repository, upstream: &str, initial: bool) -> Result<bool, 
         .iter()
         .any(|update| matches!(update.mode, Mode::FastForward | Mode::Forced | Mode::New));
     let remote_refs = &outcome.ref_map.remote_refs;
-    let head_moved = set_head(repo, remote_refs)?;
+    let head = set_head(repo, remote_refs)?;
     let pruned = prune(repo, remote_refs)?;
-    Ok(moved || head_moved || pruned)
+    Ok(Changes {
+        refs: moved || pruned,
+        head,
+    })
+}
+
+/// What a fetch changed.
+struct Changes {
+    /// A branch or tag was created, moved or deleted.
+    refs: bool,
+    /// `HEAD` was pointed elsewhere.
+    head: bool,
 }
 
 /// The upstream as a remote of `repo`, fetching what a mirror holds, and
