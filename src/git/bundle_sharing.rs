@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
 
 use super::bundle::{self, BundleShelf, SeedError};
 use super::mirror::{GitError, Mirror, Updated};
@@ -26,10 +27,16 @@ use crate::store::layout;
 /// At most one bundle of a mirror per this long.
 pub const SHARE_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
+/// Bundles made at once. Each is a `git pack-objects` reading a whole
+/// mirror; an init that creates fifty mirrors should not start fifty
+/// beside the clients it serves.
+const BUNDLES_AT_ONCE: usize = 2;
+
 /// A shelf and the bookkeeping of what was offered to it.
 pub struct BundleSharing {
     shelf: Arc<dyn BundleShelf>,
     debounce: Debounce,
+    making: Semaphore,
 }
 
 impl BundleSharing {
@@ -37,6 +44,7 @@ impl BundleSharing {
         BundleSharing {
             shelf,
             debounce: Debounce::new(SHARE_INTERVAL),
+            making: Semaphore::new(BUNDLES_AT_ONCE),
         }
     }
 
@@ -66,9 +74,10 @@ impl BundleSharing {
     }
 
     /// After a successful update of `mirror`: counts a mirror seeded from
-    /// the shelf, and if the update changed a ref, a fresh bundle is made in the background and offered to the shelf, now or
-    /// when [`SHARE_INTERVAL`] since the last one ends. Returns at once;
-    /// called from the async runtime.
+    /// the shelf, and if the update changed a ref, makes a fresh bundle in
+    /// the background and offers it to the shelf, now or when
+    /// [`SHARE_INTERVAL`] since the last one ends. Returns at once; called
+    /// from the async runtime.
     pub fn after_update(self: &Arc<Self>, repo: &RepoId, mirror: &Mirror, updated: Updated) {
         if updated.seeded {
             GIT_BUNDLES.with_label_values(&["seeded"]).inc();
@@ -85,6 +94,7 @@ impl BundleSharing {
         let mirror = mirror.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
+            let _turn = this.making.acquire().await.expect("never closed");
             this.debounce.started(&key, Instant::now());
             let worker = mirror.clone();
             let made = tokio::task::spawn_blocking(move || bundle_beside(&worker)).await;
