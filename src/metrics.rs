@@ -99,6 +99,23 @@ pub static GC_BYTES_FREED: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+/// Git mirrors and the shared tier's bundles: `seeded` (a new mirror made
+/// from a shared bundle, then fetched from the upstream), `seed_failed` (a
+/// shared bundle that could not be used; the mirror was cloned instead),
+/// `shared` (a bundle handed to the shared tier).
+pub static GIT_BUNDLES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "tfmirror_git_bundles_total",
+                "Git mirror bundles seeded from, failed or shared with the shared tier",
+            ),
+            &["event"],
+        )
+        .expect("valid metric"),
+    )
+});
+
 /// Counts one download from upstream while it is alive.
 pub struct InFlight;
 
@@ -126,6 +143,7 @@ pub fn render() -> String {
         &*CACHE_BYTES,
         &*GC_RUNS,
         &*GC_BYTES_FREED,
+        &*GIT_BUNDLES,
     );
     let mut out = Vec::new();
     TextEncoder::new()

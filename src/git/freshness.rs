@@ -11,7 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 use hyper::StatusCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::mirror::{GitError, Mirror};
+use super::bundle::BundleShelf;
+use super::bundle_sharing::BundleSharing;
+use super::mirror::{GitError, Mirror, Updated};
 use super::refcheck;
 use super::refs;
 use super::repack;
@@ -38,6 +40,9 @@ pub struct GitMirrors {
     /// (`git_max_processes`): each is a process with its own memory, so a
     /// burst of fetches queues here instead of starting one per request.
     upload_packs: Arc<Semaphore>,
+    /// The shared tier for whole mirrors, when there is one: new mirrors
+    /// are seeded from it, changed ones shared to it.
+    bundles: Option<Arc<BundleSharing>>,
 }
 
 /// How long a ref check may take before the mirror is served as it is: a
@@ -71,8 +76,21 @@ impl GitMirrors {
             checks: KeyedLocks::default(),
             checked: Arc::default(),
             upload_packs: Arc::new(Semaphore::new(config.git_max_processes)),
+            bundles: None,
             config,
         }
+    }
+
+    /// Seeds new mirrors from `shelf`'s bundles and offers it a bundle of
+    /// each mirror whose refs changed (see `bundle_sharing`). Without one,
+    /// mirrors are cloned from and kept with their upstreams alone.
+    #[allow(
+        dead_code,
+        reason = "the shared tier (issue 18) will construct the shelf; until then, tests do"
+    )]
+    pub fn with_bundle_shelf(mut self, shelf: Arc<dyn BundleShelf>) -> GitMirrors {
+        self.bundles = Some(Arc::new(BundleSharing::new(shelf)));
+        self
     }
 
     /// Waits for a place among the `git upload-pack` processes allowed at
@@ -290,23 +308,40 @@ impl GitMirrors {
     ) -> Result<(), GitError> {
         self.check_mirrored(repo)?;
         let worker = self.mirror(repo);
-        tokio::task::spawn_blocking(move || {
+        let seeding = self
+            .bundles
+            .clone()
+            .map(|bundles| (bundles, tokio::runtime::Handle::current(), repo.clone()));
+        let updated = tokio::task::spawn_blocking(move || {
             worker.with_lock(|| {
                 let fresh_enough = unless_fetched_since
                     .zip(worker.last_fetch())
                     .is_some_and(|(since, fetched)| fetched >= since);
                 if fresh_enough {
-                    Ok(())
-                } else {
-                    worker.update()
+                    return Ok(Updated {
+                        changed: false,
+                        seeded: false,
+                    });
+                }
+                match &seeding {
+                    Some((bundles, runtime, repo)) => {
+                        let mut seed =
+                            |staging: &std::path::Path| bundles.seed(runtime, repo, staging);
+                        worker.update_seeded(Some(&mut seed))
+                    }
+                    None => worker.update(),
                 }
             })?
         })
         .await
         .map_err(|e| GitError::Fetch(format!("fetch task failed: {e}")))??;
+        let mirror = self.mirror(repo);
+        if let Some(bundles) = &self.bundles {
+            bundles.after_update(repo, &mirror, updated);
+        }
         // Each fetch may add a pack; past a handful, one repack in the
         // background, off this request's path.
-        repack::spawn_if_needed(&self.mirror(repo));
+        repack::spawn_if_needed(&mirror);
         Ok(())
     }
 

@@ -39,7 +39,7 @@ use crate::store::layout::{self, MIRROR_LOCK_SUFFIX, MIRROR_STAGING_SUFFIX};
 const FETCHED_FILE: &str = "tfmirror-fetched";
 
 /// What a mirror holds of its upstream, under the same names.
-const REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+pub(super) const REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
 
 /// The local namespaces that follow the upstream exactly, deletions included.
 pub(super) const MIRRORED_PREFIXES: [&str; 2] = ["refs/heads/", "refs/tags/"];
@@ -80,6 +80,9 @@ pub enum GitError {
     },
     #[error("{0}")]
     Archive(String),
+    /// A bundle that could not be made or read.
+    #[error("{0}")]
+    Bundle(String),
     /// A repository outside every `[git] mirror` prefix: never cloned.
     #[error(
         "{repo} is under none of the [git] mirror prefixes of this tfmirror, so it is not \
@@ -112,6 +115,21 @@ pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// Fills a new, empty bare repository (its path given) before its first
+/// fetch from the upstream; returns whether it put anything in.
+pub type Seed<'a> = dyn FnMut(&Path) -> bool + 'a;
+
+/// What a successful [`Mirror::update`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Updated {
+    /// Some ref of the mirror changed (every ref of a new mirror made from
+    /// nothing counts as changed; a seeded one, only those the upstream
+    /// moved past the seed).
+    pub changed: bool,
+    /// The mirror was created from a seed, then fetched from the upstream.
+    pub seeded: bool,
+}
+
 /// A bare mirror of one upstream repository at `<cache>/git/<host>/<path>.git`.
 #[derive(Debug, Clone)]
 pub struct Mirror {
@@ -136,7 +154,18 @@ impl Mirror {
     /// then records the time of this successful fetch.
     ///
     /// Callers serialise updates of one mirror with [`Mirror::with_lock`].
-    pub fn update(&self) -> Result<(), GitError> {
+    pub fn update(&self) -> Result<Updated, GitError> {
+        self.update_seeded(None)
+    }
+
+    /// [`Mirror::update`], where a mirror that does not exist yet is first
+    /// filled by `seed`, given the new bare repository: it returns whether
+    /// it put anything in. A seeded mirror is then fetched from the
+    /// upstream like any existing one, so its refs become the upstream's
+    /// and only what the seed lacked is transferred; if that fetch fails,
+    /// nothing is kept. A seed that fails leaves a repository in an unknown
+    /// state, so the clone that follows starts from a new one.
+    pub fn update_seeded(&self, seed: Option<&mut Seed<'_>>) -> Result<Updated, GitError> {
         install_crypto_provider();
         if self.exists() {
             let repo = open_for_fetch(&self.dir).map_err(|e| {
@@ -146,16 +175,50 @@ impl Mirror {
                     chain(&e)
                 ))
             })?;
-            fetch(&repo, &self.upstream, false).map_err(|e| {
+            let changes = fetch(&repo, &self.upstream, false).map_err(|e| {
                 GitError::Fetch(format!("cannot fetch {}: {}", self.upstream, chain(&*e)))
             })?;
-            write_fetched(&self.dir, SystemTime::now())
+            write_fetched(&self.dir, SystemTime::now())?;
+            Ok(Updated {
+                changed: changes.refs || changes.head,
+                seeded: false,
+            })
         } else {
-            self.create()
+            self.create(seed)
         }
     }
 
-    fn create(&self) -> Result<(), GitError> {
+    fn create(&self, seed: Option<&mut Seed<'_>>) -> Result<Updated, GitError> {
+        if let Some(seed) = seed {
+            let staging = self.staging()?;
+            if seed(staging.path()) {
+                // Not `initial`: the seed's refs may be loose files, which
+                // would shadow new values written to packed-refs alone.
+                let changes = self.fill(&staging, false)?;
+                self.move_into_place(staging)?;
+                // The seed's HEAD is never used, only set as the upstream
+                // says: the seed was current if no branch or tag moved.
+                return Ok(Updated {
+                    changed: changes.refs,
+                    seeded: true,
+                });
+            }
+        }
+        let staging = self.staging()?;
+        self.fill(&staging, true)?;
+        self.move_into_place(staging)?;
+        Ok(Updated {
+            changed: true,
+            seeded: false,
+        })
+    }
+
+    /// A new, empty bare repository beside the mirror's place. Beside it,
+    /// so the rename stays on one file system, and hidden, so nothing
+    /// mistakes it for a mirror. Removed when dropped; a temporary name
+    /// like any other in the cache, so one left by a killed process is
+    /// never listed and is swept at the next start.
+    fn staging(&self) -> Result<tempfile::TempDir, GitError> {
         let (Some(parent), Some(name)) = (self.dir.parent(), self.dir.file_name()) else {
             return Err(GitError::Clone(format!(
                 "cannot clone {} into {}: not a directory name",
@@ -165,10 +228,6 @@ impl Mirror {
         };
         fs::create_dir_all(parent)
             .map_err(GitError::io(format!("cannot create {}", parent.display())))?;
-        // Beside the final place, so the rename stays on one file system,
-        // and hidden, so nothing mistakes it for a mirror. Removed on error;
-        // a temporary name like any other in the cache, so one left by a
-        // killed process is never listed and is swept at the next start.
         let temp = tempfile::Builder::new()
             .prefix(&layout::temp_prefix(&format!(
                 "{}.",
@@ -180,21 +239,21 @@ impl Mirror {
                 "cannot create a directory in {}",
                 parent.display()
             )))?;
-        let clone_error = |e: &(dyn std::error::Error + 'static)| {
-            GitError::Clone(format!(
-                "cannot clone {} into {}: {}",
-                self.upstream,
-                self.dir.display(),
-                chain(e)
-            ))
-        };
-        gix::init_bare(temp.path()).map_err(|e| clone_error(&e))?;
-        let repo = open_for_fetch(temp.path()).map_err(|e| clone_error(&e))?;
-        fetch(&repo, &self.upstream, true).map_err(|e| clone_error(&*e))?;
-        drop(repo);
-        write_fetched(temp.path(), SystemTime::now())?;
+        gix::init_bare(temp.path()).map_err(|e| self.clone_error(&e))?;
+        Ok(temp)
+    }
 
-        let temp = temp.keep();
+    /// Fetches the upstream into the staging repository and stamps it.
+    fn fill(&self, staging: &tempfile::TempDir, initial: bool) -> Result<Changes, GitError> {
+        let repo = open_for_fetch(staging.path()).map_err(|e| self.clone_error(&e))?;
+        let changes = fetch(&repo, &self.upstream, initial).map_err(|e| self.clone_error(&*e))?;
+        drop(repo);
+        write_fetched(staging.path(), SystemTime::now())?;
+        Ok(changes)
+    }
+
+    fn move_into_place(&self, staging: tempfile::TempDir) -> Result<(), GitError> {
+        let temp = staging.keep();
         fs::rename(&temp, &self.dir).map_err(|e| {
             let _ = fs::remove_dir_all(&temp);
             GitError::Io {
@@ -206,6 +265,15 @@ impl Mirror {
                 source: e,
             }
         })
+    }
+
+    fn clone_error(&self, e: &(dyn std::error::Error + 'static)) -> GitError {
+        GitError::Clone(format!(
+            "cannot clone {} into {}: {}",
+            self.upstream,
+            self.dir.display(),
+            chain(e)
+        ))
     }
 
     /// When the last successful fetch (or the creation) finished.
@@ -276,7 +344,7 @@ pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Fetches every branch and tag of `upstream` into `repo` under the same
 /// names, points `HEAD` where the upstream's points, and deletes local
 /// branches and tags the upstream no longer advertises.
-fn fetch(repo: &gix::Repository, upstream: &str, initial: bool) -> Result<(), BoxError> {
+fn fetch(repo: &gix::Repository, upstream: &str, initial: bool) -> Result<Changes, BoxError> {
     let (remote, options) = upstream_remote(repo, upstream)?;
     let interrupt = AtomicBool::new(false);
     let outcome = remote
@@ -313,10 +381,25 @@ fn fetch(repo: &gix::Repository, upstream: &str, initial: bool) -> Result<(), Bo
         return Err(format!("some refs were not updated: {}", rejected.join(", ")).into());
     }
 
+    let moved = update_refs
+        .updates
+        .iter()
+        .any(|update| matches!(update.mode, Mode::FastForward | Mode::Forced | Mode::New));
     let remote_refs = &outcome.ref_map.remote_refs;
-    set_head(repo, remote_refs)?;
-    prune(repo, remote_refs)?;
-    Ok(())
+    let head = set_head(repo, remote_refs)?;
+    let pruned = prune(repo, remote_refs)?;
+    Ok(Changes {
+        refs: moved || pruned,
+        head,
+    })
+}
+
+/// What a fetch changed.
+struct Changes {
+    /// A branch or tag was created, moved or deleted.
+    refs: bool,
+    /// `HEAD` was pointed elsewhere.
+    head: bool,
 }
 
 /// The upstream as a remote of `repo`, fetching what a mirror holds, and
@@ -362,21 +445,22 @@ pub(super) fn ref_name(r: &Ref) -> &BStr {
 }
 
 /// Points the mirror's `HEAD` where the upstream's points: the default
-/// branch, which a client asking for no particular ref gets.
-fn set_head(repo: &gix::Repository, remote_refs: &[Ref]) -> Result<(), BoxError> {
+/// branch, which a client asking for no particular ref gets. Returns
+/// whether it moved.
+fn set_head(repo: &gix::Repository, remote_refs: &[Ref]) -> Result<bool, BoxError> {
     let Some(remote_head) = remote_refs.iter().find(|r| ref_name(r) == "HEAD") else {
-        return Ok(());
+        return Ok(false);
     };
     let new = match remote_head {
         Ref::Symbolic { target, .. } | Ref::Unborn { target, .. } => {
             Target::Symbolic(FullName::try_from(target.as_bstr())?)
         }
         Ref::Direct { object, .. } => Target::Object(*object),
-        Ref::Peeled { .. } => return Ok(()),
+        Ref::Peeled { .. } => return Ok(false),
     };
     let head: FullName = "HEAD".try_into()?;
     if repo.find_reference(head.as_ref())?.inner.target == new {
-        return Ok(());
+        return Ok(false);
     }
     repo.edit_reference(RefEdit {
         change: Change::Update {
@@ -391,12 +475,12 @@ fn set_head(repo: &gix::Repository, remote_refs: &[Ref]) -> Result<(), BoxError>
         name: head,
         deref: false,
     })?;
-    Ok(())
+    Ok(true)
 }
 
 /// Deletes local branches and tags the upstream did not advertise. gix's
-/// fetch does not prune yet.
-fn prune(repo: &gix::Repository, remote_refs: &[Ref]) -> Result<(), BoxError> {
+/// fetch does not prune yet. Returns whether it deleted any.
+fn prune(repo: &gix::Repository, remote_refs: &[Ref]) -> Result<bool, BoxError> {
     let advertised: HashSet<&BStr> = remote_refs.iter().map(ref_name).collect();
     let mut edits = Vec::new();
     let platform = repo.references()?;
@@ -416,10 +500,11 @@ fn prune(repo: &gix::Repository, remote_refs: &[Ref]) -> Result<(), BoxError> {
             }
         }
     }
-    if !edits.is_empty() {
-        repo.edit_references(edits)?;
+    if edits.is_empty() {
+        return Ok(false);
     }
-    Ok(())
+    repo.edit_references(edits)?;
+    Ok(true)
 }
 
 /// Records `time` as the mirror's last successful fetch, atomically.

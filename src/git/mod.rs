@@ -3,6 +3,9 @@
 //! use it.
 
 mod archive_route;
+mod bounded_git;
+pub mod bundle;
+mod bundle_sharing;
 pub mod commit_archive;
 mod freshness;
 mod local;

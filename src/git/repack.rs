@@ -17,11 +17,12 @@
 //! temporary files are swept at the next start (see
 //! `crate::store::is_temp_pack`).
 
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+use super::bounded_git::{self, Waited};
 use super::mirror::{GitError, Mirror};
 use crate::store::is_temp_pack;
 
@@ -31,12 +32,6 @@ pub const MAX_PACKS: usize = 8;
 
 /// A repack running longer than this is killed; the mirror keeps its packs.
 pub const REPACK_TIMEOUT: Duration = Duration::from_secs(10 * 60);
-
-/// How often a running repack is checked for its end or its deadline.
-const POLL: Duration = Duration::from_millis(50);
-
-/// At most this much of git's stderr is kept for an error message.
-const MAX_STDERR: u64 = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepackError {
@@ -125,16 +120,14 @@ pub fn repack_if_needed(
 /// Runs `git repack` in the bare repository at `dir`, killed past
 /// `timeout`. The caller holds the mirror's lock.
 fn repack(dir: &Path, timeout: Duration) -> Result<(), RepackError> {
-    let child = repack_command(dir)
-        .spawn()
-        .map_err(|source| run_error(dir, source))?;
-    let (status, stderr) = wait_bounded(child, timeout).map_err(|e| match e {
-        Waited::TimedOut => RepackError::TimedOut {
-            dir: dir.display().to_string(),
-            timeout,
-        },
-        Waited::Io(source) => run_error(dir, source),
-    })?;
+    let (status, stderr) =
+        bounded_git::run_bounded(repack_command(dir), timeout).map_err(|e| match e {
+            Waited::TimedOut => RepackError::TimedOut {
+                dir: dir.display().to_string(),
+                timeout,
+            },
+            Waited::Io(source) => run_error(dir, source),
+        })?;
     if status.success() {
         Ok(())
     } else {
@@ -153,89 +146,15 @@ fn repack(dir: &Path, timeout: Duration) -> Result<(), RepackError> {
 /// still be what a run's snapshot names, or what an installed module's
 /// `.git` borrows through alternates (see `snapshot`). Without the flag,
 /// git 2.47 turns them into loose files, one per object, which pile up
-/// since nothing prunes a mirror. `gc.auto=0` keeps git from starting a gc
-/// of its own afterwards.
+/// since nothing prunes a mirror. `gc.auto=0` (set by
+/// [`bounded_git::git_in`]) keeps git from starting a gc of its own
+/// afterwards.
 pub(super) fn repack_command(dir: &Path) -> Command {
-    let mut command = Command::new("git");
+    let mut command = bounded_git::git_in(dir);
     command
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "gc.auto=0",
-            "repack",
-            "-a",
-            "-d",
-            "--keep-unreachable",
-        ])
-        .args(["-l", "-q"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    die_with_parent(&mut command);
+        .args(["repack", "-a", "-d", "--keep-unreachable"])
+        .args(["-l", "-q"]);
     command
-}
-
-/// On Linux, `git repack` is killed (SIGKILL) when tfmirror dies: the
-/// mirror's lock dies with tfmirror, and a repack left running without it
-/// would go on moving its new pack in and deleting the old ones under the
-/// next server's start-up sweep, fetches and repacks. The signal comes
-/// when the thread that spawned git ends; that thread waits for git
-/// ([`wait_bounded`]), so it never ends first.
-///
-/// The `git pack-objects` that repack runs is not covered (the setting is
-/// not inherited): left alone, it finishes its temporary pack, which git
-/// never reads, and dies of SIGPIPE writing the pack's name to the dead
-/// repack; its files are swept by the first start after it ended.
-#[cfg(target_os = "linux")]
-fn die_with_parent(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    let parent = std::process::id();
-    // SAFETY: prctl(2) and getppid(2) are async-signal-safe and touch no
-    // memory of ours.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            // tfmirror died before the setting took: do not start at all.
-            if libc::getppid() as u32 != parent {
-                return Err(io::Error::other("tfmirror exited"));
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_command: &mut Command) {}
-
-enum Waited {
-    TimedOut,
-    Io(io::Error),
-}
-
-/// Waits for `child` until `timeout`, then kills it. Returns its status
-/// and the start of its stderr (git is run quiet, so it stays small and
-/// the pipe never fills).
-fn wait_bounded(mut child: Child, timeout: Duration) -> Result<(ExitStatus, String), Waited> {
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(Waited::Io)? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Waited::TimedOut);
-        }
-        std::thread::sleep(POLL);
-    };
-    let mut stderr = String::new();
-    if let Some(pipe) = child.stderr.take() {
-        let _ = pipe.take(MAX_STDERR).read_to_string(&mut stderr);
-    }
-    Ok((status, stderr))
 }
 
 fn run_error(dir: &Path, source: io::Error) -> RepackError {
@@ -289,33 +208,6 @@ mod tests {
         );
         // A second repack finds nothing to do.
         assert_eq!(repack_if_needed(&mirror, REPACK_TIMEOUT).unwrap(), None);
-    }
-
-    /// What stands for tfmirror's death: the spawning thread ending.
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn a_child_dies_with_the_thread_that_spawned_it() {
-        use std::os::unix::process::ExitStatusExt;
-        let mut child = std::thread::spawn(|| {
-            let mut command = Command::new("sleep");
-            command.arg("30");
-            die_with_parent(&mut command);
-            command.spawn().unwrap()
-        })
-        .join()
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("the child outlived the thread that spawned it");
-            }
-            std::thread::sleep(POLL);
-        };
-        assert_eq!(status.signal(), Some(libc::SIGKILL));
     }
 
     #[test]
