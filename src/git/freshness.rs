@@ -29,8 +29,6 @@ pub struct GitMirrors {
     pub(super) store: Arc<Store>,
     /// Mirrors with a background refresh under way.
     refreshing: OncePerKey,
-    /// One archive build per commit at a time.
-    pub(super) locks: KeyedLocks,
     /// One upstream ref check per mirror at a time.
     checks: KeyedLocks,
     /// When each mirror's last ref check ended, by upstream URL: a request
@@ -72,7 +70,6 @@ impl GitMirrors {
         GitMirrors {
             store,
             refreshing: OncePerKey::default(),
-            locks: KeyedLocks::default(),
             checks: KeyedLocks::default(),
             checked: Arc::default(),
             upload_packs: Arc::new(Semaphore::new(config.git_max_processes)),
