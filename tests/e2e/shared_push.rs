@@ -1,0 +1,118 @@
+//! End to end against a real Garage: `tfmirror cache push` seeds the
+//! shared tier from a warm cache, and `tfmirror status` shows the tier.
+
+use std::process::Output;
+
+use crate::fixtures::garage::Garage;
+use crate::fixtures::ProviderSpec;
+use crate::harness::{assert_success, World};
+
+const ZIP: &str = "providers/registry.terraform.io/hashicorp/alpha/\
+                   terraform-provider-alpha_1.2.0_linux_amd64.zip";
+
+/// A world whose config shares `garage`'s bucket below `prefix`, with
+/// one provider warmed by a real `terraform init`.
+fn warm_world(garage: &Garage, prefix: &str) -> World {
+    let world = World::new(vec![ProviderSpec::new("hashicorp", "alpha", &["1.2.0"])]);
+    world.append_config(&garage.config_toml(prefix));
+    let dir = world.workdir("warm", &[("hashicorp", "alpha", "1.2.0")]);
+    let env = garage.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_success(&world.init_with_env(&dir, &env), "init through tfmirror");
+    world
+}
+
+fn run(world: &World, garage: &Garage, args: &[&str]) -> Output {
+    world
+        .tfmirror(args)
+        .envs(garage.env())
+        .output()
+        .expect("run tfmirror")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn push_uploads_the_cached_packages_once_and_status_shows_the_tier() {
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    eprintln!("garage ready in {:?}", garage.start_time);
+    let world = warm_world(&garage, "team");
+
+    let first = run(&world, &garage, &["cache", "push"]);
+    assert_success(&first, "first push");
+    let summary = stdout(&first);
+    // The zip, its SHA256SUMS and signature.
+    assert!(summary.starts_with("pushed 3 objects ("), "{summary}");
+    assert!(summary.contains(", 0 already there"), "{summary}");
+    let key = format!("team/v1/{ZIP}");
+    let keys = garage.list();
+    assert!(keys.contains(&key), "{keys:#?}");
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("team/v1/providers/")
+                || k.starts_with("team/v1/provider-checksums/")),
+        "only shared buckets are pushed: {keys:#?}"
+    );
+    assert_eq!(
+        garage.get(&key).unwrap(),
+        world
+            .registry
+            .zip_bytes("hashicorp", "alpha", "1.2.0", "linux", "amd64")
+    );
+
+    let second = run(&world, &garage, &["cache", "push"]);
+    assert_success(&second, "second push");
+    assert!(
+        stdout(&second).starts_with("pushed 0 objects (0 B), 3 already there"),
+        "{}",
+        stdout(&second)
+    );
+    assert_eq!(garage.list(), keys);
+
+    let status = run(&world, &garage, &["status"]);
+    assert_success(&status, "status");
+    let text = stdout(&status);
+    assert!(text.contains("shared:    s3://tfmirror/team"), "{text}");
+    assert!(text.contains("state:   ok"), "{text}");
+}
+
+#[test]
+fn a_stopped_bucket_fails_the_push_not_the_init_and_warns_once() {
+    let Some(mut garage) = Garage::start() else {
+        return;
+    };
+    garage.stop();
+    let world = warm_world(&garage, "down");
+    let push = run(&world, &garage, &["cache", "push"]);
+    assert_eq!(push.status.code(), Some(1), "{}", stdout(&push));
+    assert!(stdout(&push).contains("3 failed"), "{}", stdout(&push));
+
+    let status = run(&world, &garage, &["status"]);
+    assert_success(&status, "status");
+    assert!(
+        stdout(&status).contains("state:   failing"),
+        "{}",
+        stdout(&status)
+    );
+    let log = std::fs::read_to_string(world.cache_dir().join("server.log")).unwrap();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("shared tier"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("using the upstream"), "{log}");
+
+    // Back up, the same directories and ports answer again.
+    garage.start_again();
+    let push = run(&world, &garage, &["cache", "push"]);
+    assert_success(&push, "push once garage is back");
+    assert!(
+        stdout(&push).starts_with("pushed 3 objects"),
+        "{}",
+        stdout(&push)
+    );
+}
