@@ -2,6 +2,7 @@
 //! shared tier from a warm cache, and `tfmirror status` shows the tier.
 
 use std::process::Output;
+use std::time::{Duration, Instant};
 
 use crate::fixtures::garage::Garage;
 use crate::fixtures::ProviderSpec;
@@ -73,9 +74,7 @@ fn push_uploads_the_cached_packages_once_and_status_shows_the_tier() {
     );
     assert_eq!(garage.list(), keys);
 
-    let status = run(&world, &garage, &["status"]);
-    assert_success(&status, "status");
-    let text = stdout(&status);
+    let text = status_once_known(&world, &garage);
     assert!(text.contains("shared:    s3://tfmirror/team"), "{text}");
     assert!(text.contains("state:   ok"), "{text}");
 }
@@ -91,13 +90,8 @@ fn a_stopped_bucket_fails_the_push_not_the_init_and_warns_once() {
     assert_eq!(push.status.code(), Some(1), "{}", stdout(&push));
     assert!(stdout(&push).contains("3 failed"), "{}", stdout(&push));
 
-    let status = run(&world, &garage, &["status"]);
-    assert_success(&status, "status");
-    assert!(
-        stdout(&status).contains("state:   failing"),
-        "{}",
-        stdout(&status)
-    );
+    let status = status_once_known(&world, &garage);
+    assert!(status.contains("state:   failing"), "{status}");
     let log = std::fs::read_to_string(world.cache_dir().join("server.log")).unwrap();
     let warnings: Vec<&str> = log
         .lines()
@@ -115,4 +109,41 @@ fn a_stopped_bucket_fails_the_push_not_the_init_and_warns_once() {
         "{}",
         stdout(&push)
     );
+}
+
+#[test]
+fn a_bucket_that_does_not_exist_shows_as_failing() {
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    let world = World::new(Vec::new());
+    let config = garage.config_toml("p");
+    world.append_config(&config.replace("s3://tfmirror/", "s3://no-such-bucket/"));
+    // Starts the server (for the listing) and pushes nothing.
+    let push = run(&world, &garage, &["cache", "push"]);
+    assert_success(&push, "push of an empty cache");
+    assert!(
+        stdout(&push).starts_with("pushed 0 objects"),
+        "{}",
+        stdout(&push)
+    );
+    let status = status_once_known(&world, &garage);
+    assert!(status.contains("state:   failing"), "{status}");
+    assert!(status.contains("NoSuchBucket"), "{status}");
+}
+
+/// `tfmirror status` once the server's probe of the bucket has answered:
+/// it runs in the background from the server's start.
+fn status_once_known(world: &World, garage: &Garage) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = run(world, garage, &["status"]);
+        assert_success(&status, "status");
+        let text = stdout(&status);
+        if !text.contains("state:   unknown") {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "the tier stayed unknown: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
