@@ -442,9 +442,11 @@ fn parse_shared(section: SharedSection) -> Result<SharedConfig, String> {
         ));
     }
     let no_bucket = url.scheme() != "file" && url.host_str().is_none_or(str::is_empty);
-    if no_bucket || !url.username().is_empty() || url.password().is_some() {
+    let credentials =
+        !url.username().is_empty() || url.password().is_some() || url.query().is_some();
+    if no_bucket || credentials || url.fragment().is_some() {
         return Err(format!(
-            "[shared] url = {text:?}: expected <scheme>://<bucket>/<prefix>, without credentials"
+            "[shared] url = {text:?}: expected <scheme>://<bucket>/<prefix>, without credentials or a query"
         ));
     }
     if url.scheme() == "file"
@@ -848,6 +850,7 @@ mod tests {
                 "expected <scheme>://<bucket>/<prefix>",
             ),
             ("url = \"s3://key:secret@b/p\"", "without credentials"),
+            ("url = \"az://c/p?sig=secret\"", "without credentials"),
             ("url = \"file:///\"", "expected file:///absolute/directory"),
             (
                 "url = \"s3://b\"\nendpoint = \"ftp://x\"",

@@ -77,7 +77,7 @@ pub fn open(config: &SharedConfig) -> Result<(Arc<dyn ObjectStore>, Path), Share
         // directory is made by the first write, not here.
         _ => Arc::new(LocalFileSystem::new()),
     };
-    let prefix = Path::parse(url.path()).map_err(|e| failed(e.into()))?;
+    let prefix = Path::from_url_path(url.path()).map_err(|e| failed(e.into()))?;
     Ok((store, prefix))
 }
 

@@ -68,6 +68,14 @@ impl Sink for BytesMut {
     }
 }
 
+/// How a read into a sink ended.
+enum Read {
+    /// The whole object is in the sink.
+    Whole,
+    Missing,
+    Failed,
+}
+
 /// Why a read ended without the object.
 enum ReadError {
     /// The bucket failed: it counts against the tier.
@@ -134,9 +142,9 @@ impl SharedTier {
         max_size: u64,
     ) -> Fetched {
         match self.read(key, writer, max_size).await {
-            Some(Ok(_)) => Fetched::Got(writer.written()),
-            Some(Err(())) => Fetched::Failed,
-            None => Fetched::Missing,
+            Read::Whole => Fetched::Got(writer.written()),
+            Read::Failed => Fetched::Failed,
+            Read::Missing => Fetched::Missing,
         }
     }
 
@@ -144,8 +152,8 @@ impl SharedTier {
     pub async fn get_bytes(&self, key: &ObjectKey, max_size: u64) -> Option<Bytes> {
         let mut buffer = BytesMut::new();
         match self.read(key, &mut buffer, max_size).await {
-            Some(Ok(_)) => Some(buffer.freeze()),
-            _ => None,
+            Read::Whole => Some(buffer.freeze()),
+            Read::Missing | Read::Failed => None,
         }
     }
 
@@ -191,19 +199,13 @@ impl SharedTier {
         self.inner.circuit.health(self.inner.upload)
     }
 
-    /// `Some(Ok(size))`: the whole object went to `sink`; `Some(Err)`:
-    /// failed; `None`: no such object.
-    async fn read(
-        &self,
-        key: &ObjectKey,
-        sink: &mut impl Sink,
-        max_size: u64,
-    ) -> Option<Result<u64, ()>> {
+    /// Reads the object into `sink`, and counts the outcome.
+    async fn read(&self, key: &ObjectKey, sink: &mut impl Sink, max_size: u64) -> Read {
         let lookups = &metrics::SHARED_LOOKUPS;
         let counters = &self.inner.circuit.counters;
         if self.admit().is_err() {
             lookups.with_label_values(&["error"]).inc();
-            return Some(Err(()));
+            return Read::Failed;
         }
         match self.stream(key, sink, max_size).await {
             Ok(Some(size)) => {
@@ -214,25 +216,25 @@ impl SharedTier {
                     .inc_by(size);
                 Counters::add(&counters.hits, 1);
                 Counters::add(&counters.bytes_read, size);
-                Some(Ok(size))
+                Read::Whole
             }
             Ok(None) => {
                 self.inner.circuit.succeeded();
                 lookups.with_label_values(&["miss"]).inc();
                 Counters::add(&counters.misses, 1);
-                None
+                Read::Missing
             }
             Err(ReadError::Tier(e)) => {
                 self.tier_failed("get", e);
                 lookups.with_label_values(&["error"]).inc();
-                Some(Err(()))
+                Read::Failed
             }
             Err(ReadError::Local(why)) => {
                 // The bucket answered; the object is of no use here.
                 self.inner.circuit.succeeded();
                 tracing::warn!("shared tier: not using {key}: {why}");
                 lookups.with_label_values(&["error"]).inc();
-                Some(Err(()))
+                Read::Failed
             }
         }
     }
