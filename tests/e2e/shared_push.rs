@@ -11,10 +11,17 @@ use crate::harness::{assert_success, World};
 const ZIP: &str = "providers/registry.terraform.io/hashicorp/alpha/\
                    terraform-provider-alpha_1.2.0_linux_amd64.zip";
 
+/// Big enough that the zip goes up in three parts (8 MiB each at most),
+/// as a real provider's 200 MB would.
+const ZIP_PADDING: usize = 20 << 20;
+
 /// A world whose config shares `garage`'s bucket below `prefix`, with
 /// one provider warmed by a real `terraform init`.
 fn warm_world(garage: &Garage, prefix: &str) -> World {
-    let world = World::new(vec![ProviderSpec::new("hashicorp", "alpha", &["1.2.0"])]);
+    let provider = ProviderSpec::new("hashicorp", "alpha", &["1.2.0"])
+        .with_platforms(&[("linux", "amd64")])
+        .with_extra_bytes(ZIP_PADDING);
+    let world = World::new(vec![provider]);
     world.append_config(&garage.config_toml(prefix));
     let dir = world.workdir("warm", &[("hashicorp", "alpha", "1.2.0")]);
     let env = garage.env();
@@ -58,11 +65,13 @@ fn push_uploads_the_cached_packages_once_and_status_shows_the_tier() {
                 || k.starts_with("team/v1/provider-checksums/")),
         "only shared buckets are pushed: {keys:#?}"
     );
-    assert_eq!(
-        garage.get(&key).unwrap(),
-        world
-            .registry
-            .zip_bytes("hashicorp", "alpha", "1.2.0", "linux", "amd64")
+    let expected = world
+        .registry
+        .zip_bytes("hashicorp", "alpha", "1.2.0", "linux", "amd64");
+    assert!(expected.len() > ZIP_PADDING);
+    assert!(
+        garage.get(&key).unwrap() == expected,
+        "the zip's bytes, whole"
     );
 
     let second = run(&world, &garage, &["cache", "push"]);
