@@ -72,7 +72,33 @@ pub struct Config {
     /// alone, its requests served from the cache at once, before one
     /// request tries it again.
     pub upstream_retry_after: Duration,
+    /// The shared tier on object storage (`[shared]`), when configured.
+    pub shared: Option<SharedConfig>,
 }
+
+/// `[shared]`: a second cache tier in a bucket that a team or a CI fleet
+/// shares (see `src/shared/`). Credentials are not here: each cloud's are
+/// read the standard way (`AWS_*`, `GOOGLE_*`, `AZURE_*`), and the keys
+/// below override the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedConfig {
+    /// `s3://bucket/prefix`, `gs://...`, `az://...` or `file:///abs/path`.
+    pub url: Url,
+    /// An S3-compatible store's endpoint (Garage, MinIO, Ceph).
+    pub endpoint: Option<Url>,
+    pub region: Option<String>,
+    /// Whether plain `http://` endpoints are allowed (a store on loopback).
+    pub allow_http: bool,
+    /// How long one request to the bucket may take before it counts as
+    /// failed, and how long a transfer may go without a byte.
+    pub timeout: Duration,
+    /// Whether this machine writes to the bucket; a read-only runner sets
+    /// `upload = false`.
+    pub upload: bool,
+}
+
+/// The schemes `[shared] url` accepts.
+pub const SHARED_SCHEMES: [&str; 4] = ["s3", "gs", "az", "file"];
 
 /// Caps on one download, so a hostile or broken upstream cannot fill the
 /// disk, the memory or a per-package lock. Each cap is a config key that
@@ -193,6 +219,7 @@ impl Default for Config {
             git_timeout: Duration::from_secs(10 * 60),
             limits: Limits::default(),
             upstream_retry_after: crate::upstream::DEFAULT_RETRY_AFTER,
+            shared: None,
         }
     }
 }
@@ -232,6 +259,18 @@ struct ConfigFile {
     download_stall_timeout: Option<String>,
     max_metadata_size: Option<String>,
     upstream_retry_after: Option<String>,
+    shared: Option<SharedSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SharedSection {
+    url: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    allow_http: Option<bool>,
+    timeout: Option<String>,
+    upload: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -354,6 +393,9 @@ impl Config {
                 .collect::<Result<_, InvalidMirrorPrefix>>()
                 .map_err(|e| format!("[git] mirror: {e}"))?;
         }
+        if let Some(section) = file.shared {
+            config.shared = Some(parse_shared(section)?);
+        }
         for (host, base) in file.upstream {
             let host = normalize_host(&host)?;
             let url = parse_upstream(&host, &base)?;
@@ -386,6 +428,64 @@ impl Config {
         self.registries.iter().any(|h| h.eq_ignore_ascii_case(host))
     }
 }
+
+/// `[shared]`: `url` is required and names a supported store; each error
+/// names its key.
+fn parse_shared(section: SharedSection) -> Result<SharedConfig, String> {
+    let text = section
+        .url
+        .ok_or("[shared] url is required (e.g. \"s3://bucket/prefix\")")?;
+    let url = Url::parse(&text).map_err(|e| format!("[shared] url = {text:?}: {e}"))?;
+    if !SHARED_SCHEMES.contains(&url.scheme()) {
+        return Err(format!(
+            "[shared] url = {text:?}: expected s3://, gs://, az:// or file://"
+        ));
+    }
+    let no_bucket = url.scheme() != "file" && url.host_str().is_none_or(str::is_empty);
+    let credentials =
+        !url.username().is_empty() || url.password().is_some() || url.query().is_some();
+    if no_bucket || credentials || url.fragment().is_some() {
+        return Err(format!(
+            "[shared] url = {text:?}: expected <scheme>://<bucket>/<prefix>, without credentials or a query"
+        ));
+    }
+    if url.scheme() == "file"
+        && (url.host_str().is_some_and(|h| !h.is_empty()) || url.path() == "/")
+    {
+        return Err(format!(
+            "[shared] url = {text:?}: expected file:///absolute/directory"
+        ));
+    }
+    let endpoint = section
+        .endpoint
+        .map(|e| match Url::parse(&e) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(url),
+            Ok(_) => Err(format!("[shared] endpoint = {e:?}: must be http or https")),
+            Err(err) => Err(format!("[shared] endpoint = {e:?}: {err}")),
+        })
+        .transpose()?;
+    let timeout = match section.timeout {
+        Some(value) => {
+            let timeout = parse_duration("[shared] timeout", &value)?;
+            if timeout.is_zero() {
+                return Err(format!("[shared] timeout = {value:?}: must be above zero"));
+            }
+            timeout
+        }
+        None => DEFAULT_SHARED_TIMEOUT,
+    };
+    Ok(SharedConfig {
+        url,
+        endpoint,
+        region: section.region,
+        allow_http: section.allow_http.unwrap_or(false),
+        timeout,
+        upload: section.upload.unwrap_or(true),
+    })
+}
+
+/// `[shared] timeout` when unset.
+pub const DEFAULT_SHARED_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The shortest `gc_interval`: a shorter one, `0s` above all, would have
 /// the server walk the cache without pause.
@@ -710,6 +810,60 @@ mod tests {
         assert!(err.contains("max_connections"), "{err}");
         let err = Config::parse("metdata_ttl = \"1h\"").unwrap_err();
         assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn reads_the_shared_section() {
+        assert_eq!(Config::parse("").unwrap().shared, None);
+        let config = Config::parse(
+            "[shared]\nurl = \"s3://team-cache/tfmirror\"\nendpoint = \"http://127.0.0.1:3900\"\n\
+             region = \"garage\"\nallow_http = true\ntimeout = \"3s\"\nupload = false",
+        )
+        .unwrap();
+        let shared = config.shared.unwrap();
+        assert_eq!(shared.url.as_str(), "s3://team-cache/tfmirror");
+        assert_eq!(shared.endpoint.unwrap().as_str(), "http://127.0.0.1:3900/");
+        assert_eq!(shared.region.as_deref(), Some("garage"));
+        assert!(shared.allow_http);
+        assert_eq!(shared.timeout, Duration::from_secs(3));
+        assert!(!shared.upload);
+        let defaults = Config::parse("[shared]\nurl = \"file:///srv/cache\"").unwrap();
+        let shared = defaults.shared.unwrap();
+        assert_eq!(shared.timeout, DEFAULT_SHARED_TIMEOUT);
+        assert!(shared.upload && !shared.allow_http && shared.endpoint.is_none());
+    }
+
+    #[test]
+    fn a_bad_shared_section_is_refused_with_the_key_named() {
+        let cases = [
+            ("", "[shared] url is required"),
+            (
+                "url = \"ftp://b/p\"",
+                "[shared] url = \"ftp://b/p\": expected s3://",
+            ),
+            (
+                "url = \"bucket/prefix\"",
+                "[shared] url = \"bucket/prefix\"",
+            ),
+            (
+                "url = \"s3:///prefix\"",
+                "expected <scheme>://<bucket>/<prefix>",
+            ),
+            ("url = \"s3://key:secret@b/p\"", "without credentials"),
+            ("url = \"az://c/p?sig=secret\"", "without credentials"),
+            ("url = \"file:///\"", "expected file:///absolute/directory"),
+            (
+                "url = \"s3://b\"\nendpoint = \"ftp://x\"",
+                "[shared] endpoint",
+            ),
+            ("url = \"s3://b\"\ntimeout = \"soon\"", "[shared] timeout"),
+            ("url = \"s3://b\"\ntimeout = \"0s\"", "must be above zero"),
+            ("url = \"s3://b\"\nbucket = \"x\"", "unknown field"),
+        ];
+        for (section, expected) in cases {
+            let err = Config::parse(&format!("[shared]\n{section}")).unwrap_err();
+            assert!(err.contains(expected), "{section}: {err}");
+        }
     }
 
     #[test]

@@ -28,6 +28,10 @@
 //! - `upstream`: the HTTP client to registries and download hosts:
 //!   discovery, credentials, retries, circuit breaker. Uses `store` for
 //!   cached documents.
+//! - `shared`: the tier on object storage (`[shared]`): keys in the bucket
+//!   (`ObjectKey`), reads bounded in size and time, background uploads,
+//!   the tier's health and its circuit breaker (`SharedTier`). Uses
+//!   `store` for blob writers and paths.
 //! - `protocol`: what tfmirror's commands and their server say to each
 //!   other: endpoints, wire types, header names, `server.json`.
 //! - `commands`: one module per subcommand. `serve` runs `server`; the
@@ -66,6 +70,7 @@ mod request;
 mod response;
 mod server;
 mod server_key;
+mod shared;
 mod store;
 mod upstream;
 
@@ -309,6 +314,9 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                     cache_commands::list::run(launch, kind, filter.as_deref(), json).await
                 }
                 CacheAction::Stats { json } => cache_commands::stats::run(launch, json).await,
+                CacheAction::Push { dry_run } => {
+                    cache_commands::push::run(launch, &loaded.config, dry_run).await
+                }
                 CacheAction::Gc {
                     max_size,
                     unused_for,

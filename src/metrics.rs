@@ -116,6 +116,66 @@ pub static GIT_BUNDLES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Reads from the shared tier by result: `hit`, `miss`, or `error` (the
+/// bucket failed, or was skipped while failing).
+pub static SHARED_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "tfmirror_shared_lookups_total",
+                "Reads from the shared tier, by result (hit, miss or error)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// Bytes moved to and from the shared tier: `read` or `written`.
+pub static SHARED_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "tfmirror_shared_bytes_total",
+                "Bytes read from and written to the shared tier, by direction",
+            ),
+            &["direction"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// Failed requests to the shared tier, by operation (get, head, put, list).
+pub static SHARED_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "tfmirror_shared_errors_total",
+                "Failed requests to the shared tier, by operation",
+            ),
+            &["operation"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// Time to the bucket's answer (the headers of a read, a whole upload).
+pub static SHARED_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new(
+                "tfmirror_shared_request_duration_seconds",
+                "Time until the shared tier answered, by operation",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["operation"],
+        )
+        .expect("valid metric"),
+    )
+});
+
 /// Counts one download from upstream while it is alive.
 pub struct InFlight;
 
@@ -144,6 +204,10 @@ pub fn render() -> String {
         &*GC_RUNS,
         &*GC_BYTES_FREED,
         &*GIT_BUNDLES,
+        &*SHARED_LOOKUPS,
+        &*SHARED_BYTES,
+        &*SHARED_ERRORS,
+        &*SHARED_LATENCY,
     );
     let mut out = Vec::new();
     TextEncoder::new()

@@ -15,7 +15,7 @@ pub async fn run(cache_dir: &Path, config: &Config) -> anyhow::Result<i32> {
     let Some(server) = super::require_server(cache_dir).await else {
         return Ok(1);
     };
-    let terraform_rc = super::terraform_rc_path(&server.cache_dir);
+    let terraform_rc = super::terraform_rc_path(&server.server.cache_dir);
     let terraform_rc = terraform_rc.to_string_lossy();
     let cli_config = ["TF_CLI_CONFIG_FILE", "TOFU_CLI_CONFIG_FILE"]
         .map(|name| (name.to_owned(), terraform_rc.clone().into_owned()));

@@ -42,12 +42,12 @@ impl Launch<'_> {
             eprintln!(
                 "tfmirror: the server for this cache (pid {}) runs tfmirror {}, this is {}; \
                  restarting it once its requests finish",
-                health.pid,
-                health.version,
+                health.server.pid,
+                health.server.version,
                 env!("CARGO_PKG_VERSION")
             );
             stop(&health).await?;
-            state_file::remove_if_pid(self.cache_dir, health.pid);
+            state_file::remove_if_pid(self.cache_dir, health.server.pid);
         }
         self.start().await
     }
@@ -141,7 +141,7 @@ fn new_session(command: &mut Command) {
 /// Asks the server to stop (SIGTERM: it finishes requests in flight, then
 /// exits) and waits until it has.
 pub async fn stop(health: &Health) -> anyhow::Result<()> {
-    let pid = health.pid as libc::pid_t;
+    let pid = health.server.pid as libc::pid_t;
     // SAFETY: kill(2) has no memory-safety preconditions.
     if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
         let error = std::io::Error::last_os_error();
@@ -152,7 +152,7 @@ pub async fn stop(health: &Health) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     while started.elapsed() < STOP_TIMEOUT {
-        if !process_exists(health.pid) {
+        if !process_exists(health.server.pid) {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

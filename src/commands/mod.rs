@@ -27,24 +27,18 @@ use sha2::{Digest, Sha256};
 
 use crate::cliconfig::{self, HostServices, Rendered, Tokens};
 use crate::config::{self, Config};
-use crate::protocol::{Endpoint, HealthAnswer};
+use crate::protocol::Endpoint;
 use crate::server::state_file;
 
 /// A running server as its owner's commands know it: what it says of
-/// itself at `/_tfmirror/health` ([`HealthAnswer`]), with what
-/// `server.json` adds, the secret that makes this process its owner. Its
-/// calls to the server's own endpoints are in `owner_call`.
+/// itself at `/_tfmirror/health`, with what `server.json` adds, the secret
+/// that makes this process its owner. Its calls to the server's own
+/// endpoints are in `owner_call`.
 #[derive(Debug, Clone)]
 pub struct Health {
-    pub version: String,
-    pub pid: u32,
-    /// The server's address from this machine, without the secret: what
-    /// may be shown.
-    pub address: String,
-    /// A team server's public URL.
-    pub public_url: Option<String>,
-    pub cache_dir: PathBuf,
-    pub uptime_secs: u64,
+    /// The server's own answer; its `url` is the address without the
+    /// secret, what may be shown.
+    pub server: crate::protocol::Health,
     /// What every request of the owner's starts with: the address and the
     /// secret. Never printed, logged or written inside the cache.
     pub url: String,
@@ -55,7 +49,7 @@ impl Health {
     /// Whether it is this build of tfmirror; another one may speak an older
     /// protocol or lay out the cache differently.
     pub fn is_current(&self) -> bool {
-        self.version == env!("CARGO_PKG_VERSION")
+        self.server.version == env!("CARGO_PKG_VERSION")
     }
 
     /// A client for the owner's requests: it shows the secret as a bearer
@@ -88,18 +82,14 @@ pub async fn running_server(cache_dir: &Path) -> Option<Health> {
         .send()
         .await
         .ok()?;
-    let answer: HealthAnswer = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
-    let health = Health {
-        version: answer.version,
-        pid: answer.pid,
-        address: answer.url,
-        public_url: answer.public_url,
-        cache_dir: answer.cache_dir,
-        uptime_secs: answer.uptime_secs,
+    let server: crate::protocol::Health =
+        serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+    let trusted = server.pid == info.pid && same_path(&server.cache_dir, cache_dir);
+    trusted.then_some(Health {
+        server,
         url: base,
         secret: info.secret,
-    };
-    (health.pid == info.pid && same_path(&health.cache_dir, cache_dir)).then_some(health)
+    })
 }
 
 /// An HTTP client for the cache's own server, on loopback.

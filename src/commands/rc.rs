@@ -33,7 +33,7 @@ pub async fn run(cache_dir: &Path, config: &Config, network_mirror: bool) -> any
 /// A team server's network mirror is for its clients, at its public URL
 /// (they authenticate with a token); otherwise it is the owner's own.
 fn mirror_base(server: &Health) -> String {
-    match &server.public_url {
+    match &server.server.public_url {
         Some(public) => public.clone(),
         None => server.url.clone(),
     }

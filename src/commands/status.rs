@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::commands::cache::human_bytes;
+use crate::protocol::SharedHealth;
 use crate::server::state_file;
 
 pub async fn run(cache_dir: &Path) -> anyhow::Result<i32> {
@@ -14,16 +16,42 @@ pub async fn run(cache_dir: &Path) -> anyhow::Result<i32> {
         forget_dead_server(cache_dir);
         return Ok(1);
     };
-    let uptime = humantime::format_duration(Duration::from_secs(health.uptime_secs));
-    println!("url:       {}", health.address);
-    if let Some(public) = &health.public_url {
+    let server = &health.server;
+    let uptime = humantime::format_duration(Duration::from_secs(server.uptime_secs));
+    println!("url:       {}", server.url);
+    if let Some(public) = &server.public_url {
         println!("public:    {public}");
     }
-    println!("pid:       {}", health.pid);
+    println!("pid:       {}", server.pid);
     println!("uptime:    {uptime}");
-    println!("version:   {}", health.version);
-    println!("cache dir: {}", health.cache_dir.display());
+    println!("version:   {}", server.version);
+    println!("cache dir: {}", server.cache_dir.display());
+    if let Some(shared) = &server.shared {
+        print!("{}", shared_lines(shared));
+    }
     Ok(0)
+}
+
+/// The shared tier: where, whether it works, and what it has done.
+fn shared_lines(shared: &SharedHealth) -> String {
+    let mut state = shared.state.as_str().to_owned();
+    if let (Some(error), Some(secs)) = (&shared.last_error, shared.failing_for_secs) {
+        state = format!("{state} for {secs}s: {error}");
+    }
+    let upload = if shared.upload { "" } else { " (read-only)" };
+    format!(
+        "shared:    {}{upload}\n\
+         \x20 state:   {state}\n\
+         \x20 reads:   {} hits, {} misses, {} errors; {} read\n\
+         \x20 uploads: {} ({} written)\n",
+        shared.url,
+        shared.hits,
+        shared.misses,
+        shared.errors,
+        human_bytes(shared.bytes_read),
+        shared.uploads,
+        human_bytes(shared.bytes_written),
+    )
 }
 
 /// A `server.json` whose process is gone would only make the next client

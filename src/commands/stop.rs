@@ -13,7 +13,7 @@ pub async fn run(cache_dir: &Path) -> anyhow::Result<i32> {
     super::launch::stop(&health).await?;
     println!(
         "stopped the tfmirror server (pid {}, {})",
-        health.pid, health.address
+        health.server.pid, health.server.url
     );
     Ok(0)
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthAnswer {
+pub struct Health {
     /// Always `ok`; a client never needed it, so it may be missing.
     #[serde(default)]
     pub status: String,
@@ -20,6 +20,51 @@ pub struct HealthAnswer {
     pub public_url: Option<String>,
     pub cache_dir: PathBuf,
     pub uptime_secs: u64,
+    /// The shared tier on object storage, when `[shared]` is configured.
+    #[serde(default)]
+    pub shared: Option<SharedHealth>,
+}
+
+/// The shared tier as `tfmirror status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedHealth {
+    /// The `[shared] url`, which never holds credentials.
+    pub url: String,
+    pub state: SharedState,
+    /// Why the bucket last failed, while it is failing.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// How long ago it started failing.
+    #[serde(default)]
+    pub failing_for_secs: Option<u64>,
+    /// Whether this server writes to the bucket (`[shared] upload`).
+    pub upload: bool,
+    pub hits: u64,
+    pub misses: u64,
+    pub errors: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub uploads: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SharedState {
+    /// Not asked yet.
+    Unknown,
+    Ok,
+    /// The last request failed; requests skip the bucket for a while.
+    Failing,
+}
+
+impl SharedState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SharedState::Unknown => "unknown",
+            SharedState::Ok => "ok",
+            SharedState::Failing => "failing",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -28,7 +73,7 @@ mod tests {
 
     #[test]
     fn round_trips_with_a_null_public_url() {
-        let answer = HealthAnswer {
+        let answer = Health {
             status: "ok".into(),
             version: "0.3.0".into(),
             pid: 42,
@@ -36,13 +81,21 @@ mod tests {
             public_url: None,
             cache_dir: "/cache".into(),
             uptime_secs: 7,
+            shared: None,
         };
         let json = serde_json::to_value(&answer).unwrap();
         assert_eq!(json["status"], "ok");
         assert!(json["public_url"].is_null());
-        assert_eq!(
-            serde_json::from_value::<HealthAnswer>(json).unwrap(),
-            answer
-        );
+        assert_eq!(serde_json::from_value::<Health>(json).unwrap(), answer);
+    }
+
+    #[test]
+    fn an_answer_without_the_shared_tier_still_reads() {
+        let json = r#"{"version":"0.2.0","pid":1,"url":"http://127.0.0.1:1",
+            "cache_dir":"/c","uptime_secs":0}"#;
+        let health: Health = serde_json::from_str(json).unwrap();
+        assert_eq!(health.shared, None);
+        let state: SharedState = serde_json::from_str("\"failing\"").unwrap();
+        assert_eq!(state.as_str(), "failing");
     }
 }

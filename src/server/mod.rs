@@ -30,10 +30,11 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::Config;
 use crate::git::GitMirrors;
 use crate::modules::Modules;
-use crate::protocol::{Endpoint, HealthAnswer};
+use crate::protocol::{Endpoint, Health};
 use crate::providers::Providers;
 use crate::response::Response;
 use crate::server_key::ServerKey;
+use crate::shared::SharedTier;
 use crate::store::Store;
 use crate::upstream::{Discovery, EnvTokens, RegistryClient, Upstream};
 use access::AccessPolicy;
@@ -58,6 +59,8 @@ pub struct App {
     providers: Providers,
     modules: Modules,
     git: GitMirrors,
+    /// The tier on object storage, when `[shared]` is set.
+    shared: Option<SharedTier>,
 }
 
 impl App {
@@ -75,7 +78,7 @@ impl App {
     }
 
     fn health(&self) -> Response {
-        let answer = HealthAnswer {
+        let answer = Health {
             status: "ok".to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
@@ -83,6 +86,7 @@ impl App {
             public_url: self.public_url.clone(),
             cache_dir: self.cache_dir.clone(),
             uptime_secs: self.started.elapsed().as_secs(),
+            shared: self.shared.as_ref().map(SharedTier::health),
         };
         admin::json_ok(&answer)
     }
@@ -153,6 +157,18 @@ impl Server {
             git.clone(),
         );
         let providers = Providers::new(config.clone(), store.clone(), upstream, registry);
+        let shared = config
+            .shared
+            .as_ref()
+            .map(|shared| SharedTier::from_config(shared, config.upstream_retry_after))
+            .transpose()?;
+        if let Some(tier) = shared.clone() {
+            // So that `status` tells whether the bucket answers before the
+            // first lookup, and a broken setup warns at start.
+            tokio::spawn(async move {
+                let _ = tier.probe().await;
+            });
+        }
         let app = App {
             url,
             public_url,
@@ -165,6 +181,7 @@ impl Server {
             providers,
             modules,
             git,
+            shared,
         };
         Ok(Server {
             listener,

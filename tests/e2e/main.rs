@@ -29,6 +29,7 @@ mod providers;
 mod reporting;
 mod serve;
 mod service;
+mod shared_push;
 mod trust_boundary;
 mod trust_import;
 mod unpacked_tree;

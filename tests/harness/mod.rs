@@ -99,6 +99,14 @@ impl World {
         std::fs::write(self.config_path(), config).unwrap();
     }
 
+    /// Adds `text` at the end of the config file: a section such as
+    /// `[shared]`, which would swallow the top-level keys if put first.
+    pub fn append_config(&self, text: &str) {
+        let mut config = std::fs::read_to_string(self.config_path()).unwrap();
+        config.push_str(text);
+        std::fs::write(self.config_path(), config).unwrap();
+    }
+
     pub fn cache_dir(&self) -> PathBuf {
         self.root.path().join("cache")
     }

@@ -4,6 +4,7 @@ pub mod import;
 mod inventory;
 pub use inventory::human_bytes;
 pub mod list;
+pub mod push;
 pub mod remove;
 pub mod stats;
 
@@ -72,6 +73,14 @@ pub enum CacheAction {
         dry_run: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Upload the cached provider packages, checksums, module archives and
+    /// git archives to the shared tier (`[shared]` in the config), skipping
+    /// what the bucket already holds; e.g. after `warm`, to seed a fleet.
+    Push {
+        /// Only show what would be uploaded.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Total size, counts and bytes per kind, the largest artifacts.
     Stats {

@@ -95,7 +95,7 @@ pub async fn plan(
     for (index, additions) in std::mem::take(&mut verdict.additions) {
         let path = locks[index].path.clone();
         let wanted: Vec<ProviderAddress> = additions.keys().cloned().collect();
-        let additions = confirmed(&server.cache_dir, additions).await;
+        let additions = confirmed(&server.server.cache_dir, additions).await;
         let written = tokio::task::spawn_blocking(move || add_h1(&path, &additions)).await;
         let path = &locks[index].path;
         let added = match written {

@@ -59,8 +59,8 @@ impl PackageClient {
         Ok(PackageClient {
             client,
             url: health.url.clone(),
-            address: health.address,
-            cache_dir: health.cache_dir,
+            address: health.server.url,
+            cache_dir: health.server.cache_dir,
         })
     }
 

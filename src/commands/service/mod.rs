@@ -182,11 +182,11 @@ async fn note_other_server(cache_dir: &Path, service_url: &str) {
     let Some(other) = super::running_server(cache_dir).await else {
         return;
     };
-    if other.url != service_url {
+    if other.server.url != service_url {
         println!(
             "Note: another tfmirror server (pid {}) serves this cache at {}; the service's \
              server takes over once it exits. `tfmirror stop` stops it now.",
-            other.pid, other.url
+            other.server.pid, other.server.url
         );
     }
 }
