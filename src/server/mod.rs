@@ -34,7 +34,7 @@ use crate::protocol::{Endpoint, Health};
 use crate::providers::Providers;
 use crate::response::Response;
 use crate::server_key::ServerKey;
-use crate::shared::SharedTier;
+use crate::shared::{SharedStore, SharedTier};
 use crate::store::Store;
 use crate::upstream::{Discovery, EnvTokens, RegistryClient, Upstream};
 use access::AccessPolicy;
@@ -135,6 +135,24 @@ impl Server {
             .public_url
             .map(|url| url.as_str().trim_end_matches('/').to_owned());
         let limits = ConnectionLimits::new(config.max_connections);
+        let shared = config
+            .shared
+            .as_ref()
+            .map(|shared| SharedTier::from_config(shared, config.upstream_retry_after))
+            .transpose()?;
+        let shelf = shared.clone().map(|tier| {
+            // So that `status` tells whether the bucket answers before the
+            // first lookup, and a broken setup warns at start.
+            let probing = tier.clone();
+            tokio::spawn(async move {
+                let _ = probing.probe().await;
+            });
+            Arc::new(SharedStore::new(tier, config.limits.metadata_size))
+        });
+        let store = match &shelf {
+            Some(shelf) => store.with_second_tier(shelf.clone()),
+            None => store,
+        };
         let config = Arc::new(config);
         let store = Arc::new(store);
         let upstream = Upstream::new(EnvTokens::from_env())
@@ -148,7 +166,10 @@ impl Server {
             store.documents().clone(),
             key.clone(),
         );
-        let git = GitMirrors::new(config.clone(), store.clone());
+        let mut git = GitMirrors::new(config.clone(), store.clone());
+        if let Some(shelf) = shelf {
+            git = git.with_bundle_shelf(shelf);
+        }
         let modules = Modules::new(
             config.clone(),
             store.clone(),
@@ -157,18 +178,6 @@ impl Server {
             git.clone(),
         );
         let providers = Providers::new(config.clone(), store.clone(), upstream, registry);
-        let shared = config
-            .shared
-            .as_ref()
-            .map(|shared| SharedTier::from_config(shared, config.upstream_retry_after))
-            .transpose()?;
-        if let Some(tier) = shared.clone() {
-            // So that `status` tells whether the bucket answers before the
-            // first lookup, and a broken setup warns at start.
-            tokio::spawn(async move {
-                let _ = tier.probe().await;
-            });
-        }
         let app = App {
             url,
             public_url,

@@ -66,6 +66,11 @@ impl Circuit {
 
     /// Whether a request may go to the bucket now: always while it works;
     /// while it fails, one probe per period.
+    /// The tier's URL, as the log names it.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     pub fn allows(&self) -> bool {
         let mut phase = self.phase.lock().expect("circuit poisoned");
         match &mut *phase {

@@ -4,7 +4,7 @@
 //! ```text
 //! <prefix>/v1/<cache-relative path>              artifacts, as on disk
 //! <prefix>/v1/documents/<escaped index key>      metadata documents
-//! <prefix>/v1/git-bundles/<host>/<path>.bundle   git bundles of mirrors
+//! <prefix>/v1/git/<host>/<path>.git.bundle      a git mirror as a bundle
 //! ```
 //!
 //! Keys are immutable by name (an artifact's path names its content, a
@@ -16,7 +16,7 @@
 
 use std::fmt;
 
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::store::{RelPath, Segment, SegmentError};
 
@@ -24,7 +24,6 @@ use crate::store::{RelPath, Segment, SegmentError};
 pub const LAYOUT: &str = "v1";
 
 const DOCUMENTS: &str = "documents";
-const GIT_BUNDLES: &str = "git-bundles";
 
 /// S3's limit on a key, in bytes, less room for a prefix.
 const MAX_KEY_LEN: usize = 900;
@@ -45,8 +44,6 @@ pub enum KeyError {
     Segment { path: String, source: SegmentError },
     #[error("document key {0:?} is too long for an object key")]
     TooLong(String),
-    #[error("{0:?} is no document key of the shared tier")]
-    NotADocument(String),
 }
 
 impl ObjectKey {
@@ -63,7 +60,7 @@ impl ObjectKey {
     }
 
     /// A metadata document by its index key (a URL or a path), escaped
-    /// into one component; [`ObjectKey::document_key`] reverses it.
+    /// into one component, reversibly, so two keys never share an object.
     pub fn document(index_key: &str) -> Result<ObjectKey, KeyError> {
         let mut escaped = utf8_percent_encode(index_key, DOCUMENT_ESCAPES).to_string();
         // Only a leading dot could make the component `.` or `..`.
@@ -76,28 +73,11 @@ impl ObjectKey {
         Ok(ObjectKey(format!("{LAYOUT}/{DOCUMENTS}/{escaped}")))
     }
 
-    /// The index key a [`ObjectKey::document`] key was made from.
-    pub fn document_key(&self) -> Result<String, KeyError> {
-        let not_a_document = || KeyError::NotADocument(self.0.clone());
-        let escaped = self
-            .0
-            .strip_prefix(&format!("{LAYOUT}/{DOCUMENTS}/"))
-            .filter(|rest| !rest.contains('/'))
-            .ok_or_else(not_a_document)?;
-        percent_decode_str(escaped)
-            .decode_utf8()
-            .map(|key| key.into_owned())
-            .map_err(|_| not_a_document())
-    }
-
-    /// The git bundle of a mirror, by its path below `git/` without the
-    /// `.git` (`<host>/<path>`).
-    pub fn git_bundle(repo_path: &str) -> Result<ObjectKey, KeyError> {
-        let path = segments(repo_path)?;
-        Ok(ObjectKey(format!(
-            "{LAYOUT}/{GIT_BUNDLES}/{}.bundle",
-            path.key()
-        )))
+    /// A git mirror, given by its directory below the cache root
+    /// (`git/<host>/<path>.git`), as a `git bundle`: beside where the
+    /// mirror would be, with `.bundle` appended.
+    pub fn git_bundle(mirror_dir: &RelPath) -> ObjectKey {
+        ObjectKey(format!("{LAYOUT}/{}.bundle", mirror_dir.key()))
     }
 
     /// The key below the tier's prefix.
@@ -128,6 +108,7 @@ fn segments(path: &str) -> Result<RelPath, KeyError> {
 mod tests {
     use super::*;
     use crate::store::Bucket;
+    use percent_encoding::percent_decode_str;
 
     #[test]
     fn artifacts_keep_their_cache_path_under_the_layout_version() {
@@ -164,7 +145,6 @@ mod tests {
             "a/\0",
         ] {
             assert!(ObjectKey::artifact_at(bad).is_err(), "{bad:?}");
-            assert!(ObjectKey::git_bundle(bad).is_err(), "{bad:?}");
         }
         for key in ["..", ".", "../x", "a/../b", ""] {
             match ObjectKey::document(key) {
@@ -190,19 +170,24 @@ mod tests {
         assert!(escaped
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.%".contains(&b)));
-        assert_eq!(key.document_key().unwrap(), index_key);
-        assert_eq!(
-            ObjectKey::document("..").unwrap().document_key().unwrap(),
-            ".."
-        );
+        let decoded = |key: &ObjectKey| {
+            let escaped = key.as_str().strip_prefix("v1/documents/").unwrap();
+            percent_decode_str(escaped)
+                .decode_utf8()
+                .unwrap()
+                .into_owned()
+        };
+        assert_eq!(decoded(&key), index_key);
+        let dots = ObjectKey::document("..").unwrap();
+        assert_ne!(dots.as_str(), "v1/documents/..");
+        assert_eq!(decoded(&dots), "..");
         assert!(ObjectKey::document(&"x".repeat(1000)).is_err());
-        let artifact = ObjectKey::artifact_at("providers/a").unwrap();
-        assert!(artifact.document_key().is_err());
     }
 
     #[test]
-    fn git_bundles_are_named_by_host_and_path() {
-        let key = ObjectKey::git_bundle("github.com/org/infra").unwrap();
-        assert_eq!(key.as_str(), "v1/git-bundles/github.com/org/infra.bundle");
+    fn git_bundles_sit_where_their_mirror_would() {
+        let mirror = segments("git/github.com/org/infra.git").unwrap();
+        let key = ObjectKey::git_bundle(&mirror);
+        assert_eq!(key.as_str(), "v1/git/github.com/org/infra.git.bundle");
     }
 }

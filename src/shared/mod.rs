@@ -14,40 +14,30 @@
 //! - `tier`: [`SharedTier`], reads bounded in size and time, health.
 //! - `upload`: background and immediate uploads, multipart when large.
 //! - `circuit`: when the bucket is asked, one warning when it fails.
-
-// The lookups, background uploads, document and bundle keys are for the
-// store's `get_or_produce` and the git bundles (issue 18), wired in
-// separately; until then only `cache push` and `status` use the tier.
-#![allow(dead_code, unused_imports)]
+//! - `second_tier`: the tier as the store's second tier and the git
+//!   mirrors' bundle shelf.
 
 mod circuit;
 mod error;
 mod key;
 mod open;
+mod second_tier;
 mod tier;
 mod upload;
 
 pub use error::SharedError;
-pub use key::{KeyError, ObjectKey};
+pub use key::ObjectKey;
+pub use second_tier::SharedStore;
 pub use tier::{Fetched, SharedTier, MAX_UPLOADS};
 
 use crate::store::Bucket;
 
-/// The cache buckets whose artifacts are shared: immutable by name and
-/// verified before they are stored. Derived trees are made again from
-/// these, snapshots are per run, and git mirrors travel as bundles
-/// ([`ObjectKey::git_bundle`]), not as directories.
-pub const SHARED_BUCKETS: [Bucket; 4] = [
-    Bucket::Providers,
-    Bucket::ProviderChecksums,
-    Bucket::ModuleArchives,
-    Bucket::GitArchives,
-];
-
 /// Whether the artifact at `cache_key` (a `/`-separated path below the
-/// cache root) belongs in the bucket.
+/// cache root) belongs in the bucket: see [`Bucket::is_shared`]. Git
+/// mirrors travel as bundles ([`ObjectKey::git_bundle`]), not as
+/// directories.
 pub fn is_shared(cache_key: &str) -> bool {
-    Bucket::split(cache_key).is_some_and(|(bucket, _)| SHARED_BUCKETS.contains(&bucket))
+    Bucket::split(cache_key).is_some_and(|(bucket, _)| bucket.is_shared())
 }
 
 #[cfg(test)]

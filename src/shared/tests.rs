@@ -285,12 +285,12 @@ fn only_verified_immutable_artifacts_are_shared() {
         "providers/h/ns/t/terraform-provider-t_1.0.0_linux_amd64.zip",
         "provider-checksums/h/ns/t/1.0.0/SHA256SUMS.sig",
         "modules/archives/abc.tar.gz",
-        "git-archives/h/org/r.git/0123abcd.tar.gz",
     ] {
         assert!(is_shared(shared), "{shared}");
     }
     for local in [
         "providers-unpacked/h/ns/t/1.0.0/linux_amd64",
+        "git-archives/h/org/r.git/0123abcd.tar.gz",
         "git/h/org/r.git",
         "git-snapshots/run/r.git",
         "documents/ab/cd",

@@ -195,6 +195,11 @@ impl SharedTier {
         }
     }
 
+    /// The tier's URL (never with credentials: `[shared] url` refuses them).
+    pub fn url(&self) -> &str {
+        self.inner.circuit.url()
+    }
+
     pub fn health(&self) -> SharedHealth {
         self.inner.circuit.health(self.inner.upload)
     }

@@ -30,6 +30,7 @@ mod reporting;
 mod serve;
 mod service;
 mod shared_push;
+mod shared_tier;
 mod trust_boundary;
 mod trust_import;
 mod unpacked_tree;

@@ -2,7 +2,7 @@
 //! tier, e.g. after `tfmirror warm`, to seed a fleet's bucket.
 //!
 //! The list comes from the cache's server (as for `cache list`), kept to
-//! the buckets the tier shares ([`crate::shared::SHARED_BUCKETS`]); an
+//! the buckets the tier shares ([`crate::store::Bucket::is_shared`]); an
 //! object already in the bucket (a HEAD) is skipped, since keys are
 //! immutable by name.
 
