@@ -7,6 +7,7 @@
 
 #[path = "../../tests/fixtures/mod.rs"]
 mod fixtures;
+mod fleet;
 mod metadata;
 mod modules;
 mod modules_monorepo;
@@ -54,6 +55,7 @@ enum Scenario {
     ProvidersCold,
     ModulesWarm,
     ModulesMonorepo,
+    FleetCold,
     ServeThroughput,
     MetadataLatency,
     All,
@@ -162,6 +164,10 @@ fn main() -> Result<()> {
         let mut cold = Row::timed("modules-monorepo-cold", measured.cold, 0.8);
         cold.note = measured.note_cold;
         rows.extend([warm, cold]);
+    }
+    if wanted(Scenario::FleetCold) {
+        let pair = fleet::cold(&tools, network, args.runs)?;
+        rows.push(Row::timed("fleet-cold", pair, 0.3));
     }
     if wanted(Scenario::ServeThroughput) {
         match serve::find_nginx() {

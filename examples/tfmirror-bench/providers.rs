@@ -15,13 +15,14 @@ use crate::runner::{alternate, rounds, Pair};
 use crate::sandbox::{run, Network, Sandbox, Tools};
 use crate::stats::{human, median};
 
-const PROVIDERS: usize = 20;
+/// How many providers the root module requires.
+pub const COUNT: usize = 20;
 /// Copies of the payload in the aws-sized provider, `p00`.
 const AWS_COPIES: usize = 9;
 
 /// The providers, built around `payload` (the terraform binary).
-fn specs(payload: &Payload) -> Vec<ProviderSpec> {
-    (0..PROVIDERS)
+pub fn specs(payload: &Payload) -> Vec<ProviderSpec> {
+    (0..COUNT)
         .map(|n| {
             let copies = if n == 0 { AWS_COPIES } else { 1 };
             ProviderSpec::new("bench", &format!("p{n:02}"), &["1.0.0"])
@@ -31,14 +32,14 @@ fn specs(payload: &Payload) -> Vec<ProviderSpec> {
         .collect()
 }
 
-fn payload(tools: &Tools) -> Result<Payload> {
+pub fn payload(tools: &Tools) -> Result<Payload> {
     Payload::from_file(&tools.terraform, 1)
         .with_context(|| format!("read {} as the payload", tools.terraform.display()))
 }
 
-fn main_tf() -> String {
+pub fn main_tf() -> String {
     let mut text = String::from("terraform {\n  required_providers {\n");
-    for n in 0..PROVIDERS {
+    for n in 0..COUNT {
         text.push_str(&format!(
             "    p{n:02} = {{\n      source  = \"bench/p{n:02}\"\n      version = \"1.0.0\"\n    }}\n"
         ));
@@ -191,10 +192,7 @@ pub fn cold(tools: &Tools, network: Network, runs: usize) -> Result<Pair> {
     let sandbox = Sandbox::new(tools, &registry)?;
     let direct = sandbox.direct_cli_config()?;
     let main_tf = main_tf();
-    // The lock file, made once without the simulated network.
-    let locking = sandbox.workdir(&main_tf, None)?;
-    run(&mut sandbox.init_with(&direct, &locking), "locking init")?;
-    let lock_file: PathBuf = locking.join(".terraform.lock.hcl");
+    let lock_file = lock_file(&sandbox)?;
     network.apply(&registry);
 
     alternate(
@@ -219,6 +217,15 @@ pub fn cold(tools: &Tools, network: Network, runs: usize) -> Result<Pair> {
             Ok(elapsed)
         },
     )
+}
+
+/// The root module's lock file, made once by Terraform straight from the upstream: call it
+/// before the simulated network is applied.
+pub fn lock_file(sandbox: &Sandbox) -> Result<PathBuf> {
+    let direct = sandbox.direct_cli_config()?;
+    let locking = sandbox.workdir(&main_tf(), None)?;
+    run(&mut sandbox.init_with(&direct, &locking), "locking init")?;
+    Ok(locking.join(".terraform.lock.hcl"))
 }
 
 /// How a round's contender is announced on stderr.
