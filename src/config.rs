@@ -286,8 +286,96 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid config file {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("invalid config file {path}: {source}")]
+    Invalid {
+        path: PathBuf,
+        source: InvalidConfig,
+    },
+}
+
+/// What is wrong in a config file's text. Each message names the key to
+/// fix, so the user need not guess which line was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidConfig {
+    /// Not TOML, or a key tfmirror does not know. Only the parser's message
+    /// is shown: its `Display` adds a source excerpt across several lines.
+    #[error("{}", .0.message())]
+    Toml(toml::de::Error),
+    /// The common case: `key = "value"` and why that value is refused.
+    #[error("{key} = {value:?}: {why}")]
+    BadValue {
+        key: &'static str,
+        value: String,
+        #[source]
+        why: Why,
+    },
+    /// A count of zero, which would stop the server serving anything.
+    #[error("{key} = 0: must be at least 1")]
+    NoneAllowed { key: &'static str },
+    #[error("{0:?} is not a registry hostname")]
+    NotAHostname(String),
+    #[error("upstream for {host}: {base:?} is not a URL: {source}")]
+    UpstreamNotAUrl {
+        host: String,
+        base: String,
+        source: url::ParseError,
+    },
+    #[error("upstream for {host}: {base:?} must be http or https")]
+    UpstreamNotHttp { host: String, base: String },
+    #[error("[git] mirror: {0}")]
+    BadMirrorPrefix(#[source] InvalidMirrorPrefix),
+    #[error("[shared] url is required (e.g. \"s3://bucket/prefix\")")]
+    SharedUrlMissing,
+}
+
+/// Why [`InvalidConfig::BadValue`] refused a value.
+#[derive(Debug, thiserror::Error)]
+pub enum Why {
+    #[error("{0}")]
+    Duration(#[source] humantime::DurationError),
+    #[error("{0}")]
+    Size(#[source] BadSize),
+    #[error("must be above zero")]
+    Zero,
+    #[error(
+        "at least {} (a collection walks the whole cache)",
+        humantime::format_duration(MIN_GC_INTERVAL)
+    )]
+    GcTooOften,
+    #[error("{0} (expected e.g. \"127.0.0.1:7878\")")]
+    Listen(#[source] std::net::AddrParseError),
+    #[error("{0} (expected e.g. \"https://tfmirror.example.com:8443\")")]
+    PublicUrl(#[source] url::ParseError),
+    #[error("{0}")]
+    Url(#[source] url::ParseError),
+    #[error("must be http or https")]
+    NotHttp,
+    #[error("expected s3://, gs://, az:// or file://")]
+    SharedScheme,
+    #[error("expected <scheme>://<bucket>/<prefix>, without credentials or a query")]
+    SharedLocation,
+    #[error("expected file:///absolute/directory")]
+    SharedDirectory,
+}
+
+/// Why a size (`10GB`, `500MiB`) was not read; also what `--max-size`
+/// reports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadSize {
+    #[error("expected a size such as 10GB or 500MiB")]
+    NotANumber,
+    #[error("unknown size unit {0:?}")]
+    UnknownUnit(String),
+}
+
+impl InvalidConfig {
+    fn bad_value(key: &'static str, value: &str, why: Why) -> Self {
+        InvalidConfig::BadValue {
+            key,
+            value: value.to_owned(),
+            why,
+        }
+    }
 }
 
 impl Config {
@@ -307,14 +395,14 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+        Config::parse(&text).map_err(|source| ConfigError::Invalid {
             path: path.to_owned(),
-            message,
+            source,
         })
     }
 
-    pub fn parse(text: &str) -> Result<Config, String> {
-        let file: ConfigFile = toml::from_str(text).map_err(|e| e.message().to_string())?;
+    pub fn parse(text: &str) -> Result<Config, InvalidConfig> {
+        let file: ConfigFile = toml::from_str(text).map_err(InvalidConfig::Toml)?;
         let mut config = Config {
             limits: parse_limits(&file)?,
             ..Config::default()
@@ -332,14 +420,17 @@ impl Config {
                 .collect::<Result<_, _>>()?;
         }
         if let Some(listen) = file.listen {
-            config.listen = Some(listen.parse().map_err(|e| {
-                format!("listen = {listen:?}: {e} (expected e.g. \"127.0.0.1:7878\")")
-            })?);
+            config.listen = Some(
+                listen
+                    .parse()
+                    .map_err(|e| InvalidConfig::bad_value("listen", &listen, Why::Listen(e)))?,
+            );
         }
         if let Some(public) = file.public_url {
-            config.public_url = Some(Url::parse(&public).map_err(|e| {
-                format!("public_url = {public:?}: {e} (expected e.g. \"https://tfmirror.example.com:8443\")")
-            })?);
+            config.public_url =
+                Some(Url::parse(&public).map_err(|e| {
+                    InvalidConfig::bad_value("public_url", &public, Why::PublicUrl(e))
+                })?);
         }
         if let Some(idle) = file.idle_timeout {
             config.idle_timeout = parse_duration("idle_timeout", &idle)?;
@@ -356,9 +447,10 @@ impl Config {
         if let Some(value) = file.gc_interval {
             config.gc.interval = parse_duration("gc_interval", &value)?;
             if config.gc.interval < MIN_GC_INTERVAL {
-                return Err(format!(
-                    "gc_interval = {value:?}: at least {} (a collection walks the whole cache)",
-                    humantime::format_duration(MIN_GC_INTERVAL)
+                return Err(InvalidConfig::bad_value(
+                    "gc_interval",
+                    &value,
+                    Why::GcTooOften,
                 ));
             }
         }
@@ -377,8 +469,10 @@ impl Config {
         if let Some(value) = &file.upstream_retry_after {
             let period = parse_duration("upstream_retry_after", value)?;
             if period.is_zero() {
-                return Err(format!(
-                    "upstream_retry_after = {value:?}: must be above zero"
+                return Err(InvalidConfig::bad_value(
+                    "upstream_retry_after",
+                    value,
+                    Why::Zero,
                 ));
             }
             config.upstream_retry_after = period;
@@ -391,7 +485,7 @@ impl Config {
                 .iter()
                 .map(|prefix| prefix.parse())
                 .collect::<Result<_, InvalidMirrorPrefix>>()
-                .map_err(|e| format!("[git] mirror: {e}"))?;
+                .map_err(InvalidConfig::BadMirrorPrefix)?;
         }
         if let Some(section) = file.shared {
             config.shared = Some(parse_shared(section)?);
@@ -431,44 +525,39 @@ impl Config {
 
 /// `[shared]`: `url` is required and names a supported store; each error
 /// names its key.
-fn parse_shared(section: SharedSection) -> Result<SharedConfig, String> {
-    let text = section
-        .url
-        .ok_or("[shared] url is required (e.g. \"s3://bucket/prefix\")")?;
-    let url = Url::parse(&text).map_err(|e| format!("[shared] url = {text:?}: {e}"))?;
+fn parse_shared(section: SharedSection) -> Result<SharedConfig, InvalidConfig> {
+    const URL: &str = "[shared] url";
+    let text = section.url.ok_or(InvalidConfig::SharedUrlMissing)?;
+    let url = Url::parse(&text).map_err(|e| InvalidConfig::bad_value(URL, &text, Why::Url(e)))?;
     if !SHARED_SCHEMES.contains(&url.scheme()) {
-        return Err(format!(
-            "[shared] url = {text:?}: expected s3://, gs://, az:// or file://"
-        ));
+        return Err(InvalidConfig::bad_value(URL, &text, Why::SharedScheme));
     }
     let no_bucket = url.scheme() != "file" && url.host_str().is_none_or(str::is_empty);
     let credentials =
         !url.username().is_empty() || url.password().is_some() || url.query().is_some();
     if no_bucket || credentials || url.fragment().is_some() {
-        return Err(format!(
-            "[shared] url = {text:?}: expected <scheme>://<bucket>/<prefix>, without credentials or a query"
-        ));
+        return Err(InvalidConfig::bad_value(URL, &text, Why::SharedLocation));
     }
     if url.scheme() == "file"
         && (url.host_str().is_some_and(|h| !h.is_empty()) || url.path() == "/")
     {
-        return Err(format!(
-            "[shared] url = {text:?}: expected file:///absolute/directory"
-        ));
+        return Err(InvalidConfig::bad_value(URL, &text, Why::SharedDirectory));
     }
+    const ENDPOINT: &str = "[shared] endpoint";
     let endpoint = section
         .endpoint
         .map(|e| match Url::parse(&e) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(url),
-            Ok(_) => Err(format!("[shared] endpoint = {e:?}: must be http or https")),
-            Err(err) => Err(format!("[shared] endpoint = {e:?}: {err}")),
+            Ok(_) => Err(InvalidConfig::bad_value(ENDPOINT, &e, Why::NotHttp)),
+            Err(err) => Err(InvalidConfig::bad_value(ENDPOINT, &e, Why::Url(err))),
         })
         .transpose()?;
     let timeout = match section.timeout {
         Some(value) => {
-            let timeout = parse_duration("[shared] timeout", &value)?;
+            const TIMEOUT: &str = "[shared] timeout";
+            let timeout = parse_duration(TIMEOUT, &value)?;
             if timeout.is_zero() {
-                return Err(format!("[shared] timeout = {value:?}: must be above zero"));
+                return Err(InvalidConfig::bad_value(TIMEOUT, &value, Why::Zero));
             }
             timeout
         }
@@ -493,7 +582,7 @@ const MIN_GC_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The download caps: each key, when set, must be above zero, since a cap
 /// of nothing would refuse every download.
-fn parse_limits(file: &ConfigFile) -> Result<Limits, String> {
+fn parse_limits(file: &ConfigFile) -> Result<Limits, InvalidConfig> {
     let mut limits = Limits::default();
     let sizes = [
         (
@@ -529,8 +618,10 @@ fn parse_limits(file: &ConfigFile) -> Result<Limits, String> {
     if let Some(value) = &file.download_stall_timeout {
         let stall = parse_duration("download_stall_timeout", value)?;
         if stall.is_zero() {
-            return Err(format!(
-                "download_stall_timeout = {value:?}: must be above zero"
+            return Err(InvalidConfig::bad_value(
+                "download_stall_timeout",
+                value,
+                Why::Zero,
             ));
         }
         limits.download_stall = stall;
@@ -538,25 +629,26 @@ fn parse_limits(file: &ConfigFile) -> Result<Limits, String> {
     Ok(limits)
 }
 
-fn positive(key: &str, text: &str, value: u64) -> Result<u64, String> {
+fn positive(key: &'static str, text: &str, value: u64) -> Result<u64, InvalidConfig> {
     if value == 0 {
-        return Err(format!("{key} = {text:?}: must be above zero"));
+        return Err(InvalidConfig::bad_value(key, text, Why::Zero));
     }
     Ok(value)
 }
 
-fn parse_size_key(key: &str, value: &str) -> Result<u64, String> {
-    parse_size(value).map_err(|e| format!("{key} = {value:?}: {e}"))
+fn parse_size_key(key: &'static str, value: &str) -> Result<u64, InvalidConfig> {
+    parse_size(value).map_err(|e| InvalidConfig::bad_value(key, value, Why::Size(e)))
 }
 
-fn parse_duration(key: &str, value: &str) -> Result<Duration, String> {
-    humantime::parse_duration(value).map_err(|e| format!("{key} = {value:?}: {e}"))
+fn parse_duration(key: &'static str, value: &str) -> Result<Duration, InvalidConfig> {
+    humantime::parse_duration(value)
+        .map_err(|e| InvalidConfig::bad_value(key, value, Why::Duration(e)))
 }
 
 /// A limit of zero would stop the server serving anything at all.
-fn at_least_one(key: &str, value: usize) -> Result<usize, String> {
+fn at_least_one(key: &'static str, value: usize) -> Result<usize, InvalidConfig> {
     if value == 0 {
-        Err(format!("{key} = 0: must be at least 1"))
+        Err(InvalidConfig::NoneAllowed { key })
     } else {
         Ok(value)
     }
@@ -564,15 +656,13 @@ fn at_least_one(key: &str, value: usize) -> Result<usize, String> {
 
 /// `10GB`, `500 MiB`, `1.5G`, `123` (bytes): decimal units for `kB`/`MB`/
 /// `GB`/`TB` and their one-letter forms, binary for `KiB`/`MiB`/`GiB`/`TiB`.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, BadSize> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| "expected a size such as 10GB or 500MiB".to_owned())?;
+    let number: f64 = number.parse().map_err(|_| BadSize::NotANumber)?;
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,
@@ -583,14 +673,14 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "mib" => 1 << 20,
         "gib" => 1 << 30,
         "tib" => 1 << 40,
-        other => return Err(format!("unknown size unit {other:?}")),
+        other => return Err(BadSize::UnknownUnit(other.to_owned())),
     };
     Ok((number * factor as f64) as u64)
 }
 
 /// Registry hostnames are case-insensitive; keep one spelling so cache keys
 /// and config lookups agree.
-fn normalize_host(host: &str) -> Result<String, String> {
+fn normalize_host(host: &str) -> Result<String, InvalidConfig> {
     let lower = host.trim().to_ascii_lowercase();
     let valid = !lower.is_empty()
         && lower.len() <= 253
@@ -601,19 +691,23 @@ fn normalize_host(host: &str) -> Result<String, String> {
     if valid {
         Ok(lower)
     } else {
-        Err(format!("{host:?} is not a registry hostname"))
+        Err(InvalidConfig::NotAHostname(host.to_owned()))
     }
 }
 
 /// An upstream base must be http(s) and end in `/` so that relative paths
 /// join below it rather than replacing its last segment.
-fn parse_upstream(host: &str, base: &str) -> Result<Url, String> {
-    let mut url =
-        Url::parse(base).map_err(|e| format!("upstream for {host}: {base:?} is not a URL: {e}"))?;
+fn parse_upstream(host: &str, base: &str) -> Result<Url, InvalidConfig> {
+    let mut url = Url::parse(base).map_err(|source| InvalidConfig::UpstreamNotAUrl {
+        host: host.to_owned(),
+        base: base.to_owned(),
+        source,
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "upstream for {host}: {base:?} must be http or https"
-        ));
+        return Err(InvalidConfig::UpstreamNotHttp {
+            host: host.to_owned(),
+            base: base.to_owned(),
+        });
     }
     if !url.path().ends_with('/') {
         let path = format!("{}/", url.path());
@@ -682,6 +776,11 @@ fn non_empty_env(name: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The message a user sees for a config text that is refused.
+    fn refused(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
 
     #[test]
     fn defaults_apply_to_an_empty_file() {
@@ -755,11 +854,11 @@ mod tests {
         assert_eq!(limits.module_unpacked_size, 1_000_000_000);
         assert_eq!(limits.module_archive_entries, 100_000);
         assert_eq!(limits.download_stall, Duration::from_secs(60));
-        let err = Config::parse("max_module_unpacked_size = \"0\"").unwrap_err();
+        let err = refused("max_module_unpacked_size = \"0\"");
         assert_eq!(err, "max_module_unpacked_size = \"0\": must be above zero");
-        let err = Config::parse("download_stall_timeout = \"0s\"").unwrap_err();
+        let err = refused("download_stall_timeout = \"0s\"");
         assert!(err.starts_with("download_stall_timeout"), "{err}");
-        let err = Config::parse("max_provider_package_size = \"lots\"").unwrap_err();
+        let err = refused("max_provider_package_size = \"lots\"");
         assert!(err.starts_with("max_provider_package_size"), "{err}");
     }
 
@@ -773,9 +872,9 @@ mod tests {
 
     #[test]
     fn a_gc_interval_under_a_minute_is_refused() {
-        let refused = Config::parse("gc_interval = \"0s\"").unwrap_err();
+        let message = refused("gc_interval = \"0s\"");
         assert_eq!(
-            refused,
+            message,
             "gc_interval = \"0s\": at least 1m (a collection walks the whole cache)"
         );
         assert!(Config::parse("gc_interval = \"59s\"").is_err());
@@ -789,8 +888,8 @@ mod tests {
         assert_eq!(parse_size("500 MiB"), Ok(500 << 20));
         assert_eq!(parse_size("1.5g"), Ok(1_500_000_000));
         assert_eq!(parse_size("123"), Ok(123));
-        assert!(parse_size("ten").is_err());
-        assert!(parse_size("10XB").is_err());
+        assert_eq!(parse_size("ten"), Err(BadSize::NotANumber));
+        assert_eq!(parse_size("10XB"), Err(BadSize::UnknownUnit("xb".into())));
         let config = Config::parse("gc_max_size = \"2GB\"\ngc_unused_for = \"7d\"").unwrap();
         assert_eq!(config.gc.max_size, Some(2_000_000_000));
         assert!(config.gc.is_automatic());
@@ -798,17 +897,17 @@ mod tests {
 
     #[test]
     fn rejects_bad_values_with_the_key_named() {
-        let err = Config::parse(r#"metadata_ttl = "soon""#).unwrap_err();
+        let err = refused(r#"metadata_ttl = "soon""#);
         assert!(err.contains("metadata_ttl"), "{err}");
-        let err = Config::parse(r#"registries = ["../etc"]"#).unwrap_err();
+        let err = refused(r#"registries = ["../etc"]"#);
         assert!(err.contains("not a registry hostname"), "{err}");
-        let err = Config::parse("[upstream]\n\"a.b\" = \"ftp://x/\"").unwrap_err();
+        let err = refused("[upstream]\n\"a.b\" = \"ftp://x/\"");
         assert!(err.contains("http or https"), "{err}");
-        let err = Config::parse(r#"listen = "localhost""#).unwrap_err();
+        let err = refused(r#"listen = "localhost""#);
         assert!(err.contains("listen"), "{err}");
-        let err = Config::parse("max_connections = 0").unwrap_err();
+        let err = refused("max_connections = 0");
         assert!(err.contains("max_connections"), "{err}");
-        let err = Config::parse("metdata_ttl = \"1h\"").unwrap_err();
+        let err = refused("metdata_ttl = \"1h\"");
         assert!(err.contains("unknown field"), "{err}");
     }
 
@@ -861,7 +960,7 @@ mod tests {
             ("url = \"s3://b\"\nbucket = \"x\"", "unknown field"),
         ];
         for (section, expected) in cases {
-            let err = Config::parse(&format!("[shared]\n{section}")).unwrap_err();
+            let err = refused(&format!("[shared]\n{section}"));
             assert!(err.contains(expected), "{section}: {err}");
         }
     }
@@ -881,13 +980,176 @@ mod tests {
 
     #[test]
     fn a_git_mirror_that_is_no_url_prefix_is_refused_with_the_key_named() {
-        let err = Config::parse("[git]\nmirror = [\"https://github.com/\", \"\"]").unwrap_err();
+        let err = refused("[git]\nmirror = [\"https://github.com/\", \"\"]");
         assert!(
             err.starts_with(r#"[git] mirror: "" is not a git URL prefix"#)
                 && err.ends_with(r#"(expected e.g. "https://github.com/" or "git@github.com:")"#),
             "{err}"
         );
-        let err = Config::parse("[git]\nmirror = [\"github.com\"]").unwrap_err();
+        let err = refused("[git]\nmirror = [\"github.com\"]");
         assert!(err.starts_with(r#"[git] mirror: "github.com""#), "{err}");
+    }
+
+    /// Every refusal, word for word as users (and scripts grepping for
+    /// them) have seen it; a library's own part is taken from the library.
+    #[test]
+    fn each_refusal_keeps_its_message() {
+        let duration = humantime::parse_duration("soon").unwrap_err();
+        let address = "localhost".parse::<SocketAddr>().unwrap_err();
+        let no_base = Url::parse("nope").unwrap_err();
+        let cases = [
+            (
+                r#"metadata_ttl = "soon""#.to_owned(),
+                format!(r#"metadata_ttl = "soon": {duration}"#),
+            ),
+            (
+                r#"gc_max_size = "ten""#.into(),
+                r#"gc_max_size = "ten": expected a size such as 10GB or 500MiB"#.into(),
+            ),
+            (
+                r#"max_metadata_size = "10XB""#.into(),
+                r#"max_metadata_size = "10XB": unknown size unit "xb""#.into(),
+            ),
+            (
+                "max_module_archive_entries = 0".into(),
+                r#"max_module_archive_entries = "0": must be above zero"#.into(),
+            ),
+            (
+                r#"upstream_retry_after = "0s""#.into(),
+                r#"upstream_retry_after = "0s": must be above zero"#.into(),
+            ),
+            (
+                r#"listen = "localhost""#.into(),
+                format!(r#"listen = "localhost": {address} (expected e.g. "127.0.0.1:7878")"#),
+            ),
+            (
+                r#"public_url = "nope""#.into(),
+                format!(
+                    r#"public_url = "nope": {no_base} (expected e.g. "https://tfmirror.example.com:8443")"#
+                ),
+            ),
+            (
+                "git_max_processes = 0".into(),
+                "git_max_processes = 0: must be at least 1".into(),
+            ),
+            (
+                r#"registries = ["../etc"]"#.into(),
+                r#""../etc" is not a registry hostname"#.into(),
+            ),
+            (
+                "[upstream]\n\"-bad\" = \"http://x/\"".into(),
+                r#""-bad" is not a registry hostname"#.into(),
+            ),
+            (
+                "[upstream]\n\"A.b\" = \"nope\"".into(),
+                format!(r#"upstream for a.b: "nope" is not a URL: {no_base}"#),
+            ),
+            (
+                "[upstream]\n\"a.b\" = \"ftp://x/\"".into(),
+                r#"upstream for a.b: "ftp://x/" must be http or https"#.into(),
+            ),
+            (
+                "[shared]".into(),
+                r#"[shared] url is required (e.g. "s3://bucket/prefix")"#.into(),
+            ),
+            (
+                "[shared]\nurl = \"nope\"".into(),
+                format!(r#"[shared] url = "nope": {no_base}"#),
+            ),
+            (
+                "[shared]\nurl = \"ftp://b/p\"".into(),
+                r#"[shared] url = "ftp://b/p": expected s3://, gs://, az:// or file://"#.into(),
+            ),
+            (
+                "[shared]\nurl = \"s3://k:s@b/p\"".into(),
+                r#"[shared] url = "s3://k:s@b/p": expected <scheme>://<bucket>/<prefix>, without credentials or a query"#.into(),
+            ),
+            (
+                "[shared]\nurl = \"file:///\"".into(),
+                r#"[shared] url = "file:///": expected file:///absolute/directory"#.into(),
+            ),
+            (
+                "[shared]\nurl = \"s3://b\"\nendpoint = \"ftp://x\"".into(),
+                r#"[shared] endpoint = "ftp://x": must be http or https"#.into(),
+            ),
+            (
+                "[shared]\nurl = \"s3://b\"\nendpoint = \"nope\"".into(),
+                format!(r#"[shared] endpoint = "nope": {no_base}"#),
+            ),
+            (
+                "[shared]\nurl = \"s3://b\"\ntimeout = \"0s\"".into(),
+                r#"[shared] timeout = "0s": must be above zero"#.into(),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(refused(&text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn refusals_say_what_failed_in_their_variant() {
+        assert!(matches!(
+            Config::parse("max_connections = 0"),
+            Err(InvalidConfig::NoneAllowed {
+                key: "max_connections"
+            })
+        ));
+        assert!(matches!(
+            Config::parse(r#"gc_interval = "30s""#),
+            Err(InvalidConfig::BadValue { key: "gc_interval", value, why: Why::GcTooOften })
+                if value == "30s"
+        ));
+        assert!(matches!(
+            Config::parse(r#"gc_max_size = "1QB""#),
+            Err(InvalidConfig::BadValue {
+                why: Why::Size(BadSize::UnknownUnit(unit)),
+                ..
+            }) if unit == "qb"
+        ));
+        assert!(matches!(
+            Config::parse("[upstream]\n\"a.b\" = \"ftp://x/\""),
+            Err(InvalidConfig::UpstreamNotHttp { host, .. }) if host == "a.b"
+        ));
+        assert!(matches!(
+            Config::parse("[git]\nmirror = [\"\"]"),
+            Err(InvalidConfig::BadMirrorPrefix(_))
+        ));
+        assert!(matches!(
+            Config::parse("nonsense"),
+            Err(InvalidConfig::Toml(_))
+        ));
+    }
+
+    /// The parser's own `Display` quotes the file over several lines; the
+    /// one-line message is what a user has always been shown.
+    #[test]
+    fn a_toml_error_is_one_line() {
+        let message = refused("metdata_ttl = \"1h\"");
+        assert!(
+            message.starts_with("unknown field `metdata_ttl`"),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    /// A file's errors name the file, then what is wrong in it, once: the
+    /// cause chain holds the details without repeating them.
+    #[test]
+    fn a_bad_file_is_named_with_its_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "max_connections = 0\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "invalid config file {}: max_connections = 0: must be at least 1",
+                path.display()
+            )
+        );
+        let cause = std::error::Error::source(&err).expect("the refusal is the cause");
+        assert_eq!(cause.to_string(), "max_connections = 0: must be at least 1");
+        let missing = Config::from_file(&dir.path().join("absent.toml")).unwrap_err();
+        assert!(matches!(missing, ConfigError::Read { .. }), "{missing}");
     }
 }
