@@ -1,8 +1,10 @@
 //! `fleet-cold`: a new CI runner, its disk empty, initialising the `providers-warm` set
 //! (20 providers of real sizes) through tfmirror with a shared tier on a real object store
-//! (Garage on loopback) that an earlier runner filled, against the same new runner with no
-//! shared tier, fetching from the upstream behind the simulated network. Both start from the
-//! same lock file, each round with a new cache directory.
+//! (Garage on loopback) that an earlier runner filled, against the same runner initialising
+//! from the upstream behind the simulated network: Terraform straight from it (the
+//! baseline, as in `providers-cold`), and tfmirror with no shared tier (reported beside it,
+//! to show what the bucket itself adds). All start from the same lock file, tfmirror each
+//! round with a new cache directory.
 
 use std::path::Path;
 use std::process::Command;
@@ -13,13 +15,14 @@ use anyhow::{bail, Context, Result};
 use crate::fixtures::garage::Garage;
 use crate::fixtures::FakeRegistry;
 use crate::providers;
-use crate::runner::{alternate, Pair};
+use crate::runner::{rounds, Pair};
 use crate::sandbox::{run, Network, Sandbox, Tools};
+use crate::stats::{human, median};
 
 /// How long the first runner's uploads may take to reach the bucket.
 const SHARED_WITHIN: Duration = Duration::from_secs(600);
 
-pub fn cold(tools: &Tools, network: Network, runs: usize) -> Result<Pair> {
+pub fn cold(tools: &Tools, network: Network, runs: usize) -> Result<Fleet> {
     let Some(garage) = Garage::start() else {
         bail!("fleet-cold needs garage (cargo install --locked garage --version 2.5.0)");
     };
@@ -65,18 +68,53 @@ pub fn cold(tools: &Tools, network: Network, runs: usize) -> Result<Pair> {
         remove(&[&dir, &cache])?;
         Ok(elapsed)
     };
-    let pair = alternate(
+    let direct = sandbox.direct_cli_config()?;
+    let times = rounds(
         "fleet-cold",
         runs,
-        |_| new_runner(true),
-        |_| new_runner(false),
+        &mut [
+            ("tfmirror + bucket", &mut |_| new_runner(true)),
+            ("tfmirror, no bucket", &mut |_| new_runner(false)),
+            ("straight from the upstream", &mut |_| {
+                let dir = sandbox.workdir(&main_tf, Some(&lock_file))?;
+                let elapsed = run(&mut sandbox.init_with(&direct, &dir), "direct init")?;
+                remove(&[&dir])?;
+                Ok(elapsed)
+            }),
+        ],
     )?;
+    let [bucket, no_bucket, direct]: [Vec<Duration>; 3] =
+        times.try_into().expect("three contenders");
     let zip_fetches = registry.count(|r| r.method == "GET" && r.path.ends_with(".zip"));
-    eprintln!(
-        "  fleet-cold: {zip_fetches} zips fetched from the upstream in all (the baseline's {} per run)",
-        providers::COUNT
-    );
-    Ok(pair)
+    Ok(Fleet {
+        pair: Pair {
+            tfmirror: bucket,
+            baseline: direct,
+        },
+        no_bucket: median(&no_bucket),
+        zip_fetches,
+    })
+}
+
+/// What `fleet-cold` measured.
+pub struct Fleet {
+    /// tfmirror with the bucket against Terraform straight from the upstream.
+    pub pair: Pair,
+    /// tfmirror with no bucket, in the same rounds.
+    pub no_bucket: Duration,
+    /// Zips fetched from the upstream in all rounds: the two upstream contenders' only.
+    pub zip_fetches: usize,
+}
+
+/// The table's note: tfmirror without the bucket, and the upstream's zip count.
+pub fn describe(fleet: &Fleet) -> String {
+    let with_bucket = fleet.pair.tfmirror_median();
+    format!(
+        "tfmirror with no bucket {}, with the bucket {:.2}× that; {} zips from the upstream in all",
+        human(fleet.no_bucket),
+        with_bucket.as_secs_f64() / fleet.no_bucket.as_secs_f64(),
+        fleet.zip_fetches
+    )
 }
 
 fn wait_for_zips(garage: &Garage, count: usize) -> Result<()> {

@@ -166,8 +166,11 @@ fn main() -> Result<()> {
         rows.extend([warm, cold]);
     }
     if wanted(Scenario::FleetCold) {
-        let pair = fleet::cold(&tools, network, args.runs)?;
-        rows.push(Row::timed("fleet-cold", pair, 0.3));
+        let measured = fleet::cold(&tools, network, args.runs)?;
+        let note = fleet::describe(&measured);
+        let mut row = Row::timed("fleet-cold", measured.pair, 0.3);
+        row.note = note;
+        rows.push(row);
     }
     if wanted(Scenario::ServeThroughput) {
         match serve::find_nginx() {

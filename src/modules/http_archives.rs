@@ -111,7 +111,7 @@ impl Modules {
             check: Box::new(move |staged| {
                 check_archive(staged, &extension, caps)
                     .map(drop)
-                    .map_err(|e| e.to_string())
+                    .map_err(Into::into)
             }),
         };
         let download = {

@@ -32,4 +32,7 @@ pub enum SharedError {
     Skipped(String),
     #[error("uploads are off ([shared] upload = false)")]
     UploadDisabled,
+    /// A git mirror could not be made into a bundle to push.
+    #[error("cannot bundle the mirror: {0}")]
+    Bundle(String),
 }

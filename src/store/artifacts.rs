@@ -75,13 +75,16 @@ pub enum FromTier {
     Sha256 { sha256: String, max_size: u64 },
     /// `check` passes on the staged file (run on the blocking pool): a
     /// module archive's entries, sizes and paths.
-    Checked {
-        max_size: u64,
-        check: Box<dyn FnOnce(&Path) -> Result<(), String> + Send>,
-    },
+    Checked { max_size: u64, check: StagedCheck },
     /// Never read from the second tier: made here from something verified.
     Never,
 }
+
+/// A check of a staged file, given as the reason it failed.
+pub type StagedCheck = Box<dyn FnOnce(&Path) -> Result<(), BoxError> + Send>;
+
+/// Why a [`StagedCheck`] refused a file, in the checker's own error type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Where an opened artifact came from, for the run's report and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,7 +257,7 @@ impl Store {
             FromTier::Checked { check, .. } => match writer.staged().await {
                 Ok(staged) => {
                     let staged = staged.to_owned();
-                    tokio::task::spawn_blocking(move || check(&staged))
+                    tokio::task::spawn_blocking(move || check(&staged).map_err(|e| e.to_string()))
                         .await
                         .unwrap_or_else(|e| Err(format!("the check failed: {e}")))
                 }
@@ -342,8 +345,8 @@ mod tests {
     async fn produce_bytes(
         mut writer: BlobWriter,
         bytes: &'static [u8],
-    ) -> Result<BlobWriter, String> {
-        writer.write(bytes).await.map_err(|e| e.to_string())?;
+    ) -> std::io::Result<BlobWriter> {
+        writer.write(bytes).await?;
         Ok(writer)
     }
 

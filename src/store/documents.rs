@@ -330,7 +330,7 @@ impl Documents {
         };
         let cached = match (&result, cached) {
             (Err(FetchError::Unavailable(_)), None) if freshness.shared => {
-                self.from_tier(key).await
+                self.tier_copy(key).await
             }
             (_, cached) => cached,
         };
@@ -428,7 +428,7 @@ impl Documents {
     /// The second tier's copy of a shared document, stored here too so
     /// that it keeps standing in while the upstream is down. Only public
     /// copies are ever shared.
-    async fn from_tier(&self, key: &str) -> Option<Document> {
+    async fn tier_copy(&self, key: &str) -> Option<Document> {
         let tier = self.tier.as_ref()?;
         let doc = doc_files::decode(key, &tier.fetch_document(key).await?)?;
         if doc.credential_sha256.is_some() {

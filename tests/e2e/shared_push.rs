@@ -5,7 +5,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::fixtures::garage::Garage;
-use crate::fixtures::ProviderSpec;
+use crate::fixtures::{GitRepoSpec, ProviderSpec};
 use crate::harness::{assert_success, World};
 
 const ZIP: &str = "providers/registry.terraform.io/hashicorp/alpha/\
@@ -155,4 +155,58 @@ fn status_once_known(world: &World, garage: &Garage) -> String {
         assert!(Instant::now() < deadline, "the tier stayed unknown: {text}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A git mirror made before the tier existed goes up as a bundle, and a
+/// new cache seeds its mirror from it: no pack from the upstream.
+#[test]
+fn push_bundles_git_mirrors_for_new_caches_to_seed_from() {
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    const REPO: &str = "org/infra.git";
+    let world = World::with_git(Vec::new(), vec![GitRepoSpec::new(REPO)], "");
+    let main_tf = format!(
+        "module \"vpc\" {{\n  source = \"git::{}//modules/vpc?ref=v1.0.0\"\n}}\n",
+        world.registry.git_url(REPO)
+    );
+    let first = world.workdir_with("first", &main_tf);
+    assert_success(&world.init(&first), "init without a tier");
+    world.stop_server();
+    world.append_config(&garage.config_toml("team"));
+
+    let push = run(&world, &garage, &["cache", "push"]);
+    assert_success(&push, "push");
+    assert!(
+        stdout(&push).starts_with("pushed 1 objects"),
+        "{}",
+        stdout(&push)
+    );
+    let keys = garage.list();
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("team/v1/git/") && k.ends_with("/org/infra.git.bundle")),
+        "{keys:#?}"
+    );
+    world.stop_server();
+
+    world.registry.clear_requests();
+    let cache = world.root.path().join("cache-new");
+    let second = world.workdir_with("second", &main_tf);
+    let mut env = garage.env();
+    env.push(("TFMIRROR_CACHE_DIR".into(), cache.to_str().unwrap().into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_success(&world.init_with_env(&second, &env), "init of a new cache");
+    assert_eq!(
+        world.registry.git_pack_fetches(),
+        0,
+        "seeded from the bundle: {:#?}",
+        world.registry.requests()
+    );
+    let stop = world
+        .tfmirror(&["stop"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert_success(&stop, "stop the new cache's server");
 }

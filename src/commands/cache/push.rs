@@ -4,7 +4,9 @@
 //! The list comes from the cache's server (as for `cache list`), kept to
 //! the buckets the tier shares ([`crate::store::Bucket::is_shared`]); an
 //! object already in the bucket (a HEAD) is skipped, since keys are
-//! immutable by name.
+//! immutable by name. A git mirror goes up as a `git bundle`, made here
+//! from the mirror (which a bundle only reads), unless the bucket already
+//! has one: a runner seeded from an older bundle fetches the rest.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -17,14 +19,27 @@ use super::inventory;
 use crate::catalog::Entry;
 use crate::commands::launch::Launch;
 use crate::config::Config;
+use crate::git::bundle::create_bundle;
+use crate::git::mirror::Mirror;
 use crate::shared::{self, ObjectKey, SharedError, SharedTier};
+use crate::store::{Bucket, RelPath, Segment};
 
 /// One object to push.
 struct Item {
     key: ObjectKey,
-    path: PathBuf,
+    source: Source,
     /// How it is shown: its path below the cache.
     shown: String,
+    /// Its size in the cache (a mirror's is its directory's).
+    size: u64,
+}
+
+/// Where an object's bytes come from.
+enum Source {
+    /// A stored file, uploaded as it is.
+    File(PathBuf),
+    /// A git mirror (`dir`), of the repository `upstream`, bundled first.
+    Mirror { dir: PathBuf, upstream: String },
 }
 
 enum Outcome {
@@ -82,20 +97,43 @@ pub async fn run(launch: Launch<'_>, config: &Config, dry_run: bool) -> anyhow::
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
-/// The shared artifacts of the listing, as objects to push. Git bundles
-/// of mirrors join this list once the store makes them.
+/// The shared artifacts of the listing, and its git mirrors, as objects to
+/// push.
 fn artifacts(cache_dir: &Path, listing: &[Entry]) -> anyhow::Result<Vec<Item>> {
-    listing
-        .iter()
-        .filter(|entry| shared::is_shared(&entry.path))
-        .map(|entry| {
-            Ok(Item {
-                key: ObjectKey::artifact_at(&entry.path)?,
-                path: cache_dir.join(&entry.path),
-                shown: entry.path.clone(),
-            })
-        })
-        .collect()
+    let mut items = Vec::new();
+    for entry in listing {
+        let path = cache_dir.join(&entry.path);
+        let (key, source) = if shared::is_shared(&entry.path) {
+            (ObjectKey::artifact_at(&entry.path)?, Source::File(path))
+        } else if let Some(mirror) = git_mirror(&entry.path) {
+            let upstream = entry.name.clone();
+            let source = Source::Mirror {
+                dir: path,
+                upstream,
+            };
+            (ObjectKey::git_bundle(&mirror), source)
+        } else {
+            continue;
+        };
+        items.push(Item {
+            key,
+            source,
+            shown: entry.path.clone(),
+            size: entry.size,
+        });
+    }
+    Ok(items)
+}
+
+/// The mirror's directory below the cache, if `cache_key` is a git mirror.
+fn git_mirror(cache_key: &str) -> Option<RelPath> {
+    match Bucket::split(cache_key)? {
+        (Bucket::GitMirrors, parts) => {
+            let segments: Result<Vec<Segment>, _> = parts.into_iter().map(Segment::new).collect();
+            Some(Bucket::GitMirrors.join(segments.ok()?))
+        }
+        _ => None,
+    }
 }
 
 async fn push_one(tier: &SharedTier, item: &Item, dry_run: bool) -> Result<Outcome, SharedError> {
@@ -103,18 +141,29 @@ async fn push_one(tier: &SharedTier, item: &Item, dry_run: bool) -> Result<Outco
         return Ok(Outcome::AlreadyThere);
     }
     if dry_run {
-        let size = tokio::fs::metadata(&item.path)
-            .await
-            .map_err(|source| SharedError::Read {
-                path: item.path.clone(),
-                source,
-            })?
-            .len();
-        return Ok(Outcome::WouldPush(size));
+        return Ok(Outcome::WouldPush(item.size));
     }
-    tier.upload_file_now(&item.key, &item.path)
-        .await
-        .map(Outcome::Pushed)
+    match &item.source {
+        Source::File(path) => tier
+            .upload_file_now(&item.key, path)
+            .await
+            .map(Outcome::Pushed),
+        Source::Mirror { dir, upstream } => {
+            let bundle = tempfile::NamedTempFile::new().map_err(|source| SharedError::Read {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+            let mirror = Mirror::new(dir.clone(), upstream.clone());
+            let dest = bundle.path().to_owned();
+            tokio::task::spawn_blocking(move || create_bundle(&mirror, &dest))
+                .await
+                .map_err(|e| SharedError::Bundle(e.to_string()))?
+                .map_err(|e| SharedError::Bundle(e.to_string()))?;
+            tier.upload_file_now(&item.key, bundle.path())
+                .await
+                .map(Outcome::Pushed)
+        }
+    }
 }
 
 /// A bar on a terminal; elsewhere a line per object pushed.
