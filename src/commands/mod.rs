@@ -10,6 +10,7 @@ mod local_clones;
 pub mod lock;
 mod owner_call;
 mod packages;
+mod progress;
 pub mod rc;
 mod run_start;
 mod savings;

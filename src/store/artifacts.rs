@@ -355,10 +355,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, tier) = store_with_tier(dir.path());
         let rel = zip_rel();
-        tier.objects
-            .lock()
-            .unwrap()
-            .insert(rel.key(), b"zip".to_vec());
+        tier.put(rel.key(), b"zip");
 
         let Lookup::Found(opened) = store.lookup(&rel, by_sha256(b"zip")).await else {
             panic!("found in the tier");
@@ -377,10 +374,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, tier) = store_with_tier(dir.path());
         let rel = zip_rel();
-        tier.objects
-            .lock()
-            .unwrap()
-            .insert(rel.key(), b"tampered".to_vec());
+        tier.put(rel.key(), b"tampered");
 
         let Lookup::Missing(slot) = store.lookup(&rel, by_sha256(b"zip")).await else {
             panic!("the tampered copy is not used");

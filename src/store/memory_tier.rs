@@ -16,6 +16,16 @@ pub struct MemoryTier {
     pub offered: Mutex<Vec<String>>,
 }
 
+impl MemoryTier {
+    /// Puts `bytes` in the tier under `key` (a cache key or a document key).
+    pub fn put(&self, key: impl Into<String>, bytes: &[u8]) {
+        self.objects
+            .lock()
+            .unwrap()
+            .insert(key.into(), bytes.to_vec());
+    }
+}
+
 impl SecondTier for MemoryTier {
     fn fetch<'a>(
         &'a self,

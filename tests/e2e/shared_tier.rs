@@ -132,6 +132,14 @@ fn wait_until_shared(garage: &Garage) -> Vec<String> {
     })
 }
 
+/// The team's first runner, after its cold init, and the bucket's keys once
+/// everything it fetched is shared.
+fn first_runner(world: &World, garage: &Garage, env: &[(String, String)]) -> (Runner, Vec<String>) {
+    let first = Runner::new(world, "first");
+    assert_success(&first.init(world, env), "the first runner's cold init");
+    (first, wait_until_shared(garage))
+}
+
 /// What a cold init asks of the upstream's artifact hosts: zips and
 /// checksums, archives, git packs.
 fn artifact_fetches(world: &World) -> (usize, usize, usize) {
@@ -150,11 +158,9 @@ fn a_second_cache_fetches_no_artifact_the_first_one_shared() {
     };
     let env = garage.env();
     let world = team_world(&garage);
-    let first = Runner::new(&world, "first");
-    assert_success(&first.init(&world, &env), "the first runner's cold init");
+    let (first, keys) = first_runner(&world, &garage, &env);
     let (zips, archives, packs) = artifact_fetches(&world);
     assert!(zips > 0 && archives > 0 && packs > 0, "it fetched upstream");
-    let keys = wait_until_shared(&garage);
     assert!(
         keys.iter().all(|k| k.starts_with("team/v1/")),
         "under the prefix, with the layout's version: {keys:#?}"
@@ -188,9 +194,7 @@ fn a_stopped_bucket_costs_one_warning_and_no_init() {
     };
     let env = garage.env();
     let world = team_world(&garage);
-    let first = Runner::new(&world, "first");
-    assert_success(&first.init(&world, &env), "the first runner's cold init");
-    wait_until_shared(&garage);
+    let (first, _) = first_runner(&world, &garage, &env);
     first.stop(&world, &env);
     garage.stop();
     world.registry.clear_requests();
@@ -220,9 +224,7 @@ fn a_tampered_zip_in_the_bucket_is_neither_served_nor_stored() {
     };
     let env = garage.env();
     let world = team_world(&garage);
-    let first = Runner::new(&world, "first");
-    assert_success(&first.init(&world, &env), "the first runner's cold init");
-    let keys = wait_until_shared(&garage);
+    let (first, keys) = first_runner(&world, &garage, &env);
     let zip = keys.iter().find(|k| k.ends_with(".zip")).unwrap();
     let mut bytes = garage.get(zip).unwrap();
     let middle = bytes.len() / 2;

@@ -8,12 +8,10 @@
 //! from the mirror (which a bundle only reads), unless the bucket already
 //! has one: a runner seeded from an older bundle fetches the rest.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use futures_util::{stream, StreamExt};
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use indicatif::HumanBytes;
 
 use super::inventory;
 use crate::catalog::Entry;
@@ -166,24 +164,12 @@ async fn push_one(tier: &SharedTier, item: &Item, dry_run: bool) -> Result<Outco
     }
 }
 
-/// A bar on a terminal; elsewhere a line per object pushed.
-struct Progress {
-    bar: Option<ProgressBar>,
-}
+/// A line per object pushed, or a bar (see [`crate::commands::progress`]).
+struct Progress(crate::commands::progress::Progress);
 
 impl Progress {
     fn new(total: u64) -> Progress {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let style = ProgressStyle::with_template(
-                "{spinner} [{bar:30}] {pos}/{len} objects, {elapsed} {wide_msg}",
-            )
-            .expect("the template is valid")
-            .progress_chars("=> ");
-            let bar = ProgressBar::new(total).with_style(style);
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar
-        });
-        Progress { bar }
+        Progress(crate::commands::progress::Progress::new(total, "objects"))
     }
 
     fn done(&self, item: &Item, outcome: &Result<Outcome, SharedError>) {
@@ -201,25 +187,10 @@ impl Progress {
             Ok(Outcome::AlreadyThere) => None,
             Err(e) => Some(format!("tfmirror: {}: {e}", item.shown)),
         };
-        match &self.bar {
-            Some(bar) => {
-                if let (Err(_), Some(line)) = (outcome, &line) {
-                    bar.println(line);
-                }
-                bar.set_message(item.shown.clone());
-                bar.inc(1);
-            }
-            None => {
-                if let Some(line) = line {
-                    eprintln!("{line}");
-                }
-            }
-        }
+        self.0.done(&item.shown, line, outcome.is_err());
     }
 
     fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+        self.0.finish();
     }
 }
