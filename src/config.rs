@@ -13,6 +13,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::git::{InvalidMirrorPrefix, MirrorPrefix, RepoId};
+use crate::sealed::{BadOfflineEnv, Sealed};
 
 /// Registries routed through tfmirror when the config names none: the
 /// default hosts of Terraform and OpenTofu.
@@ -74,6 +75,10 @@ pub struct Config {
     pub upstream_retry_after: Duration,
     /// The shared tier on object storage (`[shared]`), when configured.
     pub shared: Option<SharedConfig>,
+    /// Sealed mode (`offline = true`, or `TFMIRROR_OFFLINE=1`): the server
+    /// contacts no upstream and answers only from the cache (see
+    /// [`crate::sealed`]). `None`: online.
+    pub offline: Option<Sealed>,
 }
 
 /// `[shared]`: a second cache tier in a bucket that a team or a CI fleet
@@ -220,6 +225,7 @@ impl Default for Config {
             limits: Limits::default(),
             upstream_retry_after: crate::upstream::DEFAULT_RETRY_AFTER,
             shared: None,
+            offline: None,
         }
     }
 }
@@ -259,6 +265,7 @@ struct ConfigFile {
     download_stall_timeout: Option<String>,
     max_metadata_size: Option<String>,
     upstream_retry_after: Option<String>,
+    offline: Option<bool>,
     shared: Option<SharedSection>,
 }
 
@@ -291,6 +298,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: InvalidConfig,
     },
+    #[error("{0}")]
+    OfflineEnv(#[from] BadOfflineEnv),
 }
 
 /// What is wrong in a config file's text. Each message names the key to
@@ -381,12 +390,17 @@ impl InvalidConfig {
 impl Config {
     /// Loads the config file that applies (see [`config_file`]), or the
     /// defaults when there is none; also returns that file's path.
+    /// `TFMIRROR_OFFLINE` seals the server whatever the file says.
     pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
         let path = config_file(explicit);
-        let config = match &path {
+        let mut config = match &path {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
+        let env = std::env::var(crate::sealed::OFFLINE_ENV).ok();
+        if let Some(sealed) = crate::sealed::from_env_value(env.as_deref())? {
+            config.offline = Some(sealed);
+        }
         Ok((config, path))
     }
 
@@ -395,10 +409,15 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text).map_err(|source| ConfigError::Invalid {
+        let mut config = Config::parse(&text).map_err(|source| ConfigError::Invalid {
             path: path.to_owned(),
             source,
-        })
+        })?;
+        // So that a refusal says which file to edit.
+        if let Some(Sealed::ConfigKey(file)) = &mut config.offline {
+            *file = Some(path.to_owned());
+        }
+        Ok(config)
     }
 
     pub fn parse(text: &str) -> Result<Config, InvalidConfig> {
@@ -486,6 +505,9 @@ impl Config {
                 .map(|prefix| prefix.parse())
                 .collect::<Result<_, InvalidMirrorPrefix>>()
                 .map_err(InvalidConfig::BadMirrorPrefix)?;
+        }
+        if file.offline == Some(true) {
+            config.offline = Some(Sealed::ConfigKey(None));
         }
         if let Some(section) = file.shared {
             config.shared = Some(parse_shared(section)?);
@@ -1130,6 +1152,30 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains('\n'), "{message}");
+    }
+
+    /// `offline` is a boolean; the file it came from is named in refusals.
+    #[test]
+    fn offline_seals_the_server_and_names_its_file() {
+        assert_eq!(Config::parse("").unwrap().offline, None);
+        assert_eq!(Config::parse("offline = false").unwrap().offline, None);
+        assert_eq!(
+            Config::parse("offline = true").unwrap().offline,
+            Some(Sealed::ConfigKey(None))
+        );
+        let message = refused("offline = \"yes\"");
+        assert!(message.contains("offline"), "{message}");
+        assert!(matches!(
+            Config::parse("offline = 1"),
+            Err(InvalidConfig::Toml(_))
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "offline = true\n").unwrap();
+        assert_eq!(
+            Config::from_file(&path).unwrap().offline,
+            Some(Sealed::ConfigKey(Some(path)))
+        );
     }
 
     /// A file's errors name the file, then what is wrong in it, once: the

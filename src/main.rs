@@ -44,6 +44,8 @@
 //!   parser of `terraform-provider-<type>_<version>_<os>_<arch>.zip`. Used
 //!   by `providers`, `lockfile`, `commands` and `catalog`; uses only
 //!   `store::Segment`.
+//! - `sealed`: sealed (offline) mode, the one value that keeps the server
+//!   from every upstream, and its refusal.
 //! - `config`: the config file, defaults and paths. `catalog`: store paths
 //!   named in Terraform's terms. `request` / `response`: what handlers take
 //!   and build. `server_key`: the server's secret and grants. `metrics`,
@@ -68,6 +70,7 @@ mod providers;
 mod replace_file;
 mod request;
 mod response;
+mod sealed;
 mod server;
 mod server_key;
 mod shared;
@@ -184,6 +187,10 @@ enum Command {
     Exec {
         #[command(flatten)]
         cache: CacheArgs,
+        /// Sealed: the server contacts no upstream and answers only from
+        /// the cache (as `offline = true` or TFMIRROR_OFFLINE=1).
+        #[arg(long)]
+        offline: bool,
         /// The command and its arguments, after `--`.
         #[arg(
             trailing_var_arg = true,
@@ -352,13 +359,21 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             let config_file = loaded.config_file.as_deref();
             commands::service::run(action, &loaded.dir, config_file, &loaded.config).await
         }
-        Command::Exec { cache, command } => {
+        Command::Exec {
+            cache,
+            offline,
+            command,
+        } => {
             let loaded = Loaded::new(&cache)?;
             let launch = commands::launch::Launch {
                 cache_dir: &loaded.dir,
                 config_file: loaded.config_file.as_deref(),
             };
-            commands::exec::run(launch, loaded.config.clone(), &command).await
+            let mut config = loaded.config.clone();
+            if offline && config.offline.is_none() {
+                config.offline = Some(sealed::Sealed::Environment);
+            }
+            commands::exec::run(launch, config, &command).await
         }
         Command::Warm { args, cache } => {
             let loaded = Loaded::new(&cache)?;

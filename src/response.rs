@@ -229,7 +229,15 @@ pub fn fetch_error(what: &str, failure: FetchError) -> Response {
             let message = format!("registry unavailable for {what} and nothing cached: {why}");
             HandlerError::new(StatusCode::BAD_GATEWAY, message).into_response()
         }
+        FetchError::Offline(sealed) => offline(&sealed.refuse(what)),
     }
+}
+
+/// A sealed server's refusal of something it does not have: 503, naming
+/// it and the setting that seals the server. Terraform shows the status;
+/// `exec` repeats the server's log line, which is this message.
+pub fn offline(refusal: &crate::sealed::Offline) -> Response {
+    HandlerError::new(StatusCode::SERVICE_UNAVAILABLE, refusal.to_string()).into_response()
 }
 
 /// The refusal of something cached from a request with a credential, to a

@@ -32,7 +32,7 @@ pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> an
             "nothing to run: give a command after --, e.g. `tfmirror exec -- terraform init`"
         );
     };
-    let server = launch.connect().await?;
+    let server = launch.connect_sealed(config.offline.as_ref()).await?;
     let log = LogTail::from_end(super::launch::log_path(launch.cache_dir));
     let run_id = RunId::fresh();
     let run_url = crate::protocol::run_url(&server.url, &run_id);

@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::Health;
+use crate::sealed::{Sealed, OFFLINE_ENV};
 use crate::server::state_file;
 
 /// How long a new server may take to answer its health check.
@@ -35,8 +36,24 @@ impl Launch<'_> {
     /// of another tfmirror version is stopped (once its requests finish)
     /// and replaced.
     pub async fn connect(&self) -> anyhow::Result<Health> {
+        self.connect_sealed(None).await
+    }
+
+    /// [`Self::connect`] for a client that needs a sealed server when
+    /// `sealed` is set (`exec --offline`): a server started here is sealed
+    /// too, and a running server that is online is refused rather than
+    /// used, since it would fetch what the client means to keep offline.
+    pub async fn connect_sealed(&self, sealed: Option<&Sealed>) -> anyhow::Result<Health> {
         if let Some(health) = super::running_server(self.cache_dir).await {
             if health.is_current() {
+                if sealed.is_some() && health.server.offline.is_none() {
+                    anyhow::bail!(
+                        "the tfmirror server for this cache (pid {}) is online, and offline \
+                         mode needs a sealed one; run `tfmirror stop` first, then run this \
+                         again",
+                        health.server.pid
+                    );
+                }
                 return Ok(health);
             }
             eprintln!(
@@ -49,17 +66,17 @@ impl Launch<'_> {
             stop(&health).await?;
             state_file::remove_if_pid(self.cache_dir, health.server.pid);
         }
-        self.start().await
+        self.start(sealed).await
     }
 
     /// Spawns `tfmirror serve --background` and waits for whichever server
     /// wins the cache: when several clients start one at once, all but one
     /// lose the owner lock and exit quietly, and every client finds the
     /// winner through `server.json`.
-    async fn start(&self) -> anyhow::Result<Health> {
+    async fn start(&self, sealed: Option<&Sealed>) -> anyhow::Result<Health> {
         std::fs::create_dir_all(self.cache_dir)?;
         let log = log_path(self.cache_dir);
-        let exited = self.spawn(&log)?;
+        let exited = self.spawn(&log, sealed)?;
         let started = Instant::now();
         let mut exit_status = None;
         while started.elapsed() < START_TIMEOUT {
@@ -90,8 +107,14 @@ impl Launch<'_> {
 
     /// Starts the server in a new session with its output in the log; the
     /// channel reports its exit status should it exit while this process
-    /// still runs (a thread reaps it, so no zombie confuses [`stop`]).
-    fn spawn(&self, log: &Path) -> anyhow::Result<mpsc::Receiver<ExitStatus>> {
+    /// still runs (a thread reaps it, so no zombie confuses [`stop`]). A
+    /// server sealed by the config reads the same file; one sealed by the
+    /// environment or `exec --offline` gets the variable.
+    fn spawn(
+        &self,
+        log: &Path,
+        sealed: Option<&Sealed>,
+    ) -> anyhow::Result<mpsc::Receiver<ExitStatus>> {
         let exe = std::env::current_exe()
             .map_err(|e| anyhow::anyhow!("cannot find the tfmirror executable: {e}"))?;
         let mut command = Command::new(exe);
@@ -102,6 +125,9 @@ impl Launch<'_> {
             .arg(absolute(self.cache_dir));
         if let Some(config) = self.config_file {
             command.arg("--config").arg(absolute(config));
+        }
+        if sealed == Some(&Sealed::Environment) {
+            command.env(OFFLINE_ENV, "1");
         }
         let log_file = open_log(log)?;
         command

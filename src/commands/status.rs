@@ -26,6 +26,9 @@ pub async fn run(cache_dir: &Path) -> anyhow::Result<i32> {
     println!("uptime:    {uptime}");
     println!("version:   {}", server.version);
     println!("cache dir: {}", server.cache_dir.display());
+    if let Some(sealed) = &server.offline {
+        println!("offline:   yes (sealed: {sealed}); no upstream is contacted");
+    }
     if let Some(shared) = &server.shared {
         print!("{}", shared_lines(shared));
     }

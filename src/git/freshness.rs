@@ -19,6 +19,7 @@ use super::refs;
 use super::repack;
 use super::repo_id::RepoId;
 use crate::config::Config;
+use crate::sealed::Sealed;
 use crate::response::{self, Response};
 use crate::store::freshness::Age;
 use crate::store::{KeyedLocks, OncePerKey, Store};
@@ -157,6 +158,9 @@ impl GitMirrors {
         if !exists(&mirror).await {
             return Ok((self.fresh(repo).await?, Checked::Current));
         }
+        if self.sealed().is_some() {
+            return Ok((mirror, Checked::Unknown));
+        }
         let key = repo.upstream_url();
         let asked = Instant::now();
         let _turn = self.checks.lock(&key).await;
@@ -202,6 +206,9 @@ impl GitMirrors {
     /// pool and given up after [`CHECK_BUDGET`]. A check given up on may
     /// run on until its connection fails; nobody waits for it.
     async fn upstream_matches(&self, mirror: &Mirror) -> Result<bool, GitError> {
+        if let Some(sealed) = self.sealed() {
+            return Err(GitError::Offline(sealed.refuse(&mirror.upstream)));
+        }
         let worker = mirror.clone();
         let check =
             tokio::task::spawn_blocking(move || refcheck::matches_upstream(&worker, CHECK_BUDGET));
@@ -221,10 +228,32 @@ impl GitMirrors {
     }
 
     /// The mirror's age by the metadata freshness rules; `None` when it
-    /// was never fetched.
+    /// was never fetched. On a sealed server a mirror never ages.
     async fn age_class(&self, mirror: &Mirror) -> Option<Age> {
         let (ttl, window) = (self.config.metadata_ttl, self.config.stale_while_revalidate);
-        age(mirror).await.map(|age| Age::classify(age, ttl, window))
+        let age = age(mirror).await?;
+        Some(match self.sealed() {
+            Some(_) => Age::Fresh,
+            None => Age::classify(age, ttl, window),
+        })
+    }
+
+    /// Why the upstreams may not be asked, on a sealed server.
+    fn sealed(&self) -> Option<&Sealed> {
+        self.config.offline.as_ref()
+    }
+
+    /// The refusal of `what` of `repo` on a sealed server; `Ok` when the
+    /// server is not sealed.
+    fn refuse_if_sealed(&self, repo: &RepoId, what: Option<&str>) -> Result<(), GitError> {
+        let Some(sealed) = self.sealed() else {
+            return Ok(());
+        };
+        let named = match what {
+            Some(what) => format!("{} {what}", repo.upstream_url()),
+            None => repo.upstream_url(),
+        };
+        Err(GitError::Offline(sealed.refuse(named)))
     }
 
     /// Records one use of the mirror in the store's usage index, under the
@@ -267,6 +296,7 @@ impl GitMirrors {
                 repo: repo.upstream_url(),
             });
         }
+        self.refuse_if_sealed(repo, Some(reference.unwrap_or("HEAD")))?;
         // Concurrent requests for a ref just pushed share one fetch.
         let mirror = self.update_now(repo, Some(asked)).await?;
         blocking_resolve(&mirror, reference)
@@ -288,6 +318,8 @@ impl GitMirrors {
         let mirror = self.mirror(repo);
         match self.fetch_now(repo, unless_fetched_since).await {
             Ok(()) => Ok(mirror),
+            // Sealed, a mirror is used as it is without a word.
+            Err(GitError::Offline(_)) if exists(&mirror).await => Ok(mirror),
             Err(e) if exists(&mirror).await => {
                 tracing::warn!("cannot refresh the mirror of {repo}, using it as it is: {e}");
                 Ok(mirror)
@@ -304,6 +336,9 @@ impl GitMirrors {
         unless_fetched_since: Option<SystemTime>,
     ) -> Result<(), GitError> {
         self.check_mirrored(repo)?;
+        // Every clone and fetch of a mirror, seeding from the shared tier
+        // included, starts here: the one refusal of a sealed server's.
+        self.refuse_if_sealed(repo, None)?;
         let worker = self.mirror(repo);
         let seeding = self
             .bundles

@@ -90,6 +90,9 @@ pub enum GitError {
          in the tfmirror config"
     )]
     NotMirrored { repo: String },
+    /// The server is sealed: the upstream was not asked.
+    #[error("{0}")]
+    Offline(crate::sealed::Offline),
 }
 
 impl GitError {

@@ -23,6 +23,10 @@ pub struct Health {
     /// The shared tier on object storage, when `[shared]` is configured.
     #[serde(default)]
     pub shared: Option<SharedHealth>,
+    /// Why the server is sealed (offline: it contacts no upstream), e.g.
+    /// `offline = true in /etc/tfmirror.toml`; `null` when it is online.
+    #[serde(default)]
+    pub offline: Option<String>,
 }
 
 /// The shared tier as `tfmirror status` shows it.
@@ -82,6 +86,7 @@ mod tests {
             cache_dir: "/cache".into(),
             uptime_secs: 7,
             shared: None,
+            offline: Some("TFMIRROR_OFFLINE=1".into()),
         };
         let json = serde_json::to_value(&answer).unwrap();
         assert_eq!(json["status"], "ok");
@@ -95,6 +100,7 @@ mod tests {
             "cache_dir":"/c","uptime_secs":0}"#;
         let health: Health = serde_json::from_str(json).unwrap();
         assert_eq!(health.shared, None);
+        assert_eq!(health.offline, None, "a server of before sealed mode is online");
         let state: SharedState = serde_json::from_str("\"failing\"").unwrap();
         assert_eq!(state.as_str(), "failing");
     }

@@ -87,6 +87,7 @@ impl App {
             cache_dir: self.cache_dir.clone(),
             uptime_secs: self.started.elapsed().as_secs(),
             shared: self.shared.as_ref().map(SharedTier::health),
+            offline: self.config.offline.as_ref().map(ToString::to_string),
         };
         admin::json_ok(&answer)
     }
@@ -135,11 +136,17 @@ impl Server {
             .public_url
             .map(|url| url.as_str().trim_end_matches('/').to_owned());
         let limits = ConnectionLimits::new(config.max_connections);
+        // A sealed server opens no bucket: no request to the shared tier,
+        // for documents, artifacts or git mirrors, can then be made.
         let shared = config
             .shared
             .as_ref()
+            .filter(|_| config.offline.is_none())
             .map(|shared| SharedTier::from_config(shared, config.upstream_retry_after))
             .transpose()?;
+        if let (Some(sealed), Some(_)) = (&config.offline, &config.shared) {
+            tracing::info!("offline ({sealed}): the [shared] tier is not used");
+        }
         let shelf = shared.clone().map(|tier| {
             // So that `status` tells whether the bucket answers before the
             // first lookup, and a broken setup warns at start.
@@ -153,9 +160,11 @@ impl Server {
             Some(shelf) => store.with_second_tier(shelf.clone()),
             None => store,
         };
+        let store = store.with_sealed(config.offline.clone());
         let config = Arc::new(config);
         let store = Arc::new(store);
         let upstream = Upstream::new(EnvTokens::from_env())
+            .with_sealed(config.offline.clone())
             .with_stall_timeout(config.limits.download_stall)
             .with_retry_after(config.upstream_retry_after)
             .with_metadata_limit(config.limits.metadata_size);

@@ -26,6 +26,7 @@ use super::doc_files;
 use super::freshness::Age;
 use super::index::{now_ms, Document, Index};
 use super::locks::OncePerKey;
+use crate::sealed::Sealed;
 
 /// How many bytes of document bodies are kept in memory, shared by every
 /// request that serves them: a version list asked for by many clients at
@@ -153,6 +154,10 @@ pub enum FetchError {
          whether this request may read it ({why})"
     )]
     Withheld { host: String, why: String },
+    /// Nothing this request may read is cached, and the server is sealed:
+    /// the upstream was not asked. The caller names the document.
+    #[error("nothing cached, and tfmirror is offline (sealed: {0})")]
+    Offline(Sealed),
 }
 
 impl FetchError {
@@ -244,6 +249,10 @@ pub struct Documents {
     /// Where shared documents go, and are looked for when the upstream
     /// fails (see [`Freshness::shared`]).
     tier: Option<Arc<dyn SecondTier>>,
+    /// Set on a sealed server: every cached copy counts as fresh whatever
+    /// its age, and a missing one is [`FetchError::Offline`] without a
+    /// fetch.
+    sealed: Option<Sealed>,
 }
 
 impl Documents {
@@ -256,7 +265,13 @@ impl Documents {
             files: Arc::new(doc_files::FileWriter::start(root)),
             loading: Arc::default(),
             tier: None,
+            sealed: None,
         }
+    }
+
+    /// Seals the cache (see `sealed`): no fetch is started from here on.
+    pub(super) fn set_sealed(&mut self, sealed: Option<Sealed>) {
+        self.sealed = sealed;
     }
 
     /// Shares documents with `tier` and falls back on its copies.
@@ -306,6 +321,12 @@ impl Documents {
         let stored = self.cached(key);
         let withheld = stored.as_ref().is_some_and(|doc| !reader.may_read(doc));
         let cached = stored.filter(|doc| reader.may_read(doc));
+        if let Some(sealed) = &self.sealed {
+            return match cached {
+                Some(doc) => Ok(served(doc, Provenance::Fresh)),
+                None => Err(FetchError::Offline(sealed.clone())),
+            };
+        }
         if let Some(doc) = &cached {
             match freshness.age_class(doc, now_ms()) {
                 Age::Fresh => return Ok(served(doc.clone(), Provenance::Fresh)),
@@ -533,6 +554,35 @@ mod tests {
             answer.map(str::to_owned)
         })
         .await
+    }
+
+    /// Sealed, a copy of any age is served as it is and a missing one is
+    /// refused; the fetch is never called in either case.
+    #[tokio::test]
+    async fn a_sealed_cache_never_fetches() {
+        let (_dir, mut docs) = documents();
+        get(&docs, Ok("v1")).await.unwrap();
+        age(&docs, "k", Duration::from_secs(10_000));
+        docs.set_sealed(Some(Sealed::Environment));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let fetch = |key: &'static str| {
+            let calls = calls.clone();
+            docs.get(key, TTL, Duration::from_millis(200), move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok("fetched".to_owned())
+            })
+        };
+        let old = fetch("k").await.unwrap();
+        assert_eq!(
+            (old.doc.body.as_str(), old.provenance),
+            ("v1", Provenance::Fresh)
+        );
+        let missing = fetch("absent").await.unwrap_err();
+        assert!(
+            matches!(&missing, FetchError::Offline(Sealed::Environment)),
+            "{missing}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

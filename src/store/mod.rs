@@ -27,6 +27,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sealed::Sealed;
+
 pub use artifacts::{Found, FromTier, Lookup, ProduceError, SecondTier, Slot};
 pub use blob::{write_atomic, BlobWriter, RunningHash, Written};
 pub use derived::StagedTree;
@@ -160,6 +162,13 @@ impl Store {
     pub fn with_second_tier(mut self, tier: Arc<dyn SecondTier>) -> Store {
         self.documents.set_tier(tier.clone());
         self.second_tier = Some(tier);
+        self
+    }
+
+    /// Seals the metadata cache (see `crate::sealed`): cached documents
+    /// never expire and missing ones are never fetched.
+    pub fn with_sealed(mut self, sealed: Option<Sealed>) -> Store {
+        self.documents.set_sealed(sealed);
         self
     }
 

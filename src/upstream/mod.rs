@@ -22,6 +22,7 @@ pub use credentials::{token_variable, Credential, EnvTokens};
 pub use discovery::Discovery;
 pub use registry::{ApiRequest, RegistryClient};
 
+use crate::sealed::{Offline, Sealed};
 use crate::store::FetchError;
 
 /// Registry API answers are small JSON documents (the largest provider
@@ -67,6 +68,10 @@ pub struct Upstream {
     /// `max_metadata_size`: registry answers and checksum files are read
     /// whole, so this bounds the memory one of them takes.
     metadata_limit: usize,
+    /// Set on a sealed server: every request is refused before it is
+    /// made. All upstream HTTP goes through [`Upstream::get_api`] and
+    /// [`Upstream::get_artifact`], so this is the one check for HTTP.
+    sealed: Option<Sealed>,
 }
 
 impl Upstream {
@@ -99,7 +104,14 @@ impl Upstream {
             env_tokens,
             breakers: Breakers::new(DEFAULT_RETRY_AFTER),
             metadata_limit: DEFAULT_METADATA_LIMIT,
+            sealed: None,
         }
+    }
+
+    /// The same upstream, refusing every request when `sealed` is set
+    /// (see `crate::sealed`).
+    pub fn with_sealed(self, sealed: Option<Sealed>) -> Upstream {
+        Upstream { sealed, ..self }
     }
 
     /// The same upstream, reading registry answers and checksum files of
@@ -142,6 +154,9 @@ impl Upstream {
         forwarded: &Forwarded,
         has_fallback: bool,
     ) -> Result<ApiAnswer, FetchError> {
+        if let Some(sealed) = &self.sealed {
+            return Err(FetchError::Offline(sealed.clone()));
+        }
         let host = host_key(url);
         let permit = self
             .breakers
@@ -244,6 +259,9 @@ impl Upstream {
         url: &Url,
         forwarded: &Forwarded,
     ) -> Result<reqwest::Response, ArtifactError> {
+        if let Some(sealed) = &self.sealed {
+            return Err(ArtifactError::Offline(sealed.refuse(url.as_str())));
+        }
         let mut request = self.http.get(url.clone());
         if let Some(agent) = &forwarded.user_agent {
             request = request.header("User-Agent", agent);
@@ -395,6 +413,9 @@ pub enum ArtifactError {
     },
     #[error("{url}: {cause}")]
     Read { url: String, cause: ReadError },
+    /// The server is sealed; the request was not made.
+    #[error("{0}")]
+    Offline(Offline),
 }
 
 /// reqwest's own message hides the cause ("error sending request"); the
@@ -408,4 +429,45 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sealed upstream refuses API requests and downloads alike without
+    /// opening a connection: the listener they name is never reached.
+    #[tokio::test]
+    async fn a_sealed_upstream_opens_no_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let url = Url::parse(&format!("{base}/v1/providers/hashicorp/aws/versions")).unwrap();
+        let zip = Url::parse(&format!("{base}/aws.zip")).unwrap();
+        let upstream = Upstream::new(EnvTokens::default()).with_sealed(Some(Sealed::Environment));
+        let forwarded = Forwarded::default();
+        let bounded = async {
+            let api = upstream.get_api(&url, None, &forwarded, false).await;
+            let artifact = upstream.get_small_artifact(&zip, &forwarded).await;
+            (api, artifact)
+        };
+        let (api, artifact) = tokio::time::timeout(Duration::from_secs(5), bounded)
+            .await
+            .expect("a refusal is immediate");
+        assert!(
+            matches!(api, Err(FetchError::Offline(Sealed::Environment))),
+            "{api:?}"
+        );
+        let refused = artifact.unwrap_err();
+        assert!(
+            matches!(&refused, ArtifactError::Offline(offline) if offline.what == zip.as_str()),
+            "{refused:?}"
+        );
+        assert!(refused.to_string().contains("tfmirror is offline"), "{refused}");
+        let accepted = listener.accept();
+        assert!(
+            matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a connection was opened: {accepted:?}"
+        );
+    }
 }
