@@ -265,7 +265,9 @@ struct ConfigFile {
     download_stall_timeout: Option<String>,
     max_metadata_size: Option<String>,
     upstream_retry_after: Option<String>,
-    offline: Option<bool>,
+    /// Read as any value, so that a refusal names the key (serde's own
+    /// type error does not).
+    offline: Option<toml::Value>,
     shared: Option<SharedSection>,
 }
 
@@ -346,6 +348,8 @@ pub enum Why {
     Size(#[source] BadSize),
     #[error("must be above zero")]
     Zero,
+    #[error("expected true or false")]
+    NotABool,
     #[error(
         "at least {} (a collection walks the whole cache)",
         humantime::format_duration(MIN_GC_INTERVAL)
@@ -506,8 +510,10 @@ impl Config {
                 .collect::<Result<_, InvalidMirrorPrefix>>()
                 .map_err(InvalidConfig::BadMirrorPrefix)?;
         }
-        if file.offline == Some(true) {
-            config.offline = Some(Sealed::ConfigKey(None));
+        if let Some(value) = &file.offline {
+            if parse_bool("offline", value)? {
+                config.offline = Some(Sealed::ConfigKey(None));
+            }
         }
         if let Some(section) = file.shared {
             config.shared = Some(parse_shared(section)?);
@@ -649,6 +655,14 @@ fn parse_limits(file: &ConfigFile) -> Result<Limits, InvalidConfig> {
         limits.download_stall = stall;
     }
     Ok(limits)
+}
+
+/// `true` or `false`, else refused with the key named.
+fn parse_bool(key: &'static str, value: &toml::Value) -> Result<bool, InvalidConfig> {
+    value.as_bool().ok_or_else(|| {
+        let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+        InvalidConfig::bad_value(key, &text, Why::NotABool)
+    })
 }
 
 fn positive(key: &'static str, text: &str, value: u64) -> Result<u64, InvalidConfig> {
@@ -1163,11 +1177,17 @@ mod tests {
             Config::parse("offline = true").unwrap().offline,
             Some(Sealed::ConfigKey(None))
         );
-        let message = refused("offline = \"yes\"");
-        assert!(message.contains("offline"), "{message}");
+        assert_eq!(
+            refused("offline = \"yes\""),
+            "offline = \"yes\": expected true or false"
+        );
         assert!(matches!(
             Config::parse("offline = 1"),
-            Err(InvalidConfig::Toml(_))
+            Err(InvalidConfig::BadValue {
+                key: "offline",
+                why: Why::NotABool,
+                ..
+            })
         ));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
