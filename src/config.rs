@@ -660,7 +660,9 @@ fn parse_limits(file: &ConfigFile) -> Result<Limits, InvalidConfig> {
 /// `true` or `false`, else refused with the key named.
 fn parse_bool(key: &'static str, value: &toml::Value) -> Result<bool, InvalidConfig> {
     value.as_bool().ok_or_else(|| {
-        let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+        let text = value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_owned);
         InvalidConfig::bad_value(key, &text, Why::NotABool)
     })
 }

@@ -69,7 +69,10 @@ pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> an
     if code.as_ref().is_ok_and(|code| *code != 0) {
         local.report_missing();
     }
-    for line in log.warnings() {
+    // Terraform retries a failed registry request: one line per failure.
+    let mut warnings = log.warnings();
+    warnings.dedup();
+    for line in warnings {
         eprintln!("tfmirror server: {line}");
     }
     if let Some(line) = savings::end_run(&server, run)

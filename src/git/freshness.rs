@@ -19,8 +19,8 @@ use super::refs;
 use super::repack;
 use super::repo_id::RepoId;
 use crate::config::Config;
-use crate::sealed::Sealed;
 use crate::response::{self, Response};
+use crate::sealed::Sealed;
 use crate::store::freshness::Age;
 use crate::store::{KeyedLocks, OncePerKey, Store};
 

@@ -100,7 +100,10 @@ mod tests {
             "cache_dir":"/c","uptime_secs":0}"#;
         let health: Health = serde_json::from_str(json).unwrap();
         assert_eq!(health.shared, None);
-        assert_eq!(health.offline, None, "a server of before sealed mode is online");
+        assert_eq!(
+            health.offline, None,
+            "a server of before sealed mode is online"
+        );
         let state: SharedState = serde_json::from_str("\"failing\"").unwrap();
         assert_eq!(state.as_str(), "failing");
     }

@@ -332,7 +332,7 @@ impl Providers {
             Err(AnswerError::Fetch(FetchError::Withheld { why, .. })) => {
                 return Err(RegistryCheck::Absent(RegistryAbsent::Unreachable(why)))
             }
-                   // Sealed, the registry is not asked: lock files decide.
+            // Sealed, the registry is not asked: lock files decide.
             Err(AnswerError::Fetch(failure @ FetchError::Offline(_))) => {
                 let why = failure.to_string();
                 return Err(RegistryCheck::Absent(RegistryAbsent::Unreachable(why)));

@@ -463,7 +463,10 @@ mod tests {
             matches!(&refused, ArtifactError::Offline(offline) if offline.what == zip.as_str()),
             "{refused:?}"
         );
-        assert!(refused.to_string().contains("tfmirror is offline"), "{refused}");
+        assert!(
+            refused.to_string().contains("tfmirror is offline"),
+            "{refused}"
+        );
         let accepted = listener.accept();
         assert!(
             matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),

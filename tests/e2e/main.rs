@@ -24,6 +24,7 @@ mod git_local;
 mod lifecycle;
 mod modules;
 mod network_mirror;
+mod offline;
 mod private_content;
 mod providers;
 mod reporting;

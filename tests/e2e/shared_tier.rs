@@ -15,9 +15,17 @@ use crate::harness::{assert_success, installed_ids, World};
 const REPO: &str = "org/infra.git";
 const PROVIDERS: [(&str, &str, &str); 2] = [("acme", "alpha", "1.0.0"), ("acme", "beta", "2.0.0")];
 
-/// Providers, an HTTP-archive module, registry modules in a git mono-repo,
-/// and a direct `git::` source into the same repository.
 fn team_world(garage: &Garage) -> World {
+    let world = team_root_world("");
+    world.append_config(&garage.config_toml("team"));
+    world
+}
+
+/// Providers, an HTTP-archive module, registry modules in a git mono-repo,
+/// and a direct `git::` source into the same repository; `extra` goes at
+/// the top of the config. The root of [`team_main_tf`]; the offline tests
+/// use it too.
+pub(crate) fn team_root_world(extra: &str) -> World {
     let providers = PROVIDERS
         .iter()
         .map(|(ns, name, version)| {
@@ -37,12 +45,10 @@ fn team_world(garage: &Garage) -> World {
             "v1.0.0",
         ),
     ];
-    let world = World::start_all(providers, modules, vec![GitRepoSpec::new(REPO)], "");
-    world.append_config(&garage.config_toml("team"));
-    world
+    World::start_all(providers, modules, vec![GitRepoSpec::new(REPO)], extra)
 }
 
-fn team_main_tf(world: &World) -> String {
+pub(crate) fn team_main_tf(world: &World) -> String {
     let mut text = crate::harness::main_tf(&PROVIDERS);
     let repo = world.registry.git_url(REPO);
     text.push_str(&format!(
