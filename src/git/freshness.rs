@@ -431,3 +431,76 @@ pub(super) async fn blocking_resolve(
     .await
     .map_err(|e| GitError::Fetch(format!("resolve task failed: {e}")))?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::mirror::tests::Upstream;
+    use super::*;
+
+    /// A sealed server's mirrors of `repo_url`, whose every metadata
+    /// copy would be expired were it online.
+    fn sealed_mirrors(cache: &std::path::Path, repo_url: &str) -> GitMirrors {
+        let prefix = repo_url.rsplit_once("org/").unwrap().0;
+        let config = Config {
+            metadata_ttl: Duration::ZERO,
+            stale_while_revalidate: Duration::ZERO,
+            git_mirror: vec![prefix.parse().unwrap()],
+            offline: Some(Sealed::Environment),
+            ..Config::default()
+        };
+        let store = Store::open(cache).unwrap();
+        GitMirrors::new(Arc::new(config), Arc::new(store))
+    }
+
+    /// Sealed, a mirror is read as it is, and what it lacks is refused by
+    /// name; the upstream (a listener here) is never connected to.
+    #[tokio::test]
+    async fn a_sealed_server_neither_checks_nor_fetches() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!(
+            "http://{}/git/org/infra.git",
+            listener.local_addr().unwrap()
+        );
+        let repo = RepoId::from_url(&url).unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let mirrors = sealed_mirrors(cache.path(), &url);
+        let bounded = |what| tokio::time::timeout(Duration::from_secs(10), what);
+
+        let never_cloned = bounded(mirrors.resolve(&repo, Some("v1")))
+            .await
+            .expect("a refusal is immediate")
+            .unwrap_err();
+        assert!(
+            matches!(&never_cloned, GitError::Offline(offline) if offline.what == url),
+            "{never_cloned}"
+        );
+
+        // A mirror made earlier (here from a local upstream), long expired.
+        let upstream = Upstream::new();
+        let dir = mirrors.mirror(&repo).dir;
+        let seeded = Mirror::new(dir, upstream.url.clone());
+        seeded.with_lock(|| seeded.update()).unwrap().unwrap();
+        let v1 = bounded(mirrors.resolve(&repo, Some("v1")))
+            .await
+            .expect("served from the mirror at once")
+            .unwrap();
+        assert_eq!(v1.commit, upstream.rev("v1^{commit}"));
+        let missing = bounded(mirrors.resolve(&repo, Some("v9")))
+            .await
+            .expect("a refusal is immediate")
+            .unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            format!(
+                "{url} v9 is not in the cache, and tfmirror is offline (sealed: \
+                 TFMIRROR_OFFLINE=1, as `tfmirror exec --offline` sets)"
+            )
+        );
+        let accepted = listener.accept();
+        assert!(
+            matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the upstream was connected to: {accepted:?}"
+        );
+    }
+}
