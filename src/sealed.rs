@@ -40,10 +40,17 @@ impl fmt::Display for Sealed {
 /// A request a sealed server refused: `what` is not cached, and the
 /// upstream may not be asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} is not in the cache, and tfmirror is offline (sealed: {sealed})")]
+#[error("{}", refusal(what, sealed))]
 pub struct Offline {
     pub what: String,
     pub sealed: Sealed,
+}
+
+/// The one wording of a sealed server's refusal of `what`, `sealed` being
+/// why it is sealed; also what a client says with the reason the server's
+/// health answer gave.
+pub fn refusal(what: &str, sealed: &dyn fmt::Display) -> String {
+    format!("{what} is not in the cache, and tfmirror is offline (sealed: {sealed})")
 }
 
 impl Sealed {

@@ -67,7 +67,7 @@ pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> an
     });
     let code = run_command(&rendered, git, program, args).await;
     if code.as_ref().is_ok_and(|code| *code != 0) {
-        local.report_missing();
+        local.report_missing(server.server.offline.as_deref());
     }
     // Terraform retries a failed registry request: one line per failure.
     let mut warnings = log.warnings();

@@ -157,6 +157,37 @@ fn a_warm_cache_inits_sealed_without_asking_the_upstream() {
         );
     }
 
+    // What the cache lacks is named: a git ref, a registry module.
+    let repo = world.registry.git_url(crate::shared_tier::REPO);
+    let git_miss = world.workdir_with(
+        "git-miss",
+        &format!("module \"m\" {{\n  source = \"git::{repo}//modules/vpc?ref=v9.9.9\"\n}}\n"),
+    );
+    let message = assert_failure(
+        &init(&world, &git_miss, true),
+        "sealed init of a ref never cached",
+    );
+    assert!(
+        message.contains(&format!(
+            "{repo} v9.9.9 is not in the cache, and tfmirror is offline"
+        )),
+        "names the repository and the ref: {message}"
+    );
+    let module_miss = world.workdir_with(
+        "module-miss",
+        "module \"m\" {\n  source  = \"acme/absent/aws\"\n  version = \"1.0.0\"\n}\n",
+    );
+    let message = assert_failure(
+        &init(&world, &module_miss, true),
+        "sealed init of a module never cached",
+    );
+    assert!(
+        message.contains(
+            "registry.terraform.io/acme/absent/aws is not in the cache, and tfmirror is offline"
+        ),
+        "names the module: {message}"
+    );
+
     let status = bounded(&world, &dir, &[tfmirror().into(), "status".into()]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(

@@ -12,7 +12,7 @@ use crate::fixtures::garage::Garage;
 use crate::fixtures::{GitRepoSpec, ModuleSpec, ProviderSpec};
 use crate::harness::{assert_success, installed_ids, World};
 
-const REPO: &str = "org/infra.git";
+pub(crate) const REPO: &str = "org/infra.git";
 const PROVIDERS: [(&str, &str, &str); 2] = [("acme", "alpha", "1.0.0"), ("acme", "beta", "2.0.0")];
 
 fn team_world(garage: &Garage) -> World {

@@ -132,16 +132,21 @@ impl LocalClones {
     }
 
     /// One line per ref that a call names and its repository lacks: git
-    /// itself says only that a pathspec did not match.
-    pub fn report_missing(&self) {
-        for line in self.missing.iter().map(MissingRef::line) {
+    /// itself says only that a pathspec did not match. `offline` is why the
+    /// server is sealed, if it is (its health answer says).
+    pub fn report_missing(&self, offline: Option<&str>) {
+        for line in self.missing.iter().map(|missing| missing.line(offline)) {
             eprintln!("tfmirror: {line}");
         }
     }
 }
 
 impl MissingRef {
-    fn line(&self) -> String {
+    fn line(&self, offline: Option<&str>) -> String {
+        if let Some(sealed) = offline {
+            let what = format!("{} {}", self.url, self.reference);
+            return crate::sealed::refusal(&what, &sealed);
+        }
         let why = if self.checked {
             "its refs were checked against the upstream just now"
         } else {
