@@ -273,15 +273,25 @@ mod tests {
                 instead_of: "https://h/o/a.git".into()
             }]
         );
-        assert_eq!(
+        let lines = |offline| {
             clones
                 .missing
                 .iter()
-                .map(MissingRef::line)
-                .collect::<Vec<_>>(),
+                .map(|missing| missing.line(offline))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            lines(None),
             [
                 "https://h/o/b has no branch, tag or commit \"v9.9.9\": its refs were checked \
               against the upstream just now"
+            ]
+        );
+        assert_eq!(
+            lines(Some("TFMIRROR_OFFLINE=1")),
+            [
+                "https://h/o/b v9.9.9 is not in the cache, and tfmirror is offline (sealed: \
+              TFMIRROR_OFFLINE=1)"
             ]
         );
     }
