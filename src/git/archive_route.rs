@@ -90,6 +90,7 @@ impl GitMirrors {
         })
         .await?;
         if !has_commit {
+            self.refuse_if_sealed(repo, Some(&commit.to_string()))?;
             mirror = self.fresh(repo).await?;
         }
         let dir = mirror.dir.clone();

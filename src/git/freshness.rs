@@ -245,7 +245,11 @@ impl GitMirrors {
 
     /// The refusal of `what` of `repo` on a sealed server; `Ok` when the
     /// server is not sealed.
-    fn refuse_if_sealed(&self, repo: &RepoId, what: Option<&str>) -> Result<(), GitError> {
+    pub(super) fn refuse_if_sealed(
+        &self,
+        repo: &RepoId,
+        what: Option<&str>,
+    ) -> Result<(), GitError> {
         let Some(sealed) = self.sealed() else {
             return Ok(());
         };

@@ -144,8 +144,13 @@ impl Server {
             .filter(|_| config.offline.is_none())
             .map(|shared| SharedTier::from_config(shared, config.upstream_retry_after))
             .transpose()?;
-        if let (Some(sealed), Some(_)) = (&config.offline, &config.shared) {
-            tracing::info!("offline ({sealed}): the [shared] tier is not used");
+        if let Some(sealed) = &config.offline {
+            let unused = if config.shared.is_some() {
+                ", and the [shared] tier is not used"
+            } else {
+                ""
+            };
+            tracing::info!("offline ({sealed}): no upstream is contacted{unused}");
         }
         let shelf = shared.clone().map(|tier| {
             // So that `status` tells whether the bucket answers before the
