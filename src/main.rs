@@ -53,6 +53,7 @@
 //! `git/`), Terraform's network mirror protocol (`providers::network_mirror`),
 //! and the filesystem mirror layout the provider store uses on disk.
 
+mod bundle;
 mod catalog;
 mod cliconfig;
 mod commands;

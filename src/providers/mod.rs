@@ -29,10 +29,11 @@ use crate::response::{self, Response};
 use crate::store::{FetchError, Freshness, Segment, Served, Store};
 use crate::upstream::{ApiRequest, Forwarded, RegistryClient, Upstream};
 
-pub use checksums::checksum_path;
-use download_answer::DownloadAnswer;
+pub use checksums::{checksum_path, expected_sha256};
+pub use download_answer::DownloadAnswer;
 pub use import::LockHashes;
-use route::{Artifact, Package, ProviderAddress, ProviderRoute};
+pub use route::Artifact;
+use route::{Package, ProviderAddress, ProviderRoute};
 
 /// Terraform gives up on a registry API call after 10 s; a slow upstream
 /// must not turn a cached answer into a timeout, so past this a stale copy
@@ -295,7 +296,7 @@ fn check_version_list(body: &str) -> Result<(), NotAVersionList> {
 struct NotAVersionList;
 
 /// Index key of a package's download answer, and the scope of its grant.
-fn download_key(package: &Package) -> String {
+pub fn download_key(package: &Package) -> String {
     format!(
         "providers/download/{}/{}/{}/{}",
         package.address, package.version, package.os, package.arch
