@@ -165,6 +165,13 @@ enum Command {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// Bundles: the exact closure of runs as one verifiable file.
+    Bundle {
+        #[command(subcommand)]
+        action: commands::bundle::BundleAction,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
     /// Manage the cache's contents.
     Cache {
         #[command(subcommand)]
@@ -236,6 +243,7 @@ fn only_prints(command: &Command) -> bool {
         command,
         Command::Status { .. } | Command::Rc { .. } | Command::Env { .. }
     ) || matches!(command, Command::Cache { action, .. } if action.only_prints())
+        || matches!(command, Command::Bundle { action, .. } if action.only_prints())
 }
 
 /// Rust ignores SIGPIPE, so printing to a closed pipe fails and `print!`
@@ -346,6 +354,18 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                     dry_run,
                     json,
                 } => cache_commands::remove::prune(launch, older_than, dry_run, json).await,
+            }
+        }
+        Command::Bundle { action, cache } => {
+            let loaded = Loaded::new(&cache)?;
+            use commands::bundle::{inspect, BundleAction};
+            match action {
+                BundleAction::List { file, json } => {
+                    inspect::list(&file, &loaded.config.limits, json).await
+                }
+                BundleAction::Verify { file } => {
+                    inspect::verify(&file, &loaded.config.limits).await
+                }
             }
         }
         Command::Service { action, cache } => {
