@@ -360,6 +360,10 @@ async fn run(command: Command) -> anyhow::Result<i32> {
             let loaded = Loaded::new(&cache)?;
             use commands::bundle::{inspect, BundleAction};
             match action {
+                BundleAction::Create { args } => {
+                    commands::bundle::create::run(loaded.launch(), loaded.config.clone(), args)
+                        .await
+                }
                 BundleAction::List { file, json } => {
                     inspect::list(&file, &loaded.config.limits, json).await
                 }

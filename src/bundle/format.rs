@@ -23,6 +23,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::closure::ClosureItem;
+
 /// The format this code writes and reads.
 pub const FORMAT: u32 = 1;
 /// The first tar entry's path.
@@ -37,7 +39,7 @@ pub const ENTRY_MODE: u32 = 0o644;
 /// What a hostile bundle may not exceed before it is read further.
 pub const MAX_MANIFEST_BYTES: u64 = 32 * 1024 * 1024;
 /// Entries in one bundle; a run touching more is refused when created.
-pub const MAX_ENTRIES: usize = 100_000;
+pub const MAX_ENTRIES: usize = crate::protocol::closure::MAX_CLOSURE_ITEMS;
 /// Bytes of one path inside the tar.
 pub const MAX_PATH_BYTES: usize = 1024;
 
@@ -209,6 +211,35 @@ pub fn git_bundle_path(mirror_key: &str) -> String {
     format!("{mirror_key}{GIT_BUNDLE_SUFFIX}")
 }
 
+/// The cache item an entry of a bundle this format wrote holds, read back
+/// from its path (what `bundle create --append` asks the server for again).
+pub fn item_of(entry: &Entry) -> Option<ClosureItem> {
+    if let Some(key) = entry
+        .path
+        .strip_prefix(ARTIFACTS_DIR)
+        .and_then(|p| p.strip_prefix('/'))
+    {
+        return Some(ClosureItem::Artifact(key.to_owned()));
+    }
+    if let Some(escaped) = entry
+        .path
+        .strip_prefix(DOCUMENTS_DIR)
+        .and_then(|p| p.strip_prefix('/'))
+        .and_then(|p| p.strip_suffix(".json"))
+    {
+        let key = percent_encoding::percent_decode_str(escaped)
+            .decode_utf8()
+            .ok()?
+            .into_owned();
+        // Only a key that escapes back to this very path.
+        return (document_path(&key).ok()? == entry.path).then_some(ClosureItem::Document(key));
+    }
+    let mirror = entry.path.strip_suffix(GIT_BUNDLE_SUFFIX)?;
+    mirror
+        .starts_with(&format!("{GIT_DIR}/"))
+        .then(|| ClosureItem::GitMirror(mirror.to_owned()))
+}
+
 /// `created` for a bundle made now: `SOURCE_DATE_EPOCH` when it holds a
 /// number of seconds, else the clock.
 pub fn created(source_date_epoch: Option<&str>) -> String {
@@ -303,6 +334,31 @@ mod tests {
         assert!(path.starts_with("documents/") && path.ends_with(".json"));
         assert_eq!(path.matches('/').count(), 1, "{path}");
         assert_eq!(check_path(&path), Ok(()));
+    }
+
+    #[test]
+    fn an_entry_names_its_cache_item() {
+        let entry = |path: &str| Entry {
+            kind: EntryKind::Document,
+            name: String::new(),
+            path: path.to_owned(),
+            size: 0,
+            sha256: String::new(),
+        };
+        let key = "providers/download/h/n/t/1.0.0/linux/amd64";
+        assert_eq!(
+            item_of(&entry(&document_path(key).unwrap())),
+            Some(ClosureItem::Document(key.to_owned()))
+        );
+        assert_eq!(
+            item_of(&entry(&artifact_path("modules/archives/a.zip"))),
+            Some(ClosureItem::Artifact("modules/archives/a.zip".to_owned()))
+        );
+        assert_eq!(
+            item_of(&entry(&git_bundle_path("git/h/o/r.git"))),
+            Some(ClosureItem::GitMirror("git/h/o/r.git".to_owned()))
+        );
+        assert_eq!(item_of(&entry("documents/not%2escaped%2Fright.json")), None);
     }
 
     #[test]

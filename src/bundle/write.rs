@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
@@ -142,33 +142,6 @@ pub fn write(
     let encoder = tar.into_inner().map_err(WriteError::Write)?;
     let mut out = encoder.finish().map_err(WriteError::Write)?;
     out.flush().map_err(WriteError::Write)?;
-    Ok(manifest)
-}
-
-/// Writes the bundle to `dest` through a temporary file beside it, renamed
-/// into place once complete: no half-written bundle is ever at `dest`.
-pub fn write_file(
-    dest: &Path,
-    header: Header,
-    sources: Vec<Source>,
-    progress: &mut dyn FnMut(u64),
-) -> Result<Manifest, WriteError> {
-    let dir = match dest.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tfmirror-bundle-")
-        .tempfile_in(dir)
-        .map_err(WriteError::Write)?;
-    let manifest = write(
-        io::BufWriter::new(temp.as_file_mut()),
-        header,
-        sources,
-        progress,
-    )?;
-    temp.as_file().sync_all().map_err(WriteError::Write)?;
-    temp.persist(dest).map_err(|e| WriteError::Write(e.error))?;
     Ok(manifest)
 }
 

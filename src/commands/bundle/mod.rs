@@ -1,6 +1,7 @@
 //! `tfmirror bundle <verb>`: the closure of runs as one file (see
 //! `crate::bundle` for the format).
 
+pub mod create;
 pub mod inspect;
 
 use std::path::PathBuf;
@@ -10,6 +11,13 @@ use crate::config::Limits;
 
 #[derive(clap::Subcommand)]
 pub enum BundleAction {
+    /// Run a command (e.g. `terraform init`) as `exec` does and write all
+    /// it was served, with the lock file's provider packages for this
+    /// machine and each --platform, as one bundle file.
+    Create {
+        #[command(flatten)]
+        args: create::CreateArgs,
+    },
     /// Print a bundle's manifest: kind, size and name of every entry.
     List {
         #[arg(value_name = "FILE")]
