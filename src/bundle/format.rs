@@ -12,7 +12,9 @@
 //! - `documents/<escaped key>.json`: a metadata document (version list,
 //!   download answer, module location), its key escaped into one path
 //!   component as the shared tier escapes it (`ObjectKey::document`), its
-//!   bytes those of the cache's own document file (`store::doc_files`);
+//!   bytes those of the cache's own document file (`store::doc_files`),
+//!   with the fetch time set to the bundle's `created` (a refresh changes
+//!   the fetch time, not the answer);
 //! - `git/<host>/<path>.git.bundle`: a git mirror as a `git bundle`.
 //!
 //! Reproducible: the same entries give byte-identical files. Tar headers

@@ -65,9 +65,16 @@ impl App {
                     .into_response();
             }
         };
+        let Ok(created) = humantime::parse_rfc3339(&asked.created) else {
+            let message = format!("created {:?} is not an RFC 3339 time", asked.created);
+            return HandlerError::new(StatusCode::BAD_REQUEST, message).into_response();
+        };
+        let as_of_ms = created
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
         let gathering = {
             let (store, dir) = (store.clone(), staging.path().to_owned());
-            tokio::task::spawn_blocking(move || sources(&store, asked.items, &dir))
+            tokio::task::spawn_blocking(move || sources(&store, asked.items, &dir, as_of_ms))
         };
         let sources = match gathering.await {
             Ok(Ok(sources)) => sources,
@@ -99,10 +106,17 @@ impl App {
 
 /// Each item as an entry to write; refused whole if one is not in the
 /// cache or not something a bundle carries. Blocks (git bundles).
+///
+/// A document is written as fetched at `as_of_ms`, the bundle's creation:
+/// its fetch time changes whenever a version list is refreshed, its
+/// content does not, and the same closure must give the same bytes. The
+/// creation time is never earlier than the real fetch unless the creator
+/// set `SOURCE_DATE_EPOCH` back, which only makes the copy look older.
 fn sources(
     store: &Store,
     items: Vec<ClosureItem>,
     staging: &std::path::Path,
+    as_of_ms: u64,
 ) -> Result<Vec<Source>, HandlerError> {
     let missing = |what: &str, key: &str| {
         HandlerError::new(
@@ -129,10 +143,11 @@ fn sources(
                 }
             }
             ClosureItem::Document(key) => {
-                let doc = store
+                let mut doc = store
                     .documents()
                     .cached(&key)
                     .ok_or_else(|| missing("the document", &key))?;
+                doc.fetched_at_ms = as_of_ms;
                 Source {
                     kind: EntryKind::of_document(&key),
                     path: format::document_path(&key).map_err(|e| bad(e.to_string()))?,

@@ -13,15 +13,17 @@ use crate::fixtures::{GitRepoSpec, ModuleSpec, ProviderSpec};
 use crate::harness::{assert_success, installed_ids, World};
 
 const REPO: &str = "org/infra.git";
-const PROVIDERS: [(&str, &str, &str); 2] = [("acme", "alpha", "1.0.0"), ("acme", "beta", "2.0.0")];
+pub(crate) const PROVIDERS: [(&str, &str, &str); 2] =
+    [("acme", "alpha", "1.0.0"), ("acme", "beta", "2.0.0")];
 
-/// Providers, an HTTP-archive module, registry modules in a git mono-repo,
-/// and a direct `git::` source into the same repository.
-fn team_world(garage: &Garage) -> World {
+/// Providers built for `platforms`, an HTTP-archive module, registry
+/// modules in a git mono-repo, and (with [`team_main_tf`]) a direct `git::`
+/// source into the same repository. `bundles` uses it too.
+pub(crate) fn mixed_world(platforms: &[(&str, &str)]) -> World {
     let providers = PROVIDERS
         .iter()
         .map(|(ns, name, version)| {
-            ProviderSpec::new(ns, name, &[version]).with_platforms(&[("linux", "amd64")])
+            ProviderSpec::new(ns, name, &[version]).with_platforms(platforms)
         })
         .collect();
     let modules = vec![
@@ -37,12 +39,16 @@ fn team_world(garage: &Garage) -> World {
             "v1.0.0",
         ),
     ];
-    let world = World::start_all(providers, modules, vec![GitRepoSpec::new(REPO)], "");
+    World::start_all(providers, modules, vec![GitRepoSpec::new(REPO)], "")
+}
+
+fn team_world(garage: &Garage) -> World {
+    let world = mixed_world(&[("linux", "amd64")]);
     world.append_config(&garage.config_toml("team"));
     world
 }
 
-fn team_main_tf(world: &World) -> String {
+pub(crate) fn team_main_tf(world: &World) -> String {
     let mut text = crate::harness::main_tf(&PROVIDERS);
     let repo = world.registry.git_url(REPO);
     text.push_str(&format!(
