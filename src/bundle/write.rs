@@ -21,6 +21,17 @@ pub struct Source {
     pub content: Content,
 }
 
+impl Source {
+    /// Its size as it is now (0 for a file that cannot be read, which
+    /// writing reports).
+    pub fn size(&self) -> u64 {
+        match &self.content {
+            Content::File(file) => std::fs::metadata(file).map_or(0, |m| m.len()),
+            Content::Bytes(bytes) => bytes.len() as u64,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
     /// A file, read twice (hashed, then copied): it must not change

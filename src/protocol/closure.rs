@@ -34,6 +34,11 @@ pub struct Closure {
 #[error("the run touched more than {MAX_CLOSURE_ITEMS} artifacts and documents; its closure was not kept")]
 pub struct ClosureTooLarge;
 
+/// The header on a bundle answer with the sum of its entries' sizes: the
+/// bundle's size is not known before it is written, and this is close to
+/// it (most of it is provider zips, which do not compress).
+pub const BUNDLE_CONTENT_HEADER: &str = "x-tfmirror-bundle-content";
+
 /// `POST /_tfmirror/bundle`: write these items as a bundle; the answer's
 /// body is the bundle file (`application/zstd`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,7 +18,9 @@ use super::App;
 use crate::bundle::format::{self, EntryKind};
 use crate::bundle::write::{self, Content, Header, Source};
 use crate::git::mirror::Mirror;
-use crate::protocol::closure::{BundleRequest, ClosureItem, MAX_CLOSURE_ITEMS};
+use crate::protocol::closure::{
+    BundleRequest, ClosureItem, BUNDLE_CONTENT_HEADER, MAX_CLOSURE_ITEMS,
+};
 use crate::response::{self, ChunkSender, HandlerError, Origin, Response};
 use crate::store::{encode_document_file, Bucket, RelPath, Segment, Store};
 
@@ -74,10 +76,14 @@ impl App {
             .map_or(0, |since| since.as_millis() as u64);
         let gathering = {
             let (store, dir) = (store.clone(), staging.path().to_owned());
-            tokio::task::spawn_blocking(move || sources(&store, asked.items, &dir, as_of_ms))
+            tokio::task::spawn_blocking(move || {
+                let sources = sources(&store, asked.items, &dir, as_of_ms)?;
+                let content: u64 = sources.iter().map(Source::size).sum();
+                Ok::<_, HandlerError>((sources, content))
+            })
         };
-        let sources = match gathering.await {
-            Ok(Ok(sources)) => sources,
+        let (sources, content) = match gathering.await {
+            Ok(Ok(gathered)) => gathered,
             Ok(Err(refusal)) => return refusal.into_response(),
             Err(e) => {
                 let message = format!("the task gathering the bundle failed: {e}");
@@ -89,7 +95,10 @@ impl App {
             created: asked.created,
             platforms: asked.platforms,
         };
-        let (sender, answer) = response::channel(None, "application/zstd", Origin::Cache);
+        let (sender, mut answer) = response::channel(None, "application/zstd", Origin::Cache);
+        answer
+            .headers_mut()
+            .insert(BUNDLE_CONTENT_HEADER, content.into());
         tokio::task::spawn_blocking(move || {
             let _staging = staging;
             let mut out = ChannelWriter {

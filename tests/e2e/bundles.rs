@@ -7,8 +7,9 @@ use std::io::Read;
 use std::path::Path;
 use std::process::Output;
 
+use crate::harness::main_tf as main_tf_of;
 use crate::harness::{assert_failure, assert_success, terraform, tfmirror, World};
-use crate::shared_tier::{mixed_world, team_main_tf};
+use crate::shared_tier::{mixed_world, team_main_tf, PROVIDERS};
 
 /// Every tfmirror command here gets this long (coreutils' `timeout`).
 const TIME_LIMIT_SECS: &str = "300";
@@ -21,28 +22,23 @@ fn bounded(world: &World, args: &[&str]) -> std::process::Command {
     command
 }
 
-fn create(world: &World, dir: &Path, bundle: &Path) -> Output {
+/// `bundle create -o bundle OPTIONS -- terraform init` in `dir`.
+fn create(world: &World, dir: &Path, bundle: &Path, options: &[&str]) -> Output {
     let terraform = terraform();
-    bounded(
-        world,
-        &[
-            "bundle",
-            "create",
-            "-o",
-            bundle.to_str().unwrap(),
-            "--platform",
-            "darwin_arm64",
-            "--",
-            terraform.to_str().unwrap(),
-            "init",
-            "-input=false",
-            "-no-color",
-        ],
-    )
-    .current_dir(dir)
-    .env("SOURCE_DATE_EPOCH", EPOCH)
-    .output()
-    .unwrap()
+    let mut args = vec!["bundle", "create", "-o", bundle.to_str().unwrap()];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&[
+        "--",
+        terraform.to_str().unwrap(),
+        "init",
+        "-input=false",
+        "-no-color",
+    ]);
+    bounded(world, &args)
+        .current_dir(dir)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap()
 }
 
 fn verify(world: &World, bundle: &Path) -> Output {
@@ -57,7 +53,8 @@ fn a_bundle_holds_the_closure_verifies_and_is_reproducible() {
     let main_tf = team_main_tf(&world);
     let first = world.root.path().join("first.tfbundle");
     let dir = world.workdir_with("root", &main_tf);
-    assert_success(&create(&world, &dir, &first), "bundle create");
+    let darwin = ["--platform", "darwin_arm64"];
+    assert_success(&create(&world, &dir, &first, &darwin), "bundle create");
 
     let listed = bounded(
         &world,
@@ -132,7 +129,10 @@ fn a_bundle_holds_the_closure_verifies_and_is_reproducible() {
     // The same closure, from a fresh copy of the root, is the same file.
     let second = world.root.path().join("second.tfbundle");
     let again = world.workdir_with("again", &main_tf);
-    assert_success(&create(&world, &again, &second), "the second bundle create");
+    assert_success(
+        &create(&world, &again, &second, &darwin),
+        "the second bundle create",
+    );
     let mut second_bytes = Vec::new();
     std::fs::File::open(&second)
         .unwrap()
@@ -156,5 +156,30 @@ fn a_bundle_holds_the_closure_verifies_and_is_reproducible() {
         let only_second: Vec<_> = two.iter().filter(|e| !one.contains(e)).collect();
         panic!("the two bundles differ: {differ:#?} against {only_second:#?}");
     }
+
+    // A root with the providers only, for this machine only, then the whole
+    // root appended with the second platform: the union is the first bundle.
+    let appended = world.root.path().join("appended.tfbundle");
+    let providers_only = world.workdir_with("providers", &main_tf_of(&PROVIDERS));
+    assert_success(
+        &create(&world, &providers_only, &appended, &[]),
+        "bundle create of the providers",
+    );
+    let smaller = std::fs::read(&appended).unwrap();
+    assert!(
+        smaller.len() < bytes.len(),
+        "the providers alone make a smaller bundle"
+    );
+    let whole = world.workdir_with("whole", &main_tf);
+    let mut append = darwin.to_vec();
+    append.push("--append");
+    assert_success(
+        &create(&world, &whole, &appended, &append),
+        "bundle create --append",
+    );
+    assert!(
+        std::fs::read(&appended).unwrap() == bytes,
+        "the appended bundle differs"
+    );
     world.stop_server();
 }

@@ -22,7 +22,7 @@ use crate::commands::packages::{self, PackageClient, PackageId, Platform, DEFAUL
 use crate::commands::progress::Progress;
 use crate::config::Config;
 use crate::lockfile::LOCK_FILE_NAME;
-use crate::protocol::closure::{BundleRequest, Closure, ClosureItem};
+use crate::protocol::closure::{BundleRequest, Closure, ClosureItem, BUNDLE_CONTENT_HEADER};
 use crate::protocol::{Endpoint, RunId};
 use crate::provider_address::{Package, ProviderAddress};
 use crate::store::Segment;
@@ -50,9 +50,10 @@ pub struct CreateArgs {
     command: Vec<OsString>,
 }
 
-/// The bundle's bytes are counted in steps of this many for the progress
-/// display.
+/// The bundle's bytes are counted in megabytes for the progress display,
+/// shown for bundles over [`PROGRESS_FROM`].
 const PROGRESS_STEP: u64 = 1 << 20;
+const PROGRESS_FROM: u64 = 4 << 20;
 
 pub async fn run(launch: Launch<'_>, config: Config, args: CreateArgs) -> anyhow::Result<i32> {
     // A bundle to append to is read first: a bad one stops before the run.
@@ -183,18 +184,28 @@ async fn write_stream(mut answer: reqwest::Response, dest: &Path) -> anyhow::Res
     })
     .await??;
     let mut file = tokio::fs::File::from_std(temp.reopen()?);
-    // The size is not known ahead: the display counts megabytes.
-    let progress = Progress::new(0, "MB");
+    // The bundle's size is not known ahead; its content's is, and close.
+    let content = answer
+        .headers()
+        .get(BUNDLE_CONTENT_HEADER)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let progress =
+        (content > PROGRESS_FROM).then(|| Progress::new(content.div_ceil(PROGRESS_STEP), "MB"));
     let (mut received, mut shown) = (0u64, 0u64);
     while let Some(chunk) = answer.chunk().await.map_err(reqwest::Error::without_url)? {
         file.write_all(&chunk).await?;
         received += chunk.len() as u64;
         while received / PROGRESS_STEP > shown {
             shown += 1;
-            progress.done(&format!("{shown} MB"), None, false);
+            if let Some(progress) = &progress {
+                progress.done(&format!("{shown} MB"), None, false);
+            }
         }
     }
-    progress.finish();
+    if let Some(progress) = progress {
+        progress.finish();
+    }
     file.sync_all().await?;
     drop(file);
     let dest = dest.to_path_buf();
