@@ -13,6 +13,11 @@ use crate::provider_address::{Package, ProviderAddress};
 use crate::providers::{checksum_path, download_key, expected_sha256, Artifact, DownloadAnswer};
 use crate::store::{decode_document_file, Bucket, Segment};
 
+/// Bytes of checksum files, signatures and download answers held at once
+/// for the provider checks: each is capped by `max_metadata_size`, and
+/// a hostile bundle could list a great many.
+pub const MAX_KEPT_METADATA: u64 = 256 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error(transparent)]
@@ -31,6 +36,7 @@ pub fn verify(
     // The small files the provider checks need, by path; zips are only
     // hashed as they pass.
     let mut kept: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut kept_bytes = 0u64;
     let manifest = read::read(input, limits, |entry, bytes| {
         if !keeps(entry.kind) {
             return Ok(());
@@ -39,6 +45,13 @@ pub fn verify(
             return Err(format!(
                 "{} bytes, over the cap of {metadata_size} for metadata",
                 entry.size
+            ));
+        }
+        kept_bytes += entry.size;
+        if kept_bytes > MAX_KEPT_METADATA {
+            return Err(format!(
+                "the bundle's checksums, signatures and download answers come to over \
+                 {MAX_KEPT_METADATA} bytes"
             ));
         }
         let mut buf = Vec::with_capacity(entry.size as usize);
