@@ -55,6 +55,7 @@
 //! `git/`), Terraform's network mirror protocol (`providers::network_mirror`),
 //! and the filesystem mirror layout the provider store uses on disk.
 
+mod bundle;
 mod catalog;
 mod cliconfig;
 mod commands;
@@ -167,6 +168,13 @@ enum Command {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// Bundles: the exact closure of runs as one verifiable file.
+    Bundle {
+        #[command(subcommand)]
+        action: commands::bundle::BundleAction,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
     /// Manage the cache's contents.
     Cache {
         #[command(subcommand)]
@@ -242,6 +250,7 @@ fn only_prints(command: &Command) -> bool {
         command,
         Command::Status { .. } | Command::Rc { .. } | Command::Env { .. }
     ) || matches!(command, Command::Cache { action, .. } if action.only_prints())
+        || matches!(command, Command::Bundle { action, .. } if action.only_prints())
 }
 
 /// Rust ignores SIGPIPE, so printing to a closed pipe fails and `print!`
@@ -352,6 +361,22 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                     dry_run,
                     json,
                 } => cache_commands::remove::prune(launch, older_than, dry_run, json).await,
+            }
+        }
+        Command::Bundle { action, cache } => {
+            let loaded = Loaded::new(&cache)?;
+            use commands::bundle::{inspect, BundleAction};
+            match action {
+                BundleAction::Create { args } => {
+                    commands::bundle::create::run(loaded.launch(), loaded.config.clone(), args)
+                        .await
+                }
+                BundleAction::List { file, json } => {
+                    inspect::list(&file, &loaded.config.limits, json).await
+                }
+                BundleAction::Verify { file } => {
+                    inspect::verify(&file, &loaded.config.limits).await
+                }
             }
         }
         Command::Service { action, cache } => {

@@ -11,6 +11,7 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::StatusCode;
 use tokio::sync::mpsc;
 
+use crate::protocol::closure::ClosureItem;
 use crate::store::{FetchError, Provenance, Served, WriteError};
 
 pub type Body = BoxBody<Bytes, io::Error>;
@@ -121,6 +122,20 @@ pub enum Outcome {
     Hit,
     Miss,
     Stale,
+}
+
+/// What a response serves from the cache, by key, recorded on it for the
+/// closure of the run it belongs to (see `server::closures`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched(pub Vec<ClosureItem>);
+
+/// `response`, naming `items` as what it serves.
+pub fn touched(mut response: Response, items: impl IntoIterator<Item = ClosureItem>) -> Response {
+    let extensions = response.extensions_mut();
+    let mut touched = extensions.remove::<Touched>().unwrap_or_default();
+    touched.0.extend(items);
+    extensions.insert(touched);
+    response
 }
 
 /// A cached file, streamed from disk one chunk ahead of the client.

@@ -27,6 +27,17 @@ const PLUGIN_CACHE_ENV: &str = "TF_PLUGIN_CACHE_DIR";
 const DATA_DIR_ENV: &str = "TF_DATA_DIR";
 
 pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> anyhow::Result<i32> {
+    run_as(launch, config, command, RunId::fresh()).await
+}
+
+/// [`run`] as the run `run_id`, which the caller then asks the server
+/// about (`bundle create` asks for its closure).
+pub async fn run_as(
+    launch: Launch<'_>,
+    config: Config,
+    command: &[OsString],
+    run_id: RunId,
+) -> anyhow::Result<i32> {
     let Some((program, args)) = command.split_first() else {
         anyhow::bail!(
             "nothing to run: give a command after --, e.g. `tfmirror exec -- terraform init`"
@@ -34,7 +45,6 @@ pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> an
     };
     let server = launch.connect_sealed(config.offline.as_ref()).await?;
     let log = LogTail::from_end(super::launch::log_path(launch.cache_dir));
-    let run_id = RunId::fresh();
     let run_url = crate::protocol::run_url(&server.url, &run_id);
     let run = run_id.as_str();
     let cwd = std::env::current_dir()?;

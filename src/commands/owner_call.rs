@@ -77,6 +77,17 @@ impl Health {
         self.call(Method::DELETE, endpoint, None, timeout).await
     }
 
+    /// POSTs `request` as JSON to `endpoint` and gives the successful
+    /// answer to read as it arrives (a bundle), without a timeout.
+    pub async fn post_for_stream(
+        &self,
+        endpoint: Endpoint<'_>,
+        request: &impl Serialize,
+    ) -> Result<reqwest::Response, CallError> {
+        let body = serde_json::to_vec(request).expect("a request serializes");
+        self.send(Method::POST, endpoint, Some(body), None).await
+    }
+
     async fn call<A: DeserializeOwned>(
         &self,
         method: Method,
@@ -84,6 +95,22 @@ impl Health {
         body: Option<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<A, CallError> {
+        let response = self.send(method, endpoint, body, timeout).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(reqwest::Error::without_url)?;
+        serde_json::from_slice(&bytes).map_err(|e| CallError::Answer(e.to_string()))
+    }
+
+    /// The answer to the request, if its status is a success.
+    async fn send(
+        &self,
+        method: Method,
+        endpoint: Endpoint<'_>,
+        body: Option<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, CallError> {
         let client = self
             .client(timeout)
             .map_err(|e| CallError::Answer(e.to_string()))?;
@@ -100,10 +127,6 @@ impl Health {
                 text: text.trim().to_owned(),
             });
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(reqwest::Error::without_url)?;
-        serde_json::from_slice(&bytes).map_err(|e| CallError::Answer(e.to_string()))
+        Ok(response)
     }
 }

@@ -9,6 +9,7 @@ use super::commit_archive::write_tar_gz;
 use super::freshness::GitMirrors;
 use super::mirror::GitError;
 use super::repo_id::RepoId;
+use crate::protocol::closure::ClosureItem;
 use crate::response::{self, HandlerError, Response};
 use crate::store::{BlobWriter, FromTier, ProduceError, Segment};
 
@@ -63,7 +64,10 @@ impl GitMirrors {
             .get_or_produce(&rel, FromTier::Never, build)
             .await
         {
-            Ok(opened) => response::file(opened.file, opened.size, CONTENT_TYPE),
+            Ok(opened) => response::touched(
+                response::file(opened.file, opened.size, CONTENT_TYPE),
+                [ClosureItem::Artifact(rel.key())],
+            ),
             Err(ProduceError::Store(e) | ProduceError::Produce(ArchiveBuildError::Store(e))) => {
                 let what = format!("the archive of {repo} at {commit}");
                 response::store_failed(&self.store.write_error(what, e))

@@ -16,6 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::freshness::GitMirrors;
 use super::repo_id::RepoId;
+use crate::protocol::closure::ClosureItem;
 use crate::response::{self, ChunkSender, HandlerError, Origin, Response};
 
 /// A fetch request larger than this is not a fetch request.
@@ -61,7 +62,10 @@ impl GitMirrors {
                         // and may then post to git-upload-pack many times.
                         self.record_use(&repo);
                         let _permit = self.upload_pack_slot().await;
-                        advertise(&mirror.dir, &protocol, self.config.git_timeout).await
+                        let advertised =
+                            advertise(&mirror.dir, &protocol, self.config.git_timeout).await;
+                        let item = ClosureItem::GitMirror(repo.mirror_dir().key());
+                        response::touched(advertised, [item])
                     }
                     Err(e) => HandlerError::new(
                         StatusCode::BAD_GATEWAY,

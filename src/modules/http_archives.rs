@@ -14,6 +14,7 @@ use url::Url;
 use super::source::archive_extension;
 use super::validate::{check_archive, ArchiveCaps, ArchiveError};
 use super::Modules;
+use crate::protocol::closure::ClosureItem;
 use crate::response::{self, HandlerError, Response};
 use crate::store::{BlobWriter, Bucket, Document, Found, FromTier, ProduceError, RelPath, Segment};
 use crate::upstream::{BodyError, BodyLimits, Credential, Forwarded};
@@ -131,7 +132,13 @@ impl Modules {
         };
         match self.store.get_or_produce(&name.rel, tier, download).await {
             Ok(opened) => {
-                let served = response::file(opened.file, opened.size, CONTENT_TYPE);
+                let served = response::touched(
+                    response::file(opened.file, opened.size, CONTENT_TYPE),
+                    [
+                        ClosureItem::Artifact(name.rel.key()),
+                        ClosureItem::Document(origin_key.clone()),
+                    ],
+                );
                 match opened.found {
                     Found::Produced => response::downloaded(served),
                     Found::Disk | Found::SecondTier => served,

@@ -22,6 +22,7 @@ use hyper::header::HeaderValue;
 use hyper::StatusCode;
 
 use crate::config::Config;
+use crate::protocol::closure::ClosureItem;
 use crate::response::{self, HandlerError, Response};
 use crate::store::{now_ms, Document, FetchError, Freshness, IndexError, Served, Store};
 use crate::upstream::{ApiRequest, Credential, Forwarded, RegistryClient, Upstream};
@@ -152,7 +153,10 @@ impl Modules {
         if served.is_ok() && ctx.forwarded.authorization.is_none() {
             self.remember(run, addr);
         }
-        response::document(&addr.to_string(), served)
+        response::touched(
+            response::document(&addr.to_string(), served),
+            [ClosureItem::Document(versions_key(addr))],
+        )
     }
 
     async fn fetch_versions(
@@ -162,7 +166,7 @@ impl Modules {
         freshness: Freshness,
     ) -> Result<Served, FetchError> {
         let request = self.api_request(
-            format!("modules/versions/{addr}"),
+            versions_key(addr),
             addr,
             addr.registry_path(&["versions"]),
             freshness.shared(),
@@ -196,8 +200,9 @@ impl Modules {
 
     async fn download(&self, addr: &ModuleAddr, version: &str, ctx: &RequestContext) -> Response {
         let what = format!("{addr} {version}");
+        let key = format!("modules/download/{addr}/{version}");
         let request = self.api_request(
-            format!("modules/download/{addr}/{version}"),
+            key.clone(),
             addr,
             addr.registry_path(&[version, "download"]),
             Freshness::IMMUTABLE,
@@ -219,7 +224,9 @@ impl Modules {
             Err(e) => return response::error(StatusCode::BAD_GATEWAY, &e.to_string()),
         };
         match self.rewrite(addr, &source, &served.doc, ctx).await {
-            Ok(location) => terraform_get(&location),
+            Ok(location) => {
+                response::touched(terraform_get(&location), [ClosureItem::Document(key)])
+            }
             Err(reason) => HandlerError::new(
                 StatusCode::BAD_GATEWAY,
                 format!("refusing {what}: {reason}"),
@@ -399,4 +406,9 @@ enum RewriteRefusal {
     Git(#[from] crate::git::mirror::GitError),
     #[error("cannot record the archive's origin: {0}")]
     Origin(IndexError),
+}
+
+/// Index key of a module's version list.
+fn versions_key(addr: &ModuleAddr) -> String {
+    format!("modules/versions/{addr}")
 }

@@ -27,6 +27,12 @@ pub enum Endpoint<'a> {
     /// `POST` [`RunStart`](super::RunStart) → [`Ack`](super::Ack);
     /// `GET` and `DELETE` → [`RunCounters`](super::RunCounters).
     Run(&'a str),
+    /// `GET` → [`Closure`](super::closure::Closure): what the run was
+    /// served, kept a while after it ends.
+    RunClosure(&'a str),
+    /// `POST` [`BundleRequest`](super::closure::BundleRequest) → the
+    /// bundle file.
+    Bundle,
     /// `POST` [`GcRequest`](super::admin::GcRequest) →
     /// [`Removed`](super::admin::Removed).
     Gc,
@@ -53,6 +59,8 @@ impl<'a> Endpoint<'a> {
             Endpoint::Metrics => "metrics".to_owned(),
             Endpoint::Artifacts => "artifacts".to_owned(),
             Endpoint::Run(id) => format!("runs/{id}"),
+            Endpoint::RunClosure(id) => format!("runs/{id}/closure"),
+            Endpoint::Bundle => "bundle".to_owned(),
             Endpoint::Gc => "gc".to_owned(),
             Endpoint::Delete => "delete".to_owned(),
             Endpoint::Prune => "prune".to_owned(),
@@ -72,6 +80,8 @@ impl<'a> Endpoint<'a> {
             ["metrics"] => Endpoint::Metrics,
             ["artifacts"] => Endpoint::Artifacts,
             ["runs", id] => Endpoint::Run(id),
+            ["runs", id, "closure"] => Endpoint::RunClosure(id),
+            ["bundle"] => Endpoint::Bundle,
             ["gc"] => Endpoint::Gc,
             ["delete"] => Endpoint::Delete,
             ["prune"] => Endpoint::Prune,
@@ -93,11 +103,13 @@ impl<'a> Endpoint<'a> {
 mod tests {
     use super::*;
 
-    const ALL: [Endpoint<'static>; 9] = [
+    const ALL: [Endpoint<'static>; 11] = [
         Endpoint::Health,
         Endpoint::Metrics,
         Endpoint::Artifacts,
         Endpoint::Run("0123456789abcdef"),
+        Endpoint::RunClosure("0123456789abcdef"),
+        Endpoint::Bundle,
         Endpoint::Gc,
         Endpoint::Delete,
         Endpoint::Prune,
@@ -124,6 +136,8 @@ mod tests {
                 "_tfmirror/metrics",
                 "_tfmirror/artifacts",
                 "_tfmirror/runs/0123456789abcdef",
+                "_tfmirror/runs/0123456789abcdef/closure",
+                "_tfmirror/bundle",
                 "_tfmirror/gc",
                 "_tfmirror/delete",
                 "_tfmirror/prune",

@@ -12,6 +12,7 @@
 //! nothing above it.
 
 pub mod admin;
+pub mod closure;
 mod endpoint;
 pub mod git_local;
 mod health;

@@ -24,15 +24,17 @@ use std::time::Duration;
 use hyper::StatusCode;
 
 use crate::config::Config;
+use crate::protocol::closure::ClosureItem;
 use crate::request::{unproxied, RequestContext};
 use crate::response::{self, Response};
 use crate::store::{FetchError, Freshness, Segment, Served, Store};
 use crate::upstream::{ApiRequest, Forwarded, RegistryClient, Upstream};
 
-pub use checksums::checksum_path;
-use download_answer::DownloadAnswer;
+pub use checksums::{checksum_path, expected_sha256};
+pub use download_answer::DownloadAnswer;
 pub use import::LockHashes;
-use route::{Artifact, Package, ProviderAddress, ProviderRoute};
+pub use route::Artifact;
+use route::{Package, ProviderAddress, ProviderRoute};
 
 /// Terraform gives up on a registry API call after 10 s; a slow upstream
 /// must not turn a cached answer into a timeout, so past this a stale copy
@@ -97,9 +99,10 @@ impl Providers {
             ProviderRoute::Versions(addr) => self.versions(&addr, ctx).await,
             ProviderRoute::Download(package) => {
                 match self.download_answer(&package, &ctx.forwarded).await {
-                    Ok(answer) => {
-                        response::json(StatusCode::OK, answer.rewritten(&ctx.base_url, &package))
-                    }
+                    Ok(answer) => response::touched(
+                        response::json(StatusCode::OK, answer.rewritten(&ctx.base_url, &package)),
+                        [ClosureItem::Document(download_key(&package))],
+                    ),
                     Err(response) => response,
                 }
             }
@@ -110,7 +113,8 @@ impl Providers {
     }
 
     async fn versions(&self, addr: &ProviderAddress, ctx: &RequestContext) -> Response {
-        response::document(&addr.to_string(), self.version_list(addr, ctx).await)
+        let served = response::document(&addr.to_string(), self.version_list(addr, ctx).await);
+        response::touched(served, [ClosureItem::Document(versions_key(addr))])
     }
 
     /// The registry's version list, by the metadata freshness rules.
@@ -119,7 +123,7 @@ impl Providers {
         addr: &ProviderAddress,
         ctx: &RequestContext,
     ) -> Result<Served, FetchError> {
-        let key = format!("providers/versions/{addr}");
+        let key = versions_key(addr);
         let path = vec![
             addr.namespace.to_string(),
             addr.kind.to_string(),
@@ -237,7 +241,10 @@ impl Providers {
             Err(response) => return response,
         };
         match artifact {
-            Artifact::Zip => self.serve_zip(package, &answer, ctx).await,
+            Artifact::Zip => response::touched(
+                self.serve_zip(package, &answer, ctx).await,
+                package_closure(package),
+            ),
             Artifact::Checksums | Artifact::Signature => {
                 let rel = checksum_path(package, artifact);
                 let was_cached = self.store.has_file(&rel).await;
@@ -247,6 +254,7 @@ impl Providers {
                 match self.store.open_artifact(&rel).await {
                     Some((file, size)) => {
                         let served = response::file(file, size, "application/octet-stream");
+                        let served = response::touched(served, [ClosureItem::Artifact(rel.key())]);
                         if was_cached {
                             served
                         } else {
@@ -294,8 +302,25 @@ fn check_version_list(body: &str) -> Result<(), NotAVersionList> {
 #[error("the version list is not a JSON object with a versions array")]
 struct NotAVersionList;
 
+/// What a package's zip needs beside it to be verified again: its
+/// version's SHA256SUMS and signature, and its download answer (which
+/// holds the signing keys). A run served the zip is served all of them.
+pub fn package_closure(package: &Package) -> [ClosureItem; 4] {
+    [
+        ClosureItem::Artifact(package::zip_path(package).key()),
+        ClosureItem::Artifact(checksum_path(package, Artifact::Checksums).key()),
+        ClosureItem::Artifact(checksum_path(package, Artifact::Signature).key()),
+        ClosureItem::Document(download_key(package)),
+    ]
+}
+
+/// Index key of a provider's version list.
+fn versions_key(addr: &ProviderAddress) -> String {
+    format!("providers/versions/{addr}")
+}
+
 /// Index key of a package's download answer, and the scope of its grant.
-fn download_key(package: &Package) -> String {
+pub fn download_key(package: &Package) -> String {
     format!(
         "providers/download/{}/{}/{}/{}",
         package.address, package.version, package.os, package.arch

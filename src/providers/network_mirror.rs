@@ -233,7 +233,7 @@ impl Providers {
         if cached && verified::verification(&self.store, package).await.is_none() {
             return unverified(package);
         }
-        match self
+        let served = match self
             .fetch_download_answer(package, &ctx.forwarded, None)
             .await
         {
@@ -245,7 +245,8 @@ impl Providers {
                 }
             }
             Err(failure) => failure.response(package),
-        }
+        };
+        response::touched(served, super::package_closure(package))
     }
 
     /// The upstream's versions of a provider with their platforms.

@@ -166,7 +166,7 @@ fn usable_for_signing(primary: &PublicKey, sub: &SignedPublicSubKey) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use pgp::composed::{ArmorOptions, SignedSecretKey};
     use pgp::crypto::hash::HashAlgorithm;
@@ -174,8 +174,8 @@ mod tests {
     use pgp::types::Password;
     use rand::SeedableRng;
 
-    const SIGNING: &str = include_str!("../../tests/fixtures/keys/signing.asc");
-    const SIGNING_PUB: &str = include_str!("../../tests/fixtures/keys/signing.pub.asc");
+    pub(crate) const SIGNING: &str = include_str!("../../tests/fixtures/keys/signing.asc");
+    pub(crate) const SIGNING_PUB: &str = include_str!("../../tests/fixtures/keys/signing.pub.asc");
     const OTHER: &str = include_str!("../../tests/fixtures/keys/other.asc");
     const OTHER_PUB: &str = include_str!("../../tests/fixtures/keys/other.pub.asc");
     const SUBKEY: &str = include_str!("../../tests/fixtures/keys/subkey.asc");
@@ -205,7 +205,7 @@ mod tests {
     }
 
     /// Binary detached signature by the primary key, the form HashiCorp publishes.
-    fn sign(armored_secret: &str, message: &[u8]) -> Vec<u8> {
+    pub(crate) fn sign(armored_secret: &str, message: &[u8]) -> Vec<u8> {
         sign_with(&secret(armored_secret).primary_key, message)
             .to_bytes()
             .expect("serialize")

@@ -15,10 +15,12 @@ use serde::{Deserialize, Serialize};
 
 use super::App;
 use crate::catalog::{self, Entry};
+use crate::git::RepoId;
 use crate::metrics;
 use crate::protocol::admin::{
     Artifacts, DeleteRequest, GcRequest, PruneRequest, Pruned, Removed, RemovedEntry,
 };
+use crate::protocol::closure::ClosureItem;
 use crate::protocol::git_local::LocalRequest;
 use crate::protocol::prepare::PrepareRequest;
 use crate::protocol::{Ack, Endpoint, RunStart};
@@ -136,8 +138,20 @@ impl App {
             Ok(local) => local,
             Err(failure) => return failure.into_response(),
         };
+        let run = local.run.clone();
         match self.git.local_clones(local).await {
-            Ok(answer) => json_ok(&answer),
+            Ok(answer) => {
+                // The run clones these by path, never over smart HTTP.
+                let cloned: Vec<ClosureItem> = answer
+                    .repos
+                    .iter()
+                    .filter(|repo| repo.path.is_some())
+                    .filter_map(|repo| RepoId::from_url(&repo.url))
+                    .map(|repo| ClosureItem::GitMirror(repo.mirror_dir().key()))
+                    .collect();
+                self.runs.closures.add(&run, &cloned);
+                json_ok(&answer)
+            }
             Err(bad) => HandlerError::new(bad.status(), bad.to_string()).into_response(),
         }
     }
@@ -366,7 +380,7 @@ async fn admin_body(request: Request<Incoming>) -> Result<bytes::Bytes, HandlerE
     bounded_body(request, MAX_ADMIN_BODY).await
 }
 
-async fn bounded_body(
+pub(super) async fn bounded_body(
     request: Request<Incoming>,
     limit: usize,
 ) -> Result<bytes::Bytes, HandlerError> {
@@ -377,7 +391,7 @@ async fn bounded_body(
     }
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, HandlerError> {
+pub(super) fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, HandlerError> {
     serde_json::from_slice(body)
         .map_err(|e| HandlerError::new(StatusCode::BAD_REQUEST, format!("bad request: {e}")))
 }

@@ -17,7 +17,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use crate::metrics;
 use crate::protocol::RunCounters;
-use crate::response::{Body, Origin, Outcome, Response};
+use crate::response::{Body, Origin, Outcome, Response, Touched};
 
 /// What each run touched, by request path, kept until the run asks.
 ///
@@ -25,7 +25,11 @@ use crate::response::{Body, Origin, Outcome, Response};
 /// asked for: Terraform may send HEAD before GET, and a HEAD for a module
 /// archive is what downloads it.
 #[derive(Default)]
-pub struct Runs(Mutex<HashMap<String, HashMap<String, Touch>>>);
+pub struct Runs {
+    touched: Mutex<HashMap<String, HashMap<String, Touch>>>,
+    /// What each run was served, by cache key.
+    pub closures: super::closures::Closures,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Touch {
@@ -37,20 +41,22 @@ struct Touch {
 impl Runs {
     /// The counters of `run` so far; reading changes nothing.
     pub fn peek(&self, run: &str) -> RunCounters {
-        let runs = self.0.lock().expect("runs lock");
+        let runs = self.touched.lock().expect("runs lock");
         count(runs.get(run).into_iter().flat_map(HashMap::values))
     }
 
-    /// The counters of `run`, which ends: they are forgotten.
+    /// The counters of `run`, which ends: they are forgotten, and its
+    /// closure is kept a while.
     pub fn take(&self, run: &str) -> RunCounters {
-        let touched = self.0.lock().expect("runs lock").remove(run);
+        self.closures.end(run);
+        let touched = self.touched.lock().expect("runs lock").remove(run);
         count(touched.iter().flat_map(HashMap::values))
     }
 
     /// A later touch of the same artifact keeps the first one's origin
     /// unless it had to download, and the larger byte count.
     fn add(&self, run: &str, path: &str, touch: Touch) {
-        let mut runs = self.0.lock().expect("runs lock");
+        let mut runs = self.touched.lock().expect("runs lock");
         let touched = runs.entry(run.to_owned()).or_default();
         touched
             .entry(path.to_owned())
@@ -95,6 +101,13 @@ pub struct Metered {
 /// Records the request in the metrics and, for an artifact, wraps its
 /// body so the bytes are counted (for the run, too) once sent.
 pub fn meter(response: Response, request: Metered, runs: Arc<Runs>) -> Response {
+    if let (Some((run, _)), Some(Touched(items))) =
+        (&request.run, response.extensions().get::<Touched>())
+    {
+        if response.status().is_success() {
+            runs.closures.add(run, items);
+        }
+    }
     let origin = response.extensions().get::<Origin>().copied();
     let result = if response.status().as_u16() >= 400 {
         "error"

@@ -4,6 +4,8 @@
 mod access;
 mod activity;
 mod admin;
+mod bundle;
+mod closures;
 mod limits;
 mod metering;
 mod router;

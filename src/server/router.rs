@@ -210,6 +210,8 @@ async fn dispatch(
                 Method::DELETE => app.end_run(id).await,
                 _ => app.run_counters(id),
             }),
+            Endpoint::RunClosure(id) if method == Method::GET => Some(app.run_closure(id)),
+            Endpoint::Bundle if method == Method::POST => Some(app.bundle(request).await),
             Endpoint::LocalClones if method == Method::POST => {
                 Some(app.local_clones(request).await)
             }

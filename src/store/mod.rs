@@ -32,6 +32,7 @@ use crate::sealed::Sealed;
 pub use artifacts::{Found, FromTier, Lookup, ProduceError, SecondTier, Slot};
 pub use blob::{write_atomic, BlobWriter, RunningHash, Written};
 pub use derived::StagedTree;
+pub use doc_files::{decode as decode_document_file, encode as encode_document_file};
 pub use documents::{Documents, FetchError, Freshness, Provenance, Reader, Served};
 pub use gc::{plan as gc_plan, GcRules, Reason, Removal};
 pub use index::{now_ms, Document, Index, IndexError};

@@ -12,6 +12,7 @@ mod fixtures;
 #[path = "../harness/mod.rs"]
 mod harness;
 
+mod bundles;
 mod cache_admin;
 mod concurrency;
 mod crash_safety;

@@ -141,7 +141,7 @@ fn warm_team_root(world: &World) -> String {
 
 #[test]
 fn a_warm_cache_inits_sealed_without_asking_the_upstream() {
-    let world = team_root_world(EXPIRES_AT_ONCE);
+    let world = team_root_world(&[("linux", "amd64")], EXPIRES_AT_ONCE);
     let warm_lock = warm_team_root(&world);
 
     let dir = world.workdir_with("sealed", &team_main_tf(&world));

@@ -13,23 +13,24 @@ use crate::fixtures::{GitRepoSpec, ModuleSpec, ProviderSpec};
 use crate::harness::{assert_success, installed_ids, World};
 
 pub(crate) const REPO: &str = "org/infra.git";
-const PROVIDERS: [(&str, &str, &str); 2] = [("acme", "alpha", "1.0.0"), ("acme", "beta", "2.0.0")];
+pub(crate) const PROVIDERS: [(&str, &str, &str); 2] =
+    [("acme", "alpha", "1.0.0"), ("acme", "beta", "2.0.0")];
 
 fn team_world(garage: &Garage) -> World {
-    let world = team_root_world("");
+    let world = team_root_world(&[("linux", "amd64")], "");
     world.append_config(&garage.config_toml("team"));
     world
 }
 
-/// Providers, an HTTP-archive module, registry modules in a git mono-repo,
-/// and a direct `git::` source into the same repository; `extra` goes at
-/// the top of the config. The root of [`team_main_tf`]; the offline tests
-/// use it too.
-pub(crate) fn team_root_world(extra: &str) -> World {
+/// Providers built for `platforms`, an HTTP-archive module, registry
+/// modules in a git mono-repo, and (with [`team_main_tf`]) a direct `git::`
+/// source into the same repository; `extra` goes at the top of the config.
+/// The offline and bundle tests use it too.
+pub(crate) fn team_root_world(platforms: &[(&str, &str)], extra: &str) -> World {
     let providers = PROVIDERS
         .iter()
         .map(|(ns, name, version)| {
-            ProviderSpec::new(ns, name, &[version]).with_platforms(&[("linux", "amd64")])
+            ProviderSpec::new(ns, name, &[version]).with_platforms(platforms)
         })
         .collect();
     let modules = vec![

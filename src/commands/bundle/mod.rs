@@ -1,0 +1,54 @@
+//! `tfmirror bundle <verb>`: the closure of runs as one file (see
+//! `crate::bundle` for the format).
+
+pub mod create;
+pub mod inspect;
+
+use std::path::PathBuf;
+
+use crate::bundle::read::ReadLimits;
+use crate::config::Limits;
+
+#[derive(clap::Subcommand)]
+pub enum BundleAction {
+    /// Run a command (e.g. `terraform init`) as `exec` does and write all
+    /// it was served, with the lock file's provider packages for this
+    /// machine and each --platform, as one bundle file.
+    Create {
+        #[command(flatten)]
+        args: create::CreateArgs,
+    },
+    /// Print a bundle's manifest: kind, size and name of every entry.
+    List {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The manifest as it is, JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read the whole bundle and check every entry's size and sha256, that
+    /// it holds exactly the manifest's entries, and every provider zip
+    /// against its signed SHA256SUMS (exit 1 naming the first bad entry).
+    Verify {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+impl BundleAction {
+    /// Whether the command only prints (see `main::only_prints`).
+    pub fn only_prints(&self) -> bool {
+        matches!(self, BundleAction::List { .. })
+    }
+}
+
+/// One entry may be as large as the largest artifact the config lets the
+/// cache take: a bundle is read as hostile input.
+pub fn read_limits(limits: &Limits) -> ReadLimits {
+    ReadLimits {
+        entry_size: limits
+            .provider_package_size
+            .max(limits.module_archive_size)
+            .max(limits.module_unpacked_size),
+    }
+}
