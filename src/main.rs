@@ -78,7 +78,6 @@ mod shared;
 mod store;
 mod upstream;
 
-use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -199,14 +198,8 @@ enum Command {
         /// the cache (as `offline = true` or TFMIRROR_OFFLINE=1).
         #[arg(long)]
         offline: bool,
-        /// The command and its arguments, after `--`.
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            required = true,
-            value_name = "CMD"
-        )]
-        command: Vec<OsString>,
+        #[command(flatten)]
+        wrapped: commands::exec::Wrapped,
     },
     /// Fetch every provider package that lock files name into the cache,
     /// checking each against the lock file's hashes.
@@ -387,7 +380,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Exec {
             cache,
             offline,
-            command,
+            wrapped: commands::exec::Wrapped { command },
         } => {
             let loaded = Loaded::new(&cache)?;
             let launch = commands::launch::Launch {

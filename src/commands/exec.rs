@@ -26,6 +26,20 @@ const PLUGIN_CACHE_ENV: &str = "TF_PLUGIN_CACHE_DIR";
 /// Terraform's own variable for the directory it keeps `.terraform` in.
 const DATA_DIR_ENV: &str = "TF_DATA_DIR";
 
+/// The command a run wraps, as `exec` and `bundle create` take it: every
+/// argument after `--`, hyphens and all.
+#[derive(clap::Args)]
+pub struct Wrapped {
+    /// The command and its arguments, after `--`.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<OsString>,
+}
+
 pub async fn run(launch: Launch<'_>, config: Config, command: &[OsString]) -> anyhow::Result<i32> {
     run_as(launch, config, command, RunId::fresh()).await
 }

@@ -40,14 +40,8 @@ pub struct CreateArgs {
     /// still be in this cache), rewriting it.
     #[arg(long)]
     append: bool,
-    /// The command and its arguments, after `--`, as for `exec`.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        required = true,
-        value_name = "CMD"
-    )]
-    command: Vec<OsString>,
+    #[command(flatten)]
+    wrapped: exec::Wrapped,
 }
 
 /// The bundle's bytes are counted in megabytes for the progress display,
@@ -67,7 +61,13 @@ pub async fn run(launch: Launch<'_>, config: Config, args: CreateArgs) -> anyhow
         cache_dir,
         config_file,
     };
-    let code = exec::run_as(again(), config.clone(), &args.command, run_id.clone()).await?;
+    let code = exec::run_as(
+        again(),
+        config.clone(),
+        &args.wrapped.command,
+        run_id.clone(),
+    )
+    .await?;
     if code != 0 {
         eprintln!("tfmirror: the command exited with {code}; no bundle written");
         return Ok(code);
@@ -84,7 +84,7 @@ pub async fn run(launch: Launch<'_>, config: Config, args: CreateArgs) -> anyhow
     platforms.push(Platform::host());
     platforms.sort();
     platforms.dedup();
-    let lock_file = workdir(&args.command)?.join(LOCK_FILE_NAME);
+    let lock_file = workdir(&args.wrapped.command)?.join(LOCK_FILE_NAME);
     if lock_file.is_file() {
         match locked_packages(again(), &lock_file, &platforms).await? {
             Some(packages) => items.extend(packages),
