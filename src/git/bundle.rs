@@ -262,10 +262,10 @@ fn list_heads(bundle: &Path, dir: &Path) -> Result<Vec<(gix::ObjectId, String)>,
             dir.display()
         )))?;
     let mut command = bounded_git::git_in(dir);
-    command
-        .args(["bundle", "list-heads"])
-        .arg(bundle)
-        .stdout(out.reopen().map_err(GitError::io("cannot reopen a temporary file"))?);
+    command.args(["bundle", "list-heads"]).arg(bundle).stdout(
+        out.reopen()
+            .map_err(GitError::io("cannot reopen a temporary file"))?,
+    );
     run(command, "git bundle list-heads", BUNDLE_GIT_TIMEOUT)?;
     let text = std::fs::read_to_string(out.path())
         .map_err(GitError::io("cannot read git's list of the bundle's heads"))?;
@@ -325,6 +325,7 @@ fn run(
 pub(super) mod tests {
     use std::fs;
     use std::sync::{Arc, Mutex};
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     use super::super::mirror::tests::{git, mirror_of, Upstream};
     use super::super::mirror::Updated;
@@ -447,6 +448,70 @@ pub(super) mod tests {
         fs::write(upstream.dir.join("README.md"), text).unwrap();
         git(&upstream.dir, &["commit", "-q", "-am", text]);
         upstream.rev("main")
+    }
+
+    #[test]
+    fn a_mirror_from_a_local_bundle_keeps_its_refs_head_and_creation_time() {
+        let upstream = Upstream::new();
+        let (_old_cache, old) = mirror_of(&upstream);
+        old.update().unwrap();
+        let file = tempfile::tempdir().unwrap();
+        let bundle = file.path().join("infra.git.bundle");
+        create_bundle(&old, &bundle).unwrap();
+        // Upstream moves on: the new mirror still has the bundle's refs.
+        commit_upstream(&upstream, "later\n");
+
+        let (_cache, mirror) = mirror_of(&upstream);
+        let created = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let staged = stage_from_local_bundle(&mirror, &bundle, created).unwrap();
+        assert!(!mirror.exists(), "not in place before install");
+        assert!(staged.install().unwrap());
+        assert_eq!(refs(&mirror.dir), refs(&old.dir));
+        assert_eq!(
+            git(&mirror.dir, &["symbolic-ref", "HEAD"]),
+            git(&old.dir, &["symbolic-ref", "HEAD"])
+        );
+        assert_eq!(mirror.last_fetch(), Some(created));
+        assert!(holds_bundle(&mirror, &bundle).unwrap());
+        // The lock of `install` stays, as every mirror's does.
+        let temporary: Vec<_> = fs::read_dir(mirror.dir.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.starts_with(layout::TEMP_PREFIX))
+            .collect();
+        assert!(temporary.is_empty(), "{temporary:?}");
+
+        // A mirror lacking the bundle's newest commit does not hold it.
+        let (_older_cache, older) = mirror_of(&upstream);
+        let staged = stage_from_local_bundle(&older, &bundle, created).unwrap();
+        staged.install().unwrap();
+        let newer = tempfile::tempdir().unwrap();
+        let newer_bundle = newer.path().join("newer.bundle");
+        old.update().unwrap();
+        create_bundle(&old, &newer_bundle).unwrap();
+        assert!(!holds_bundle(&older, &newer_bundle).unwrap());
+    }
+
+    #[test]
+    fn a_damaged_local_bundle_leaves_no_mirror() {
+        let upstream = Upstream::new();
+        let (_old_cache, old) = mirror_of(&upstream);
+        old.update().unwrap();
+        let file = tempfile::tempdir().unwrap();
+        let bundle = file.path().join("infra.git.bundle");
+        create_bundle(&old, &bundle).unwrap();
+        let mut bytes = fs::read(&bundle).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x20;
+        fs::write(&bundle, bytes).unwrap();
+
+        let (_cache, mirror) = mirror_of(&upstream);
+        assert!(stage_from_local_bundle(&mirror, &bundle, SystemTime::now()).is_err());
+        assert!(!mirror.exists());
+        let left: Vec<_> = fs::read_dir(mirror.dir.parent().unwrap())
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "the staging directory is gone");
     }
 
     #[test]

@@ -26,6 +26,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -99,7 +100,10 @@ enum Step {
         staged: PathBuf,
         sha256: String,
     },
-    Document { key: String, doc: Document },
+    Document {
+        key: String,
+        doc: Document,
+    },
     Mirror(StagedMirror),
 }
 
@@ -126,31 +130,59 @@ impl App {
     }
 }
 
+/// The bundle's name inside the import's staging directory.
+const BUNDLE_FILE: &str = "bundle";
+
 async fn import(
-    store: &std::sync::Arc<Store>,
-    (limits, metadata_size): (ReadLimits, u64),
+    store: &Arc<Store>,
+    limits: (ReadLimits, u64),
     request: Request<Incoming>,
 ) -> Result<ImportAnswer, ImportError> {
+    let staging = staging_dir(store).await?;
+    receive(request.into_body(), &staging.path().join(BUNDLE_FILE)).await?;
+    import_staged(store, limits, staging).await
+}
+
+/// A new directory inside the cache, with a temporary name: swept at the
+/// next start if the server dies before it is removed.
+async fn staging_dir(store: &Store) -> Result<tempfile::TempDir, ImportError> {
     let root = store.root().to_owned();
-    let staging = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         tempfile::Builder::new()
             .prefix(&layout::temp_prefix("bundle-import."))
             .tempdir_in(&root)
     })
     .await
     .map_err(|e| ImportError::Upload(e.to_string()))?
-    .map_err(ImportError::io("cannot make a directory in the cache"))?;
-    let file = staging.path().join("bundle");
-    receive(request.into_body(), &file).await?;
-    let plan = {
+    .map_err(ImportError::io("cannot make a directory in the cache"))
+}
+
+/// Steps 2 to 5 for the bundle at [`BUNDLE_FILE`] in `staging`, which is
+/// removed at the end, whatever the outcome (off the runtime's threads,
+/// as are staged mirrors left unused).
+async fn import_staged(
+    store: &Arc<Store>,
+    (limits, metadata_size): (ReadLimits, u64),
+    staging: tempfile::TempDir,
+) -> Result<ImportAnswer, ImportError> {
+    let planned = {
         let (store, dir) = (store.clone(), staging.path().to_owned());
         tokio::task::spawn_blocking(move || plan(&store, &dir, limits, metadata_size))
             .await
-            .map_err(|e| ImportError::Upload(format!("the import task failed: {e}")))??
+            .map_err(|e| ImportError::Upload(format!("the import task failed: {e}")))
+            .and_then(|planned| planned)
     };
-    let plan = check_artifacts(store, plan).await?;
-    let answer = commit(store, plan).await;
-    drop(staging);
+    let answer = match planned {
+        Ok(mut plan) => match check_artifacts(store, &mut plan).await {
+            Ok(()) => commit(store, plan).await,
+            Err(e) => {
+                let _ = tokio::task::spawn_blocking(move || drop(plan)).await;
+                Err(e)
+            }
+        },
+        Err(e) => Err(e),
+    };
+    let _ = tokio::task::spawn_blocking(move || drop(staging)).await;
     answer
 }
 
@@ -179,7 +211,7 @@ fn plan(
     limits: ReadLimits,
     metadata_size: u64,
 ) -> Result<Plan, ImportError> {
-    let bundle = dir.join("bundle");
+    let bundle = dir.join(BUNDLE_FILE);
     let open = || {
         std::fs::File::open(&bundle)
             .map(io::BufReader::new)
@@ -187,8 +219,10 @@ fn plan(
     };
     verify::verify(open()?, limits, metadata_size)?;
     let entries = dir.join("entries");
-    std::fs::create_dir(&entries)
-        .map_err(ImportError::io(format!("cannot create {}", entries.display())))?;
+    std::fs::create_dir(&entries).map_err(ImportError::io(format!(
+        "cannot create {}",
+        entries.display()
+    )))?;
     let mut count = 0usize;
     let manifest = read::read(open()?, limits, |_, bytes| {
         let path = entries.join(count.to_string());
@@ -214,7 +248,10 @@ fn plan(
 fn created_at(manifest: &Manifest) -> Result<std::time::SystemTime, ImportError> {
     humantime::parse_rfc3339(&manifest.created).map_err(|e| ImportError::Entry {
         path: format::MANIFEST_PATH.to_owned(),
-        message: format!("created {:?} is not an RFC 3339 time: {e}", manifest.created),
+        message: format!(
+            "created {:?} is not an RFC 3339 time: {e}",
+            manifest.created
+        ),
     })
 }
 
@@ -256,7 +293,8 @@ fn step(
         }
         ClosureItem::GitMirror(key) => {
             let rel = rel_path(entry, &key)?;
-            if !matches!(Bucket::split(&key), Some((Bucket::GitMirrors, _))) || !key.ends_with(".git")
+            if !matches!(Bucket::split(&key), Some((Bucket::GitMirrors, _)))
+                || !key.ends_with(".git")
             {
                 return Err(ImportError::entry(entry, "not a git mirror's path"));
             }
@@ -287,15 +325,15 @@ fn step(
 /// A key from the bundle as a path below the cache root: plain names only.
 fn rel_path(entry: &Entry, key: &str) -> Result<RelPath, ImportError> {
     let segments: Result<Vec<Segment>, _> = key.split('/').map(Segment::new).collect();
-    segments
-        .map(RelPath::new)
-        .map_err(|e| ImportError::entry(entry, format!("{key:?} cannot be named in the cache: {e}")))
+    segments.map(RelPath::new).map_err(|e| {
+        ImportError::entry(entry, format!("{key:?} cannot be named in the cache: {e}"))
+    })
 }
 
 /// Step 4 for artifacts: one already in the cache must have the same
 /// bytes. A different provider zip under the same name refuses the whole
 /// import, as `cache import` refuses it.
-async fn check_artifacts(store: &Store, mut plan: Plan) -> Result<Plan, ImportError> {
+async fn check_artifacts(store: &Store, plan: &mut Plan) -> Result<(), ImportError> {
     for (step, _) in &mut plan.steps {
         let Step::Artifact { rel, sha256, .. } = step else {
             continue;
@@ -317,12 +355,12 @@ async fn check_artifacts(store: &Store, mut plan: Plan) -> Result<Plan, ImportEr
         }
         *step = Step::Already;
     }
-    Ok(plan)
+    Ok(())
 }
 
 /// Step 5: stores every step. Artifacts through the store's writer, so
 /// each is recorded in the index with its sha256.
-async fn commit(store: &std::sync::Arc<Store>, plan: Plan) -> Result<ImportAnswer, ImportError> {
+async fn commit(store: &Arc<Store>, plan: Plan) -> Result<ImportAnswer, ImportError> {
     let mut answer = ImportAnswer::default();
     let mut blocking = Vec::new();
     for (step, size) in plan.steps {
@@ -342,10 +380,13 @@ async fn commit(store: &std::sync::Arc<Store>, plan: Plan) -> Result<ImportAnswe
         for step in blocking {
             match step {
                 Step::Document { key, doc } => {
-                    store.documents().put(&key, &doc).map_err(|e| ImportError::Io {
-                        context: format!("cannot store the document {key}"),
-                        source: io::Error::other(e.to_string()),
-                    })?
+                    store
+                        .documents()
+                        .put(&key, &doc)
+                        .map_err(|e| ImportError::Io {
+                            context: format!("cannot store the document {key}"),
+                            source: io::Error::other(e.to_string()),
+                        })?
                 }
                 Step::Mirror(staged) => {
                     staged.install().map_err(|source| ImportError::Git {
@@ -383,4 +424,166 @@ async fn store_artifact(store: &Store, rel: &RelPath, staged: &Path) -> Result<(
     }
     store.commit(rel, writer).await.map_err(failed("store"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::write::{self, Content, Header, Source};
+    use crate::store::encode_document_file;
+
+    const LIMITS: (ReadLimits, u64) = (
+        ReadLimits {
+            entry_size: 1 << 30,
+        },
+        1 << 20,
+    );
+    const ARCHIVE: &str = "modules/archives/ab12.tar.gz";
+    const VERSIONS: &str = "modules/versions/registry.example.com/acme/vpc/aws";
+    /// The fetch time `bundle create` gives documents: the creation.
+    const CREATED_MS: u64 = 1_700_000_000_000;
+
+    fn bundle_of(archive: &[u8], versions: &str) -> Vec<u8> {
+        let doc = Document::public(CREATED_MS, versions.to_owned());
+        let sources = vec![
+            Source {
+                kind: EntryKind::ModuleArchive,
+                name: ARCHIVE.to_owned(),
+                path: format::artifact_path(ARCHIVE),
+                content: Content::Bytes(archive.to_vec()),
+            },
+            Source {
+                kind: EntryKind::VersionList,
+                name: VERSIONS.to_owned(),
+                path: format::document_path(VERSIONS).unwrap(),
+                content: Content::Bytes(encode_document_file(VERSIONS, &doc)),
+            },
+        ];
+        let header = Header {
+            created: "2023-11-14T22:13:20Z".to_owned(),
+            platforms: Vec::new(),
+        };
+        let mut out = Vec::new();
+        write::write(&mut out, header, sources, &mut |_| {}).unwrap();
+        out
+    }
+
+    async fn import_bytes(store: &Arc<Store>, bundle: &[u8]) -> Result<ImportAnswer, ImportError> {
+        let staging = staging_dir(store).await.unwrap();
+        std::fs::write(staging.path().join(BUNDLE_FILE), bundle).unwrap();
+        import_staged(store, LIMITS, staging).await
+    }
+
+    /// The cache's entries that are not tfmirror's bookkeeping or index.
+    fn stored(store: &Store) -> Vec<String> {
+        let mut names: Vec<String> = walkdir(store.root())
+            .into_iter()
+            .filter(|k| !k.starts_with("index") && !k.starts_with("owner"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn walkdir(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                out.push(layout::key_of(root, &path));
+                if path.is_dir() {
+                    dirs.push(path);
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_bundle_is_stored_once_then_found_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let bundle = bundle_of(b"archive bytes", "{\"modules\":[]}");
+        let answer = import_bytes(&store, &bundle).await.unwrap();
+        assert_eq!((answer.imported, answer.already_cached), (2, 0));
+        assert_eq!(answer.imported_bytes, bundle_entries_size(&bundle));
+        let segments: Vec<Segment> = ARCHIVE
+            .split('/')
+            .map(|s| Segment::new(s).unwrap())
+            .collect();
+        let rel = RelPath::new(segments);
+        assert_eq!(std::fs::read(store.path(&rel)).unwrap(), b"archive bytes");
+        assert!(
+            store.recorded_sha256(&rel).is_some(),
+            "recorded in the index"
+        );
+        let doc = store.documents().cached(VERSIONS).unwrap();
+        assert_eq!(doc.body.as_str(), "{\"modules\":[]}");
+        assert_eq!(doc.fetched_at_ms, CREATED_MS, "as fetched when bundled");
+
+        let again = import_bytes(&store, &bundle).await.unwrap();
+        assert_eq!((again.imported, again.already_cached), (0, 2));
+        let temporary: Vec<_> = walkdir(store.root())
+            .into_iter()
+            .filter(|k| k.contains(layout::TEMP_PREFIX))
+            .collect();
+        assert!(temporary.is_empty(), "{temporary:?}");
+    }
+
+    fn bundle_entries_size(bundle: &[u8]) -> u64 {
+        read::manifest(bundle, LIMITS.0)
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.size)
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn a_different_artifact_under_the_same_name_refuses_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        import_bytes(&store, &bundle_of(b"archive bytes", "{}"))
+            .await
+            .unwrap();
+        let before = stored(&store);
+        let other = bundle_of(b"other bytes", "{\"modules\":[1]}");
+        let refused = import_bytes(&store, &other).await.unwrap_err();
+        let message = refused.to_string();
+        assert!(
+            message.contains(&format::artifact_path(ARCHIVE)) && message.contains("different"),
+            "{message}"
+        );
+        assert_eq!(refused.status(), StatusCode::CONFLICT);
+        assert_eq!(
+            store.documents().cached(VERSIONS).unwrap().body.as_str(),
+            "{}"
+        );
+        assert_eq!(stored(&store), before);
+    }
+
+    #[tokio::test]
+    async fn an_altered_bundle_stores_nothing_and_names_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let before = stored(&store);
+        let bundle = bundle_of(b"archive bytes", "{}");
+        let mut tar = zstd::decode_all(&bundle[..]).unwrap();
+        let at = tar
+            .windows(b"archive bytes".len())
+            .position(|w| w == b"archive bytes")
+            .unwrap();
+        tar[at] ^= 0x20;
+        let altered = zstd::encode_all(&tar[..], 3).unwrap();
+        let refused = import_bytes(&store, &altered).await.unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains(&format::artifact_path(ARCHIVE)),
+            "{refused}"
+        );
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(store.documents().cached(VERSIONS).is_none());
+        assert_eq!(stored(&store), before);
+    }
 }

@@ -20,7 +20,11 @@ fn on_cache(world: &World, cache: &Path, args: &[&str]) -> Output {
 }
 
 fn import(world: &World, cache: &Path, bundle: &Path) -> Output {
-    on_cache(world, cache, &["bundle", "import", bundle.to_str().unwrap()])
+    on_cache(
+        world,
+        cache,
+        &["bundle", "import", bundle.to_str().unwrap()],
+    )
 }
 
 fn stop(world: &World, cache: &Path) {
@@ -32,13 +36,23 @@ fn stop(world: &World, cache: &Path) {
 fn contents(world: &World, cache: &Path) -> (Vec<String>, String) {
     let listed = on_cache(world, cache, &["cache", "list", "--json"]);
     assert_success(&listed, "cache list --json");
-    let bookkeeping = ["server.", "owner.lock", "index/", "terraform.rc", "CACHEDIR.TAG"];
+    let bookkeeping = [
+        "server.",
+        "owner.lock",
+        "index/",
+        "terraform.rc",
+        "CACHEDIR.TAG",
+    ];
     let mut files = Vec::new();
     let mut dirs = vec![cache.to_path_buf()];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let path = entry.path();
-            let rel = path.strip_prefix(cache).unwrap().to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(cache)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             if bookkeeping.iter().any(|b| rel.starts_with(b)) {
                 continue;
             }
@@ -95,10 +109,20 @@ fn an_imported_bundle_inits_unplugged_and_a_bad_one_stores_nothing() {
             .find(|(path, _)| path.contains(wanted))
             .unwrap_or_else(|| panic!("no entry like {wanted}"));
         write_flipped(&bytes, *position, &altered);
-        let message = assert_failure(&import(&world, &empty, &altered), "import of an altered bundle");
-        assert!(message.contains(path.as_str()), "{message:?} does not name {path}");
+        let message = assert_failure(
+            &import(&world, &empty, &altered),
+            "import of an altered bundle",
+        );
+        assert!(
+            message.contains(path.as_str()),
+            "{message:?} does not name {path}"
+        );
         assert!(message.contains("nothing stored"), "{message}");
-        assert_eq!(contents(&world, &empty), before, "the cache is unchanged after {path}");
+        assert_eq!(
+            contents(&world, &empty),
+            before,
+            "the cache is unchanged after {path}"
+        );
     }
     stop(&world, &empty);
 
@@ -109,8 +133,14 @@ fn an_imported_bundle_inits_unplugged_and_a_bad_one_stores_nothing() {
     let took = started.elapsed();
     assert_success(&output, "bundle import");
     let said = String::from_utf8_lossy(&output.stdout);
-    assert!(said.contains("imported ") && said.contains(", 0 already cached"), "{said}");
-    eprintln!("import of a {size}-byte bundle: {:.2}s ({said})", took.as_secs_f64());
+    assert!(
+        said.contains("imported ") && said.contains(", 0 already cached"),
+        "{said}"
+    );
+    eprintln!(
+        "import of a {size}-byte bundle: {:.2}s ({said})",
+        took.as_secs_f64()
+    );
 
     // Again: all of it is there already.
     let output = import(&world, &cache, &bundle);
@@ -127,11 +157,18 @@ fn an_imported_bundle_inits_unplugged_and_a_bad_one_stores_nothing() {
     let fresh = world.workdir_with("unplugged", &main_tf);
     let output = sealed_init_unplugged_in(&world, &fresh, &cache);
     assert_success(&output, "sealed init from the imported cache, unplugged");
-    assert!(world.registry.requests().is_empty(), "the upstream was asked");
+    assert!(
+        world.registry.requests().is_empty(),
+        "the upstream was asked"
+    );
     let read = |dir: &Path, file: &str| std::fs::read_to_string(dir.join(file)).unwrap();
     for file in [".terraform.lock.hcl", ".terraform/modules/modules.json"] {
         assert_eq!(read(&fresh, file), read(&original, file), "{file} differs");
     }
     let modules = |dir: &Path| file_list(&dir.join(".terraform/modules"));
-    assert_eq!(modules(&fresh), modules(&original), "the modules' files differ");
+    assert_eq!(
+        modules(&fresh),
+        modules(&original),
+        "the modules' files differ"
+    );
 }

@@ -23,8 +23,8 @@ pub async fn run(launch: Launch<'_>, file: &Path) -> anyhow::Result<i32> {
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
     let size = opened.metadata().await?.len();
     let server = launch.connect().await?;
-    let progress = (size > PROGRESS_FROM)
-        .then(|| Arc::new(Progress::new(size.div_ceil(PROGRESS_STEP), "MB")));
+    let progress =
+        (size > PROGRESS_FROM).then(|| Arc::new(Progress::new(size.div_ceil(PROGRESS_STEP), "MB")));
     let body = reqwest::Body::wrap_stream(counted(opened, progress.clone()));
     let answer = server
         .post_streamed::<ImportAnswer>(Endpoint::BundleImport, body)
