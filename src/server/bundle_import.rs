@@ -59,6 +59,13 @@ pub enum ImportError {
         #[source]
         source: GitError,
     },
+    /// After the checks, while storing: what came before it is stored.
+    #[error("{path}: cannot put its mirror in place: {source}")]
+    Install {
+        path: String,
+        #[source]
+        source: GitError,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -73,7 +80,9 @@ impl ImportError {
             ImportError::Upload(_) => StatusCode::BAD_REQUEST,
             ImportError::Verify(_) | ImportError::Git { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ImportError::Entry { .. } => StatusCode::CONFLICT,
-            ImportError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ImportError::Install { .. } | ImportError::Io { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -104,7 +113,11 @@ enum Step {
         key: String,
         doc: Document,
     },
-    Mirror(StagedMirror),
+    /// A git mirror built from the entry at `path`.
+    Mirror {
+        path: String,
+        staged: StagedMirror,
+    },
 }
 
 /// A verified bundle, unpacked and compared with the cache, not yet stored.
@@ -316,7 +329,10 @@ fn step(
                 };
             }
             stage_from_local_bundle(&mirror, &staged, created)
-                .map(Step::Mirror)
+                .map(|staged| Step::Mirror {
+                    path: entry.path.clone(),
+                    staged,
+                })
                 .map_err(git)
         }
     }
@@ -388,11 +404,10 @@ async fn commit(store: &Arc<Store>, plan: Plan) -> Result<ImportAnswer, ImportEr
                             source: io::Error::other(e.to_string()),
                         })?
                 }
-                Step::Mirror(staged) => {
-                    staged.install().map_err(|source| ImportError::Git {
-                        path: "a git mirror".to_owned(),
-                        source,
-                    })?;
+                Step::Mirror { path, staged } => {
+                    staged
+                        .install()
+                        .map_err(|source| ImportError::Install { path, source })?;
                 }
                 Step::Already | Step::Artifact { .. } => {}
             }
@@ -476,6 +491,8 @@ mod tests {
 
     /// The cache's entries that are not tfmirror's bookkeeping or index.
     fn stored(store: &Store) -> Vec<String> {
+        // Document files are written in the background.
+        store.documents().wait_for_files();
         let mut names: Vec<String> = walkdir(store.root())
             .into_iter()
             .filter(|k| !k.starts_with("index") && !k.starts_with("owner"))
