@@ -364,6 +364,9 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                     commands::bundle::create::run(loaded.launch(), loaded.config.clone(), args)
                         .await
                 }
+                BundleAction::Import { file } => {
+                    commands::bundle::import::run(loaded.launch(), &file).await
+                }
                 BundleAction::List { file, json } => {
                     inspect::list(&file, &loaded.config.limits, json).await
                 }

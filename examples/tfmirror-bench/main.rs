@@ -5,6 +5,7 @@
 //!
 //! Everything listens on 127.0.0.1; nothing touches the network.
 
+mod bundle;
 #[path = "../../tests/fixtures/mod.rs"]
 mod fixtures;
 mod fleet;
@@ -58,6 +59,7 @@ enum Scenario {
     FleetCold,
     ServeThroughput,
     MetadataLatency,
+    Bundle,
     All,
 }
 
@@ -185,6 +187,19 @@ fn main() -> Result<()> {
             None => eprintln!("metadata-latency skipped: oha is not installed (bench/install.sh)"),
             Some(oha) => rows.push(metadata_row(&tools, &oha)?),
         }
+    }
+    if args.scenario == Scenario::Bundle {
+        let measured = bundle::measure(&tools, network)?;
+        eprintln!(
+            "bundle of the providers-warm set: {} entries, {} bytes for {} bytes of content \
+             ({:.1}%); create (a warm init included) {}, import into an empty cache {}",
+            measured.entries,
+            measured.bundle_bytes,
+            measured.content_bytes,
+            100.0 * measured.bundle_bytes as f64 / measured.content_bytes.max(1) as f64,
+            human(measured.create),
+            human(measured.import)
+        );
     }
     print_table(&rows);
     Ok(())

@@ -88,6 +88,28 @@ impl Health {
         self.send(Method::POST, endpoint, Some(body), None).await
     }
 
+    /// POSTs `body` as it streams (a bundle file) to `endpoint` and reads
+    /// the JSON answer, without a timeout.
+    pub async fn post_streamed<A: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint<'_>,
+        body: reqwest::Body,
+    ) -> Result<A, CallError> {
+        let client = self
+            .client(None)
+            .map_err(|e| CallError::Answer(e.to_string()))?;
+        let request = client
+            .post(format!("{}/{}", self.url, endpoint.path()))
+            .header(CONTENT_TYPE, "application/zstd")
+            .body(body);
+        let response = checked(request.send().await.map_err(reqwest::Error::without_url)?).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(reqwest::Error::without_url)?;
+        serde_json::from_slice(&bytes).map_err(|e| CallError::Answer(e.to_string()))
+    }
+
     async fn call<A: DeserializeOwned>(
         &self,
         method: Method,
@@ -118,15 +140,19 @@ impl Health {
         if let Some(body) = body {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
         }
-        let response = request.send().await.map_err(reqwest::Error::without_url)?;
-        let status = response.status();
-        if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
-            return Err(CallError::Status {
-                status,
-                text: text.trim().to_owned(),
-            });
-        }
-        Ok(response)
+        checked(request.send().await.map_err(reqwest::Error::without_url)?).await
     }
+}
+
+/// The answer, if its status is a success.
+async fn checked(response: reqwest::Response) -> Result<reqwest::Response, CallError> {
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        return Err(CallError::Status {
+            status,
+            text: text.trim().to_owned(),
+        });
+    }
+    Ok(response)
 }

@@ -168,6 +168,118 @@ pub fn seed_from_shelf(
     Ok(())
 }
 
+/// A mirror made from a local bundle file, complete but not yet in its
+/// place: what `bundle import` builds for every git bundle before it
+/// stores anything, so that a bundle git refuses stores nothing. Dropping
+/// it removes it; its temporary name is swept at the next start if the
+/// process dies first.
+pub struct StagedMirror {
+    mirror: Mirror,
+    staging: tempfile::TempDir,
+}
+
+impl StagedMirror {
+    /// Moves the mirror into place, unless one appeared there meanwhile
+    /// (then this one is dropped: the two came from the same history).
+    /// Returns whether it was moved. Blocks.
+    pub fn install(self) -> Result<bool, GitError> {
+        let StagedMirror { mirror, staging } = self;
+        mirror.with_lock(|| {
+            if mirror.exists() {
+                return Ok(false);
+            }
+            mirror.move_into_place(staging).map(|()| true)
+        })?
+    }
+}
+
+/// Builds the mirror `mirror` from the local bundle file `bundle`, without
+/// asking any upstream: import runs offline. git checks the bundle and
+/// `index-pack` hashes every object on the way in. Unlike a shelf's seed,
+/// the bundle's branches and tags are kept as they are, and its HEAD
+/// (pointed at the branch it names by commit, as `git clone` does): they
+/// are what the bundle creator's run used. The freshness stamp is
+/// `fetched`, the bundle's creation, so an online server asks the upstream
+/// at the next use. Blocks.
+pub fn stage_from_local_bundle(
+    mirror: &Mirror,
+    bundle: &Path,
+    fetched: std::time::SystemTime,
+) -> Result<StagedMirror, GitError> {
+    let staging = mirror.staging()?;
+    fill_from_bundle(staging.path(), bundle)?;
+    if let Some(branch) = head_branch(bundle, staging.path())? {
+        let mut point = bounded_git::git_in(staging.path());
+        point.args(["symbolic-ref", "HEAD", &branch]);
+        run(point, "git symbolic-ref HEAD", BUNDLE_GIT_TIMEOUT)?;
+    }
+    super::mirror::write_fetched(staging.path(), fetched)?;
+    Ok(StagedMirror {
+        mirror: mirror.clone(),
+        staging,
+    })
+}
+
+/// Whether every ref tip of `bundle` is an object of the existing mirror:
+/// then importing it would add nothing.
+pub fn holds_bundle(mirror: &Mirror, bundle: &Path) -> Result<bool, GitError> {
+    let heads = list_heads(bundle, &mirror.dir)?;
+    let repo = gix::open(&mirror.dir).map_err(|e| {
+        GitError::Repo(format!(
+            "cannot open the mirror at {}: {e}",
+            mirror.dir.display()
+        ))
+    })?;
+    Ok(heads.iter().all(|(oid, _)| repo.has_object(oid)))
+}
+
+/// The branch the bundle's HEAD is on: the one at HEAD's commit (`main`
+/// or `master` first, as `git clone` guesses), if the bundle has a HEAD.
+fn head_branch(bundle: &Path, dir: &Path) -> Result<Option<String>, GitError> {
+    let heads = list_heads(bundle, dir)?;
+    let Some((head, _)) = heads.iter().find(|(_, name)| name == "HEAD") else {
+        return Ok(None);
+    };
+    let at_head = |name: &&&str| heads.iter().any(|(oid, n)| oid == head && n == **name);
+    let preferred = ["refs/heads/main", "refs/heads/master"];
+    if let Some(name) = preferred.iter().find(at_head) {
+        return Ok(Some((*name).to_owned()));
+    }
+    Ok(heads
+        .iter()
+        .find(|(oid, name)| oid == head && name.starts_with("refs/heads/"))
+        .map(|(_, name)| name.clone()))
+}
+
+/// `git bundle list-heads`: every ref of the bundle with its object.
+/// Run in `dir`, a repository, as git wants one for bundle commands.
+fn list_heads(bundle: &Path, dir: &Path) -> Result<Vec<(gix::ObjectId, String)>, GitError> {
+    let out = tempfile::Builder::new()
+        .prefix(&layout::temp_prefix("heads."))
+        .tempfile_in(dir)
+        .map_err(GitError::io(format!(
+            "cannot create a file in {}",
+            dir.display()
+        )))?;
+    let mut command = bounded_git::git_in(dir);
+    command.args(["bundle", "list-heads"]).arg(bundle).stdout(
+        out.reopen()
+            .map_err(GitError::io("cannot reopen a temporary file"))?,
+    );
+    run(command, "git bundle list-heads", BUNDLE_GIT_TIMEOUT)?;
+    let text = std::fs::read_to_string(out.path())
+        .map_err(GitError::io("cannot read git's list of the bundle's heads"))?;
+    text.lines()
+        .map(|line| {
+            let (oid, name) = line.split_once(' ').unwrap_or((line, ""));
+            let oid = gix::ObjectId::from_hex(oid.as_bytes()).map_err(|e| {
+                GitError::Bundle(format!("git bundle list-heads printed {line:?}: {e}"))
+            })?;
+            Ok((oid, name.to_owned()))
+        })
+        .collect()
+}
+
 /// Checks the bundle at `bundle` and fetches its branches and tags into the
 /// bare repository at `dir`, under the same names. `index-pack` hashes
 /// every object on the way in.
@@ -213,6 +325,7 @@ fn run(
 pub(super) mod tests {
     use std::fs;
     use std::sync::{Arc, Mutex};
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     use super::super::mirror::tests::{git, mirror_of, Upstream};
     use super::super::mirror::Updated;
@@ -335,6 +448,70 @@ pub(super) mod tests {
         fs::write(upstream.dir.join("README.md"), text).unwrap();
         git(&upstream.dir, &["commit", "-q", "-am", text]);
         upstream.rev("main")
+    }
+
+    #[test]
+    fn a_mirror_from_a_local_bundle_keeps_its_refs_head_and_creation_time() {
+        let upstream = Upstream::new();
+        let (_old_cache, old) = mirror_of(&upstream);
+        old.update().unwrap();
+        let file = tempfile::tempdir().unwrap();
+        let bundle = file.path().join("infra.git.bundle");
+        create_bundle(&old, &bundle).unwrap();
+        // Upstream moves on: the new mirror still has the bundle's refs.
+        commit_upstream(&upstream, "later\n");
+
+        let (_cache, mirror) = mirror_of(&upstream);
+        let created = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let staged = stage_from_local_bundle(&mirror, &bundle, created).unwrap();
+        assert!(!mirror.exists(), "not in place before install");
+        assert!(staged.install().unwrap());
+        assert_eq!(refs(&mirror.dir), refs(&old.dir));
+        assert_eq!(
+            git(&mirror.dir, &["symbolic-ref", "HEAD"]),
+            git(&old.dir, &["symbolic-ref", "HEAD"])
+        );
+        assert_eq!(mirror.last_fetch(), Some(created));
+        assert!(holds_bundle(&mirror, &bundle).unwrap());
+        // The lock of `install` stays, as every mirror's does.
+        let temporary: Vec<_> = fs::read_dir(mirror.dir.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.starts_with(layout::TEMP_PREFIX))
+            .collect();
+        assert!(temporary.is_empty(), "{temporary:?}");
+
+        // A mirror lacking the bundle's newest commit does not hold it.
+        let (_older_cache, older) = mirror_of(&upstream);
+        let staged = stage_from_local_bundle(&older, &bundle, created).unwrap();
+        staged.install().unwrap();
+        let newer = tempfile::tempdir().unwrap();
+        let newer_bundle = newer.path().join("newer.bundle");
+        old.update().unwrap();
+        create_bundle(&old, &newer_bundle).unwrap();
+        assert!(!holds_bundle(&older, &newer_bundle).unwrap());
+    }
+
+    #[test]
+    fn a_damaged_local_bundle_leaves_no_mirror() {
+        let upstream = Upstream::new();
+        let (_old_cache, old) = mirror_of(&upstream);
+        old.update().unwrap();
+        let file = tempfile::tempdir().unwrap();
+        let bundle = file.path().join("infra.git.bundle");
+        create_bundle(&old, &bundle).unwrap();
+        let mut bytes = fs::read(&bundle).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x20;
+        fs::write(&bundle, bytes).unwrap();
+
+        let (_cache, mirror) = mirror_of(&upstream);
+        assert!(stage_from_local_bundle(&mirror, &bundle, SystemTime::now()).is_err());
+        assert!(!mirror.exists());
+        let left: Vec<_> = fs::read_dir(mirror.dir.parent().unwrap())
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "the staging directory is gone");
     }
 
     #[test]

@@ -221,7 +221,7 @@ impl Mirror {
     /// mistakes it for a mirror. Removed when dropped; a temporary name
     /// like any other in the cache, so one left by a killed process is
     /// never listed and is swept at the next start.
-    fn staging(&self) -> Result<tempfile::TempDir, GitError> {
+    pub(super) fn staging(&self) -> Result<tempfile::TempDir, GitError> {
         let (Some(parent), Some(name)) = (self.dir.parent(), self.dir.file_name()) else {
             return Err(GitError::Clone(format!(
                 "cannot clone {} into {}: not a directory name",
@@ -255,7 +255,7 @@ impl Mirror {
         Ok(changes)
     }
 
-    fn move_into_place(&self, staging: tempfile::TempDir) -> Result<(), GitError> {
+    pub(super) fn move_into_place(&self, staging: tempfile::TempDir) -> Result<(), GitError> {
         let temp = staging.keep();
         fs::rename(&temp, &self.dir).map_err(|e| {
             let _ = fs::remove_dir_all(&temp);
@@ -511,7 +511,7 @@ fn prune(repo: &gix::Repository, remote_refs: &[Ref]) -> Result<bool, BoxError> 
 }
 
 /// Records `time` as the mirror's last successful fetch, atomically.
-fn write_fetched(dir: &Path, time: SystemTime) -> Result<(), GitError> {
+pub(super) fn write_fetched(dir: &Path, time: SystemTime) -> Result<(), GitError> {
     let millis = time
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

@@ -51,6 +51,21 @@ pub struct BundleRequest {
     pub created: String,
 }
 
+/// The answer to `POST /_tfmirror/bundle/import` (whose body is the
+/// bundle file): what was stored. A refused bundle gets an error status
+/// naming the entry instead, and nothing is stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportAnswer {
+    /// Entries stored by this import.
+    pub imported: usize,
+    /// Their bytes, as the bundle's manifest gives them.
+    pub imported_bytes: u64,
+    /// Entries the cache already held with the same content (or, for a
+    /// document, a copy at least as recent; for a git mirror, every
+    /// commit the bundle's refs name).
+    pub already_cached: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

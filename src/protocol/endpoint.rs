@@ -33,6 +33,10 @@ pub enum Endpoint<'a> {
     /// `POST` [`BundleRequest`](super::closure::BundleRequest) → the
     /// bundle file.
     Bundle,
+    /// `POST` a bundle file as the body →
+    /// [`ImportAnswer`](super::closure::ImportAnswer): stored only if
+    /// every entry verifies.
+    BundleImport,
     /// `POST` [`GcRequest`](super::admin::GcRequest) →
     /// [`Removed`](super::admin::Removed).
     Gc,
@@ -61,6 +65,7 @@ impl<'a> Endpoint<'a> {
             Endpoint::Run(id) => format!("runs/{id}"),
             Endpoint::RunClosure(id) => format!("runs/{id}/closure"),
             Endpoint::Bundle => "bundle".to_owned(),
+            Endpoint::BundleImport => "bundle/import".to_owned(),
             Endpoint::Gc => "gc".to_owned(),
             Endpoint::Delete => "delete".to_owned(),
             Endpoint::Prune => "prune".to_owned(),
@@ -82,6 +87,7 @@ impl<'a> Endpoint<'a> {
             ["runs", id] => Endpoint::Run(id),
             ["runs", id, "closure"] => Endpoint::RunClosure(id),
             ["bundle"] => Endpoint::Bundle,
+            ["bundle", "import"] => Endpoint::BundleImport,
             ["gc"] => Endpoint::Gc,
             ["delete"] => Endpoint::Delete,
             ["prune"] => Endpoint::Prune,
@@ -103,13 +109,14 @@ impl<'a> Endpoint<'a> {
 mod tests {
     use super::*;
 
-    const ALL: [Endpoint<'static>; 11] = [
+    const ALL: [Endpoint<'static>; 12] = [
         Endpoint::Health,
         Endpoint::Metrics,
         Endpoint::Artifacts,
         Endpoint::Run("0123456789abcdef"),
         Endpoint::RunClosure("0123456789abcdef"),
         Endpoint::Bundle,
+        Endpoint::BundleImport,
         Endpoint::Gc,
         Endpoint::Delete,
         Endpoint::Prune,
@@ -138,6 +145,7 @@ mod tests {
                 "_tfmirror/runs/0123456789abcdef",
                 "_tfmirror/runs/0123456789abcdef/closure",
                 "_tfmirror/bundle",
+                "_tfmirror/bundle/import",
                 "_tfmirror/gc",
                 "_tfmirror/delete",
                 "_tfmirror/prune",

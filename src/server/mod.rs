@@ -5,6 +5,7 @@ mod access;
 mod activity;
 mod admin;
 mod bundle;
+mod bundle_import;
 mod closures;
 mod limits;
 mod metering;

@@ -212,6 +212,9 @@ async fn dispatch(
             }),
             Endpoint::RunClosure(id) if method == Method::GET => Some(app.run_closure(id)),
             Endpoint::Bundle if method == Method::POST => Some(app.bundle(request).await),
+            Endpoint::BundleImport if method == Method::POST => {
+                Some(app.import_bundle(request).await)
+            }
             Endpoint::LocalClones if method == Method::POST => {
                 Some(app.local_clones(request).await)
             }

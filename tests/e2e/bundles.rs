@@ -16,14 +16,14 @@ const TIME_LIMIT_SECS: &str = "300";
 /// Fixed, so two bundles of the same closure are the same bytes.
 const EPOCH: &str = "1700000000";
 
-fn bounded(world: &World, args: &[&str]) -> std::process::Command {
+pub(crate) fn bounded(world: &World, args: &[&str]) -> std::process::Command {
     let mut command = world.command("timeout");
     command.arg(TIME_LIMIT_SECS).arg(tfmirror()).args(args);
     command
 }
 
 /// `bundle create -o bundle OPTIONS -- terraform init` in `dir`.
-fn create(world: &World, dir: &Path, bundle: &Path, options: &[&str]) -> Output {
+pub(crate) fn create(world: &World, dir: &Path, bundle: &Path, options: &[&str]) -> Output {
     let terraform = terraform();
     let mut args = vec!["bundle", "create", "-o", bundle.to_str().unwrap()];
     args.extend_from_slice(options);
@@ -45,6 +45,28 @@ fn verify(world: &World, bundle: &Path) -> Output {
     bounded(world, &["bundle", "verify", bundle.to_str().unwrap()])
         .output()
         .unwrap()
+}
+
+/// Each entry's path in the bundle `bytes` with the position of its
+/// middle byte in the decompressed tar.
+pub(crate) fn middle_bytes(bytes: &[u8]) -> Vec<(String, u64)> {
+    let tar = zstd::decode_all(bytes).unwrap();
+    let mut positions = Vec::new();
+    for entry in tar::Archive::new(&tar[..]).entries().unwrap() {
+        let entry = entry.unwrap();
+        let path = String::from_utf8(entry.path_bytes().into_owned()).unwrap();
+        if path != "manifest.json" && entry.size() > 0 {
+            positions.push((path, entry.raw_file_position() + entry.size() / 2));
+        }
+    }
+    positions
+}
+
+/// The bundle `bytes` with the tar's byte at `position` altered, at `dest`.
+pub(crate) fn write_flipped(bytes: &[u8], position: u64, dest: &Path) {
+    let mut tar = zstd::decode_all(bytes).unwrap();
+    tar[position as usize] ^= 0x20;
+    std::fs::write(dest, zstd::encode_all(&tar[..], 3).unwrap()).unwrap();
 }
 
 #[test]
@@ -112,21 +134,11 @@ fn a_bundle_holds_the_closure_verifies_and_is_reproducible() {
 
     // One flipped byte in any entry's content is found and named.
     let bytes = std::fs::read(&first).unwrap();
-    let tar = zstd::decode_all(&bytes[..]).unwrap();
-    let mut positions = Vec::new();
-    for entry in tar::Archive::new(&tar[..]).entries().unwrap() {
-        let entry = entry.unwrap();
-        let path = String::from_utf8(entry.path_bytes().into_owned()).unwrap();
-        if path != "manifest.json" && entry.size() > 0 {
-            positions.push((path, entry.raw_file_position() + entry.size() / 2));
-        }
-    }
+    let positions = middle_bytes(&bytes);
     assert_eq!(positions.len(), entries.len());
     let altered = world.root.path().join("altered.tfbundle");
     for (path, position) in &positions {
-        let mut flipped = tar.clone();
-        flipped[*position as usize] ^= 0x20;
-        std::fs::write(&altered, zstd::encode_all(&flipped[..], 3).unwrap()).unwrap();
+        write_flipped(&bytes, *position, &altered);
         let output = verify(&world, &altered);
         let message = assert_failure(&output, "verify of an altered bundle");
         assert!(

@@ -58,7 +58,7 @@ fn init(world: &World, dir: &Path, offline_flag: bool) -> Output {
 
 /// Whether this process may make a network namespace and bring its
 /// loopback up (root, and a kernel and sandbox that allow it).
-fn namespaces_permitted() -> bool {
+pub(crate) fn namespaces_permitted() -> bool {
     Command::new("unshare")
         .args(["-n", "ip", "link", "set", "lo", "up"])
         .output()
@@ -69,6 +69,11 @@ fn namespaces_permitted() -> bool {
 /// up: the server `exec` starts runs in it too, and is stopped before the
 /// namespace goes (it would be unreachable from outside).
 fn sealed_init_unplugged(world: &World, dir: &Path) -> Output {
+    sealed_init_unplugged_in(world, dir, &world.cache_dir())
+}
+
+/// [`sealed_init_unplugged`] with the cache at `cache_dir`.
+pub(crate) fn sealed_init_unplugged_in(world: &World, dir: &Path, cache_dir: &Path) -> Output {
     const SCRIPT: &str = "ip link set lo up || exit 97\n\
          tfmirror=\"$1\"\n\
          timeout -k 5 \"$LIMIT\" \"$@\"\n\
@@ -80,6 +85,7 @@ fn sealed_init_unplugged(world: &World, dir: &Path) -> Output {
         .args(["-n", "sh", "-c", SCRIPT, "sh"])
         .args(init_args(true))
         .env("LIMIT", COMMAND_LIMIT_SECS.to_string())
+        .env("TFMIRROR_CACHE_DIR", cache_dir)
         .current_dir(dir);
     command.output().expect("run unshare")
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use super::read_limits;
+use super::{read_limits, PROGRESS_FROM, PROGRESS_STEP};
 use crate::bundle::format::{self, Manifest};
 use crate::bundle::read;
 use crate::commands::exec;
@@ -43,11 +43,6 @@ pub struct CreateArgs {
     #[command(flatten)]
     wrapped: exec::Wrapped,
 }
-
-/// The bundle's bytes are counted in megabytes for the progress display,
-/// shown for bundles over [`PROGRESS_FROM`].
-const PROGRESS_STEP: u64 = 1 << 20;
-const PROGRESS_FROM: u64 = 4 << 20;
 
 pub async fn run(launch: Launch<'_>, config: Config, args: CreateArgs) -> anyhow::Result<i32> {
     // A bundle to append to is read first: a bad one stops before the run.

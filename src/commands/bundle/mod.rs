@@ -2,6 +2,7 @@
 //! `crate::bundle` for the format).
 
 pub mod create;
+pub mod import;
 pub mod inspect;
 
 use std::path::PathBuf;
@@ -17,6 +18,13 @@ pub enum BundleAction {
     Create {
         #[command(flatten)]
         args: create::CreateArgs,
+    },
+    /// Check a bundle whole (as verify does) and store it in the cache,
+    /// through the server that owns it; a bad entry refuses all of it
+    /// and nothing is stored.
+    Import {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
     /// Print a bundle's manifest: kind, size and name of every entry.
     List {
@@ -41,6 +49,11 @@ impl BundleAction {
         matches!(self, BundleAction::List { .. })
     }
 }
+
+/// A bundle's bytes are counted in megabytes for the progress display
+/// of create and import, shown for bundles over [`PROGRESS_FROM`].
+pub const PROGRESS_STEP: u64 = 1 << 20;
+pub const PROGRESS_FROM: u64 = 4 << 20;
 
 /// One entry may be as large as the largest artifact the config lets the
 /// cache take: a bundle is read as hostile input.
