@@ -17,6 +17,19 @@ pub struct ReadLimits {
     pub entry_size: u64,
 }
 
+impl From<&crate::config::Limits> for ReadLimits {
+    /// One entry may be as large as the largest artifact the config lets
+    /// the cache take: a bundle is read as hostile input.
+    fn from(limits: &crate::config::Limits) -> ReadLimits {
+        ReadLimits {
+            entry_size: limits
+                .provider_package_size
+                .max(limits.module_archive_size)
+                .max(limits.module_unpacked_size),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("not a tfmirror bundle (a zstd-compressed tar): {0}")]

@@ -57,7 +57,7 @@ impl App {
         }
         let store = self.store.clone();
         let staging = match tempfile::Builder::new()
-            .prefix(".bundle-")
+            .prefix(&crate::store::layout::temp_prefix("bundle-"))
             .tempdir_in(store.root())
         {
             Ok(dir) => dir,

@@ -136,10 +136,7 @@ impl App {
 
     fn read_limits(&self) -> (ReadLimits, u64) {
         let limits = &self.config.limits;
-        (
-            crate::commands::bundle::read_limits(limits),
-            limits.metadata_size,
-        )
+        (ReadLimits::from(limits), limits.metadata_size)
     }
 }
 

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use super::{read_limits, PROGRESS_FROM, PROGRESS_STEP};
+use super::{PROGRESS_FROM, PROGRESS_STEP};
 use crate::bundle::format::{self, Manifest};
 use crate::bundle::read;
+use crate::bundle::read::ReadLimits;
 use crate::commands::exec;
 use crate::commands::launch::Launch;
 use crate::commands::packages::{self, PackageClient, PackageId, Platform, DEFAULT_CONCURRENCY};
@@ -210,7 +211,7 @@ async fn write_stream(mut answer: reqwest::Response, dest: &Path) -> anyhow::Res
 
 async fn read_manifest(path: &Path, config: &Config) -> anyhow::Result<Manifest> {
     let path = path.to_path_buf();
-    let limits = read_limits(&config.limits);
+    let limits = ReadLimits::from(&config.limits);
     let manifest = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path)
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;

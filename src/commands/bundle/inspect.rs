@@ -5,8 +5,8 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use super::read_limits;
 use crate::bundle::format::Manifest;
+use crate::bundle::read::ReadLimits;
 use crate::bundle::{read, verify};
 use crate::commands::cache::human_bytes;
 use crate::config::Limits;
@@ -27,7 +27,7 @@ pub enum InspectError {
 
 pub async fn list(file: &Path, limits: &Limits, json: bool) -> anyhow::Result<i32> {
     let path = file.to_path_buf();
-    let limits = read_limits(limits);
+    let limits = ReadLimits::from(limits);
     let manifest = tokio::task::spawn_blocking(move || {
         let input = open(&path)?;
         read::manifest(input, limits).map_err(|source| InspectError::Read { path, source })
@@ -45,7 +45,7 @@ pub async fn list(file: &Path, limits: &Limits, json: bool) -> anyhow::Result<i3
 pub async fn verify(file: &Path, limits: &Limits) -> anyhow::Result<i32> {
     let path = file.to_path_buf();
     let metadata_size = limits.metadata_size;
-    let limits = read_limits(limits);
+    let limits = ReadLimits::from(limits);
     let checked = tokio::task::spawn_blocking(move || {
         let input = open(&path)?;
         Ok::<_, InspectError>(verify::verify(input, limits, metadata_size))

@@ -7,9 +7,6 @@ pub mod inspect;
 
 use std::path::PathBuf;
 
-use crate::bundle::read::ReadLimits;
-use crate::config::Limits;
-
 #[derive(clap::Subcommand)]
 pub enum BundleAction {
     /// Run a command (e.g. `terraform init`) as `exec` does and write all
@@ -54,14 +51,3 @@ impl BundleAction {
 /// of create and import, shown for bundles over [`PROGRESS_FROM`].
 pub const PROGRESS_STEP: u64 = 1 << 20;
 pub const PROGRESS_FROM: u64 = 4 << 20;
-
-/// One entry may be as large as the largest artifact the config lets the
-/// cache take: a bundle is read as hostile input.
-pub fn read_limits(limits: &Limits) -> ReadLimits {
-    ReadLimits {
-        entry_size: limits
-            .provider_package_size
-            .max(limits.module_archive_size)
-            .max(limits.module_unpacked_size),
-    }
-}
