@@ -405,6 +405,15 @@ pub(super) mod tests {
         (updated, failure)
     }
 
+    /// Seeds `mirror` from `shelf`, which must succeed and leave the
+    /// upstream's refs; what the update says.
+    fn seeds_cleanly(shelf: &DirShelf, mirror: &Mirror, upstream: &Upstream) -> Updated {
+        let (updated, failure) = seeded_update(shelf, mirror);
+        assert!(failure.is_none(), "{failure:?}");
+        assert_eq!(refs(&mirror.dir), refs(&upstream.dir));
+        updated.unwrap()
+    }
+
     /// Every branch and tag with what it points to.
     pub fn refs(dir: &Path) -> Vec<String> {
         let out = git(
@@ -525,16 +534,14 @@ pub(super) mod tests {
         commit_upstream(&upstream, "newer readme\n");
 
         let (_cache, mirror) = mirror_of(&upstream);
-        let (updated, failure) = seeded_update(&shelf, &mirror);
-        assert!(failure.is_none(), "{failure:?}");
+        let updated = seeds_cleanly(&shelf, &mirror, &upstream);
         assert_eq!(
-            updated.unwrap(),
+            updated,
             Updated {
                 changed: true,
                 seeded: true
             }
         );
-        assert_eq!(refs(&mirror.dir), refs(&upstream.dir));
         assert_eq!(
             git(&mirror.dir, &["symbolic-ref", "HEAD"]),
             "refs/heads/main"
@@ -573,16 +580,14 @@ pub(super) mod tests {
         shelf.put(&repo_id(), &old);
 
         let (_cache, mirror) = mirror_of(&upstream);
-        let (updated, failure) = seeded_update(&shelf, &mirror);
-        assert!(failure.is_none(), "{failure:?}");
+        let updated = seeds_cleanly(&shelf, &mirror, &upstream);
         assert_eq!(
-            updated.unwrap(),
+            updated,
             Updated {
                 changed: false,
                 seeded: true
             }
         );
-        assert_eq!(refs(&mirror.dir), refs(&upstream.dir));
         assert_eq!(
             git(&mirror.dir, &["symbolic-ref", "HEAD"]),
             "refs/heads/trunk"
