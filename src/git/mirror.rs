@@ -21,7 +21,6 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::Once;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gix::bstr::{BStr, ByteSlice};
@@ -169,7 +168,7 @@ impl Mirror {
     /// nothing is kept. A seed that fails leaves a repository in an unknown
     /// state, so the clone that follows starts from a new one.
     pub fn update_seeded(&self, seed: Option<&mut Seed<'_>>) -> Result<Updated, GitError> {
-        install_crypto_provider();
+        crate::crypto_provider::install();
         if self.exists() {
             let repo = open_for_fetch(&self.dir).map_err(|e| {
                 GitError::Fetch(format!(
@@ -318,18 +317,6 @@ fn lock_path(dir: &Path) -> PathBuf {
     let mut path = OsString::from(dir.as_os_str());
     path.push(MIRROR_LOCK_SUFFIX);
     PathBuf::from(path)
-}
-
-/// gix's HTTP client is reqwest 0.13 built without a rustls crypto
-/// provider of its own (its default one is aws-lc-rs, a C build): it uses
-/// the process default, which is set here to ring, the provider the rest
-/// of tfmirror already uses.
-pub(super) fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Fails only when a default is already installed, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 fn open_for_fetch(dir: &Path) -> gix::Result<gix::Repository> {

@@ -14,8 +14,7 @@ use gix::refs::Target;
 use gix::remote::Direction;
 
 use super::mirror::{
-    chain, install_crypto_provider, ref_name, upstream_remote, BoxError, GitError, Mirror,
-    FETCH_CONFIG, MIRRORED_PREFIXES,
+    chain, ref_name, upstream_remote, BoxError, GitError, Mirror, FETCH_CONFIG, MIRRORED_PREFIXES,
 };
 
 /// What a check compares: each branch and tag with the object it names
@@ -30,7 +29,7 @@ type Tips = BTreeMap<BString, Target>;
 /// connection attempt; the caller bounds the whole call with it too, since
 /// not every transport honours a connection timeout.
 pub fn matches_upstream(mirror: &Mirror, budget: Duration) -> Result<bool, GitError> {
-    install_crypto_provider();
+    crate::crypto_provider::install();
     let repo = open_for_check(&mirror.dir, budget).map_err(|e| {
         GitError::Fetch(format!(
             "cannot open the mirror at {}: {}",

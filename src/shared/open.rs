@@ -3,7 +3,7 @@
 //! `AZURE_*` credentials and settings, then the config's keys override
 //! them. Nothing here reaches the network.
 
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
@@ -17,7 +17,7 @@ use crate::config::SharedConfig;
 
 /// The store and the prefix below which the tier keeps its keys.
 pub fn open(config: &SharedConfig) -> Result<(Arc<dyn ObjectStore>, Path), SharedError> {
-    install_crypto_provider();
+    crate::crypto_provider::install();
     let url = &config.url;
     let failed = |source| SharedError::Open {
         url: url.to_string(),
@@ -79,17 +79,4 @@ pub fn open(config: &SharedConfig) -> Result<(Arc<dyn ObjectStore>, Path), Share
     };
     let prefix = Path::from_url_path(url.path()).map_err(|e| failed(e.into()))?;
     Ok((store, prefix))
-}
-
-/// object_store's HTTP client is the reqwest 0.13 that gix uses, built
-/// without a rustls crypto provider of its own (its default, aws-lc-rs, is
-/// a C build): it takes the process default, which must be set before a
-/// client is built. Ring, as `git/mirror.rs` installs it for gix; whichever
-/// runs first sets it.
-pub(super) fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Fails only when a default is already installed, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }

@@ -32,7 +32,7 @@ fn file_tier(dir: &std::path::Path, upload: bool) -> SharedTier {
 /// A bucket that refuses every connection: S3 on a loopback port nothing
 /// listens on, with credentials given so no metadata service is asked.
 fn refusing_tier() -> SharedTier {
-    super::open::install_crypto_provider();
+    crate::crypto_provider::install();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
