@@ -196,6 +196,8 @@ impl Download {
             );
             return self.fail(&sender, &reason).await;
         }
+        // Held to the end, past the record of how the zip was verified: a
+        // waiter on the key (prepare's fast path) reads that record next.
         let slot = self.slot.take().expect("taken only here and by fail");
         let stored = match relayed.cache {
             Cache::Writing(writer) => slot.commit(writer).await.map(drop),

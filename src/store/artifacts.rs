@@ -102,6 +102,10 @@ pub struct Opened {
     pub file: std::fs::File,
     pub size: u64,
     pub found: Found,
+    /// The key, still held when this request stored the artifact from the
+    /// second tier: released when the caller drops this, after it has
+    /// recorded how the copy was verified, before a waiter looks.
+    _held: Option<KeyGuard>,
 }
 
 /// What [`Store::lookup`] found.
@@ -128,8 +132,10 @@ impl Slot {
     }
 
     /// Stores the finished artifact under its final name, records it, and
-    /// shares it; the key is released after.
-    pub async fn commit(self, writer: BlobWriter) -> io::Result<Written> {
+    /// shares it. The key stays held until the slot is dropped, so that
+    /// what the caller records about the artifact (how it was verified) is
+    /// there before a waiter looks.
+    pub async fn commit(&self, writer: BlobWriter) -> io::Result<Written> {
         self.store.commit(&self.rel, writer).await
     }
 
@@ -175,7 +181,10 @@ impl Store {
         }
         if self.copy_from_tier(rel, tier).await {
             if let Some(opened) = self.open_found(rel, Found::SecondTier).await {
-                return Lookup::Found(opened);
+                return Lookup::Found(Opened {
+                    _held: Some(lock),
+                    ..opened
+                });
             }
         }
         Lookup::Missing(Slot {
@@ -225,7 +234,12 @@ impl Store {
 
     async fn open_found(&self, rel: &RelPath, found: Found) -> Option<Opened> {
         let (file, size) = self.open_artifact(rel).await?;
-        Some(Opened { file, size, found })
+        Some(Opened {
+            file,
+            size,
+            found,
+            _held: None,
+        })
     }
 
     /// Reads `rel` from the second tier into the store if the tier has a
