@@ -128,7 +128,8 @@ struct Plan {
 
 impl App {
     pub(super) async fn import_bundle(&self, request: Request<Incoming>) -> Response {
-        match import(&self.store, self.read_limits(), request).await {
+        let stall = self.config.limits.download_stall;
+        match import(&self.store, self.read_limits(), stall, request).await {
             Ok(answer) => json_ok(&answer),
             Err(e) => HandlerError::new(e.status(), e.to_string()).into_response(),
         }
@@ -146,10 +147,16 @@ const BUNDLE_FILE: &str = "bundle";
 async fn import(
     store: &Arc<Store>,
     limits: (ReadLimits, u64),
+    stall: std::time::Duration,
     request: Request<Incoming>,
 ) -> Result<ImportAnswer, ImportError> {
     let staging = staging_dir(store).await?;
-    receive(request.into_body(), &staging.path().join(BUNDLE_FILE)).await?;
+    let dest = staging.path().join(BUNDLE_FILE);
+    if let Err(e) = receive(request.into_body(), &dest, stall).await {
+        // Removing a partial upload blocks: off the runtime's threads.
+        let _ = tokio::task::spawn_blocking(move || drop(staging)).await;
+        return Err(e);
+    }
     import_staged(store, limits, staging).await
 }
 
@@ -196,12 +203,27 @@ async fn import_staged(
     answer
 }
 
-/// The request's body into `dest`.
-async fn receive(mut body: Incoming, dest: &Path) -> Result<(), ImportError> {
+/// The request's body into `dest`. A client that sends nothing for
+/// `stall` (`download_stall_timeout`) is given up, so an abandoned upload
+/// does not hold its staging directory for good; the size is bounded by
+/// the disk (a full one fails the write, and the partial file goes).
+async fn receive(
+    mut body: Incoming,
+    dest: &Path,
+    stall: std::time::Duration,
+) -> Result<(), ImportError> {
     let mut file = tokio::fs::File::create(dest)
         .await
         .map_err(ImportError::io(format!("cannot create {}", dest.display())))?;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = match tokio::time::timeout(stall, body.frame()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => {
+                let why = format!("the upload sent nothing for {}s", stall.as_secs());
+                return Err(ImportError::Upload(why));
+            }
+        };
         let frame = frame.map_err(|e| ImportError::Upload(e.to_string()))?;
         if let Some(chunk) = frame.data_ref() {
             file.write_all(chunk)

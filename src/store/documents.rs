@@ -468,11 +468,12 @@ impl Documents {
     /// Offers a public copy of a shared document just fetched to the
     /// second tier, when it differs from the copy it replaces: a version
     /// list is fetched at every run, and mostly unchanged.
-    fn share(&self, key: &str, doc: &Document, before: Option<&Document>) {
+    fn share(&self, key: &str, doc: &Document) {
         let Some(tier) = &self.tier else {
             return;
         };
-        let unchanged = before.is_some_and(|old| old.body == doc.body);
+        // The copy this one replaces: called before `doc` is stored.
+        let unchanged = self.cached(key).is_some_and(|old| old.body == doc.body);
         if doc.credential_sha256.is_none() && !unchanged {
             tier.offer_document(key, doc_files::encode(key, doc));
         }
@@ -500,7 +501,7 @@ impl Documents {
                 });
                 if let Ok(doc) = &result {
                     if shared {
-                        this.share(&owned_key, doc, this.cached(&owned_key).as_ref());
+                        this.share(&owned_key, doc);
                     }
                     if let Err(e) = this.store(&owned_key, doc) {
                         tracing::warn!("cannot store {owned_key} in the index: {e}");

@@ -116,17 +116,8 @@ fn large_fetch_requests_stream_to_a_bounded_number_of_git_processes() {
     );
     let server = world.serve();
     let pid = server.child.id();
-    let repo = format!(
-        "/{}/git/http/{}/git/{REPO}",
-        server.secret,
-        world.registry.addr()
-    );
-    let refs = get(&format!(
-        "{}{repo}/info/refs?service=git-upload-pack",
-        server.address
-    ));
-    assert_eq!(refs.status, 200, "{}", refs.text());
-    let body = fetch_request(&advertised_tip(&refs.body));
+    let (repo, tip) = mirrored(&world, &server);
+    let body = fetch_request(&tip);
     let baseline_kb = status_kb(pid, "VmRSS:");
 
     let running = Arc::new(AtomicBool::new(true));
