@@ -17,6 +17,7 @@ mod bundles;
 mod cache_admin;
 mod concurrency;
 mod crash_safety;
+mod demo;
 mod fake_git_upstream;
 mod fake_module_registry;
 mod fake_registry;
