@@ -2,6 +2,10 @@
 //! files by path, people look for `registry.terraform.io/hashicorp/aws
 //! 5.89.0 linux_amd64`.
 
+mod pattern;
+
+pub use pattern::Pattern;
+
 use serde::{Deserialize, Serialize};
 
 use crate::provider_address::ZipName;

@@ -331,16 +331,18 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 CacheAction::Gc {
                     max_size,
                     unused_for,
+                    min_age,
                     dry_run,
                     json,
                 } => {
+                    use cache_commands::remove::MinAge;
                     let gc = &loaded.config.gc;
                     let options = cache_commands::remove::GcOptions {
                         unused_for: unused_for
                             .or(gc.unused_for)
                             .unwrap_or(Duration::from_secs(30 * 24 * 3600)),
                         max_size: max_size.or(gc.max_size),
-                        min_age: gc.min_age,
+                        min_age: min_age.map_or(MinAge::Config(gc.min_age), MinAge::Flag),
                         dry_run,
                         json,
                     };

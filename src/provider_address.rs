@@ -15,6 +15,11 @@ use std::fmt;
 
 use crate::store::Segment;
 
+/// The hosts a provider source without one (`hashicorp/aws`) stands for:
+/// Terraform reads it as `registry.terraform.io`, OpenTofu as
+/// `registry.opentofu.org`, and tfmirror serves both.
+pub const SHORT_SOURCE_HOSTS: [&str; 2] = ["registry.terraform.io", "registry.opentofu.org"];
+
 /// `<host>/<namespace>/<type>`, the address of a provider.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProviderAddress<P = Segment> {

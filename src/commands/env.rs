@@ -6,8 +6,13 @@
 //! rewrites as it starts, so that export outlives a restart. The git
 //! variables name the server's address and secret, which a restarted
 //! server changes: run `eval "$(tfmirror env)"` again after one.
+//!
+//! A server that a command started on a port the system picked exits when
+//! idle, and the next one listens elsewhere: exports of its address would
+//! die with it, so `env` refuses one and says how to get a lasting server.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::config::Config;
 
@@ -15,6 +20,13 @@ pub async fn run(cache_dir: &Path, config: &Config) -> anyhow::Result<i32> {
     let Some(server) = super::require_server(cache_dir).await else {
         return Ok(1);
     };
+    if let Some(idle_timeout) = server.server.ephemeral() {
+        eprintln!(
+            "tfmirror: {}",
+            ephemeral_text(server.server.pid, &server.server.url, idle_timeout)
+        );
+        return Ok(1);
+    }
     let terraform_rc = super::terraform_rc_path(&server.server.cache_dir);
     let terraform_rc = terraform_rc.to_string_lossy();
     let cli_config = ["TF_CLI_CONFIG_FILE", "TOFU_CLI_CONFIG_FILE"]
@@ -24,6 +36,18 @@ pub async fn run(cache_dir: &Path, config: &Config) -> anyhow::Result<i32> {
         println!("export {name}={}", shell_quote(&value));
     }
     Ok(0)
+}
+
+/// Why `env` refuses a server whose address dies with it, and the two
+/// ways to a lasting one, in one line.
+fn ephemeral_text(pid: u32, url: &str, idle_timeout: Duration) -> String {
+    format!(
+        "the server for this cache (pid {pid}, {url}) listens on a random port and exits after \
+         {} without clients, so exports of its address would stop working; run \
+         `tfmirror service install` for a server on a fixed address, or set a fixed `listen` in \
+         tfmirror's config and `tfmirror stop` this one",
+        humantime::format_duration(idle_timeout)
+    )
 }
 
 /// Single quotes keep every character literal; a single quote itself is
@@ -40,5 +64,12 @@ mod tests {
     fn quotes_for_a_posix_shell() {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn an_ephemeral_server_is_refused_in_one_line() {
+        let text = ephemeral_text(4242, "http://127.0.0.1:41234", Duration::from_secs(15 * 60));
+        assert!(!text.contains('\n'));
+        insta::assert_snapshot!(text);
     }
 }

@@ -164,29 +164,62 @@ fn new_session(command: &mut Command) {
     }
 }
 
+/// Why a server was not stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error("cannot stop the tfmirror server (pid {pid}): {source}")]
+    Signal { pid: u32, source: std::io::Error },
+    #[error(
+        "the tfmirror server (pid {pid}) is still running {}s after it was asked to stop; \
+         `kill -KILL {pid}` ends it at once",
+        .waited.as_secs()
+    )]
+    StillRunning { pid: u32, waited: Duration },
+}
+
 /// Asks the server to stop (SIGTERM: it finishes requests in flight, then
 /// exits) and waits until it has.
-pub async fn stop(health: &Health) -> anyhow::Result<()> {
-    let pid = health.server.pid as libc::pid_t;
+pub async fn stop(health: &Health) -> Result<(), StopError> {
+    stop_pid(health.server.pid, STOP_TIMEOUT).await
+}
+
+async fn stop_pid(pid: u32, timeout: Duration) -> Result<(), StopError> {
     // SAFETY: kill(2) has no memory-safety preconditions.
-    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+    if unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) } != 0 {
         let error = std::io::Error::last_os_error();
         if error.raw_os_error() == Some(libc::ESRCH) {
             return Ok(());
         }
-        anyhow::bail!("cannot stop the tfmirror server (pid {pid}): {error}");
+        return Err(StopError::Signal { pid, source: error });
     }
+    wait_for_exit(pid, timeout).await
+}
+
+/// How long a process that has exited may wait for its parent to collect
+/// it. A server whose starter has exited is a child of init, and some inits
+/// (in containers and VMs) reap only every few seconds.
+const REAP_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits up to `timeout` for `pid` to exit, then up to [`REAP_WAIT`] for it
+/// to leave the process table: until then `ps`, `pgrep` and `kill -0` still
+/// show it, and a user who reads "stopped" takes it as still running. A
+/// process left unreaped after that has exited all the same.
+async fn wait_for_exit(pid: u32, timeout: Duration) -> Result<(), StopError> {
     let started = Instant::now();
-    while started.elapsed() < STOP_TIMEOUT {
-        if !process_exists(health.server.pid) {
-            return Ok(());
+    while process_exists(pid) {
+        if started.elapsed() >= timeout {
+            return Err(StopError::StillRunning {
+                pid,
+                waited: timeout,
+            });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    anyhow::bail!(
-        "the tfmirror server (pid {pid}) did not stop within {}s",
-        STOP_TIMEOUT.as_secs()
-    )
+    let exited = Instant::now();
+    while is_zombie(pid) && exited.elapsed() < REAP_WAIT {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 /// Whether `pid` is a live process. A zombie counts as gone: a server
@@ -239,4 +272,47 @@ fn log_tail(path: &Path) -> String {
 /// paths.
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child that a thread reaps at once, as `Launch::spawn` does.
+    fn spawn(script: &str) -> u32 {
+        let mut child = Command::new("sh").arg("-c").arg(script).spawn().unwrap();
+        let pid = child.id();
+        std::thread::spawn(move || child.wait());
+        pid
+    }
+
+    #[tokio::test]
+    async fn waits_until_the_process_is_gone() {
+        let pid = spawn("exec sleep 30");
+        let started = Instant::now();
+        stop_pid(pid, Duration::from_secs(10)).await.unwrap();
+        assert!(!process_exists(pid));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn says_so_when_the_process_does_not_exit_in_time() {
+        let pid = spawn("trap '' TERM; exec sleep 30");
+        // sh must have set its trap before the signal comes.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let error = stop_pid(pid, Duration::from_millis(300)).await.unwrap_err();
+        assert!(matches!(error, StopError::StillRunning { pid: p, .. } if p == pid));
+        assert!(process_exists(pid), "SIGTERM was ignored");
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        let message = StopError::StillRunning {
+            pid: 4242,
+            waited: STOP_TIMEOUT,
+        };
+        insta::assert_snapshot!(message.to_string());
+    }
 }

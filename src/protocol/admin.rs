@@ -53,6 +53,20 @@ pub struct Removed {
     pub removed: Vec<RemovedEntry>,
     pub bytes_freed: u64,
     pub dry_run: bool,
+    /// For `gc`: what its rules chose but `min_age_secs` kept, so that a
+    /// gc freeing nothing can say why. Absent for `delete`, and from
+    /// servers before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_young: Option<KeptYoung>,
+}
+
+/// Artifacts a gc kept because they were stored or used within its
+/// `min_age_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptYoung {
+    pub entries: usize,
+    pub bytes: u64,
+    pub min_age_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,10 +149,27 @@ mod tests {
             }],
             bytes_freed: 12,
             dry_run: false,
+            kept_young: Some(KeptYoung {
+                entries: 2,
+                bytes: 30,
+                min_age_secs: 3600,
+            }),
         };
         let json = serde_json::to_value(&removed).unwrap();
         assert_eq!(json["removed"][0]["reason"], "over_size");
+        assert_eq!(json["kept_young"]["min_age_secs"], 3600);
         assert_eq!(serde_json::from_value::<Removed>(json).unwrap(), removed);
+        let older: Removed =
+            serde_json::from_str(r#"{"removed": [], "bytes_freed": 0, "dry_run": true}"#).unwrap();
+        assert_eq!(older.kept_young, None, "a server before kept_young");
+        let deleted = Removed {
+            kept_young: None,
+            ..older
+        };
+        assert!(serde_json::to_value(&deleted)
+            .unwrap()
+            .get("kept_young")
+            .is_none());
         let pruned = serde_json::to_string(&Pruned {
             pruned: 3,
             dry_run: true,

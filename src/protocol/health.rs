@@ -3,6 +3,7 @@
 //! answer's `pid` and `cache_dir` match the record and the cache.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,26 @@ pub struct Health {
     /// `offline = true in /etc/tfmirror.toml`; `null` when it is online.
     #[serde(default)]
     pub offline: Option<String>,
+    /// How long the server stays up without clients, when it exits then
+    /// (one a command started in the background, `serve --idle-timeout`).
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
+    /// Whether it listens on a port the system picked (no `listen` set),
+    /// so the next server of this cache will be elsewhere. `false` from
+    /// servers before this field, which are taken to be fixed.
+    #[serde(default)]
+    pub random_port: bool,
+}
+
+impl Health {
+    /// How long the server's address may outlive the last client, when an
+    /// address exported for later (`tfmirror env`) would die with it: it
+    /// exits when idle, and the next one picks another port.
+    pub fn ephemeral(&self) -> Option<Duration> {
+        self.idle_timeout_secs
+            .filter(|_| self.random_port)
+            .map(Duration::from_secs)
+    }
 }
 
 /// The shared tier as `tfmirror status` shows it.
@@ -87,6 +108,8 @@ mod tests {
             uptime_secs: 7,
             shared: None,
             offline: Some("TFMIRROR_OFFLINE=1".into()),
+            idle_timeout_secs: Some(900),
+            random_port: true,
         };
         let json = serde_json::to_value(&answer).unwrap();
         assert_eq!(json["status"], "ok");
@@ -104,7 +127,30 @@ mod tests {
             health.offline, None,
             "a server of before sealed mode is online"
         );
+        assert_eq!(
+            health.ephemeral(),
+            None,
+            "a server of before the lifetime fields is taken as lasting"
+        );
         let state: SharedState = serde_json::from_str("\"failing\"").unwrap();
         assert_eq!(state.as_str(), "failing");
+    }
+
+    #[test]
+    fn only_an_idle_timeout_on_a_random_port_is_ephemeral() {
+        let json = r#"{"version":"0.3.0","pid":1,"url":"http://127.0.0.1:1",
+            "cache_dir":"/c","uptime_secs":0}"#;
+        let base: Health = serde_json::from_str(json).unwrap();
+        let with = |idle_timeout_secs, random_port| Health {
+            idle_timeout_secs,
+            random_port,
+            ..base.clone()
+        };
+        assert_eq!(
+            with(Some(900), true).ephemeral(),
+            Some(Duration::from_secs(900))
+        );
+        assert_eq!(with(Some(900), false).ephemeral(), None, "a fixed listen");
+        assert_eq!(with(None, true).ephemeral(), None, "runs until stopped");
     }
 }

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use globset::Glob;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -18,7 +17,7 @@ use crate::catalog::{self, Entry};
 use crate::git::RepoId;
 use crate::metrics;
 use crate::protocol::admin::{
-    Artifacts, DeleteRequest, GcRequest, PruneRequest, Pruned, Removed, RemovedEntry,
+    Artifacts, DeleteRequest, GcRequest, KeptYoung, PruneRequest, Pruned, Removed, RemovedEntry,
 };
 use crate::protocol::closure::ClosureItem;
 use crate::protocol::git_local::LocalRequest;
@@ -198,30 +197,19 @@ impl App {
         Ok(json_ok(&removed))
     }
 
+    /// Removes what the pattern names (see `catalog::Pattern`), derived
+    /// trees first: the listing sorts them before the zips they come from
+    /// only by chance.
     async fn delete(&self, request: DeleteRequest) -> Result<Response, HandlerError> {
-        let glob = Glob::new(&request.pattern)
-            .map_err(|e| {
-                HandlerError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("{:?}: {e}", request.pattern),
-                )
-            })?
-            .compile_matcher();
+        let pattern = catalog::Pattern::parse(&request.pattern)
+            .map_err(|e| HandlerError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
         let artifacts = self.inventory().await?;
-        let named = |name: &str| glob.is_match(name) || request.pattern == name;
-        // Derived trees first (the listing sorts them before the zips they
-        // come from only by chance), and with their package.
         let derived_first = artifacts
             .iter()
             .filter(|a| a.derived)
             .chain(artifacts.iter().filter(|a| !a.derived));
         let plan: Vec<Removal> = derived_first
-            .filter(|a| {
-                let name = catalog::describe(&a.key).1;
-                named(&name)
-                    || glob.is_match(&a.key)
-                    || catalog::unpacked_from(&name).is_some_and(named)
-            })
+            .filter(|a| pattern.matches(&catalog::describe(&a.key).1, &a.key))
             .map(|a| Removal {
                 key: a.key.clone(),
                 size: a.size,
@@ -275,7 +263,12 @@ impl App {
     ) -> Result<Removed, HandlerError> {
         let artifacts = self.inventory().await?;
         let plan = gc_plan(&artifacts, rules, now_ms());
-        let removed = self.carry_out(plan, dry_run).await;
+        let mut removed = self.carry_out(plan.removals, dry_run).await;
+        removed.kept_young = Some(KeptYoung {
+            entries: plan.young.entries,
+            bytes: plan.young.bytes,
+            min_age_secs: rules.min_age.as_secs(),
+        });
         if !dry_run {
             metrics::GC_RUNS.inc();
             metrics::GC_BYTES_FREED.inc_by(removed.bytes_freed);
@@ -361,6 +354,7 @@ fn carry_out(store: &Store, plan: Vec<Removal>, dry_run: bool) -> Removed {
         removed,
         bytes_freed,
         dry_run,
+        kept_young: None,
     }
 }
 

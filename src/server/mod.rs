@@ -64,6 +64,10 @@ pub struct App {
     git: GitMirrors,
     /// The tier on object storage, when `[shared]` is set.
     shared: Option<SharedTier>,
+    /// Whether the port was picked by the system (port 0 asked for).
+    random_port: bool,
+    /// Set once the server is told to stop when idle ([`Server::idle_for`]).
+    idle_timeout: std::sync::OnceLock<Duration>,
 }
 
 impl App {
@@ -91,6 +95,8 @@ impl App {
             uptime_secs: self.started.elapsed().as_secs(),
             shared: self.shared.as_ref().map(SharedTier::health),
             offline: self.config.offline.as_ref().map(ToString::to_string),
+            idle_timeout_secs: self.idle_timeout.get().map(Duration::as_secs),
+            random_port: self.random_port,
         };
         admin::json_ok(&answer)
     }
@@ -208,6 +214,8 @@ impl Server {
             modules,
             git,
             shared,
+            random_port: listen.port() == 0,
+            idle_timeout: std::sync::OnceLock::new(),
         };
         Ok(Server {
             listener,
@@ -229,8 +237,10 @@ impl Server {
     }
 
     /// Completes once no client has been connected for `timeout`; pass it
-    /// to [`Server::run`] to stop an unused server.
+    /// to [`Server::run`] to stop an unused server. The health answer then
+    /// says the server exits when idle.
     pub fn idle_for(&self, timeout: Duration) -> impl Future<Output = ()> + use<> {
+        let _ = self.app.idle_timeout.set(timeout);
         self.activity.clone().idle_for(timeout)
     }
 

@@ -16,6 +16,8 @@
 //! Never removed: anything stored or used within `min_age`. That protects
 //! an artifact being downloaded or served right now (each use is recorded
 //! when it starts) and one a running `init` is about to ask for again.
+//! The plan counts what the rules chose but `min_age` kept, so that a gc
+//! that frees nothing can say why.
 
 use std::time::Duration;
 
@@ -45,14 +47,40 @@ pub struct Removal {
     pub reason: Reason,
 }
 
-/// The artifacts to remove, in the order they would be removed.
-pub fn plan(artifacts: &[StoredArtifact], rules: &GcRules, now_ms: u64) -> Vec<Removal> {
+/// What a gc would do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GcPlan {
+    /// The artifacts to remove, in the order they would be removed.
+    pub removals: Vec<Removal>,
+    /// What the rules chose but `min_age` kept.
+    pub young: Young,
+}
+
+/// Artifacts the rules chose (unused, or next to go over the size) that
+/// were stored or used within `min_age`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Young {
+    pub entries: usize,
+    pub bytes: u64,
+}
+
+impl Young {
+    fn add(&mut self, artifact: &StoredArtifact) {
+        self.entries += 1;
+        self.bytes += artifact.size;
+    }
+}
+
+/// The plan for `artifacts` under `rules` at `now_ms`.
+pub fn plan(artifacts: &[StoredArtifact], rules: &GcRules, now_ms: u64) -> GcPlan {
     let ms = |d: Duration| d.as_millis() as u64;
     let protected_since = now_ms.saturating_sub(ms(rules.min_age));
     let removable =
         |a: &StoredArtifact| a.usage.last_used_ms.max(a.usage.stored_at_ms) < protected_since;
-    let mut plan = Vec::new();
-    let mut kept: Vec<&StoredArtifact> = Vec::new();
+    let mut plan = GcPlan::default();
+    // What the first pass keeps, and whether it was counted young there:
+    // the second pass may meet it again and must not count it twice.
+    let mut kept: Vec<(&StoredArtifact, bool)> = Vec::new();
     let derived_first = artifacts
         .iter()
         .filter(|a| a.derived)
@@ -61,15 +89,18 @@ pub fn plan(artifacts: &[StoredArtifact], rules: &GcRules, now_ms: u64) -> Vec<R
         let unused = rules
             .unused_for
             .is_some_and(|d| artifact.usage.last_used_ms < now_ms.saturating_sub(ms(d)));
-        if unused && removable(artifact) {
-            plan.push(removal(artifact, Reason::Unused));
+        if !unused {
+            kept.push((artifact, false));
+        } else if removable(artifact) {
+            plan.removals.push(removal(artifact, Reason::Unused));
         } else {
-            kept.push(artifact);
+            plan.young.add(artifact);
+            kept.push((artifact, true));
         }
     }
     if let Some(max_size) = rules.max_size {
-        let mut total: u64 = kept.iter().map(|a| a.size).sum();
-        kept.sort_by(|a, b| {
+        let mut total: u64 = kept.iter().map(|(a, _)| a.size).sum();
+        kept.sort_by(|(a, _), (b, _)| {
             (
                 !a.derived,
                 a.usage.last_used_ms,
@@ -85,13 +116,15 @@ pub fn plan(artifacts: &[StoredArtifact], rules: &GcRules, now_ms: u64) -> Vec<R
                     &b.key,
                 ))
         });
-        for artifact in kept {
+        for (artifact, counted) in kept {
             if total <= max_size {
                 break;
             }
             if removable(artifact) {
                 total -= artifact.size;
-                plan.push(removal(artifact, Reason::OverSize));
+                plan.removals.push(removal(artifact, Reason::OverSize));
+            } else if !counted {
+                plan.young.add(artifact);
             }
         }
     }
@@ -166,6 +199,7 @@ mod tests {
             min_age: Duration::from_secs(12 * 3600),
         };
         let keys: Vec<_> = plan(&artifacts, &rules, NOW)
+            .removals
             .into_iter()
             .map(|r| (r.key, r.reason))
             .collect();
@@ -188,6 +222,7 @@ mod tests {
             ..rules
         };
         let keys: Vec<_> = plan(&artifacts, &rules, NOW)
+            .removals
             .into_iter()
             .map(|r| r.key)
             .collect();
@@ -206,6 +241,52 @@ mod tests {
             min_age: Duration::from_secs(12 * 3600),
             ..GcRules::default()
         };
-        assert!(plan(&artifacts, &rules, NOW).is_empty());
+        let plan = plan(&artifacts, &rules, NOW);
+        assert_eq!(plan.removals, []);
+        assert_eq!(
+            plan.young,
+            Young {
+                entries: 2,
+                bytes: 1010
+            },
+            "both were chosen by size and kept by age"
+        );
+    }
+
+    #[test]
+    fn counts_what_min_age_kept_once() {
+        let artifacts = [
+            artifact("young-unused", 100, 1, 0),
+            artifact("young-used", 10, 0, 0),
+            artifact("old-unused", 5, 900, 0),
+            artifact("old-used", 1, 100, 0),
+        ];
+        let rules = GcRules {
+            unused_for: Some(Duration::ZERO),
+            max_size: Some(0),
+            min_age: Duration::from_secs(2 * 3600),
+        };
+        let plan = plan(&artifacts, &rules, NOW);
+        let keys: Vec<_> = plan.removals.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["old-unused", "old-used"]);
+        assert_eq!(
+            plan.young,
+            Young {
+                entries: 2,
+                bytes: 110
+            },
+            "the unused young one counts once, though the size pass meets it too"
+        );
+
+        let quiet = GcRules {
+            unused_for: Some(Duration::from_secs(24 * 3600)),
+            max_size: None,
+            ..rules
+        };
+        assert_eq!(
+            super::plan(&artifacts, &quiet, NOW).young,
+            Young::default(),
+            "nothing young was chosen: used within a day is not unused"
+        );
     }
 }

@@ -444,3 +444,134 @@ fn a_killed_fetch_leaves_nothing_listed_and_nothing_after_a_restart() {
     );
     assert!(server.stop());
 }
+
+/// `text` with each size (`12.3 kB`, `900 B`) as `SIZE`: a signature's
+/// size changes with the fixture's keys, not with tfmirror.
+fn sizes_hidden(text: &str) -> String {
+    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
+    let mut out = String::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split(' ').collect();
+        let mut kept: Vec<&str> = Vec::new();
+        let mut i = 0;
+        while i < words.len() {
+            let number = words[i].trim_start_matches('(');
+            let unit = words.get(i + 1).map(|w| w.trim_end_matches(')'));
+            if number.parse::<f64>().is_ok() && unit.is_some_and(|u| UNITS.contains(&u)) {
+                kept.push(if words[i].starts_with('(') {
+                    "(SIZE)"
+                } else {
+                    "SIZE"
+                });
+                i += 2;
+            } else {
+                kept.push(words[i]);
+                i += 1;
+            }
+        }
+        out.push_str(&kept.join(" "));
+        out.push('\n');
+    }
+    out
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `cache delete` reads a provider address as all its versions, more
+/// words as one version, and says in one line when nothing matches.
+#[test]
+fn delete_takes_a_provider_by_address_and_version() {
+    let world = World::new(vec![ProviderSpec::new(
+        "hashicorp",
+        "alpha",
+        &["1.0.0", "2.0.0"],
+    )]);
+    for version in ["1.0.0", "2.0.0"] {
+        let dir = world.workdir(version, &[("hashicorp", "alpha", version)]);
+        assert_success(&world.init(&dir), version);
+    }
+
+    let one_version = world
+        .tfmirror(&["cache", "delete", "--dry-run", "hashicorp/alpha 1.0.0"])
+        .output()
+        .unwrap();
+    assert_success(&one_version, "delete --dry-run of one version");
+    insta::assert_snapshot!("delete_one_version", sizes_hidden(&stdout(&one_version)));
+
+    let none = world
+        .tfmirror(&["cache", "delete", "hashicorp/nope"])
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(1), "nothing matched");
+    assert_eq!(stdout(&none), "", "no total of nothing");
+    insta::assert_snapshot!("delete_no_match", String::from_utf8_lossy(&none.stderr));
+
+    let files = world.artifact_files();
+    assert_eq!(
+        files.len(),
+        6,
+        "zip, SHA256SUMS, signature of each: {files:#?}"
+    );
+    let all = world
+        .tfmirror(&["cache", "delete", "registry.terraform.io/hashicorp/alpha"])
+        .output()
+        .unwrap();
+    assert_success(&all, "delete of the provider");
+    assert!(
+        stdout(&all).contains(" in 6 artifacts\n"),
+        "{}",
+        stdout(&all)
+    );
+    assert_eq!(world.artifact_files(), Vec::<String>::new());
+}
+
+/// A gc that removes nothing because everything is new says so, and
+/// `--min-age` lets it go for one run.
+#[test]
+fn gc_says_what_min_age_kept_and_min_age_overrides_it() {
+    let world = alpha_cached();
+    let kept = world
+        .tfmirror(&["cache", "gc", "--unused-for", "0s"])
+        .output()
+        .unwrap();
+    assert_success(&kept, "gc within gc_min_age");
+    let flag = world
+        .tfmirror(&["cache", "gc", "--unused-for", "0s", "--min-age", "1h"])
+        .output()
+        .unwrap();
+    assert_success(&flag, "gc with --min-age 1h");
+    insta::assert_snapshot!(
+        "gc_kept_young",
+        sizes_hidden(&(stdout(&kept) + &stdout(&flag)))
+    );
+    assert_eq!(
+        world.artifact_files().len(),
+        3,
+        "zip, SHA256SUMS, signature"
+    );
+
+    let plan = json(
+        &world,
+        &[
+            "cache",
+            "gc",
+            "--unused-for",
+            "0s",
+            "--min-age",
+            "0s",
+            "--dry-run",
+            "--json",
+        ],
+    );
+    assert_eq!(plan["removed"].as_array().unwrap().len(), 3, "{plan:#}");
+    assert_eq!(plan["kept_young"]["entries"], 0, "{plan:#}");
+    let removed = world
+        .tfmirror(&["cache", "gc", "--unused-for", "0s", "--min-age", "0s"])
+        .output()
+        .unwrap();
+    assert_success(&removed, "gc with --min-age 0s");
+    assert!(stdout(&removed).contains("freed "), "{}", stdout(&removed));
+    assert_eq!(world.artifact_files(), Vec::<String>::new());
+}

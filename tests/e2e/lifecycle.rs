@@ -322,3 +322,93 @@ fn a_server_that_cannot_start_is_reported_with_its_reason() {
         started.elapsed()
     );
 }
+
+/// `stop` returns once the server is gone: not running, out of the
+/// process table, its port closed and `server.json` removed.
+#[test]
+fn stop_returns_once_the_server_is_gone() {
+    let world = World::new(Vec::new());
+    assert_success(
+        &world.tfmirror(&["exec", "--", "true"]).output().unwrap(),
+        "exec true",
+    );
+    let pid = server_pid(&world);
+    let url = world.server_info().unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let started = Instant::now();
+    let stop = world.tfmirror(&["stop"]).output().unwrap();
+    let took = started.elapsed();
+    assert_success(&stop, "tfmirror stop");
+    let listed = Path::new(&format!("/proc/{pid}")).exists();
+    assert!(!alive(pid), "stopped means exited");
+    assert!(!listed, "and no longer in the process table");
+    let address = url.trim_start_matches("http://");
+    assert!(
+        std::net::TcpStream::connect(address).is_err(),
+        "{address} closed"
+    );
+    assert!(world.server_info().is_none(), "server.json removed");
+    assert_eq!(
+        String::from_utf8_lossy(&stop.stdout),
+        format!("stopped the tfmirror server (pid {pid}, {url})\n")
+    );
+    eprintln!("tfmirror stop took {took:?}");
+}
+
+/// The server `exec` starts listens on a random port and exits when idle:
+/// `env` refuses to export its address. A fixed `listen` is fine.
+#[test]
+fn env_refuses_a_server_that_dies_with_its_idle_timeout() {
+    let world = World::new(Vec::new());
+    assert_success(
+        &world.tfmirror(&["exec", "--", "true"]).output().unwrap(),
+        "exec true",
+    );
+    let pid = server_pid(&world);
+    let url = world.server_info().unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused = world.tfmirror(&["env"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1), "env refuses");
+    assert!(refused.stdout.is_empty(), "nothing for eval to run");
+    let message = String::from_utf8_lossy(&refused.stderr)
+        .replace(&pid.to_string(), "PID")
+        .replace(&url, "http://127.0.0.1:PORT");
+    insta::assert_snapshot!("env_refuses_ephemeral", message);
+
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let world = World::with_config(Vec::new(), &format!("listen = \"127.0.0.1:{port}\""));
+    assert_success(
+        &world.tfmirror(&["exec", "--", "true"]).output().unwrap(),
+        "exec true on a fixed port",
+    );
+    let exports = world.tfmirror(&["env"]).output().unwrap();
+    assert_success(&exports, "env against a fixed listen");
+    assert!(String::from_utf8_lossy(&exports.stdout).contains("export TF_CLI_CONFIG_FILE="));
+}
+
+/// Terraform refuses a plain-HTTP network mirror, so `rc --network-mirror`
+/// prints no config for one and says how to serve HTTPS.
+#[test]
+fn rc_network_mirror_on_plain_http_is_an_error() {
+    let world = World::new(Vec::new());
+    let _server = world.serve();
+    let rc = world
+        .tfmirror(&["rc", "--network-mirror"])
+        .output()
+        .unwrap();
+    assert_eq!(rc.status.code(), Some(1));
+    assert!(rc.stdout.is_empty(), "no config to paste");
+    let stderr = String::from_utf8_lossy(&rc.stderr);
+    assert!(
+        stderr.contains("--tls-cert FILE --tls-key FILE") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+}

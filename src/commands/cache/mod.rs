@@ -48,16 +48,23 @@ pub enum CacheAction {
         /// `gc_unused_for`, else 30d].
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         unused_for: Option<std::time::Duration>,
+        /// Keep what was stored or used this recently, e.g. `0s` to let
+        /// everything go [default: the config's `gc_min_age`, else 12h].
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        min_age: Option<std::time::Duration>,
         /// Only show what would be removed.
         #[arg(long)]
         dry_run: bool,
         #[arg(long)]
         json: bool,
     },
-    /// Remove the artifacts whose name or path matches (a glob or exact).
+    /// Remove the artifacts a name names: `hashicorp/aws` (every version,
+    /// on registry.terraform.io and registry.opentofu.org),
+    /// `registry.terraform.io/hashicorp/aws 5.89.0` (one version), a name
+    /// as `cache list` shows it, a path, or a glob over names and paths.
     Delete {
-        /// e.g. `registry.terraform.io/hashicorp/aws 5.89.0 *`
-        #[arg(value_name = "KEY|GLOB")]
+        /// e.g. `hashicorp/aws 5.89.0` or `*hashicorp/aws 5.89.0 linux_*`
+        #[arg(value_name = "NAME|PATH|GLOB")]
         pattern: String,
         #[arg(long)]
         dry_run: bool,

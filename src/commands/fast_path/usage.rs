@@ -6,6 +6,7 @@ use hcl_edit::expr::{Expression, ObjectKey};
 use hcl_edit::structure::{Block, Body, Structure};
 
 use crate::lockfile::ProviderAddress;
+use crate::provider_address::SHORT_SOURCE_HOSTS;
 
 /// A provider a configuration names, by its source address. A short
 /// source (`hashicorp/aws`) has no host: Terraform reads it as
@@ -17,9 +18,6 @@ pub struct Requirement {
     pub namespace: String,
     pub kind: String,
 }
-
-/// The hosts a short source may stand for.
-const DEFAULT_HOSTS: [&str; 2] = ["registry.terraform.io", "registry.opentofu.org"];
 
 impl Requirement {
     /// `[host/]namespace/type`, or `None` for what is not a provider source.
@@ -49,7 +47,7 @@ impl Requirement {
     pub fn matches(&self, address: &ProviderAddress) -> bool {
         let host_matches = match &self.host {
             Some(host) => *host == address.host,
-            None => DEFAULT_HOSTS.contains(&address.host.as_str()),
+            None => SHORT_SOURCE_HOSTS.contains(&address.host.as_str()),
         };
         host_matches && self.namespace == address.namespace && self.kind == address.kind
     }
