@@ -160,7 +160,10 @@ pub fn git_config_env(
     }
     if let Ok(server) = url::Url::parse(url) {
         let origin = server.origin().ascii_serialization();
-        vars.push((format!("GIT_CONFIG_KEY_{count}"), format!("http.{origin}/.proxy")));
+        vars.push((
+            format!("GIT_CONFIG_KEY_{count}"),
+            format!("http.{origin}/.proxy"),
+        ));
         vars.push((format!("GIT_CONFIG_VALUE_{count}"), String::new()));
         count += 1;
     }

@@ -103,6 +103,8 @@ impl GitError {
 
 /// An error and its causes on one line. gix errors nest deeply, and the
 /// useful part (the HTTP status, the missing object) is usually the last.
+/// A certificate failure gets the hint that names `SSL_CERT_FILE`, as
+/// registry requests' do.
 pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -113,6 +115,11 @@ pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
             text.push_str(&message);
         }
         source = cause.source();
+    }
+    if let Some(hint) = crate::upstream::certificate_hint(&text) {
+        text.push_str(" (");
+        text.push_str(hint);
+        text.push(')');
     }
     text
 }

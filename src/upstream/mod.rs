@@ -21,7 +21,7 @@ pub use breaker::DEFAULT_PERIOD as DEFAULT_RETRY_AFTER;
 use breaker::{Breakers, Permit, NOT_ANSWERING_AFTER};
 pub use credentials::{token_variable, Credential, EnvTokens};
 pub use discovery::Discovery;
-pub use network_env::NetworkEnv;
+pub use network_env::{certificate_hint, NetworkEnv};
 pub use registry::{ApiRequest, RegistryClient};
 
 use crate::sealed::{Offline, Sealed};
@@ -446,7 +446,7 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    if let Some(hint) = network_env::certificate_hint(&message) {
+    if let Some(hint) = certificate_hint(&message) {
         message.push_str(" (");
         message.push_str(hint);
         message.push(')');

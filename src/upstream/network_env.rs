@@ -163,8 +163,8 @@ impl NetworkEnv {
         let routes: Vec<(&str, Route)> = ["https", "http"]
             .into_iter()
             .map(|scheme| {
-                let probe = url::Url::parse(&format!("{scheme}://upstream.invalid/"))
-                    .expect("a valid URL");
+                let probe =
+                    url::Url::parse(&format!("{scheme}://upstream.invalid/")).expect("a valid URL");
                 (scheme, self.route(&probe))
             })
             .collect();
@@ -307,7 +307,11 @@ fn certificates_in(path: &Path) -> Result<usize, rustls_pki_types::pem::Error> {
 /// A hint for a TLS failure whose causes `message` spells, naming the
 /// setting that fixes it; `None` for any other failure.
 pub fn certificate_hint(message: &str) -> Option<&'static str> {
-    let certificate = ["invalid peer certificate", "UnknownIssuer", "certificate verify"];
+    let certificate = [
+        "invalid peer certificate",
+        "UnknownIssuer",
+        "certificate verify",
+    ];
     certificate.iter().any(|m| message.contains(m)).then_some(
         "the upstream's certificate is not signed by a CA tfmirror trusts; behind a \
          TLS-inspecting proxy, set SSL_CERT_FILE to a PEM file with its CA (and the system's) \
@@ -433,7 +437,10 @@ mod tests {
             ("SSL_CERT_FILE", ca),
         ]);
         let summary = corporate.summary();
-        assert!(!summary.contains("s3cret") && !summary.contains("jo:"), "{summary}");
+        assert!(
+            !summary.contains("s3cret") && !summary.contains("jo:"),
+            "{summary}"
+        );
         assert_eq!(
             summary,
             format!(
