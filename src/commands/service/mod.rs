@@ -432,12 +432,7 @@ mod tests {
     #[test]
     fn names_the_variables_it_carries_but_not_their_values() {
         let note = example().environment_note().unwrap();
-        assert_eq!(
-            note,
-            "Carried into the service from this shell, for reaching upstreams: HTTPS_PROXY, \
-             NO_PROXY, SSL_CERT_FILE (a proxy password among them: the file is readable by \
-             you only). Run `tfmirror service install` again after changing them."
-        );
+        insta::assert_snapshot!("environment_note", note);
         let none = ServiceSpec {
             environment: Vec::new(),
             private: false,
