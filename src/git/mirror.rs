@@ -103,8 +103,8 @@ impl GitError {
 
 /// An error and its causes on one line. gix errors nest deeply, and the
 /// useful part (the HTTP status, the missing object) is usually the last.
-/// A certificate failure gets the hint that names `SSL_CERT_FILE`, as
-/// registry requests' do.
+/// A certificate or proxy failure gets the hint that names the variable
+/// to set, as registry requests' do.
 pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -116,7 +116,7 @@ pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         }
         source = cause.source();
     }
-    if let Some(hint) = crate::upstream::certificate_hint(&text) {
+    if let Some(hint) = crate::upstream::network_hint(&text) {
         text.push_str(" (");
         text.push_str(hint);
         text.push(')');

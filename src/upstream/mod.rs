@@ -21,7 +21,7 @@ pub use breaker::DEFAULT_PERIOD as DEFAULT_RETRY_AFTER;
 use breaker::{Breakers, Permit, NOT_ANSWERING_AFTER};
 pub use credentials::{token_variable, Credential, EnvTokens};
 pub use discovery::Discovery;
-pub use network_env::{certificate_hint, NetworkEnv};
+pub use network_env::{network_hint, NetworkEnv};
 pub use registry::{ApiRequest, RegistryClient};
 
 use crate::sealed::{Offline, Sealed};
@@ -436,8 +436,8 @@ pub enum ArtifactError {
 }
 
 /// reqwest's own message hides the cause ("error sending request"); the
-/// chain of sources says what actually went wrong, and a certificate
-/// failure gets the hint that fixes it.
+/// chain of sources says what actually went wrong, and a certificate or
+/// proxy failure gets the hint that fixes it.
 pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
@@ -446,7 +446,7 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    if let Some(hint) = certificate_hint(&message) {
+    if let Some(hint) = network_hint(&message) {
         message.push_str(" (");
         message.push_str(hint);
         message.push(')');

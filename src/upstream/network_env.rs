@@ -304,18 +304,28 @@ fn certificates_in(path: &Path) -> Result<usize, rustls_pki_types::pem::Error> {
     CertificateDer::pem_file_iter(path)?.try_fold(0, |n, cert| cert.map(|_| n + 1))
 }
 
-/// A hint for a TLS failure whose causes `message` spells, naming the
-/// setting that fixes it; `None` for any other failure.
-pub fn certificate_hint(message: &str) -> Option<&'static str> {
+/// A hint for a failure whose causes `message` spells, naming the setting
+/// that fixes it: a certificate no trusted CA signed, or a proxy that
+/// would not open the tunnel. `None` for any other failure.
+pub fn network_hint(message: &str) -> Option<&'static str> {
     let certificate = [
         "invalid peer certificate",
         "UnknownIssuer",
         "certificate verify",
     ];
-    certificate.iter().any(|m| message.contains(m)).then_some(
-        "the upstream's certificate is not signed by a CA tfmirror trusts; behind a \
-         TLS-inspecting proxy, set SSL_CERT_FILE to a PEM file with its CA (and the system's) \
-         in tfmirror's environment",
+    if certificate.iter().any(|m| message.contains(m)) {
+        return Some(
+            "the upstream's certificate is not signed by a CA tfmirror trusts; behind a \
+             TLS-inspecting proxy, set SSL_CERT_FILE to a PEM file with its CA (and the \
+             system's) in tfmirror's environment",
+        );
+    }
+    // hyper-util's words for a CONNECT that failed: the proxy refused,
+    // asked for credentials, or could not be reached.
+    message.contains("tunnel error").then_some(
+        "the proxy named by HTTPS_PROXY, HTTP_PROXY or ALL_PROXY (see the start of \
+         server.log) did not open a connection: check its address and credentials, or list \
+         the host in NO_PROXY",
     )
 }
 
@@ -500,11 +510,12 @@ mod tests {
     }
 
     #[test]
-    fn hints_only_at_certificate_failures() {
-        assert!(certificate_hint(
-            "error sending request: client error (Connect): invalid peer certificate: UnknownIssuer"
-        )
-        .is_some());
-        assert!(certificate_hint("connection refused").is_none());
+    fn hints_at_certificate_and_proxy_failures_only() {
+        let certificate = "error sending request: client error (Connect): invalid peer \
+                           certificate: UnknownIssuer";
+        assert!(network_hint(certificate).unwrap().contains("SSL_CERT_FILE"));
+        let proxy = "client error (Connect): tunnel error: proxy authorization required";
+        assert!(network_hint(proxy).unwrap().contains("HTTPS_PROXY"));
+        assert!(network_hint("connection refused").is_none());
     }
 }

@@ -293,3 +293,47 @@ fn the_shared_tier_goes_through_the_proxy_too() {
         .count(|r| r.path.starts_with("/corp-bucket"));
     assert!(bucket > 0, "{:?}", corp.world.registry.requests());
 }
+
+/// A proxy that refuses the credentials (407), and one that is down: the
+/// init fails in time, the report says the proxy is the trouble and what
+/// to check, and the password is in no output and no log line.
+#[test]
+fn proxy_failures_never_show_the_password() {
+    let corp = Corporate::new();
+    let proxy = ConnectProxy::with_credentials("jo", "right");
+    let down = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let ca = corp.ca.to_str().unwrap().to_owned();
+    for (what, proxy_url) in [
+        ("refused credentials", proxy.url_with("jo", "wrong-s3cret")),
+        ("proxy down", format!("http://jo:wrong-s3cret@{down}")),
+    ] {
+        let dir = corp.world.workdir_with(
+            what,
+            &crate::harness::main_tf(&[("hashicorp", "alpha", "1.0.0")]),
+        );
+        let started = Instant::now();
+        let output = corp.init(&dir, &[("HTTPS_PROXY", &proxy_url), ("SSL_CERT_FILE", &ca)]);
+        let text = assert_failure(&output, what);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what}: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            text.contains("tunnel error") && text.contains("check its address and credentials"),
+            "{what}: no word of the proxy in:\n{text}"
+        );
+        let log = corp.server_log();
+        for (place, text) in [("output", &text), ("server.log", &log)] {
+            assert!(
+                !text.contains("s3cret"),
+                "{what}: the password is in the {place}:\n{text}"
+            );
+        }
+        corp.world.stop_server();
+    }
+    assert!(proxy.requests().iter().all(|r| !r.tunnelled));
+}
