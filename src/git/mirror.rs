@@ -14,6 +14,11 @@
 //! upstream URL: the `GIT_CONFIG_*` variables that send git clients to the
 //! proxy may be set in the proxy's own environment too, and rewriting would
 //! make a mirror fetch from itself.
+//!
+//! gix fetches over reqwest, which follows `HTTPS_PROXY`, `NO_PROXY`, ...
+//! and `SSL_CERT_FILE` as tfmirror's other upstream clients do (see
+//! `upstream/network_env.rs`); git's own `http.proxy` and `http.sslCAInfo`
+//! settings are the git CLI's and are not read.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
