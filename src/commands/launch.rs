@@ -130,6 +130,9 @@ impl Launch<'_> {
             command.env(OFFLINE_ENV, "1");
         }
         let log_file = open_log(log)?;
+        // The server runs in `/`: a relative SSL_CERT_FILE must still name
+        // the same file. The proxy variables pass through unchanged.
+        command.envs(crate::upstream::NetworkEnv::from_env().absolute_cert_paths());
         command
             .current_dir("/")
             .stdin(Stdio::null())

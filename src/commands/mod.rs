@@ -130,6 +130,11 @@ pub struct UrlRewrite {
 /// environment (`existing` reads a variable) so the user's own stay in
 /// force. git applies the longest matching `insteadOf`, so a whole
 /// repository URL in `local` wins over the prefix it lies under.
+///
+/// The last entry sets an empty `http.<server>.proxy`, which turns proxies
+/// off for tfmirror's own URLs: git (curl) sends loopback requests through
+/// `http_proxy`/`ALL_PROXY` and the user's `http.proxy` otherwise, and a
+/// corporate proxy cannot reach the user's 127.0.0.1.
 pub fn git_config_env(
     config: &Config,
     url: &str,
@@ -151,6 +156,15 @@ pub fn git_config_env(
             format!("url.{}.insteadOf", rewrite.base),
         ));
         vars.push((format!("GIT_CONFIG_VALUE_{count}"), rewrite.instead_of));
+        count += 1;
+    }
+    if let Ok(server) = url::Url::parse(url) {
+        let origin = server.origin().ascii_serialization();
+        vars.push((
+            format!("GIT_CONFIG_KEY_{count}"),
+            format!("http.{origin}/.proxy"),
+        ));
+        vars.push((format!("GIT_CONFIG_VALUE_{count}"), String::new()));
         count += 1;
     }
     vars.push(("GIT_CONFIG_COUNT".to_owned(), count.to_string()));
@@ -273,4 +287,32 @@ pub fn terraform_rc_path(cache_dir: &Path) -> PathBuf {
 /// removes it as it starts.
 pub fn legacy_terraform_rc_path(cache_dir: &Path) -> PathBuf {
     cache_dir.join(crate::store::layout::TERRAFORM_RC)
+}
+
+#[cfg(test)]
+mod git_env_tests {
+    use super::*;
+
+    /// After the user's own entries and the rewrites, tfmirror's own URLs
+    /// get an empty `http.<url>.proxy`: git then reaches the server
+    /// directly, whatever proxy the environment names.
+    #[test]
+    fn git_reaches_tfmirror_without_a_proxy() {
+        let config = Config::parse("[git]\nmirror = [\"https://git.corp/\"]\n").unwrap();
+        let vars = git_config_env(&config, "http://127.0.0.1:4711/run/abcdef12", &[], |name| {
+            (name == "GIT_CONFIG_COUNT").then(|| "1".to_owned())
+        });
+        let get = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("GIT_CONFIG_COUNT"), Some("3"));
+        assert_eq!(get("GIT_CONFIG_VALUE_1"), Some("https://git.corp/"));
+        assert_eq!(
+            get("GIT_CONFIG_KEY_2"),
+            Some("http.http://127.0.0.1:4711/.proxy")
+        );
+        assert_eq!(get("GIT_CONFIG_VALUE_2"), Some(""));
+    }
 }

@@ -14,6 +14,11 @@
 //! upstream URL: the `GIT_CONFIG_*` variables that send git clients to the
 //! proxy may be set in the proxy's own environment too, and rewriting would
 //! make a mirror fetch from itself.
+//!
+//! gix fetches over reqwest, which follows `HTTPS_PROXY`, `NO_PROXY`, ...
+//! and `SSL_CERT_FILE` as tfmirror's other upstream clients do (see
+//! `upstream/network_env.rs`); git's own `http.proxy` and `http.sslCAInfo`
+//! settings are the git CLI's and are not read.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -103,6 +108,8 @@ impl GitError {
 
 /// An error and its causes on one line. gix errors nest deeply, and the
 /// useful part (the HTTP status, the missing object) is usually the last.
+/// A certificate or proxy failure gets the hint that names the variable
+/// to set, as registry requests' do.
 pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -113,6 +120,11 @@ pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
             text.push_str(&message);
         }
         source = cause.source();
+    }
+    if let Some(hint) = crate::upstream::network_hint(&text) {
+        text.push_str(" (");
+        text.push_str(hint);
+        text.push(')');
     }
     text
 }

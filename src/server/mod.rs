@@ -160,6 +160,14 @@ impl Server {
                 ""
             };
             tracing::info!("offline ({sealed}): no upstream is contacted{unused}");
+        } else {
+            // So that the log says how upstreams are reached (proxy, CA
+            // certificates) before the first request needs them. Reads a
+            // file: off the runtime.
+            let network =
+                tokio::task::spawn_blocking(|| crate::upstream::NetworkEnv::from_env().summary())
+                    .await?;
+            tracing::info!("{network}");
         }
         let shelf = shared.clone().map(|tier| {
             // So that `status` tells whether the bucket answers before the

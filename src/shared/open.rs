@@ -26,7 +26,10 @@ pub fn open(config: &SharedConfig) -> Result<(Arc<dyn ObjectStore>, Path), Share
     // The tier bounds every wait itself (a whole 200 MB transfer may not
     // fit a per-request timeout; a stalled one must not wait forever), so
     // the client only bounds connecting, and retries once within the
-    // timeout: a failing bucket must cost a run little.
+    // timeout: a failing bucket must cost a run little. No proxy or root
+    // certificate is set here: the client then follows HTTPS_PROXY,
+    // NO_PROXY, ... and SSL_CERT_FILE like every upstream client (see
+    // upstream/network_env.rs); `with_proxy_url` would replace them.
     let client = ClientOptions::new()
         .with_allow_http(config.allow_http)
         .with_connect_timeout(config.timeout)

@@ -9,6 +9,7 @@ mod body;
 mod breaker;
 mod credentials;
 mod discovery;
+mod network_env;
 mod registry;
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ pub use breaker::DEFAULT_PERIOD as DEFAULT_RETRY_AFTER;
 use breaker::{Breakers, Permit, NOT_ANSWERING_AFTER};
 pub use credentials::{token_variable, Credential, EnvTokens};
 pub use discovery::Discovery;
+pub use network_env::{network_hint, NetworkEnv};
 pub use registry::{ApiRequest, RegistryClient};
 
 use crate::sealed::{Offline, Sealed};
@@ -322,13 +324,28 @@ impl Upstream {
 /// `download_stall_timeout`.
 const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The client to registries and download hosts. Like gix's and
+/// object_store's, it takes its proxies (`HTTPS_PROXY`, `NO_PROXY`, ...)
+/// and its CA certificates (the system's, or `SSL_CERT_FILE`'s) from the
+/// environment, the conventional way: see [`network_env`].
 fn client(read_timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(read_timeout)
-        .user_agent(concat!("tfmirror/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("the HTTP client configuration is valid")
+    let builder = || {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(read_timeout)
+            .user_agent(concat!("tfmirror/", env!("CARGO_PKG_VERSION")))
+    };
+    builder().build().unwrap_or_else(|e| {
+        // Only the CA certificates can fail to load: a file in
+        // SSL_CERT_FILE or SSL_CERT_DIR of nothing but certificates rustls
+        // refuses. Every HTTPS upstream then fails its certificate check,
+        // with the hint that names the variable, rather than the server.
+        tracing::error!("cannot load the CA certificates: {}", describe(&e));
+        builder()
+            .tls_built_in_root_certs(false)
+            .build()
+            .expect("a client without CA certificates loads none")
+    })
 }
 
 /// Runs an upstream request, recording how long the upstream took to
@@ -419,7 +436,8 @@ pub enum ArtifactError {
 }
 
 /// reqwest's own message hides the cause ("error sending request"); the
-/// chain of sources says what actually went wrong.
+/// chain of sources says what actually went wrong, and a certificate or
+/// proxy failure gets the hint that fixes it.
 pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
@@ -427,6 +445,11 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
         message.push_str(": ");
         message.push_str(&cause.to_string());
         source = cause.source();
+    }
+    if let Some(hint) = network_hint(&message) {
+        message.push_str(" (");
+        message.push_str(hint);
+        message.push(')');
     }
     message
 }

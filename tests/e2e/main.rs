@@ -16,6 +16,7 @@ mod bundle_import;
 mod bundles;
 mod cache_admin;
 mod concurrency;
+mod corporate_network;
 mod crash_safety;
 mod demo;
 mod fake_git_upstream;

@@ -138,6 +138,46 @@ fn install_writes_a_unit_for_the_default_address_and_uninstall_removes_it() {
     assert!(stdout.contains("not installed"), "{stdout}");
 }
 
+/// The proxy and CA variables of the installing shell go into the unit,
+/// which a service manager starts without them: `SSL_CERT_FILE` made
+/// absolute, the file private because the proxy URL holds a password, and
+/// the output names the variables but shows no value.
+#[test]
+fn install_carries_the_proxy_and_ca_variables_into_the_unit() {
+    let user = User::new();
+    let unit_file = user.default_unit_file();
+    let (stdout, stderr) = run(
+        user.tfmirror(&["service", "install", "--no-start"])
+            .env("HTTPS_PROXY", "http://jo:s3cret@proxy.corp.example:3128")
+            .env("no_proxy", ".corp.example")
+            .env("SSL_CERT_FILE", "certs/corp ca.pem"),
+        0,
+    );
+    let unit = std::fs::read_to_string(&unit_file).unwrap();
+    let environment: Vec<&str> = unit
+        .lines()
+        .filter(|line| line.starts_with("Environment="))
+        .collect();
+    assert_eq!(
+        environment,
+        [
+            "Environment=HTTPS_PROXY=http://jo:s3cret@proxy.corp.example:3128".to_owned(),
+            "Environment=no_proxy=.corp.example".to_owned(),
+            format!(
+                "Environment=\"SSL_CERT_FILE={}/certs/corp ca.pem\"",
+                user.root.display()
+            ),
+        ]
+    );
+    let mode = std::fs::metadata(&unit_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let note = "Carried into the service from this shell, for reaching upstreams: HTTPS_PROXY, \
+                no_proxy, SSL_CERT_FILE (a proxy password among them: the file is readable by \
+                you only).";
+    assert!(stdout.contains(note), "{stdout}");
+    assert!(!format!("{stdout}{stderr}").contains("s3cret"));
+}
+
 #[test]
 fn install_follows_the_config_file_and_xdg_config_home() {
     let user = User::new();

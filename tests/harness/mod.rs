@@ -70,7 +70,8 @@ impl World {
         World::from_registry(FakeRegistry::start_all(providers, modules, repos), extra)
     }
 
-    fn from_registry(registry: FakeRegistry, extra: &str) -> World {
+    /// A world around `registry`, e.g. one started with [`FakeRegistry::start_tls`].
+    pub fn from_registry(registry: FakeRegistry, extra: &str) -> World {
         let root = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(root.path().join("home")).unwrap();
         let world = World {

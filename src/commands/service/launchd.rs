@@ -79,6 +79,21 @@ fn render(spec: &ServiceSpec) -> String {
         .map(|arg| format!("\t\t<string>{}</string>\n", xml_escape(arg)))
         .collect();
     let log = xml_escape(&spec.log_file);
+    let environment = if spec.environment.is_empty() {
+        String::new()
+    } else {
+        let entries: String = spec
+            .environment
+            .iter()
+            .map(|(name, value)| {
+                format!(
+                    "\t\t<key>{name}</key>\n\t\t<string>{}</string>\n",
+                    xml_escape(value)
+                )
+            })
+            .collect();
+        format!("\t<key>EnvironmentVariables</key>\n\t<dict>\n{entries}\t</dict>\n")
+    };
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
@@ -91,7 +106,7 @@ fn render(spec: &ServiceSpec) -> String {
 	<key>ProgramArguments</key>
 	<array>
 {arguments}	</array>
-	<key>RunAtLoad</key>
+{environment}	<key>RunAtLoad</key>
 	<true/>
 	<key>KeepAlive</key>
 	<dict>

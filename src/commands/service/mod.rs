@@ -19,6 +19,7 @@ use std::process::Stdio;
 use anyhow::Context;
 
 use crate::config::{Config, DEFAULT_SERVICE_LISTEN};
+use crate::upstream::NetworkEnv;
 
 #[derive(clap::Subcommand)]
 pub enum ServiceAction {
@@ -67,6 +68,13 @@ struct ServiceSpec {
     args: Vec<String>,
     /// Where launchd sends the server's output; systemd has the journal.
     log_file: String,
+    /// The proxy and CA variables of the installing shell
+    /// (`HTTPS_PROXY`, `SSL_CERT_FILE`, ...): a service manager starts the
+    /// server with an environment of its own, without them.
+    environment: Vec<(&'static str, String)>,
+    /// A proxy URL in `environment` holds a password: only the user may
+    /// read the file.
+    private: bool,
 }
 
 impl ServiceSpec {
@@ -90,11 +98,43 @@ impl ServiceSpec {
             args.push("--config".to_owned());
             args.push(text(&std::path::absolute(file)?)?);
         }
+        let network = NetworkEnv::from_env();
+        let environment = network.service_environment();
+        if let Some((name, _)) = environment
+            .iter()
+            .find(|(_, value)| value.contains(char::is_control))
+        {
+            anyhow::bail!(
+                "{name} holds a control character, which a service file cannot carry; fix it, \
+                 or unset it to install the service without it"
+            );
+        }
         Ok(ServiceSpec {
             program: text(&exe)?,
             args,
             log_file: text(&super::launch::log_path(&cache_dir))?,
+            environment,
+            private: network.has_credentials(),
         })
+    }
+
+    /// Says which of the installing shell's variables the service keeps,
+    /// by name only: a proxy URL may hold a password.
+    fn environment_note(&self) -> Option<String> {
+        if self.environment.is_empty() {
+            return None;
+        }
+        let names: Vec<&str> = self.environment.iter().map(|(name, _)| *name).collect();
+        let private = if self.private {
+            " (a proxy password among them: the file is readable by you only)"
+        } else {
+            ""
+        };
+        Some(format!(
+            "Carried into the service from this shell, for reaching upstreams: {}{private}. \
+             Run `tfmirror service install` again after changing them.",
+            names.join(", ")
+        ))
     }
 }
 
@@ -149,9 +189,12 @@ async fn install(
 ) -> anyhow::Result<i32> {
     let file = manager.file();
     let existed = file.exists();
-    write_atomic(file, &manager.render(spec)?)?;
+    write_atomic(file, &manager.render(spec)?, spec.private)?;
     let verb = if existed { "Updated" } else { "Installed" };
     println!("{verb} the tfmirror login service: {}", file.display());
+    if let Some(note) = spec.environment_note() {
+        println!("{note}");
+    }
     let steps = manager.start();
     let left = if start {
         run_steps(&steps).await
@@ -233,11 +276,12 @@ async fn uninstall(manager: &dyn Manager, stop: bool) -> anyhow::Result<i32> {
 /// Replaces the file in one step, so the service manager never reads half
 /// of it. The temporary name has no `.service` or `.plist` suffix, so
 /// neither manager mistakes it for a service.
-fn write_atomic(path: &Path, contents: &str) -> anyhow::Result<()> {
+fn write_atomic(path: &Path, contents: &str, private: bool) -> anyhow::Result<()> {
     let dir = path.parent().context("a service file has a directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    // Temporary files are private (0600); service files are not secret.
-    let mode = std::fs::Permissions::from_mode(0o644);
+    // Temporary files are private (0600); service files are not secret,
+    // unless they carry a proxy password.
+    let mode = std::fs::Permissions::from_mode(if private { 0o600 } else { 0o644 });
     crate::replace_file::replace(path, contents.as_bytes(), Some(mode))
         .with_context(|| format!("cannot write {}", path.display()))
 }
@@ -376,7 +420,25 @@ mod tests {
             .map(str::to_owned)
             .to_vec(),
             log_file: "/home/jo/.cache/tfmirror/server.log".to_owned(),
+            environment: vec![
+                ("HTTPS_PROXY", "http://jo:p%25ss@proxy.corp:3128".to_owned()),
+                ("NO_PROXY", "localhost,.corp.example".to_owned()),
+                ("SSL_CERT_FILE", "/home/jo/R&D/corp ca.pem".to_owned()),
+            ],
+            private: true,
         }
+    }
+
+    #[test]
+    fn names_the_variables_it_carries_but_not_their_values() {
+        let note = example().environment_note().unwrap();
+        insta::assert_snapshot!("environment_note", note);
+        let none = ServiceSpec {
+            environment: Vec::new(),
+            private: false,
+            ..example()
+        };
+        assert_eq!(none.environment_note(), None);
     }
 
     #[test]

@@ -69,6 +69,12 @@ fn render(spec: &ServiceSpec) -> anyhow::Result<String> {
     let exec_start: Vec<String> = std::iter::once(executable(&spec.program)?)
         .chain(spec.args.iter().map(|arg| argument(arg)))
         .collect();
+    // `Environment=` expands `%` specifiers but no `$VARIABLE`s.
+    let environment: String = spec
+        .environment
+        .iter()
+        .map(|(name, value)| format!("Environment={}\n", quote(&format!("{name}={value}"))))
+        .collect();
     Ok(format!(
         "\
 # Written by `tfmirror service install`, which rewrites it;
@@ -78,7 +84,7 @@ Description=tfmirror: caching proxy for Terraform and OpenTofu registries
 
 [Service]
 Type=exec
-ExecStart={exec_start}
+{environment}ExecStart={exec_start}
 Restart=on-failure
 RestartSec=5
 # The server drains requests in flight for up to 30 s after SIGTERM.
