@@ -67,6 +67,7 @@ mod git;
 mod lockfile;
 mod metrics;
 mod modules;
+mod policy;
 mod protocol;
 mod provider_address;
 mod providers;
