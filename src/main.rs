@@ -220,6 +220,13 @@ enum Command {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// The config's `[policy]`: what the server refuses to fetch or serve.
+    Policy {
+        #[command(subcommand)]
+        action: commands::policy::PolicyAction,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -406,6 +413,10 @@ async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Lock { args, cache } => {
             let loaded = Loaded::new(&cache)?;
             commands::lock::run(loaded.launch(), args).await
+        }
+        Command::Policy { action, cache } => {
+            let loaded = Loaded::new(&cache)?;
+            commands::policy::run(action, &loaded.config).await
         }
     }
 }
