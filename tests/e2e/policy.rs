@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::fixtures::{ModuleSpec, ProviderSpec};
+use crate::fixtures::{GitRepoSpec, ModuleSpec, ProviderSpec};
 use crate::harness::{assert_failure, assert_success, main_tf, terraform, tfmirror, World};
 
 /// Each command of these tests is killed past this many seconds, so a
@@ -56,11 +56,14 @@ fn requests_for(world: &World, what: &str) -> Vec<String> {
         .collect()
 }
 
-fn module_calls(calls: &[(&str, &str)]) -> String {
+/// `(call name, source, version)`.
+fn module_calls(calls: &[(&str, &str, &str)]) -> String {
     calls
         .iter()
-        .map(|(name, source)| {
-            format!("module \"{name}\" {{\n  source  = \"{source}\"\n  version = \"1.0.0\"\n}}\n")
+        .map(|(name, source, version)| {
+            format!(
+                "module \"{name}\" {{\n  source  = \"{source}\"\n  version = \"{version}\"\n}}\n"
+            )
         })
         .collect()
 }
@@ -96,7 +99,10 @@ fn what_the_policy_does_not_allow_is_refused_before_any_upstream_request() {
     assert!(message.contains(&expected), "names the rule: {message}");
     assert_eq!(requests_for(&world, "acme/beta"), Vec::<String>::new());
 
-    let module = world.workdir_with("module", &module_calls(&[("vpc", "other/vpc/aws")]));
+    let module = world.workdir_with(
+        "module",
+        &module_calls(&[("vpc", "other/vpc/aws", "1.0.0")]),
+    );
     let message = words(&assert_failure(&init(&world, &module), "init of other/vpc"));
     let expected = format!(
         "error looking up module versions: 451 registry.terraform.io/other/vpc/aws is not \
@@ -108,7 +114,7 @@ fn what_the_policy_does_not_allow_is_refused_before_any_upstream_request() {
     let allowed = format!(
         "{}{}",
         main_tf(&[("hashicorp", "alpha", "1.0.0")]),
-        module_calls(&[("net", "acme/net/aws")])
+        module_calls(&[("net", "acme/net/aws", "1.0.0")])
     );
     let allowed = world.workdir_with("allowed", &allowed);
     assert_success(&init(&world, &allowed), "init of what the policy allows");
@@ -247,5 +253,69 @@ fn policy_check_lists_what_would_be_refused() {
     assert_eq!(
         String::from_utf8_lossy(&clean.stdout),
         "nothing would be refused by [policy] in config.toml\n"
+    );
+}
+
+#[test]
+fn git_repositories_and_archives_outside_the_policy_are_never_fetched() {
+    const REPO: &str = "org/infra.git";
+    let world = World::start_all(
+        Vec::new(),
+        vec![
+            ModuleSpec::new("acme", "vpc", "git", &["1.1.0"]).with_git_location(
+                REPO,
+                "modules/vpc",
+                "v1.1.0",
+            ),
+            ModuleSpec::new("acme", "net", "aws", &["1.0.0"]),
+        ],
+        vec![GitRepoSpec::new(REPO)],
+        "",
+    );
+    let url = world.registry.url();
+    world.append_config(&format!(
+        "[policy]\ngit = [\"{url}git/team/\"]\narchives = [\"{url}elsewhere/\"]\n"
+    ));
+    let repo = world.registry.git_url(REPO);
+    let refused_repo = format!("git repository {repo} is not allowed by [policy] git");
+
+    // A registry module whose location is a git repository outside `git`.
+    let located = world.workdir_with(
+        "located",
+        &module_calls(&[("vpc", "acme/vpc/git", "1.1.0")]),
+    );
+    let message = words(&assert_failure(&init(&world, &located), "git location"));
+    assert!(message.contains(&refused_repo), "names the rule: {message}");
+
+    // A registry module whose location is an archive outside `archives`.
+    let archived = world.workdir_with(
+        "archived",
+        &module_calls(&[("net", "acme/net/aws", "1.0.0")]),
+    );
+    let message = words(&assert_failure(
+        &init(&world, &archived),
+        "archive location",
+    ));
+    let refused_archive = format!("module archive {url}archives/acme/net/aws/1.0.0/");
+    assert!(
+        message.contains(&refused_archive)
+            && message.contains("is not allowed by [policy] archives"),
+        "names the rule: {message}"
+    );
+
+    // A direct `git::` source under `[git] mirror`: neither the local clone
+    // nor git's fetch over smart HTTP reaches the repository.
+    let direct = world.workdir_with(
+        "direct",
+        &format!("module \"d\" {{\n  source = \"git::{repo}//modules/vpc?ref=v1.1.0\"\n}}\n"),
+    );
+    let message = words(&assert_failure(&init(&world, &direct), "direct git source"));
+    assert!(message.contains(&refused_repo), "names the rule: {message}");
+
+    assert_eq!(world.registry.git_requests(), 0, "no git request upstream");
+    assert_eq!(
+        world.registry.module_archive_requests(),
+        0,
+        "no archive request"
     );
 }
