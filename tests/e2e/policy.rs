@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::process::Output;
 
+use crate::fixtures::http::get;
 use crate::fixtures::{GitRepoSpec, ModuleSpec, ProviderSpec};
 use crate::harness::{assert_failure, assert_success, main_tf, terraform, tfmirror, World};
 
@@ -318,4 +319,63 @@ fn git_repositories_and_archives_outside_the_policy_are_never_fetched() {
         0,
         "no archive request"
     );
+}
+
+#[test]
+fn the_network_mirror_keeps_to_the_policy() {
+    let world = World::new(vec![
+        ProviderSpec::new("hashicorp", "alpha", &["1.0.0", "1.2.0"]),
+        ProviderSpec::new("acme", "beta", &["0.3.0"]),
+    ]);
+    world.append_config(
+        "[policy]\nproviders = [\"hashicorp/*\"]\ndeny_providers = [\"hashicorp/alpha 1.0.0\"]\n",
+    );
+    let (server, ca) = world.serve_tls(&[]);
+    let rc = world
+        .tfmirror(&["rc", "--network-mirror"])
+        .output()
+        .unwrap();
+    assert_success(&rc, "tfmirror rc --network-mirror");
+    let cli_config = world.root.path().join("mirror.tfrc");
+    std::fs::write(&cli_config, &rc.stdout).unwrap();
+    let dir = world.workdir("beta", &[("acme", "beta", "0.3.0")]);
+    let output = world
+        .command("timeout")
+        .args(["-k", "5", COMMAND_LIMIT_SECS])
+        .arg(terraform())
+        .args(["init", "-input=false", "-no-color"])
+        .current_dir(&dir)
+        .env("TF_CLI_CONFIG_FILE", &cli_config)
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .unwrap();
+    let message = words(&assert_failure(
+        &output,
+        "init of acme/beta from the mirror",
+    ));
+    // Terraform shows a mirror's status code only; the server's log line
+    // (which `exec` would repeat) names the rule.
+    let expected = "for registry.terraform.io/acme/beta: server returned unsuccessful status 451";
+    assert!(
+        message.contains(expected),
+        "Terraform shows the 451: {message}"
+    );
+    drop(server);
+
+    let plain = world.serve();
+    let base = format!(
+        "{}/providers/registry.terraform.io/hashicorp/alpha",
+        plain.url
+    );
+    let index = get(&format!("{base}/index.json"));
+    assert_eq!(index.status, 200, "{}", index.text());
+    assert_eq!(index.json(), serde_json::json!({"versions": {"1.2.0": {}}}));
+    let denied = get(&format!("{base}/1.0.0.json"));
+    assert_eq!(denied.status, 451, "{}", denied.text());
+    let zip = get(&format!(
+        "{base}/terraform-provider-alpha_1.0.0_linux_amd64.zip"
+    ));
+    assert_eq!(zip.status, 451, "{}", zip.text());
+    assert_eq!(requests_for(&world, "acme/beta"), Vec::<String>::new());
+    assert_eq!(requests_for(&world, "alpha/1.0.0"), Vec::<String>::new());
 }
