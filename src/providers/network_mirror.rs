@@ -65,9 +65,7 @@ impl NetworkMirrorRoute {
         let package = Package::from_zip_name(&addr, file).ok_or(RouteError::NotFound)?;
         Ok(NetworkMirrorRoute::Zip(package))
     }
-}
 
-impl NetworkMirrorRoute {
     /// What `[policy]` judges: the provider, and the version when the
     /// request names one.
     fn artifact(&self) -> policy::Artifact {

@@ -53,7 +53,7 @@ enum NotReady {
     BadName(String),
     Unproxied(String),
     /// Outside `[policy]`: Terraform is refused too, by the registry route.
-    Refused(crate::policy::Refusal),
+    Refused(policy::Refusal),
     /// Cached, but never verified: not unpacked, whatever the lock says.
     Unverified,
     /// No verified zip could be had; the message says why.
