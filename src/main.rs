@@ -251,7 +251,7 @@ fn main() -> ExitCode {
 fn only_prints(command: &Command) -> bool {
     matches!(
         command,
-        Command::Status { .. } | Command::Rc { .. } | Command::Env { .. }
+        Command::Status { .. } | Command::Rc { .. } | Command::Env { .. } | Command::Policy { .. }
     ) || matches!(command, Command::Cache { action, .. } if action.only_prints())
         || matches!(command, Command::Bundle { action, .. } if action.only_prints())
 }
