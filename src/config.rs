@@ -79,6 +79,9 @@ pub struct Config {
     /// contacts no upstream and answers only from the cache (see
     /// [`crate::sealed`]). `None`: online.
     pub offline: Option<Sealed>,
+    /// `[policy]`: what the server may fetch and serve (see
+    /// [`crate::policy`]). `None`: everything, as without a policy.
+    pub policy: Option<crate::policy::Policy>,
 }
 
 /// `[shared]`: a second cache tier in a bucket that a team or a CI fleet
@@ -226,6 +229,7 @@ impl Default for Config {
             upstream_retry_after: crate::upstream::DEFAULT_RETRY_AFTER,
             shared: None,
             offline: None,
+            policy: None,
         }
     }
 }
@@ -269,6 +273,7 @@ struct ConfigFile {
     /// type error does not).
     offline: Option<toml::Value>,
     shared: Option<SharedSection>,
+    policy: Option<crate::policy::PolicySection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -337,6 +342,8 @@ pub enum InvalidConfig {
     BadMirrorPrefix(#[source] InvalidMirrorPrefix),
     #[error("[shared] url is required (e.g. \"s3://bucket/prefix\")")]
     SharedUrlMissing,
+    #[error("{0}")]
+    Policy(#[from] crate::policy::BadPolicy),
 }
 
 /// Why [`InvalidConfig::BadValue`] refused a value.
@@ -420,6 +427,9 @@ impl Config {
         // So that a refusal says which file to edit.
         if let Some(Sealed::ConfigKey(file)) = &mut config.offline {
             *file = Some(path.to_owned());
+        }
+        if let Some(policy) = &mut config.policy {
+            policy.file = Some(path.to_owned());
         }
         Ok(config)
     }
@@ -518,6 +528,7 @@ impl Config {
         if let Some(section) = file.shared {
             config.shared = Some(parse_shared(section)?);
         }
+        config.policy = file.policy.map(|section| section.parse()).transpose()?;
         for (host, base) in file.upstream {
             let host = normalize_host(&host)?;
             let url = parse_upstream(&host, &base)?;

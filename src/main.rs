@@ -67,6 +67,7 @@ mod git;
 mod lockfile;
 mod metrics;
 mod modules;
+mod policy;
 mod protocol;
 mod provider_address;
 mod providers;
@@ -219,6 +220,13 @@ enum Command {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// The config's `[policy]`: what the server refuses to fetch or serve.
+    Policy {
+        #[command(subcommand)]
+        action: commands::policy::PolicyAction,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -243,7 +251,7 @@ fn main() -> ExitCode {
 fn only_prints(command: &Command) -> bool {
     matches!(
         command,
-        Command::Status { .. } | Command::Rc { .. } | Command::Env { .. }
+        Command::Status { .. } | Command::Rc { .. } | Command::Env { .. } | Command::Policy { .. }
     ) || matches!(command, Command::Cache { action, .. } if action.only_prints())
         || matches!(command, Command::Bundle { action, .. } if action.only_prints())
 }
@@ -407,6 +415,10 @@ async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Lock { args, cache } => {
             let loaded = Loaded::new(&cache)?;
             commands::lock::run(loaded.launch(), args).await
+        }
+        Command::Policy { action, cache } => {
+            let loaded = Loaded::new(&cache)?;
+            commands::policy::run(action, &loaded.config).await
         }
     }
 }

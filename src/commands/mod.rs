@@ -11,6 +11,7 @@ mod local_clones;
 pub mod lock;
 mod owner_call;
 mod packages;
+pub mod policy;
 mod progress;
 pub mod rc;
 mod run_start;

@@ -42,6 +42,10 @@ impl GitMirrors {
         if let Some(refused) = self.refuse_unmirrored(&repo) {
             return refused;
         }
+        let artifact = crate::policy::Artifact::Git(repo.upstream_url());
+        if let Some(refused) = crate::policy::check::refused(&self.config, artifact) {
+            return refused;
+        }
         let rel = repo.archive_path(Segment::new(file).expect("hex and .tar.gz form a valid name"));
         let build = {
             let (this, repo) = (self.clone(), repo.clone());

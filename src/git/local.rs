@@ -79,6 +79,10 @@ impl GitMirrors {
         if let Err(refused) = self.check_mirrored(&repo) {
             return LocalRepo::refused(&item.url, refused.to_string());
         }
+        let artifact = crate::policy::Artifact::Git(repo.upstream_url());
+        if let Err(refused) = crate::policy::check::enforce(&self.config, artifact) {
+            return LocalRepo::refused(&item.url, refused.to_string());
+        }
         let (_, checked) = match self.current(&repo).await {
             Ok(current) => current,
             Err(e) => return LocalRepo::refused(&item.url, e.to_string()),

@@ -41,6 +41,10 @@ impl GitMirrors {
         if let Some(refused) = self.refuse_unmirrored(&repo) {
             return refused;
         }
+        let artifact = crate::policy::Artifact::Git(repo.upstream_url());
+        if let Some(refused) = crate::policy::check::refused(&self.config, artifact) {
+            return refused;
+        }
         let protocol = request
             .headers()
             .get("Git-Protocol")

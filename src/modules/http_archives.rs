@@ -14,6 +14,7 @@ use url::Url;
 use super::source::archive_extension;
 use super::validate::{check_archive, ArchiveCaps, ArchiveError};
 use super::Modules;
+use crate::policy::{self, Artifact};
 use crate::protocol::closure::ClosureItem;
 use crate::response::{self, HandlerError, Response};
 use crate::store::{BlobWriter, Bucket, Document, Found, FromTier, ProduceError, RelPath, Segment};
@@ -95,6 +96,10 @@ impl Modules {
             let message = "the origin of this archive is unknown; run `terraform init` again";
             return response::error(StatusCode::NOT_FOUND, message);
         };
+        let archive = Artifact::Archive(origin.url.clone());
+        if let Some(refusal) = policy::check::refused(&self.config, archive) {
+            return refusal;
+        }
         let host = &origin.registry_host;
         let reader = self
             .registry

@@ -22,6 +22,7 @@ use hyper::header::HeaderValue;
 use hyper::StatusCode;
 
 use crate::config::Config;
+use crate::policy::{self, Artifact};
 use crate::protocol::closure::ClosureItem;
 use crate::response::{self, HandlerError, Response};
 use crate::store::{now_ms, Document, FetchError, Freshness, IndexError, Served, Store};
@@ -91,6 +92,7 @@ impl Modules {
             .iter()
             .filter_map(|addr| ModuleAddr::parse(addr))
             .filter(|addr| self.config.is_proxied(addr.host.as_str()))
+            .filter(|addr| policy::check::allows(&self.config, &Artifact::module(addr, None)))
             .collect();
         if wanted.is_empty() {
             return;
@@ -130,6 +132,9 @@ impl Modules {
         if let Some(refusal) = unproxied(&self.config, &addr.host) {
             return refusal;
         }
+        if let Some(refusal) = policy::check::refused(&self.config, route.artifact()) {
+            return refusal;
+        }
         match &route {
             ModuleRoute::Versions(addr) => self.versions(addr, ctx).await,
             ModuleRoute::Download(addr, version) => {
@@ -147,6 +152,7 @@ impl Modules {
         let run = ctx.run.as_deref();
         let freshness = self.plans.freshness(run).unwrap_or(VERSIONS_REVALIDATE);
         let served = self.fetch_versions(addr, &ctx.forwarded, freshness).await;
+        let served = policy::check::module_versions(&self.config, &addr.to_string(), served);
         // A list that needed a token, or that failed, is not worth fetching
         // early next time: the early fetch has no token, and a 404 is not
         // cached, so Terraform would ask again anyway.
@@ -227,6 +233,7 @@ impl Modules {
             Ok(location) => {
                 response::touched(terraform_get(&location), [ClosureItem::Document(key)])
             }
+            Err(RewriteRefusal::Policy(refusal)) => policy::check::response(&refusal),
             Err(reason) => HandlerError::new(
                 StatusCode::BAD_GATEWAY,
                 format!("refusing {what}: {reason}"),
@@ -251,12 +258,14 @@ impl Modules {
             }
         }
         if let Some(git) = GitSource::parse(source) {
+            policy::check::enforce(&self.config, Artifact::Git(git.url.clone()))?;
             return self.rewrite_git(addr, git, ctx).await;
         }
         let Some(archive) = ArchiveSource::parse(source) else {
             tracing::debug!("{addr}: passing source {source} through unchanged");
             return Ok(source.to_owned());
         };
+        policy::check::enforce(&self.config, Artifact::Archive(archive.url.to_string()))?;
         let key = archive.key();
         self.remember_origin(&key, &archive, addr, answer, ctx)?;
         let file_name = ArchiveName::url_name(
@@ -406,6 +415,8 @@ enum RewriteRefusal {
     Git(#[from] crate::git::mirror::GitError),
     #[error("cannot record the archive's origin: {0}")]
     Origin(IndexError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::Refusal),
 }
 
 /// Index key of a module's version list.

@@ -59,6 +59,17 @@ pub enum ModuleRoute {
 }
 
 impl ModuleRoute {
+    /// What `[policy]` judges: the module, and the version when the
+    /// request names one.
+    pub fn artifact(&self) -> crate::policy::Artifact {
+        match self {
+            ModuleRoute::Versions(addr) => crate::policy::Artifact::module(addr, None),
+            ModuleRoute::Download(addr, version) => {
+                crate::policy::Artifact::module(addr, Some(version.as_str()))
+            }
+        }
+    }
+
     /// Parses the decoded path segments after `/v1/modules/`.
     pub fn parse(segments: &[String]) -> Result<ModuleRoute, RouteError> {
         let valid = validate_segments(segments)?;

@@ -24,6 +24,7 @@ use std::time::Duration;
 use hyper::StatusCode;
 
 use crate::config::Config;
+use crate::policy;
 use crate::protocol::closure::ClosureItem;
 use crate::request::{unproxied, RequestContext};
 use crate::response::{self, Response};
@@ -95,6 +96,9 @@ impl Providers {
         if let Some(refusal) = unproxied(&self.config, host) {
             return refusal;
         }
+        if let Some(refusal) = policy::check::refused(&self.config, route.artifact()) {
+            return refusal;
+        }
         match route {
             ProviderRoute::Versions(addr) => self.versions(&addr, ctx).await,
             ProviderRoute::Download(package) => {
@@ -113,7 +117,9 @@ impl Providers {
     }
 
     async fn versions(&self, addr: &ProviderAddress, ctx: &RequestContext) -> Response {
-        let served = response::document(&addr.to_string(), self.version_list(addr, ctx).await);
+        let listed = self.version_list(addr, ctx).await;
+        let listed = policy::check::provider_versions(&self.config, &addr.to_string(), listed);
+        let served = response::document(&addr.to_string(), listed);
         response::touched(served, [ClosureItem::Document(versions_key(addr))])
     }
 

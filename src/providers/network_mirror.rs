@@ -25,6 +25,7 @@ use super::package::zip_path;
 use super::route::{Package, ProviderAddress};
 use super::verified;
 use super::{AnswerError, Providers};
+use crate::policy;
 use crate::request::{unproxied, validate_segments, RequestContext, RouteError};
 use crate::response::{self, HandlerError, Response};
 use crate::store::{Bucket, Document, FetchError, Freshness, Provenance, RelPath, Segment};
@@ -64,6 +65,20 @@ impl NetworkMirrorRoute {
         let package = Package::from_zip_name(&addr, file).ok_or(RouteError::NotFound)?;
         Ok(NetworkMirrorRoute::Zip(package))
     }
+
+    /// What `[policy]` judges: the provider, and the version when the
+    /// request names one.
+    fn artifact(&self) -> policy::Artifact {
+        match self {
+            NetworkMirrorRoute::Index(addr) => policy::Artifact::provider(addr, None),
+            NetworkMirrorRoute::Version(addr, version) => {
+                policy::Artifact::provider(addr, Some(version.as_str()))
+            }
+            NetworkMirrorRoute::Zip(p) => {
+                policy::Artifact::provider(&p.address, Some(p.version.as_str()))
+            }
+        }
+    }
 }
 
 /// The route of a zip: what a `PUT` may name.
@@ -92,6 +107,9 @@ impl Providers {
         if let Some(refusal) = unproxied(&self.config, host) {
             return refusal;
         }
+        if let Some(refusal) = policy::check::refused(&self.config, route.artifact()) {
+            return refusal;
+        }
         match route {
             NetworkMirrorRoute::Index(addr) => self.mirror_index(&addr, ctx).await,
             NetworkMirrorRoute::Version(addr, version) => {
@@ -103,7 +121,7 @@ impl Providers {
 
     async fn mirror_index(&self, addr: &ProviderAddress, ctx: &RequestContext) -> Response {
         let listed = self.upstream_versions(addr, ctx).await;
-        let versions: BTreeMap<String, serde_json::Value> = match listed {
+        let mut versions: BTreeMap<String, serde_json::Value> = match listed {
             Ok(list) => list.into_iter().map(|(v, _)| (v, json!({}))).collect(),
             Err(failure) if failure.denies_access() => {
                 return response::fetch_error(&addr.to_string(), failure)
@@ -113,6 +131,7 @@ impl Providers {
                 None => return response::fetch_error(&addr.to_string(), failure),
             },
         };
+        policy::check::mirror_versions(&self.config, &addr.to_string(), &mut versions);
         response::json(StatusCode::OK, json!({ "versions": versions }).to_string())
     }
 

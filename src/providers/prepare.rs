@@ -20,6 +20,7 @@ use super::route::{Package, ProviderAddress};
 use super::unpacked::EntryError;
 use super::verified;
 use super::{AnswerError, Providers};
+use crate::policy::{self, Artifact};
 use crate::protocol::prepare::{
     PrepareAnswer, PrepareItem, PrepareRequest, Prepared, MAX_PREPARE_PROVIDERS,
 };
@@ -51,6 +52,8 @@ impl BadPrepare {
 enum NotReady {
     BadName(String),
     Unproxied(String),
+    /// Outside `[policy]`: Terraform is refused too, by the registry route.
+    Refused(policy::Refusal),
     /// Cached, but never verified: not unpacked, whatever the lock says.
     Unverified,
     /// No verified zip could be had; the message says why.
@@ -69,6 +72,7 @@ impl fmt::Display for NotReady {
             NotReady::Unproxied(host) => {
                 write!(f, "{host} is not one of the registries tfmirror proxies")
             }
+            NotReady::Refused(refusal) => refusal.fmt(f),
             NotReady::Unverified => write!(
                 f,
                 "the cached zip was never verified against the registry's signature or a \
@@ -130,11 +134,14 @@ impl Providers {
         match self.ready(item, os, arch, forwarded).await {
             Ok((h1, zh)) => Prepared::ready(item, h1, zh),
             Err(why) => {
-                tracing::warn!(
-                    "cannot prepare {} {} {os}_{arch}: {why}",
-                    item.address,
-                    item.version
-                );
+                // A refusal was logged where the policy refused it.
+                if !matches!(why, NotReady::Refused(_)) {
+                    tracing::warn!(
+                        "cannot prepare {} {} {os}_{arch}: {why}",
+                        item.address,
+                        item.version
+                    );
+                }
                 Prepared::not_ready(item, why.to_string())
             }
         }
@@ -152,6 +159,8 @@ impl Providers {
         if !self.config.is_proxied(package.address.host.as_str()) {
             return Err(NotReady::Unproxied(package.address.host.to_string()));
         }
+        let artifact = Artifact::provider(&package.address, Some(package.version.as_str()));
+        policy::check::enforce(&self.config, artifact).map_err(NotReady::Refused)?;
         self.verified_zip(&package, forwarded).await?;
         let rel = zip_path(&package);
         let sha256 = self

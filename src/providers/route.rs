@@ -38,6 +38,17 @@ pub enum ProviderRoute {
 }
 
 impl ProviderRoute {
+    /// What `[policy]` judges: the provider, and the version when the
+    /// request names one.
+    pub fn artifact(&self) -> crate::policy::Artifact {
+        match self {
+            ProviderRoute::Versions(addr) => crate::policy::Artifact::provider(addr, None),
+            ProviderRoute::Download(p) | ProviderRoute::Artifact(p, ..) => {
+                crate::policy::Artifact::provider(&p.address, Some(p.version.as_str()))
+            }
+        }
+    }
+
     /// Parses the decoded path segments after `/v1/providers/`.
     pub fn parse(segments: &[String]) -> Result<ProviderRoute, RouteError> {
         let valid = validate_segments(segments)?;

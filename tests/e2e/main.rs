@@ -29,6 +29,7 @@ mod lifecycle;
 mod modules;
 mod network_mirror;
 mod offline;
+mod policy;
 mod private_content;
 mod providers;
 mod reporting;

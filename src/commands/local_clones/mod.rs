@@ -7,7 +7,7 @@
 //! Repositories the server cannot make ready (not mirrored, a missing ref,
 //! submodules) and those no call names go through smart HTTP as before.
 
-mod sources;
+pub(super) mod sources;
 
 use std::collections::BTreeMap;
 use std::path::Path;

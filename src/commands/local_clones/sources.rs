@@ -67,7 +67,7 @@ pub fn find(workdir: &Path, data_dir: &Path) -> Found {
 
 /// Every `source = "..."` (HCL) or `"source": "..."` (JSON) value on a
 /// line of its own, comments left out.
-fn literal_sources(text: &str) -> Vec<String> {
+pub fn literal_sources(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|line| {
             let line = line.trim_start();

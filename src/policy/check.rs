@@ -1,0 +1,287 @@
+//! The server's side of `[policy]`: each handler asks here, with one call,
+//! before it looks at the cache or the upstream, so a tightened policy
+//! holds for cached artifacts too (nothing is deleted; it is just not
+//! served).
+//!
+//! [`enforce`] is the one place a request is refused by the policy: it
+//! logs the refusal as one WARN line, inside the request's handler (so
+//! `exec` reports it with its run), and it is where an audit record of a
+//! refusal belongs.
+
+use hyper::ext::ReasonPhrase;
+use hyper::StatusCode;
+use serde_json::Value;
+
+use super::patterns::Kind;
+use super::{file_text, Artifact, Refusal};
+use crate::config::Config;
+use crate::response::{self, Response};
+use crate::store::{FetchError, Served};
+
+/// The status of a refusal. Terraform shows a registry's answer only as
+/// its status line for any status but 401/403 (a credentials message) and
+/// 404 (not found), and retries 429 and 5xx; a 451 is shown at once, with
+/// the reason phrase the server sent, which is the refusal's message.
+pub const REFUSED: StatusCode = StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS;
+
+/// Whether the server's policy lets `artifact` through; a refusal is
+/// logged here, once, as a warning.
+pub fn enforce(config: &Config, artifact: Artifact) -> Result<(), Refusal> {
+    let Some(policy) = &config.policy else {
+        return Ok(());
+    };
+    policy.judge(&artifact).inspect_err(|refusal| {
+        tracing::warn!("{refusal}");
+    })
+}
+
+/// [`enforce`] as a handler's answer: `None` when allowed, else the 451
+/// the client is given.
+pub fn refused(config: &Config, artifact: Artifact) -> Option<Response> {
+    enforce(config, artifact).err().map(|r| response(&r))
+}
+
+/// Whether `artifact` is allowed, without a word: for work no client asked
+/// for (fetching lists ahead of a run), which is skipped, not refused.
+pub fn allows(config: &Config, artifact: &Artifact) -> bool {
+    config
+        .policy
+        .as_ref()
+        .is_none_or(|policy| policy.judge(artifact).is_ok())
+}
+
+/// The answer to a refused request: 451, with the message as the body and
+/// as the reason phrase, which is what Terraform prints.
+pub fn response(refusal: &Refusal) -> Response {
+    let message = refusal.to_string();
+    let mut answer = response::error(REFUSED, &message);
+    if let Ok(reason) = ReasonPhrase::try_from(reason_phrase(&message)) {
+        answer.extensions_mut().insert(reason);
+    }
+    answer
+}
+
+/// A reason phrase may hold only tabs, spaces and visible characters; a
+/// path with anything else gets `?` in its place.
+fn reason_phrase(message: &str) -> Vec<u8> {
+    message
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c as u8
+            } else {
+                b'?'
+            }
+        })
+        .collect()
+}
+
+/// A provider's version list without the versions a deny entry covers.
+/// Terraform then says only that no release matches its constraint (it
+/// does not print a registry's `warnings`, tried with 1.11), so the one
+/// WARN line, which `exec` repeats, says which rule left which out.
+pub fn provider_versions(
+    config: &Config,
+    address: &str,
+    served: Result<Served, FetchError>,
+) -> Result<Served, FetchError> {
+    filter_list(config, Kind::Provider, address, served, |list| {
+        list.get_mut("versions")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .collect()
+    })
+}
+
+/// A module's version list without the versions a deny entry covers.
+pub fn module_versions(
+    config: &Config,
+    address: &str,
+    served: Result<Served, FetchError>,
+) -> Result<Served, FetchError> {
+    filter_list(config, Kind::Module, address, served, |list| {
+        list.get_mut("modules")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+            .filter_map(|module| module.get_mut("versions").and_then(Value::as_array_mut))
+            .collect()
+    })
+}
+
+/// Leaves out of a network mirror's `index.json` versions the denied ones.
+pub fn mirror_versions<V>(
+    config: &Config,
+    address: &str,
+    versions: &mut std::collections::BTreeMap<String, V>,
+) {
+    let Some(policy) = &config.policy else {
+        return;
+    };
+    let mut dropped = Vec::new();
+    versions.retain(|version, _| {
+        let rule = policy.denied_version(Kind::Provider, address, version);
+        if let Some(rule) = &rule {
+            dropped.push((version.clone(), rule.to_string()));
+        }
+        rule.is_none()
+    });
+    if let Some(text) = dropped_text(address, &dropped, &policy.file) {
+        tracing::warn!("{text}");
+    }
+}
+
+/// Takes out of a version list's arrays (which `arrays` finds in the
+/// parsed body) every `{"version": ...}` a deny entry covers. A body that
+/// does not parse is served as it is: the handlers check its shape.
+fn filter_list(
+    config: &Config,
+    kind: Kind,
+    address: &str,
+    served: Result<Served, FetchError>,
+    arrays: impl Fn(&mut Value) -> Vec<&mut Vec<Value>>,
+) -> Result<Served, FetchError> {
+    let Some(policy) = &config.policy else {
+        return served;
+    };
+    let mut served = served?;
+    let Ok(mut list) = serde_json::from_str::<Value>(served.doc.body.as_str()) else {
+        return Ok(served);
+    };
+    let mut dropped = Vec::new();
+    for array in arrays(&mut list) {
+        array.retain(|entry| {
+            let version = entry.get("version").and_then(Value::as_str).unwrap_or("");
+            let rule = policy.denied_version(kind, address, version);
+            if let Some(rule) = &rule {
+                dropped.push((version.to_owned(), rule.to_string()));
+            }
+            rule.is_none()
+        });
+    }
+    let Some(text) = dropped_text(address, &dropped, &policy.file) else {
+        return Ok(served);
+    };
+    tracing::warn!("{text}");
+    served.doc.body = list.to_string().into();
+    Ok(served)
+}
+
+/// One line for the versions left out of a list: how many, the first
+/// few, and the rule (the first one's, which is usually all of them).
+fn dropped_text(
+    address: &str,
+    dropped: &[(String, String)],
+    file: &Option<std::path::PathBuf>,
+) -> Option<String> {
+    const SHOWN: usize = 5;
+    let (_, rule) = dropped.first()?;
+    let mut versions: Vec<&str> = dropped
+        .iter()
+        .take(SHOWN)
+        .map(|(v, _)| v.as_str())
+        .collect();
+    if dropped.len() > SHOWN {
+        versions.push("...");
+    }
+    Some(format!(
+        "{} version(s) of {address} left out of its version list ({}): {rule}{}",
+        dropped.len(),
+        versions.join(", "),
+        file_text(file)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Document, Provenance};
+
+    fn config(policy: &str) -> Config {
+        Config::parse(&format!("[policy]\n{policy}")).unwrap()
+    }
+
+    fn served(body: &str) -> Result<Served, FetchError> {
+        Ok(Served {
+            doc: Document::public(0, body.to_owned()),
+            provenance: Provenance::Fresh,
+        })
+    }
+
+    fn body(result: Result<Served, FetchError>) -> Value {
+        serde_json::from_str(result.unwrap().doc.body.as_str()).unwrap()
+    }
+
+    #[test]
+    fn denied_versions_leave_version_lists() {
+        let config = config(r#"deny_providers = ["hashicorp/aws 4.*"]"#);
+        let aws = "registry.terraform.io/hashicorp/aws";
+        let list = r#"{"versions":[{"version":"4.1.0"},{"version":"5.0.0"},{"version":"4.2.0"}]}"#;
+        let filtered = body(provider_versions(&config, aws, served(list)));
+        assert_eq!(
+            filtered,
+            serde_json::json!({"versions": [{"version": "5.0.0"}]})
+        );
+        let dropped = [
+            ("4.1.0".to_owned(), "r".to_owned()),
+            ("4.2.0".to_owned(), "r".to_owned()),
+        ];
+        assert_eq!(
+            dropped_text(aws, &dropped, &None).unwrap(),
+            "2 version(s) of registry.terraform.io/hashicorp/aws left out of its version list \
+             (4.1.0, 4.2.0): r"
+        );
+        let other = "registry.terraform.io/hashicorp/google";
+        let untouched = provider_versions(&config, other, served(list)).unwrap();
+        assert_eq!(untouched.doc.body.as_str(), list);
+
+        let config = Config::parse(
+            r#"[policy]
+deny_modules = ["acme/vpc/aws < 2"]"#,
+        )
+        .unwrap();
+        let modules = r#"{"modules":[{"versions":[{"version":"1.0.0"},{"version":"2.0.0"}]}]}"#;
+        let filtered = body(module_versions(
+            &config,
+            "registry.terraform.io/acme/vpc/aws",
+            served(modules),
+        ));
+        assert_eq!(
+            filtered,
+            serde_json::json!({"modules": [{"versions": [{"version": "2.0.0"}]}]})
+        );
+    }
+
+    #[test]
+    fn without_a_policy_nothing_is_touched_or_refused() {
+        let config = Config::parse("").unwrap();
+        let list = r#"{"versions":[{"version":"4.1.0"}]}"#;
+        let same = provider_versions(&config, "registry.terraform.io/a/b", served(list)).unwrap();
+        assert_eq!(same.doc.body.as_str(), list);
+        assert!(refused(
+            &config,
+            Artifact::provider("registry.terraform.io/a/b", None)
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn a_refusal_is_a_451_whose_reason_phrase_is_the_message() {
+        let config = config(r#"providers = ["hashicorp/*"]"#);
+        let answer = refused(
+            &config,
+            Artifact::provider("registry.terraform.io/acme/x", None),
+        )
+        .expect("refused");
+        assert_eq!(answer.status(), REFUSED);
+        let reason = answer
+            .extensions()
+            .get::<ReasonPhrase>()
+            .expect("a reason phrase");
+        assert_eq!(
+            reason.as_bytes(),
+            b"registry.terraform.io/acme/x is not allowed by [policy] providers"
+        );
+        assert_eq!(reason_phrase("a\u{e9}\tb"), b"a??b");
+    }
+}
