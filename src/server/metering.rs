@@ -233,7 +233,7 @@ pub fn meter(response: Response, request: Metered, runs: Arc<Runs>) -> Response 
         Some(Touched(items)) if response.status().is_success() => items.clone(),
         _ => Vec::new(),
     };
-    if let Some((run, _)) = &request.run {
+    if let (Some((run, _)), false) = (&request.run, items.is_empty()) {
         runs.closures.add(run, &items);
     }
     let origin = response.extensions().get::<Origin>().copied();

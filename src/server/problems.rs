@@ -42,13 +42,26 @@ pub fn group(logged: &[(Level, String)]) -> Vec<Problem> {
                 });
                 problems.len() - 1
             });
-        let Problem::Unreachable { missing, stale, .. } = &mut problems[index] else {
+        let Problem::Unreachable {
+            why: said,
+            missing,
+            stale,
+            ..
+        } = &mut problems[index]
+        else {
             unreachable!("the index is of an unreachable host");
         };
+        *said = more_telling(said, why);
         match subject(message) {
             Some(Subject::Missing(what)) if !missing.contains(&what) => missing.push(what),
             Some(Subject::Stale) => *stale += 1,
             _ => {}
+        }
+    }
+    // Terraform asks in parallel: the order says nothing.
+    for problem in &mut problems {
+        if let Problem::Unreachable { missing, .. } = problem {
+            missing.sort();
         }
     }
     problems
@@ -65,8 +78,20 @@ fn unreachable(message: &str) -> Option<(String, &'static str)> {
     Some((host(message)?, why))
 }
 
+/// Of two reasons, the more telling one: the earlier in [`CAUSES`] (the
+/// breaker's "connection failed" says less than the "connection refused"
+/// of the request that opened it).
+fn more_telling(a: &str, b: &'static str) -> String {
+    let rank = |why: &str| CAUSES.iter().position(|(_, w)| *w == why);
+    match (rank(a), rank(b)) {
+        (Some(ra), Some(rb)) if rb < ra => b.to_owned(),
+        _ => a.to_owned(),
+    }
+}
+
 /// Phrases of the errors of reqwest, hyper, the OS, gix and tfmirror's
-/// own breaker, with the short reason each stands for.
+/// own breaker, with the short reason each stands for, the most telling
+/// first.
 const CAUSES: &[(&[&str], &str)] = &[
     (
         &[
@@ -182,8 +207,8 @@ mod tests {
                     host: "registry.terraform.io".to_owned(),
                     why: "dns error: no such host".to_owned(),
                     missing: vec![
-                        "the version list of registry.terraform.io/hashicorp/aws".to_owned(),
                         "the version list of registry.terraform.io/acme/net/aws".to_owned(),
+                        "the version list of registry.terraform.io/hashicorp/aws".to_owned(),
                     ],
                     stale: 0,
                 },
@@ -200,6 +225,7 @@ mod tests {
     #[test]
     fn stale_copies_are_counted() {
         let logged = [
+            warn("upstream 127.0.0.1:4 is not answering (connection failed); serving cached copies for 30s before trying it again"),
             warn("serving a cached copy for the version list of a/b: http://127.0.0.1:4/v1/x: error sending request for url (http://127.0.0.1:4/v1/x): client error (Connect): tcp connect error: Connection refused (os error 111)"),
             warn("serving a cached copy for the version list of a/c: 127.0.0.1:4 is not answering: connection failed 0s ago; tfmirror tries it again in 30s"),
             warn("cannot bring the mirror of http://127.0.0.1:4/git/o/r.git up to date, using it as it is: http://127.0.0.1:4/git/o/r.git did not list its refs within 2s"),
