@@ -38,6 +38,9 @@ const MAX_DOWNLOAD_TIMES: usize = 8192;
 #[derive(Default)]
 pub struct Runs {
     touched: Mutex<HashMap<String, HashMap<String, Touch>>>,
+    /// When each run's first request began, whatever it asked for: from
+    /// then on, a download it is served is one it did not save.
+    began: Mutex<HashMap<String, Instant>>,
     /// When each artifact was last downloaded, by any request: a run that
     /// was served it from the cache after that, while the run was under
     /// way, waited for (or shared) that download and saved nothing.
@@ -68,7 +71,8 @@ impl Runs {
                 .map(|t| t.values().cloned().collect())
                 .unwrap_or_default()
         };
-        self.counters(&touches, &journal.fetches(run), journal)
+        let began = self.began.lock().expect("runs lock").get(run).copied();
+        self.counters(began, &touches, &journal.fetches(run), journal)
     }
 
     /// The counters of `run`, which ends: they are forgotten, and its
@@ -78,18 +82,20 @@ impl Runs {
         self.closures.end(run);
         let touched = self.touched.lock().expect("runs lock").remove(run);
         let touches: Vec<Touch> = touched.into_iter().flat_map(HashMap::into_values).collect();
+        let began = self.began.lock().expect("runs lock").remove(run);
         let (problems, fetches) = journal.take(run);
         for fetch in &fetches {
             self.measured(fetch.bytes, fetch.secs);
         }
         RunCounters {
             problems,
-            ..self.counters(&touches, &fetches, journal)
+            ..self.counters(began, &touches, &fetches, journal)
         }
     }
 
     fn counters(
         &self,
+        began: Option<Instant>,
         touches: &[Touch],
         fetches: &[GitFetch],
         journal: &RunJournal,
@@ -99,7 +105,7 @@ impl Runs {
             let fetched = journal.fetched_at(item);
             downloaded.get(item).copied().max(fetched)
         };
-        let mut counters = count(touches, fetches, downloaded_at);
+        let mut counters = count(began, touches, fetches, downloaded_at);
         counters.recent = self.recent();
         counters
     }
@@ -124,6 +130,13 @@ impl Runs {
         while recent.len() > RECENT_DOWNLOADS {
             recent.pop_front();
         }
+    }
+
+    /// A request of `run` began at `started`.
+    fn request(&self, run: &str, started: Instant) {
+        let mut began = self.began.lock().expect("runs lock");
+        let first = began.entry(run.to_owned()).or_insert(started);
+        *first = (*first).min(started);
     }
 
     /// `items` were downloaded from the upstream just now.
@@ -165,8 +178,9 @@ impl Runs {
     }
 }
 
-/// One run's counters from its touches and git fetches, given when each
-/// artifact was last downloaded by anyone.
+/// One run's counters from its touches and git fetches, given when its
+/// first request began and when each artifact was last downloaded by
+/// anyone.
 ///
 /// The rule of "from cache": a response served from the cache counts as a
 /// hit only if nothing it served was downloaded since the run's first
@@ -176,12 +190,13 @@ impl Runs {
 /// its own downloads measure. Bytes served from a git mirror this run
 /// fetched are already counted by the fetch, so they are not counted again.
 fn count(
+    began: Option<Instant>,
     touches: &[Touch],
     fetches: &[GitFetch],
     downloaded_at: impl Fn(&ClosureItem) -> Option<Instant>,
 ) -> RunCounters {
     let mut counters = RunCounters::default();
-    let began = touches.iter().map(|t| t.started).min();
+    let began = touches.iter().map(|t| t.started).chain(began).min();
     let fetched: HashSet<&ClosureItem> = fetches.iter().map(|f| &f.mirror).collect();
     for fetch in fetches {
         counters.misses += 1;
@@ -233,8 +248,11 @@ pub fn meter(response: Response, request: Metered, runs: Arc<Runs>) -> Response 
         Some(Touched(items)) if response.status().is_success() => items.clone(),
         _ => Vec::new(),
     };
-    if let (Some((run, _)), false) = (&request.run, items.is_empty()) {
-        runs.closures.add(run, &items);
+    if let Some((run, _)) = &request.run {
+        runs.request(run, request.started);
+        if !items.is_empty() {
+            runs.closures.add(run, &items);
+        }
     }
     let origin = response.extensions().get::<Origin>().copied();
     let result = if response.status().as_u16() >= 400 {
@@ -407,9 +425,15 @@ mod tests {
         let downloaded = began + Duration::from_millis(500);
         let at = |item: &ClosureItem| (*item == zip("a")).then_some(downloaded);
 
-        let downloader = count(&[touch(Origin::Upstream, 100, began, zip("a"))], &[], at);
-        let waiter = count(&[touch(Origin::Cache, 100, began, zip("a"))], &[], at);
+        let downloader = count(
+            None,
+            &[touch(Origin::Upstream, 100, began, zip("a"))],
+            &[],
+            at,
+        );
+        let waiter = count(None, &[touch(Origin::Cache, 100, began, zip("a"))], &[], at);
         let later = count(
+            None,
             &[touch(
                 Origin::Cache,
                 100,
@@ -443,6 +467,24 @@ mod tests {
         );
     }
 
+    /// A run whose first artifact request came after another run's
+    /// download ended, but which was under way (asking for version lists)
+    /// before it did, waited for that download too.
+    #[test]
+    fn a_run_begins_with_its_first_request() {
+        let began = Instant::now();
+        let downloaded = began + Duration::from_millis(500);
+        let served = touch(
+            Origin::Cache,
+            100,
+            downloaded + Duration::from_millis(10),
+            zip("a"),
+        );
+        let at = |_: &ClosureItem| Some(downloaded);
+        assert_eq!(count(Some(began), &[served.clone()], &[], at).misses, 1);
+        assert_eq!(count(None, &[served], &[], at).hits, 1);
+    }
+
     /// A git fetch made for the run is downloaded; what the run is then
     /// served from that mirror is the same bytes, not a hit.
     #[test]
@@ -455,7 +497,7 @@ mod tests {
             secs: 2.0,
         };
         let served = touch(Origin::Cache, 38_000_000, began, mirror);
-        let counters = count(&[served], &[fetch], |_| Some(began));
+        let counters = count(Some(began), &[served], &[fetch], |_| Some(began));
         assert_eq!(
             (
                 counters.hits,

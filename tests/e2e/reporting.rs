@@ -389,3 +389,31 @@ fn parallel_runs_get_only_their_own_problems() {
         assert!(!said.contains(other), "names the other run's: {said}");
     }
 }
+
+/// Two cold runs at once share each download: neither was served
+/// anything from the cache that was there before it began, so both count
+/// everything as downloaded, and neither claims time saved.
+#[test]
+fn parallel_cold_runs_claim_no_savings() {
+    let world = world();
+    // Slow enough that the runs overlap whatever the scheduling.
+    world.registry.set_artifact_rate(Some(400_000));
+    let _server = world.serve();
+    let one = world.workdir_with("one", &main_tf());
+    let two = world.workdir_with("two", &main_tf());
+    let (one, two) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| bounded_init(&world, &one));
+        let second = scope.spawn(|| bounded_init(&world, &two));
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    for output in [&one, &two] {
+        assert_success(output, "parallel cold init");
+        let line = savings_line(&output.stderr);
+        assert!(
+            line.starts_with("tfmirror: 0 B from cache (0 hits), "),
+            "{line}"
+        );
+        assert!(!line.contains("saved"), "{line}");
+    }
+    assert_eq!(world.registry.count(|r| r.path.ends_with(".zip")), 2);
+}
