@@ -481,7 +481,10 @@ mod tests {
             zip("a"),
         );
         let at = |_: &ClosureItem| Some(downloaded);
-        assert_eq!(count(Some(began), &[served.clone()], &[], at).misses, 1);
+        assert_eq!(
+            count(Some(began), std::slice::from_ref(&served), &[], at).misses,
+            1
+        );
         assert_eq!(count(None, &[served], &[], at).hits, 1);
     }
 
