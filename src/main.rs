@@ -454,20 +454,27 @@ impl Loaded {
 
 /// A server logs what it does; around a user's command only warnings and
 /// errors are worth interleaving with Terraform's output. `TFMIRROR_LOG`
-/// (e.g. `debug`) overrides either.
+/// (e.g. `debug`) overrides either. A server also files each `exec` run's
+/// problems for that run (`server::run_journal`), whatever the log's level.
 fn init_logging(serving: bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let default = if serving { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TFMIRROR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let registry = tracing_subscriber::registry();
     if serving {
-        builder.init();
+        registry
+            .with(log.with_filter(filter))
+            .with(server::run_journal::layer())
+            .init();
     } else {
-        builder.without_time().init();
+        registry.with(log.without_time().with_filter(filter)).init();
     }
 }
 

@@ -15,8 +15,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::fast_path::{self, Scope};
 use super::launch::Launch;
 use super::local_clones::{self, LocalClones};
-use super::savings;
-use super::server_log::LogTail;
+use super::{run_report, savings};
 use crate::cliconfig::Rendered;
 use crate::config::Config;
 use crate::protocol::RunId;
@@ -58,7 +57,6 @@ pub async fn run_as(
         );
     };
     let server = launch.connect_sealed(config.offline.as_ref()).await?;
-    let log = LogTail::from_end(super::launch::log_path(launch.cache_dir));
     let run_url = crate::protocol::run_url(&server.url, &run_id);
     let run = run_id.as_str();
     let cwd = std::env::current_dir()?;
@@ -93,18 +91,10 @@ pub async fn run_as(
     if code.as_ref().is_ok_and(|code| *code != 0) {
         local.report_missing(server.server.offline.as_deref());
     }
-    // Terraform retries a failed registry request: one line per failure.
-    let mut warnings = log.warnings();
-    warnings.dedup();
-    for line in warnings {
-        eprintln!("tfmirror server: {line}");
-    }
-    if let Some(line) = savings::end_run(&server, run)
-        .await
-        .as_ref()
-        .and_then(savings::line)
-    {
-        eprintln!("tfmirror: {line}");
+    // This run's problems, grouped, then its savings (see `run_report`).
+    let counters = savings::end_run(&server, run).await;
+    for line in counters.iter().flat_map(run_report::lines) {
+        eprintln!("{line}");
     }
     code
 }

@@ -348,29 +348,36 @@ impl GitMirrors {
             .bundles
             .clone()
             .map(|bundles| (bundles, tokio::runtime::Handle::current(), repo.clone()));
-        let updated = tokio::task::spawn_blocking(move || {
+        let (updated, fetched_bytes, secs) = tokio::task::spawn_blocking(move || {
             worker.with_lock(|| {
                 let fresh_enough = unless_fetched_since
                     .zip(worker.last_fetch())
                     .is_some_and(|(since, fetched)| fetched >= since);
                 if fresh_enough {
-                    return Ok(Updated {
+                    let unchanged = Updated {
                         changed: false,
                         seeded: false,
-                    });
+                    };
+                    return Ok::<_, GitError>((unchanged, 0, 0.0));
                 }
-                match &seeding {
+                let (before, started) = (worker.object_bytes(), Instant::now());
+                let updated = match &seeding {
                     Some((bundles, runtime, repo)) => {
                         let mut seed =
                             |staging: &std::path::Path| bundles.seed(runtime, repo, staging);
                         worker.update_seeded(Some(&mut seed))
                     }
                     None => worker.update(),
-                }
+                }?;
+                let grown = worker.object_bytes().saturating_sub(before);
+                Ok((updated, grown, started.elapsed().as_secs_f64()))
             })?
         })
         .await
         .map_err(|e| GitError::Fetch(format!("fetch task failed: {e}")))??;
+        if fetched_bytes > 0 {
+            report_fetched(&repo.mirror_dir().key(), fetched_bytes, secs);
+        }
         let mirror = self.mirror(repo);
         if let Some(bundles) = &self.bundles {
             bundles.after_update(repo, &mirror, updated);
@@ -395,6 +402,19 @@ impl GitMirrors {
             drop(refreshing);
         });
     }
+}
+
+/// Tells the run being served (through its tracing span, see
+/// `server::run_journal`) that its request made the mirror at
+/// `mirror_key` download `bytes` in `secs`: the run counts them as
+/// downloaded, and the server's log has the line.
+pub fn report_fetched(mirror_key: &str, bytes: u64, secs: f64) {
+    tracing::info!(
+        git_mirror = mirror_key,
+        git_fetched_bytes = bytes,
+        git_fetch_secs = secs,
+        "fetched {bytes} bytes into the mirror {mirror_key} in {secs:.1}s"
+    );
 }
 
 /// How long ago the mirror was last fetched; `None` when never. Reads a

@@ -163,6 +163,25 @@ impl Mirror {
         self.dir.join("HEAD").is_file()
     }
 
+    /// The size of the mirror's object store (packs and loose objects): a
+    /// fetch's growth of it is what it downloaded. Blocking.
+    pub fn object_bytes(&self) -> u64 {
+        fn walk(dir: &std::path::Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|entry| match entry.file_type() {
+                    Ok(kind) if kind.is_dir() => walk(&entry.path()),
+                    Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
+                    _ => 0,
+                })
+                .sum()
+        }
+        walk(&self.dir.join("objects"))
+    }
+
     /// Creates the mirror (full history, all branches and tags), or fetches
     /// into it and prunes the branches and tags the upstream no longer has;
     /// then records the time of this successful fetch.

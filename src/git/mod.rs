@@ -18,6 +18,9 @@ mod repo_id;
 mod smart_http;
 mod snapshot;
 
+/// For the test that ties the event to the layer that files it.
+#[cfg(test)]
+pub use freshness::report_fetched;
 pub use freshness::GitMirrors;
 pub use mirror_prefix::{InvalidMirrorPrefix, MirrorPrefix};
 pub use repo_id::RepoId;

@@ -22,5 +22,5 @@ mod server_file;
 
 pub use endpoint::{Endpoint, LOCK_FILE_HEADER, OWN_PREFIX};
 pub use health::{Health, SharedHealth, SharedState};
-pub use runs::{run_url, Ack, RunCounters, RunId, RunStart, RUN_SEGMENT};
+pub use runs::{run_url, Ack, Problem, RunCounters, RunId, RunStart, Throughput, RUN_SEGMENT};
 pub use server_file::ServerInfo;

@@ -87,14 +87,61 @@ pub struct Ack {}
 
 /// `GET` or `DELETE /_tfmirror/runs/<id>`: the counters of one run, as
 /// `exec` reads them at its end.
+///
+/// "From cache" means what was in the cache before the run needed it: an
+/// artifact another request downloaded while this run was under way (a
+/// download it waited for, or shared with a parallel run) saved this run
+/// no download time, so it counts as downloaded (a miss), never as a hit.
+/// Git fetches made for the run's requests count as downloads too.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunCounters {
     pub hits: u64,
     pub misses: u64,
     pub bytes_from_cache: u64,
+    /// Everything downloaded for the run: its own downloads and git
+    /// fetches, and what it waited for while another request downloaded it.
     pub bytes_from_upstream: u64,
-    /// Time spent sending responses whose bytes came from upstream.
+    /// Time spent on the run's own downloads, [`RunCounters::measured_bytes`].
     pub upstream_secs: f64,
+    /// The bytes of the run's own downloads, timed by `upstream_secs`: a
+    /// throughput to estimate the time saved with. Older servers do not
+    /// send it (0: no estimate).
+    #[serde(default)]
+    pub measured_bytes: u64,
+    /// The server's recent large downloads, for a run too small to measure
+    /// the upstream's speed on its own; older servers do not send it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent: Option<Throughput>,
+    /// What went wrong while serving this run, grouped and deduplicated;
+    /// older servers send none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+}
+
+/// Bytes downloaded in so many seconds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    pub bytes: u64,
+    pub secs: f64,
+}
+
+/// One problem the server met while serving a run, as `exec` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Problem {
+    /// An upstream host could not be reached: `why` is short ("dns error:
+    /// no such host"); `missing` names what the run needed and could not
+    /// get, `stale` what it was served from the cache instead.
+    Unreachable {
+        host: String,
+        why: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        missing: Vec<String>,
+        #[serde(default)]
+        stale: usize,
+    },
+    /// Any other warning or error, one short line.
+    Other { level: String, message: String },
 }
 
 #[cfg(test)]
@@ -149,11 +196,38 @@ mod tests {
             bytes_from_cache: 10,
             bytes_from_upstream: 20,
             upstream_secs: 0.5,
+            measured_bytes: 20,
+            recent: Some(Throughput {
+                bytes: 30,
+                secs: 1.5,
+            }),
+            problems: vec![
+                Problem::Unreachable {
+                    host: "registry.example".to_owned(),
+                    why: "connection refused".to_owned(),
+                    missing: vec!["acme/x".to_owned()],
+                    stale: 2,
+                },
+                Problem::Other {
+                    level: "ERROR".to_owned(),
+                    message: "refusing y".to_owned(),
+                },
+            ],
         };
         let json = serde_json::to_string(&counters).unwrap();
         assert_eq!(
             serde_json::from_str::<RunCounters>(&json).unwrap(),
             counters
         );
+    }
+
+    /// An older server's answer still reads, with no estimate and no
+    /// problems.
+    #[test]
+    fn an_older_servers_counters_read() {
+        let old = r#"{"hits":1,"misses":2,"bytes_from_cache":3,"bytes_from_upstream":4,"upstream_secs":0.5}"#;
+        let counters: RunCounters = serde_json::from_str(old).unwrap();
+        assert_eq!((counters.measured_bytes, counters.recent), (0, None));
+        assert!(counters.problems.is_empty());
     }
 }

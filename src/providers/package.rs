@@ -111,7 +111,9 @@ impl Providers {
             expected,
             slot: Some(slot),
         };
-        tokio::spawn(download.run(upstream, writer, sender));
+        // In the request's span: what the relay logs is its run's problem.
+        let relay = tracing::Instrument::in_current_span(download.run(upstream, writer, sender));
+        tokio::spawn(relay);
         response
     }
 

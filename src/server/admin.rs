@@ -77,7 +77,7 @@ impl App {
     /// `GET /_tfmirror/runs/<id>`: what one `exec` run took from the cache
     /// and from upstream so far.
     pub(super) fn run_counters(&self, id: &str) -> Response {
-        json_ok(&self.runs.peek(id))
+        json_ok(&self.runs.peek(id, &self.journal))
     }
 
     /// `DELETE /_tfmirror/runs/<id>`: the run is over; its counters are
@@ -85,7 +85,7 @@ impl App {
     pub(super) async fn end_run(&self, id: &str) -> Response {
         self.modules.end_run(id);
         self.git.end_run(id).await;
-        json_ok(&self.runs.take(id))
+        json_ok(&self.runs.take(id, &self.journal))
     }
 
     /// `POST /_tfmirror/runs/<id>` with `{"workdir": ...}`: an `exec` of
@@ -138,7 +138,9 @@ impl App {
             Err(failure) => return failure.into_response(),
         };
         let run = local.run.clone();
-        match self.git.local_clones(local).await {
+        // Its fetches and problems are the run's (see `run_journal`).
+        let span = super::run_journal::run_span(&run);
+        match tracing::Instrument::instrument(self.git.local_clones(local), span).await {
             Ok(answer) => {
                 // The run clones these by path, never over smart HTTP.
                 let cloned: Vec<ClosureItem> = answer

@@ -9,7 +9,9 @@ mod bundle_import;
 mod closures;
 mod limits;
 mod metering;
+mod problems;
 mod router;
+pub mod run_journal;
 pub mod state_file;
 mod tls;
 
@@ -56,6 +58,8 @@ pub struct App {
     access: AccessPolicy,
     config: Arc<Config>,
     runs: Arc<metering::Runs>,
+    /// What happened while serving each run (see `run_journal`).
+    journal: Arc<run_journal::RunJournal>,
     cache_dir: PathBuf,
     started: Instant,
     store: Arc<Store>,
@@ -215,6 +219,7 @@ impl Server {
             access,
             config,
             runs: Arc::default(),
+            journal: run_journal::RunJournal::global(),
             cache_dir: store.root().to_owned(),
             started: Instant::now(),
             store,

@@ -4,6 +4,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, HOST, USER_AGENT, WWW_AUTHENTICATE};
 use hyper::{Method, Request, StatusCode};
 use percent_encoding::percent_decode_str;
+use tracing::Instrument;
 
 use super::access::{bearer_token, Caller, Presented, Refusal};
 use super::App;
@@ -73,7 +74,14 @@ pub async fn route(app: &App, mut request: Request<Incoming>) -> Routed {
         base_url,
         run: run.as_ref().map(RunId::as_str),
     };
-    let (route, response) = dispatch(app, request, &segments, call).await;
+    // What the server logs while serving the run is the run's to report.
+    let span = match &call.run {
+        Some(id) => super::run_journal::run_span(id),
+        None => tracing::Span::none(),
+    };
+    let (route, response) = dispatch(app, request, &segments, call)
+        .instrument(span)
+        .await;
     Routed {
         response,
         route,
