@@ -142,24 +142,6 @@ impl Default for Limits {
     }
 }
 
-/// `1 GB`, `52.4 MB`, `900 B`: a cap as its error message shows it, in the
-/// decimal units the config file reads.
-pub fn size_text(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [
-        ("TB", 1_000_000_000_000),
-        ("GB", 1_000_000_000),
-        ("MB", 1_000_000),
-        ("kB", 1_000),
-    ];
-    for (unit, factor) in UNITS {
-        if bytes >= factor {
-            let value = format!("{:.1}", bytes as f64 / factor as f64);
-            return format!("{} {unit}", value.trim_end_matches(".0"));
-        }
-    }
-    format!("{bytes} B")
-}
-
 #[derive(Debug, Clone)]
 pub struct GcConfig {
     /// Artifacts unused this long are removed (`tfmirror cache gc`
@@ -901,11 +883,17 @@ mod tests {
     }
 
     #[test]
-    fn sizes_read_as_the_config_writes_them() {
-        assert_eq!(size_text(1_000_000_000), "1 GB");
-        assert_eq!(size_text(50_000_000), "50 MB");
-        assert_eq!(size_text(52_428_800), "52.4 MB");
-        assert_eq!(size_text(999), "999 B");
+    fn a_size_as_shown_reads_back_as_a_config_size() {
+        use crate::human_size::human_bytes;
+        for (bytes, shown) in [
+            (1_000_000_000, 1_000_000_000),
+            (50_000_000, 50_000_000),
+            (52_428_800, 52_000_000),
+            (4_000, 4_000),
+            (999, 999),
+        ] {
+            assert_eq!(parse_size(&human_bytes(bytes)), Ok(shown), "{bytes}");
+        }
     }
 
     #[test]

@@ -49,7 +49,8 @@
 //! - `config`: the config file, defaults and paths. `catalog`: store paths
 //!   named in Terraform's terms. `request` / `response`: what handlers take
 //!   and build. `server_key`: the server's secret and grants. `metrics`,
-//!   `file_chunks`, `replace_file`: small helpers. `crypto_provider`: ring
+//!   `file_chunks`, `replace_file`: small helpers. `human_size`: the one
+//!   way a size is shown (`1.2 MB`). `crypto_provider`: ring
 //!   as the process's rustls provider, for gix's and object_store's reqwest.
 //!
 //! "Mirror" names three things: a git mirror (a bare repository under
@@ -64,6 +65,7 @@ mod config;
 mod crypto_provider;
 mod file_chunks;
 mod git;
+mod human_size;
 mod lockfile;
 mod metrics;
 mod modules;

@@ -5,7 +5,7 @@
 //! config it writes (`/run/<id>/...`) and asks for that run's counters
 //! afterwards.
 
-use super::cache::human_bytes;
+use crate::human_size::human_bytes;
 use super::Health;
 use crate::protocol::{Endpoint, RunCounters};
 

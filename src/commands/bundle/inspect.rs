@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::bundle::format::Manifest;
 use crate::bundle::read::ReadLimits;
 use crate::bundle::{read, verify};
-use crate::commands::cache::human_bytes;
+use crate::human_size::human_bytes;
 use crate::config::Limits;
 
 #[derive(Debug, thiserror::Error)]

@@ -47,7 +47,8 @@ impl BundleAction {
     }
 }
 
-/// A bundle's bytes are counted in megabytes for the progress display
+/// A bundle's bytes are counted in megabytes (decimal, as every size
+/// tfmirror shows: `human_size`) for the progress display
 /// of create and import, shown for bundles over [`PROGRESS_FROM`].
-pub const PROGRESS_STEP: u64 = 1 << 20;
-pub const PROGRESS_FROM: u64 = 4 << 20;
+pub const PROGRESS_STEP: u64 = 1_000_000;
+pub const PROGRESS_FROM: u64 = 4_000_000;

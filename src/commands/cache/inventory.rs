@@ -1,5 +1,5 @@
 //! The cache's contents as the server reports them, and how they are
-//! shown: sizes and ages for people, JSON for scripts.
+//! shown: ages for people, JSON for scripts.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,25 +21,6 @@ pub async fn fetch(launch: &Launch<'_>) -> anyhow::Result<Artifacts> {
     }
 }
 
-/// `1.2 GB`, `310 MB`, `12 kB`, `900 B`: decimal units, as `du -h --si`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if bytes < 1000 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1000.0;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if value < 10.0 {
-        format!("{value:.1} {}", UNITS[unit])
-    } else {
-        format!("{value:.0} {}", UNITS[unit])
-    }
-}
-
 /// How long ago a time in ms since the epoch was, in its largest unit.
 pub fn ago(ms: u64) -> String {
     let now = SystemTime::now()
@@ -51,18 +32,5 @@ pub fn ago(ms: u64) -> String {
         60..3600 => format!("{}m ago", secs / 60),
         3600..86_400 => format!("{}h ago", secs / 3600),
         _ => format!("{}d ago", secs / 86_400),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_like_du() {
-        assert_eq!(human_bytes(900), "900 B");
-        assert_eq!(human_bytes(12_345), "12 kB");
-        assert_eq!(human_bytes(1_234_567), "1.2 MB");
-        assert_eq!(human_bytes(310_000_000), "310 MB");
     }
 }

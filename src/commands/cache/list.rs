@@ -2,7 +2,8 @@
 
 use globset::{Glob, GlobMatcher};
 
-use super::inventory::{self, ago, human_bytes};
+use super::inventory::{self, ago};
+use crate::human_size::human_bytes;
 use crate::catalog::{Entry, Kind};
 use crate::commands::launch::Launch;
 

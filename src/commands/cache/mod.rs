@@ -2,7 +2,6 @@
 
 pub mod import;
 mod inventory;
-pub use inventory::human_bytes;
 pub mod list;
 pub mod push;
 pub mod remove;

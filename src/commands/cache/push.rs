@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use futures_util::{stream, StreamExt};
-use indicatif::HumanBytes;
+use crate::human_size::human_bytes;
 
 use super::inventory;
 use crate::catalog::Entry;
@@ -86,7 +86,7 @@ pub async fn run(launch: Launch<'_>, config: &Config, dry_run: bool) -> anyhow::
     let verb = if dry_run { "would push" } else { "pushed" };
     let mut summary = format!(
         "{verb} {pushed} objects ({}), {there} already there",
-        super::human_bytes(bytes)
+        crate::human_size::human_bytes(bytes)
     );
     if failed > 0 {
         summary.push_str(&format!(", {failed} failed"));
@@ -177,12 +177,12 @@ impl Progress {
             Ok(Outcome::Pushed(size)) => Some(format!(
                 "pushed      {} ({})",
                 item.shown,
-                HumanBytes(*size)
+                human_bytes(*size)
             )),
             Ok(Outcome::WouldPush(size)) => Some(format!(
                 "would push  {} ({})",
                 item.shown,
-                HumanBytes(*size)
+                human_bytes(*size)
             )),
             Ok(Outcome::AlreadyThere) => None,
             Err(e) => Some(format!("tfmirror: {}: {e}", item.shown)),

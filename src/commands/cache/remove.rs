@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::inventory::human_bytes;
+use crate::human_size::human_bytes;
 use crate::commands::launch::Launch;
 use crate::protocol::admin::{DeleteRequest, GcRequest, PruneRequest, Pruned, Removed};
 use crate::protocol::Endpoint;

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::inventory::{self, ago, human_bytes};
+use super::inventory::{self, ago};
+use crate::human_size::human_bytes;
 use crate::catalog::{Entry, Kind};
 use crate::commands::launch::Launch;
 
