@@ -470,6 +470,31 @@ mod tests {
         source: std::io::Error,
     }
 
+    /// Every subcommand and argument, hidden ones too, says what it is
+    /// for in `--help`.
+    #[test]
+    fn every_flag_and_subcommand_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut command = <Cli as clap::CommandFactory>::command();
+        command.build();
+        let mut missing = Vec::new();
+        walk(&command, "tfmirror", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
+
     #[test]
     fn each_cause_is_said_once() {
         let denied = || std::io::Error::from_raw_os_error(libc::EACCES);

@@ -20,11 +20,13 @@ pub enum BundleAction {
     /// through the server that owns it; a bad entry refuses all of it
     /// and nothing is stored.
     Import {
+        /// The bundle file, as `bundle create` wrote it.
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
     /// Print a bundle's manifest: kind, size and name of every entry.
     List {
+        /// The bundle file.
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// The manifest as it is, JSON.
@@ -35,6 +37,7 @@ pub enum BundleAction {
     /// it holds exactly the manifest's entries, and every provider zip
     /// against its signed SHA256SUMS (exit 1 naming the first bad entry).
     Verify {
+        /// The bundle file.
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },

@@ -50,26 +50,33 @@ pub enum CacheAction {
         /// Only show what would be removed.
         #[arg(long)]
         dry_run: bool,
+        /// What was (or would be) removed as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Remove the artifacts whose name or path matches (a glob or exact).
     Delete {
-        /// e.g. `registry.terraform.io/hashicorp/aws 5.89.0 *`
+        /// A name or path as `cache list` shows it, or a glob over them, e.g.
+        /// `registry.terraform.io/hashicorp/aws 5.89.0 *`.
         #[arg(value_name = "KEY|GLOB")]
         pattern: String,
+        /// Only show what would be removed.
         #[arg(long)]
         dry_run: bool,
+        /// What was (or would be) removed as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Drop cached registry metadata (version lists, discovery) older than
     /// DURATION [default: past its stale window]; artifacts stay.
     Prune {
+        /// Drop what was fetched longer ago than this, e.g. `7d`.
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         older_than: Option<std::time::Duration>,
+        /// Only count what would be dropped.
         #[arg(long)]
         dry_run: bool,
+        /// What was (or would be) dropped as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
