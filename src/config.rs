@@ -13,6 +13,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::git::{InvalidMirrorPrefix, MirrorPrefix, RepoId};
+use crate::listen_addr::ListenAddr;
 use crate::sealed::{BadOfflineEnv, Sealed};
 
 /// Registries routed through tfmirror when the config names none: the
@@ -37,7 +38,7 @@ pub struct Config {
     /// Where `tfmirror serve` listens when `--listen` is not given; the
     /// login service always uses a fixed address, [`DEFAULT_SERVICE_LISTEN`]
     /// unless this is set.
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<ListenAddr>,
     /// The URL a team server's clients reach it by (`serve --public-url`).
     pub public_url: Option<Url>,
     /// How long a server that `exec` started in the background waits with
@@ -843,6 +844,8 @@ mod tests {
         assert_eq!(config.metadata_ttl, Duration::from_secs(300));
         assert_eq!(config.registries, ["registry.terraform.io"]);
         assert_eq!(config.listen, Some("127.0.0.1:9999".parse().unwrap()));
+        let named = Config::parse("listen = \"localhost:8443\"").unwrap();
+        assert_eq!(named.listen, Some("localhost:8443".parse().unwrap()));
         assert_eq!(config.idle_timeout, Duration::from_secs(90));
         assert_eq!(config.upstream_retry_after, Duration::from_secs(5));
         assert!(!config.update_lock);

@@ -66,6 +66,7 @@ mod crypto_provider;
 mod file_chunks;
 mod git;
 mod human_size;
+mod listen_addr;
 mod lockfile;
 mod metrics;
 mod modules;
@@ -82,7 +83,6 @@ mod shared;
 mod store;
 mod upstream;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -114,10 +114,12 @@ struct CacheArgs {
 enum Command {
     /// Serve the cache until stopped (SIGINT/SIGTERM, `tfmirror stop`).
     Serve {
-        /// Address to listen on [default: the config's `listen`, else
+        /// Address to listen on: `127.0.0.1:8443`, `[::1]:8443` or a host
+        /// name such as `localhost:8443` (the first of its addresses that
+        /// binds, IPv4 first) [default: the config's `listen`, else
         /// 127.0.0.1 on a free port].
-        #[arg(long, value_name = "ADDR")]
-        listen: Option<SocketAddr>,
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<listen_addr::ListenAddr>,
         /// Exit after this long without clients (e.g. `15m`).
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         idle_timeout: Option<Duration>,

@@ -5,8 +5,8 @@
 //! config it writes (`/run/<id>/...`) and asks for that run's counters
 //! afterwards.
 
-use crate::human_size::human_bytes;
 use super::Health;
+use crate::human_size::human_bytes;
 use crate::protocol::{Endpoint, RunCounters};
 
 /// Ends the run on the server and returns its counters; `None` if it

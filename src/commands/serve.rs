@@ -13,12 +13,13 @@ use url::Url;
 
 use crate::cliconfig::Tokens;
 use crate::config::Config;
+use crate::listen_addr::ListenAddr;
 use crate::server::{self, state_file, MemberTokens, Server, Team, TlsFiles};
 use crate::store::{OwnerLockError, Store, StoreError};
 
 pub struct ServeOptions {
     /// `--listen`; else the config's `listen`; else a free loopback port.
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<ListenAddr>,
     /// `--idle-timeout`; a background server defaults to the config's.
     pub idle_timeout: Option<Duration>,
     /// Started by a client (`exec`): losing the cache to another server is
@@ -36,8 +37,14 @@ impl ServeOptions {
     /// Who besides the owner may use the server. A server reachable from
     /// other machines must say by which URL (or its answers would carry
     /// `0.0.0.0`), speak TLS and admit only token holders: it refuses to
-    /// start otherwise, in one line naming what to add.
-    fn team(&self, listen: SocketAddr, config: &Config) -> anyhow::Result<Team> {
+    /// start otherwise, in one line naming what to add. A host name counts
+    /// as loopback only if every address it resolves to is.
+    fn team(
+        &self,
+        listen: &ListenAddr,
+        addrs: &[SocketAddr],
+        config: &Config,
+    ) -> anyhow::Result<Team> {
         let public_url = self
             .public_url
             .clone()
@@ -45,7 +52,7 @@ impl ServeOptions {
         if let Some(url) = &public_url {
             check_public_url(url, self.tls.is_some())?;
         }
-        if !listen.ip().is_loopback() {
+        if !addrs.iter().all(|addr| addr.ip().is_loopback()) {
             let missing: Vec<&str> = [
                 (public_url.is_none(), "--public-url https://NAME:PORT"),
                 (self.tls.is_none(), "--tls-cert FILE --tls-key FILE"),
@@ -86,9 +93,11 @@ fn check_public_url(url: &Url, tls: bool) -> anyhow::Result<()> {
 pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> anyhow::Result<i32> {
     let listen = options
         .listen
-        .or(config.listen)
-        .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
-    let team = options.team(listen, &config)?;
+        .clone()
+        .or_else(|| config.listen.clone())
+        .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into());
+    let addrs = listen.resolve().await?;
+    let team = options.team(&listen, &addrs, &config)?;
     // Opening sweeps and may re-index the whole cache: file system walks,
     // kept off the async threads.
     let opening = cache_dir.to_owned();
@@ -114,7 +123,8 @@ pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> any
         .idle_timeout
         .or(options.background.then_some(config.idle_timeout));
     let signal = server::shutdown_signal()?;
-    let server = Server::bind(listen, options.tls.as_ref(), team, config.clone(), store).await?;
+    let tls = options.tls.as_ref();
+    let server = Server::bind(&listen, &addrs, tls, team, config.clone(), store).await?;
     let url = server.url().to_owned();
     let info = state_file::ServerInfo::current(&url, server.secret().as_str());
     write_terraform_rc(cache_dir, &config, &info.base_url()).await;

@@ -3,9 +3,9 @@
 use globset::{Glob, GlobMatcher};
 
 use super::inventory::{self, ago};
-use crate::human_size::human_bytes;
 use crate::catalog::{Entry, Kind};
 use crate::commands::launch::Launch;
+use crate::human_size::human_bytes;
 
 pub async fn run(
     launch: Launch<'_>,

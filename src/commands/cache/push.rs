@@ -10,8 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use futures_util::{stream, StreamExt};
 use crate::human_size::human_bytes;
+use futures_util::{stream, StreamExt};
 
 use super::inventory;
 use crate::catalog::Entry;

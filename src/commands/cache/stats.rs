@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::inventory::{self, ago};
-use crate::human_size::human_bytes;
 use crate::catalog::{Entry, Kind};
 use crate::commands::launch::Launch;
+use crate::human_size::human_bytes;
 
 #[derive(Debug, Serialize)]
 struct Stats<'a> {

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use crate::human_size::human_bytes;
+use futures_util::StreamExt;
 
 use super::platform::PackageId;
 use super::progress::Progress;
