@@ -326,11 +326,11 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                     cache_commands::import::run(launch, &dir, &lock_files).await
                 }
                 CacheAction::List { kind, filter, json } => {
-                    cache_commands::list::run(launch, kind, filter.as_deref(), json).await
+                    cache_commands::list::run(&loaded.dir, kind, filter.as_deref(), json).await
                 }
-                CacheAction::Stats { json } => cache_commands::stats::run(launch, json).await,
+                CacheAction::Stats { json } => cache_commands::stats::run(&loaded.dir, json).await,
                 CacheAction::Push { dry_run } => {
-                    cache_commands::push::run(launch, &loaded.config, dry_run).await
+                    cache_commands::push::run(&loaded.dir, &loaded.config, dry_run).await
                 }
                 CacheAction::Gc {
                     max_size,

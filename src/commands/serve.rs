@@ -98,11 +98,7 @@ pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> any
         .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into());
     let addrs = listen.resolve().await?;
     let team = options.team(&listen, &addrs, &config)?;
-    // Opening sweeps and may re-index the whole cache: file system walks,
-    // kept off the async threads.
-    let opening = cache_dir.to_owned();
-    let opened = tokio::task::spawn_blocking(move || Store::open(&opening)).await?;
-    let store = match opened {
+    let store = match open_store(cache_dir, options.background).await? {
         Ok(store) => store,
         Err(StoreError::Owned(OwnerLockError::Busy(_))) if options.background => {
             tracing::info!("another server already owns the cache; exiting");
@@ -136,6 +132,34 @@ pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> any
     server.run(stop).await;
     state_file::remove_own(cache_dir);
     Ok(0)
+}
+
+/// How long a background server waits for a cache whose lock a command
+/// holds while it only reads it (`store::Unowned`, for `cache list`).
+const READER_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens the cache. Opening sweeps and may re-index the whole cache: file
+/// system walks, kept off the async threads. A background server finding
+/// the cache locked with no server answering waits a little: the holder
+/// may be a command reading it, and the client that started this server
+/// waits for it; while a server of another process starting up also holds
+/// the lock, that one is found answering soon, and this one then gives way.
+async fn open_store(
+    cache_dir: &Path,
+    background: bool,
+) -> anyhow::Result<Result<Store, StoreError>> {
+    let started = std::time::Instant::now();
+    loop {
+        let opening = cache_dir.to_owned();
+        let opened = tokio::task::spawn_blocking(move || Store::open(&opening)).await?;
+        let busy = matches!(opened, Err(StoreError::Owned(OwnerLockError::Busy(_))));
+        if !(busy && background && started.elapsed() < READER_WAIT)
+            || super::running_server(cache_dir).await.is_some()
+        {
+            return Ok(opened);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Completes on `signal`, or once the server has been idle for the given

@@ -42,16 +42,31 @@ impl App {
     /// `GET /_tfmirror/artifacts`: what `tfmirror cache list` and `stats`
     /// show.
     pub(super) async fn artifacts(&self) -> Response {
-        match self.inventory().await {
-            Ok(artifacts) => {
-                let answer = Artifacts {
-                    cache_dir: self.cache_dir.clone(),
-                    artifacts: artifacts.iter().map(Entry::new).collect(),
-                    metadata_entries: self.store.metadata_entries(),
-                };
-                json_ok(&answer)
+        let store = self.store.clone();
+        // Naming a module archive reads its origin record, maybe from disk.
+        let named = self.inventory().await.map(|artifacts| {
+            tokio::task::spawn_blocking(move || {
+                let document =
+                    |key: &str| store.documents().cached(key).map(|d| d.body.to_string());
+                artifacts
+                    .iter()
+                    .map(|artifact| Entry::new(artifact, &document))
+                    .collect::<Vec<_>>()
+            })
+        });
+        let entries = match named {
+            Ok(naming) => naming.await,
+            Err(failure) => return failure.into_response(),
+        };
+        match entries {
+            Ok(artifacts) => json_ok(&Artifacts {
+                cache_dir: self.cache_dir.clone(),
+                artifacts,
+                metadata_entries: self.store.metadata_entries(),
+            }),
+            Err(e) => {
+                HandlerError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
             }
-            Err(failure) => failure.into_response(),
         }
     }
 

@@ -10,15 +10,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::human_size::human_bytes;
 use futures_util::{stream, StreamExt};
 
 use super::inventory;
 use crate::catalog::Entry;
-use crate::commands::launch::Launch;
 use crate::config::Config;
 use crate::git::bundle::create_bundle;
 use crate::git::mirror::Mirror;
+use crate::human_size::human_bytes;
 use crate::shared::{self, ObjectKey, SharedError, SharedTier};
 use crate::store::{Bucket, RelPath, Segment};
 
@@ -46,7 +45,9 @@ enum Outcome {
     AlreadyThere,
 }
 
-pub async fn run(launch: Launch<'_>, config: &Config, dry_run: bool) -> anyhow::Result<i32> {
+/// Reads the cache as `cache list` does, starting no server: it only
+/// reads the files. Exit 1 with no cache at `cache_dir`.
+pub async fn run(cache_dir: &Path, config: &Config, dry_run: bool) -> anyhow::Result<i32> {
     let Some(settings) = &config.shared else {
         anyhow::bail!(
             "there is no shared tier to push to: add a [shared] section with a url to the config file"
@@ -56,7 +57,10 @@ pub async fn run(launch: Launch<'_>, config: &Config, dry_run: bool) -> anyhow::
         anyhow::bail!("[shared] upload = false: this machine does not write to the bucket");
     }
     let tier = SharedTier::from_config(settings, config.upstream_retry_after)?;
-    let listing = inventory::fetch(&launch).await?;
+    let Some(listing) = inventory::fetch(cache_dir).await? else {
+        inventory::say_no_cache(cache_dir);
+        return Ok(1);
+    };
     let items = artifacts(&listing.cache_dir, &listing.artifacts)?;
     let progress = Progress::new(items.len() as u64);
     let outcomes: Vec<(Item, Result<Outcome, SharedError>)> = stream::iter(items)
