@@ -12,6 +12,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+mod position;
+
+pub use position::Position;
+
 use crate::git::{InvalidMirrorPrefix, MirrorPrefix, RepoId};
 use crate::listen_addr::ListenAddr;
 use crate::sealed::{BadOfflineEnv, Sealed};
@@ -278,9 +282,12 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid config file {path}: {source}")]
+    /// `invalid config /path/config.toml:12:5: listen = ...`: the file,
+    /// and the line and column of what is refused, as compilers say it.
+    #[error("invalid config {}{}: {source}", path.display(), position.map(|p| format!(":{p}")).unwrap_or_default())]
     Invalid {
         path: PathBuf,
+        position: Option<Position>,
         source: InvalidConfig,
     },
     #[error("{0}")]
@@ -398,6 +405,7 @@ impl Config {
         })?;
         let mut config = Config::parse(&text).map_err(|source| ConfigError::Invalid {
             path: path.to_owned(),
+            position: Position::of(&source, &text),
             source,
         })?;
         // So that a refusal says which file to edit.
@@ -1021,12 +1029,11 @@ mod tests {
 
     /// Every refusal, word for word as users (and scripts grepping for
     /// them) have seen it; a library's own part is taken from the library.
-    #[test]
-    fn each_refusal_keeps_its_message() {
+    fn pinned_refusals() -> Vec<(String, String)> {
         let duration = humantime::parse_duration("soon").unwrap_err();
         let address = "localhost".parse::<SocketAddr>().unwrap_err();
         let no_base = Url::parse("nope").unwrap_err();
-        let cases = [
+        vec![
             (
                 r#"metadata_ttl = "soon""#.to_owned(),
                 format!(r#"metadata_ttl = "soon": {duration}"#),
@@ -1109,9 +1116,37 @@ mod tests {
                 "[shared]\nurl = \"s3://b\"\ntimeout = \"0s\"".into(),
                 r#"[shared] timeout = "0s": must be above zero"#.into(),
             ),
-        ];
-        for (text, expected) in cases {
+        ]
+    }
+
+    #[test]
+    fn each_refusal_keeps_its_message() {
+        for (text, expected) in pinned_refusals() {
             assert_eq!(refused(&text), expected, "{text}");
+        }
+    }
+
+    /// From a file, each refusal keeps its words after the file's name
+    /// and the line and column of what it refuses.
+    #[test]
+    fn each_refusal_from_a_file_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        for (text, expected) in pinned_refusals() {
+            std::fs::write(&path, &text).unwrap();
+            let message = Config::from_file(&path).unwrap_err().to_string();
+            let prefix = format!("invalid config {}:", path.display());
+            let position = message
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(&format!(": {expected}")))
+                .unwrap_or_else(|| panic!("{text}: {message}"));
+            let (line, column) = position.split_once(':').expect("line:column");
+            let (line, column): (usize, usize) = (line.parse().unwrap(), column.parse().unwrap());
+            assert!(
+                line >= 1 && line <= text.lines().count().max(1),
+                "{text}: {message}"
+            );
+            assert!(column >= 1, "{text}: {message}");
         }
     }
 
@@ -1197,12 +1232,12 @@ mod tests {
     fn a_bad_file_is_named_with_its_refusal() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
-        std::fs::write(&path, "max_connections = 0\n").unwrap();
+        std::fs::write(&path, "# limits\nmax_connections = 0\n").unwrap();
         let err = Config::from_file(&path).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
-                "invalid config file {}: max_connections = 0: must be at least 1",
+                "invalid config {}:2:19: max_connections = 0: must be at least 1",
                 path.display()
             )
         );
