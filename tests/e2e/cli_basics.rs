@@ -172,3 +172,14 @@ fn listen_takes_a_host_name() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_config_refusal_names_the_file_line_and_column() {
+    let world = World::with_config(Vec::new(), "# team defaults\nmetadata_ttl = \"soon\"");
+    let config = world.config_path();
+    let output = world.tfmirror(&["status"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr =
+        String::from_utf8_lossy(&output.stderr).replace(&*config.to_string_lossy(), "[CONFIG]");
+    insta::assert_snapshot!("config_refusal", stderr);
+}
