@@ -288,7 +288,7 @@ pub enum ConfigError {
     Invalid {
         path: PathBuf,
         position: Option<Position>,
-        source: InvalidConfig,
+        source: Box<InvalidConfig>,
     },
     #[error("{0}")]
     OfflineEnv(#[from] BadOfflineEnv),
@@ -406,7 +406,7 @@ impl Config {
         let mut config = Config::parse(&text).map_err(|source| ConfigError::Invalid {
             path: path.to_owned(),
             position: Position::of(&source, &text),
-            source,
+            source: Box::new(source),
         })?;
         // So that a refusal says which file to edit.
         if let Some(Sealed::ConfigKey(file)) = &mut config.offline {

@@ -330,7 +330,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 }
                 CacheAction::Stats { json } => cache_commands::stats::run(&loaded.dir, json).await,
                 CacheAction::Push { dry_run } => {
-                    cache_commands::push::run(&loaded.dir, &loaded.config, dry_run).await
+                    cache_commands::push::run(launch, &loaded.config, dry_run).await
                 }
                 CacheAction::Gc {
                     max_size,

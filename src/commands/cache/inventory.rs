@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::catalog::Entry;
+use crate::commands::launch::Launch;
 use crate::commands::owner_call::CallError;
 use crate::commands::Health;
 use crate::protocol::admin::Artifacts;
@@ -43,6 +44,13 @@ pub async fn fetch(cache_dir: &Path) -> anyhow::Result<Option<Artifacts>> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// What the cache holds, from its server, started first if none runs, as
+/// `exec` does: for a command that goes on to use the server (`cache push`
+/// uploads, and its server then shows the tier's health in `status`).
+pub async fn fetch_from_server(launch: &Launch<'_>) -> anyhow::Result<Artifacts> {
+    ask(&launch.connect().await?).await
 }
 
 /// What a command that found no cache says: to stderr, so that `--json`

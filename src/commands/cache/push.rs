@@ -14,6 +14,7 @@ use futures_util::{stream, StreamExt};
 
 use super::inventory;
 use crate::catalog::Entry;
+use crate::commands::launch::Launch;
 use crate::config::Config;
 use crate::git::bundle::create_bundle;
 use crate::git::mirror::Mirror;
@@ -45,9 +46,10 @@ enum Outcome {
     AlreadyThere,
 }
 
-/// Reads the cache as `cache list` does, starting no server: it only
-/// reads the files. Exit 1 with no cache at `cache_dir`.
-pub async fn run(cache_dir: &Path, config: &Config, dry_run: bool) -> anyhow::Result<i32> {
+/// A dry run only reads, as `cache list` does: it starts no server, and
+/// exits 1 with no cache. A push lists the cache through its server,
+/// started if none runs, which then reports the tier in `status`.
+pub async fn run(launch: Launch<'_>, config: &Config, dry_run: bool) -> anyhow::Result<i32> {
     let Some(settings) = &config.shared else {
         anyhow::bail!(
             "there is no shared tier to push to: add a [shared] section with a url to the config file"
@@ -57,9 +59,14 @@ pub async fn run(cache_dir: &Path, config: &Config, dry_run: bool) -> anyhow::Re
         anyhow::bail!("[shared] upload = false: this machine does not write to the bucket");
     }
     let tier = SharedTier::from_config(settings, config.upstream_retry_after)?;
-    let Some(listing) = inventory::fetch(cache_dir).await? else {
-        inventory::say_no_cache(cache_dir);
-        return Ok(1);
+    let listing = if dry_run {
+        let Some(listing) = inventory::fetch(launch.cache_dir).await? else {
+            inventory::say_no_cache(launch.cache_dir);
+            return Ok(1);
+        };
+        listing
+    } else {
+        inventory::fetch_from_server(&launch).await?
     };
     let items = artifacts(&listing.cache_dir, &listing.artifacts)?;
     let progress = Progress::new(items.len() as u64);
