@@ -134,6 +134,16 @@ fn a_cache_no_server_owns_is_listed_as_its_server_lists_it() {
         );
     }
 
+    let table = world
+        .tfmirror(&["cache", "list", "--kind", "modules"])
+        .output()
+        .unwrap();
+    assert_success(&table, "the modules table from the files");
+    let registry = world.registry.url();
+    let registry = registry.trim_end_matches('/');
+    let table = String::from_utf8_lossy(&table.stdout).replace(registry, "http://127.0.0.1:PORT");
+    insta::assert_snapshot!("module_archives_by_url", table);
+
     let stats = world.tfmirror(&["cache", "stats"]).output().unwrap();
     assert_success(&stats, "stats from the files");
     assert!(world.server_info().is_none());
