@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::provider_address::ZipName;
-use crate::store::{Bucket, StoredArtifact};
+use crate::store::{Bucket, Store, StoredArtifact};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
@@ -49,10 +49,18 @@ pub struct Entry {
 pub type DocumentBody<'a> = dyn Fn(&str) -> Option<String> + 'a;
 
 impl Entry {
-    /// The entry of `artifact`; `documents` tells where a module archive
-    /// came from (see [`describe_with`]).
-    pub fn new(artifact: &StoredArtifact, documents: &DocumentBody) -> Entry {
-        let (kind, name) = describe_with(&artifact.key, documents);
+    /// The entry of `artifact` as `store`'s server names it.
+    pub fn new(artifact: &StoredArtifact, store: &Store) -> Entry {
+        Entry::named(artifact, describe_in(store, &artifact.key))
+    }
+
+    /// The entry of `artifact`, where `documents` tells where a module
+    /// archive came from (see [`describe_with`]).
+    pub fn with_documents(artifact: &StoredArtifact, documents: &DocumentBody) -> Entry {
+        Entry::named(artifact, describe_with(&artifact.key, documents))
+    }
+
+    fn named(artifact: &StoredArtifact, (kind, name): (Kind, String)) -> Entry {
         Entry {
             kind,
             name,
@@ -89,6 +97,17 @@ pub fn describe_with(key: &str, documents: &DocumentBody) -> (Kind, String) {
         }
     }
     described
+}
+
+/// [`describe_with`] the documents of the server's store: the names a
+/// server lists, and the names `cache delete` matches and reports.
+pub fn describe_in(store: &Store, key: &str) -> (Kind, String) {
+    describe_with(key, &|document| {
+        store
+            .documents()
+            .cached(document)
+            .map(|d| d.body.to_string())
+    })
 }
 
 /// The shown URL of the archive stored as `file` (`<key>.<ext>`).

@@ -46,11 +46,9 @@ impl App {
         // Naming a module archive reads its origin record, maybe from disk.
         let named = self.inventory().await.map(|artifacts| {
             tokio::task::spawn_blocking(move || {
-                let document =
-                    |key: &str| store.documents().cached(key).map(|d| d.body.to_string());
                 artifacts
                     .iter()
-                    .map(|artifact| Entry::new(artifact, &document))
+                    .map(|artifact| Entry::new(artifact, &store))
                     .collect::<Vec<_>>()
             })
         });
@@ -232,7 +230,7 @@ impl App {
             .chain(artifacts.iter().filter(|a| !a.derived));
         let plan: Vec<Removal> = derived_first
             .filter(|a| {
-                let name = catalog::describe(&a.key).1;
+                let name = catalog::describe_in(&self.store, &a.key).1;
                 named(&name)
                     || glob.is_match(&a.key)
                     || catalog::unpacked_from(&name).is_some_and(named)
@@ -365,7 +363,7 @@ fn carry_out(store: &Store, plan: Vec<Removal>, dry_run: bool) -> Removed {
             );
         }
         removed.push(RemovedEntry {
-            name: catalog::describe(&removal.key).1,
+            name: catalog::describe_in(store, &removal.key).1,
             path: removal.key,
             size: removal.size,
             reason: removal.reason.into(),

@@ -126,13 +126,23 @@ fn a_cache_no_server_owns_is_listed_as_its_server_lists_it() {
         .collect();
     assert!(!archives.is_empty(), "{read:#}");
     let upstream = server["url"].as_str().unwrap().to_owned();
-    for archive in archives {
+    for archive in &archives {
         let name = archive["name"].as_str().unwrap();
         assert!(
             name.starts_with("http://127.0.0.1:") && !name.starts_with(&upstream),
             "named by its upstream URL: {name}"
         );
     }
+    // The name shown is one `cache delete` takes, and says back.
+    let name = archives[0]["name"].as_str().unwrap();
+    let delete = world
+        .tfmirror(&["cache", "delete", "--dry-run", name])
+        .output()
+        .unwrap();
+    assert_success(&delete, "delete --dry-run by the listed name");
+    let said = String::from_utf8_lossy(&delete.stdout);
+    assert!(said.contains(&format!("would remove {name} (")), "{said}");
+    world.stop_server();
 
     let table = world
         .tfmirror(&["cache", "list", "--kind", "modules"])

@@ -96,7 +96,7 @@ fn read_unowned(cache_dir: &Path) -> Result<Option<Artifacts>, ReadError> {
         cache_dir: cache_dir.to_owned(),
         artifacts: artifacts
             .iter()
-            .map(|artifact| Entry::new(artifact, &document))
+            .map(|artifact| Entry::with_documents(artifact, &document))
             .collect(),
         metadata_entries: cache.metadata_entries(),
     }))
