@@ -241,6 +241,32 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// A background server waits out a command that reads the cache; a
+    /// foreground one says at once that the cache is taken.
+    #[tokio::test]
+    async fn a_background_server_waits_for_a_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let reader = crate::store::Unowned::open(dir.path())
+            .unwrap()
+            .expect("a cache");
+        let busy = open_store(dir.path(), false).await.unwrap();
+        assert!(matches!(
+            busy,
+            Err(StoreError::Owned(OwnerLockError::Busy(_)))
+        ));
+        let done = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(reader);
+        });
+        let opened = tokio::time::timeout(READER_WAIT * 2, open_store(dir.path(), true))
+            .await
+            .expect("within the wait")
+            .unwrap();
+        assert!(opened.is_ok(), "{:?}", opened.err());
+        done.join().unwrap();
+    }
+
     #[test]
     fn the_persistent_config_goes_only_into_a_private_directory() {
         use std::os::unix::fs::PermissionsExt;
