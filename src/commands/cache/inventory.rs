@@ -22,7 +22,7 @@ const STARTING_SERVER_WAIT: Duration = Duration::from_secs(10);
 /// Either way no server is started and no directory made: a look must
 /// leave nothing behind.
 pub async fn fetch(cache_dir: &Path) -> anyhow::Result<Option<Artifacts>> {
-    if let Some(server) = super::super::running_server(cache_dir).await {
+    if let Some(server) = crate::commands::running_server(cache_dir).await {
         return ask(&server).await.map(Some);
     }
     let started = Instant::now();
@@ -33,7 +33,7 @@ pub async fn fetch(cache_dir: &Path) -> anyhow::Result<Option<Artifacts>> {
             Err(ReadError::Owned(OwnerLockError::Busy(_))) => {}
             Err(e) => return Err(e.into()),
         }
-        if let Some(server) = super::super::running_server(cache_dir).await {
+        if let Some(server) = crate::commands::running_server(cache_dir).await {
             return ask(&server).await.map(Some);
         }
         if started.elapsed() > STARTING_SERVER_WAIT {
