@@ -9,7 +9,7 @@ pub use pattern::Pattern;
 use serde::{Deserialize, Serialize};
 
 use crate::provider_address::ZipName;
-use crate::store::{Bucket, StoredArtifact};
+use crate::store::{Bucket, Store, StoredArtifact};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
@@ -48,9 +48,23 @@ pub struct Entry {
     pub uses: u64,
 }
 
+/// A metadata document's body by its key, from wherever the caller reads
+/// documents (the server's store, or an unowned cache's index).
+pub type DocumentBody<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
 impl Entry {
-    pub fn new(artifact: &StoredArtifact) -> Entry {
-        let (kind, name) = describe(&artifact.key);
+    /// The entry of `artifact` as `store`'s server names it.
+    pub fn new(artifact: &StoredArtifact, store: &Store) -> Entry {
+        Entry::named(artifact, describe_in(store, &artifact.key))
+    }
+
+    /// The entry of `artifact`, where `documents` tells where a module
+    /// archive came from (see [`describe_with`]).
+    pub fn with_documents(artifact: &StoredArtifact, documents: &DocumentBody) -> Entry {
+        Entry::named(artifact, describe_with(&artifact.key, documents))
+    }
+
+    fn named(artifact: &StoredArtifact, (kind, name): (Kind, String)) -> Entry {
         Entry {
             kind,
             name,
@@ -73,7 +87,55 @@ pub fn unpacked_from(name: &str) -> Option<&str> {
     name.strip_suffix(UNPACKED_SUFFIX)
 }
 
-/// The kind and human name of the artifact at `key`.
+/// [`describe`], with a module archive named by where it came from: its
+/// URL as its origin record has it, without the query (which may carry a
+/// signature or token) but for `archive=`, and without user or password.
+/// An archive whose record is lost keeps its file name.
+pub fn describe_with(key: &str, documents: &DocumentBody) -> (Kind, String) {
+    let described = describe(key);
+    if let Some((Bucket::ModuleArchives, [file])) =
+        Bucket::split(key).as_ref().map(|(b, p)| (*b, p.as_slice()))
+    {
+        if let Some(url) = archive_url(file, documents) {
+            return (Kind::Modules, url);
+        }
+    }
+    described
+}
+
+/// [`describe_with`] the documents of the server's store: the names a
+/// server lists, and the names `cache delete` matches and reports.
+pub fn describe_in(store: &Store, key: &str) -> (Kind, String) {
+    describe_with(key, &|document| {
+        store
+            .documents()
+            .cached(document)
+            .map(|d| d.body.to_string())
+    })
+}
+
+/// The shown URL of the archive stored as `file` (`<key>.<ext>`).
+fn archive_url(file: &str, documents: &DocumentBody) -> Option<String> {
+    let key = file.split('.').next()?;
+    let body = documents(&crate::modules::origin_key(key))?;
+    let origin: crate::modules::ArchiveOrigin = serde_json::from_str(&body).ok()?;
+    let mut url = url::Url::parse(&origin.url).ok()?;
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(name, _)| name == "archive")
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect();
+    url.set_query(None);
+    if !kept.is_empty() {
+        url.query_pairs_mut().extend_pairs(kept);
+    }
+    url.set_fragment(None);
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Some(url.into())
+}
+
+/// The kind and human name of the artifact at `key`, from the key alone.
 pub fn describe(key: &str) -> (Kind, String) {
     let Some((bucket, parts)) = Bucket::split(key) else {
         return (Kind::Other, key.to_owned());
@@ -148,6 +210,30 @@ mod tests {
         for (key, kind, name) in cases {
             assert_eq!(describe(key), (kind, name.to_owned()), "{key}");
         }
+    }
+
+    #[test]
+    fn a_module_archive_is_named_by_its_url_without_secrets() {
+        let key = "0123456789abcdef0123456789abcdef";
+        let path = format!("modules/archives/{key}.tar.gz");
+        let origin_key = crate::modules::origin_key(key);
+        let documents = |wanted: &str| {
+            (wanted == origin_key).then(|| {
+                r#"{"url":"https://jo:pw@example.com/net/aws-1.2.0.tgz?archive=tar.gz&X-Amz-Signature=secret#frag","registry_host":"registry.terraform.io"}"#
+                    .to_owned()
+            })
+        };
+        assert_eq!(
+            describe_with(&path, &documents),
+            (
+                Kind::Modules,
+                "https://example.com/net/aws-1.2.0.tgz?archive=tar.gz".to_owned()
+            )
+        );
+        let other = "modules/archives/ffffffffffffffffffffffffffffffff.zip";
+        assert_eq!(describe_with(other, &documents), describe(other));
+        let provider = "providers/h/ns/t/terraform-provider-t_1.0.0_linux_amd64.zip";
+        assert_eq!(describe_with(provider, &documents), describe(provider));
     }
 
     #[test]

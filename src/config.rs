@@ -12,7 +12,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+mod position;
+
+pub use position::Position;
+
 use crate::git::{InvalidMirrorPrefix, MirrorPrefix, RepoId};
+use crate::listen_addr::ListenAddr;
 use crate::sealed::{BadOfflineEnv, Sealed};
 
 /// Registries routed through tfmirror when the config names none: the
@@ -37,7 +42,7 @@ pub struct Config {
     /// Where `tfmirror serve` listens when `--listen` is not given; the
     /// login service always uses a fixed address, [`DEFAULT_SERVICE_LISTEN`]
     /// unless this is set.
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<ListenAddr>,
     /// The URL a team server's clients reach it by (`serve --public-url`).
     pub public_url: Option<Url>,
     /// How long a server that `exec` started in the background waits with
@@ -143,24 +148,6 @@ impl Default for Limits {
             metadata_size: 32 << 20,
         }
     }
-}
-
-/// `1 GB`, `52.4 MB`, `900 B`: a cap as its error message shows it, in the
-/// decimal units the config file reads.
-pub fn size_text(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [
-        ("TB", 1_000_000_000_000),
-        ("GB", 1_000_000_000),
-        ("MB", 1_000_000),
-        ("kB", 1_000),
-    ];
-    for (unit, factor) in UNITS {
-        if bytes >= factor {
-            let value = format!("{:.1}", bytes as f64 / factor as f64);
-            return format!("{} {unit}", value.trim_end_matches(".0"));
-        }
-    }
-    format!("{bytes} B")
 }
 
 #[derive(Debug, Clone)]
@@ -300,10 +287,13 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid config file {path}: {source}")]
+    /// `invalid config /path/config.toml:12:5: listen = ...`: the file,
+    /// and the line and column of what is refused, as compilers say it.
+    #[error("invalid config {}{}: {source}", path.display(), position.map(|p| format!(":{p}")).unwrap_or_default())]
     Invalid {
         path: PathBuf,
-        source: InvalidConfig,
+        position: Option<Position>,
+        source: Box<InvalidConfig>,
     },
     #[error("{0}")]
     OfflineEnv(#[from] BadOfflineEnv),
@@ -422,7 +412,8 @@ impl Config {
         })?;
         let mut config = Config::parse(&text).map_err(|source| ConfigError::Invalid {
             path: path.to_owned(),
-            source,
+            position: Position::of(&source, &text),
+            source: Box::new(source),
         })?;
         // So that a refusal says which file to edit.
         if let Some(Sealed::ConfigKey(file)) = &mut config.offline {
@@ -872,6 +863,8 @@ mod tests {
         assert_eq!(config.metadata_ttl, Duration::from_secs(300));
         assert_eq!(config.registries, ["registry.terraform.io"]);
         assert_eq!(config.listen, Some("127.0.0.1:9999".parse().unwrap()));
+        let named = Config::parse("listen = \"localhost:8443\"").unwrap();
+        assert_eq!(named.listen, Some("localhost:8443".parse().unwrap()));
         assert_eq!(config.idle_timeout, Duration::from_secs(90));
         assert_eq!(config.upstream_retry_after, Duration::from_secs(5));
         assert!(!config.update_lock);
@@ -912,11 +905,17 @@ mod tests {
     }
 
     #[test]
-    fn sizes_read_as_the_config_writes_them() {
-        assert_eq!(size_text(1_000_000_000), "1 GB");
-        assert_eq!(size_text(50_000_000), "50 MB");
-        assert_eq!(size_text(52_428_800), "52.4 MB");
-        assert_eq!(size_text(999), "999 B");
+    fn a_size_as_shown_reads_back_as_a_config_size() {
+        use crate::human_size::human_bytes;
+        for (bytes, shown) in [
+            (1_000_000_000, 1_000_000_000),
+            (50_000_000, 50_000_000),
+            (52_428_800, 52_000_000),
+            (4_000, 4_000),
+            (999, 999),
+        ] {
+            assert_eq!(parse_size(&human_bytes(bytes)), Ok(shown), "{bytes}");
+        }
     }
 
     #[test]
@@ -1041,12 +1040,11 @@ mod tests {
 
     /// Every refusal, word for word as users (and scripts grepping for
     /// them) have seen it; a library's own part is taken from the library.
-    #[test]
-    fn each_refusal_keeps_its_message() {
+    fn pinned_refusals() -> Vec<(String, String)> {
         let duration = humantime::parse_duration("soon").unwrap_err();
         let address = "localhost".parse::<SocketAddr>().unwrap_err();
         let no_base = Url::parse("nope").unwrap_err();
-        let cases = [
+        vec![
             (
                 r#"metadata_ttl = "soon""#.to_owned(),
                 format!(r#"metadata_ttl = "soon": {duration}"#),
@@ -1129,9 +1127,37 @@ mod tests {
                 "[shared]\nurl = \"s3://b\"\ntimeout = \"0s\"".into(),
                 r#"[shared] timeout = "0s": must be above zero"#.into(),
             ),
-        ];
-        for (text, expected) in cases {
+        ]
+    }
+
+    #[test]
+    fn each_refusal_keeps_its_message() {
+        for (text, expected) in pinned_refusals() {
             assert_eq!(refused(&text), expected, "{text}");
+        }
+    }
+
+    /// From a file, each refusal keeps its words after the file's name
+    /// and the line and column of what it refuses.
+    #[test]
+    fn each_refusal_from_a_file_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        for (text, expected) in pinned_refusals() {
+            std::fs::write(&path, &text).unwrap();
+            let message = Config::from_file(&path).unwrap_err().to_string();
+            let prefix = format!("invalid config {}:", path.display());
+            let position = message
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(&format!(": {expected}")))
+                .unwrap_or_else(|| panic!("{text}: {message}"));
+            let (line, column) = position.split_once(':').expect("line:column");
+            let (line, column): (usize, usize) = (line.parse().unwrap(), column.parse().unwrap());
+            assert!(
+                line >= 1 && line <= text.lines().count().max(1),
+                "{text}: {message}"
+            );
+            assert!(column >= 1, "{text}: {message}");
         }
     }
 
@@ -1217,12 +1243,12 @@ mod tests {
     fn a_bad_file_is_named_with_its_refusal() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
-        std::fs::write(&path, "max_connections = 0\n").unwrap();
+        std::fs::write(&path, "# limits\nmax_connections = 0\n").unwrap();
         let err = Config::from_file(&path).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
-                "invalid config file {}: max_connections = 0: must be at least 1",
+                "invalid config {}:2:19: max_connections = 0: must be at least 1",
                 path.display()
             )
         );

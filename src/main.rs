@@ -49,7 +49,8 @@
 //! - `config`: the config file, defaults and paths. `catalog`: store paths
 //!   named in Terraform's terms. `request` / `response`: what handlers take
 //!   and build. `server_key`: the server's secret and grants. `metrics`,
-//!   `file_chunks`, `replace_file`: small helpers. `crypto_provider`: ring
+//!   `file_chunks`, `replace_file`: small helpers. `human_size`: the one
+//!   way a size is shown (`1.2 MB`). `crypto_provider`: ring
 //!   as the process's rustls provider, for gix's and object_store's reqwest.
 //!
 //! "Mirror" names three things: a git mirror (a bare repository under
@@ -64,6 +65,8 @@ mod config;
 mod crypto_provider;
 mod file_chunks;
 mod git;
+mod human_size;
+mod listen_addr;
 mod lockfile;
 mod metrics;
 mod modules;
@@ -81,7 +84,6 @@ mod shared;
 mod store;
 mod upstream;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -113,10 +115,12 @@ struct CacheArgs {
 enum Command {
     /// Serve the cache until stopped (SIGINT/SIGTERM, `tfmirror stop`).
     Serve {
-        /// Address to listen on [default: the config's `listen`, else
+        /// Address to listen on: `127.0.0.1:8443`, `[::1]:8443` or a host
+        /// name such as `localhost:8443` (the first of its addresses that
+        /// binds, IPv4 first) [default: the config's `listen`, else
         /// 127.0.0.1 on a free port].
-        #[arg(long, value_name = "ADDR")]
-        listen: Option<SocketAddr>,
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<listen_addr::ListenAddr>,
         /// Exit after this long without clients (e.g. `15m`).
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         idle_timeout: Option<Duration>,
@@ -330,9 +334,9 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                     cache_commands::import::run(launch, &dir, &lock_files).await
                 }
                 CacheAction::List { kind, filter, json } => {
-                    cache_commands::list::run(launch, kind, filter.as_deref(), json).await
+                    cache_commands::list::run(&loaded.dir, kind, filter.as_deref(), json).await
                 }
-                CacheAction::Stats { json } => cache_commands::stats::run(launch, json).await,
+                CacheAction::Stats { json } => cache_commands::stats::run(&loaded.dir, json).await,
                 CacheAction::Push { dry_run } => {
                     cache_commands::push::run(launch, &loaded.config, dry_run).await
                 }
@@ -487,6 +491,31 @@ mod tests {
     struct Repeats {
         #[source]
         source: std::io::Error,
+    }
+
+    /// Every subcommand and argument, hidden ones too, says what it is
+    /// for in `--help`.
+    #[test]
+    fn every_flag_and_subcommand_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut command = <Cli as clap::CommandFactory>::command();
+        command.build();
+        let mut missing = Vec::new();
+        walk(&command, "tfmirror", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! afterwards. What counts as "from cache" is the server's rule (see
 //! [`RunCounters`]): never bytes downloaded while the run was under way.
 
-use super::cache::human_bytes;
 use super::Health;
+use crate::human_size::human_bytes;
 use crate::protocol::{Endpoint, RunCounters, Throughput};
 
 /// The least download a throughput is measured on: the time of a smaller

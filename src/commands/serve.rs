@@ -13,12 +13,13 @@ use url::Url;
 
 use crate::cliconfig::Tokens;
 use crate::config::Config;
+use crate::listen_addr::ListenAddr;
 use crate::server::{self, state_file, MemberTokens, Server, Team, TlsFiles};
 use crate::store::{OwnerLockError, Store, StoreError};
 
 pub struct ServeOptions {
     /// `--listen`; else the config's `listen`; else a free loopback port.
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<ListenAddr>,
     /// `--idle-timeout`; a background server defaults to the config's.
     pub idle_timeout: Option<Duration>,
     /// Started by a client (`exec`): losing the cache to another server is
@@ -36,8 +37,14 @@ impl ServeOptions {
     /// Who besides the owner may use the server. A server reachable from
     /// other machines must say by which URL (or its answers would carry
     /// `0.0.0.0`), speak TLS and admit only token holders: it refuses to
-    /// start otherwise, in one line naming what to add.
-    fn team(&self, listen: SocketAddr, config: &Config) -> anyhow::Result<Team> {
+    /// start otherwise, in one line naming what to add. A host name counts
+    /// as loopback only if every address it resolves to is.
+    fn team(
+        &self,
+        listen: &ListenAddr,
+        addrs: &[SocketAddr],
+        config: &Config,
+    ) -> anyhow::Result<Team> {
         let public_url = self
             .public_url
             .clone()
@@ -45,7 +52,7 @@ impl ServeOptions {
         if let Some(url) = &public_url {
             check_public_url(url, self.tls.is_some())?;
         }
-        if !listen.ip().is_loopback() {
+        if !addrs.iter().all(|addr| addr.ip().is_loopback()) {
             let missing: Vec<&str> = [
                 (public_url.is_none(), "--public-url https://NAME:PORT"),
                 (self.tls.is_none(), "--tls-cert FILE --tls-key FILE"),
@@ -86,14 +93,12 @@ fn check_public_url(url: &Url, tls: bool) -> anyhow::Result<()> {
 pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> anyhow::Result<i32> {
     let listen = options
         .listen
-        .or(config.listen)
-        .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
-    let team = options.team(listen, &config)?;
-    // Opening sweeps and may re-index the whole cache: file system walks,
-    // kept off the async threads.
-    let opening = cache_dir.to_owned();
-    let opened = tokio::task::spawn_blocking(move || Store::open(&opening)).await?;
-    let store = match opened {
+        .clone()
+        .or_else(|| config.listen.clone())
+        .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into());
+    let addrs = listen.resolve().await?;
+    let team = options.team(&listen, &addrs, &config)?;
+    let store = match open_store(cache_dir, options.background).await? {
         Ok(store) => store,
         Err(StoreError::Owned(OwnerLockError::Busy(_))) if options.background => {
             tracing::info!("another server already owns the cache; exiting");
@@ -114,7 +119,8 @@ pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> any
         .idle_timeout
         .or(options.background.then_some(config.idle_timeout));
     let signal = server::shutdown_signal()?;
-    let server = Server::bind(listen, options.tls.as_ref(), team, config.clone(), store).await?;
+    let tls = options.tls.as_ref();
+    let server = Server::bind(&listen, &addrs, tls, team, config.clone(), store).await?;
     let url = server.url().to_owned();
     let info = state_file::ServerInfo::current(&url, server.secret().as_str());
     write_terraform_rc(cache_dir, &config, &info.base_url()).await;
@@ -126,6 +132,34 @@ pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> any
     server.run(stop).await;
     state_file::remove_own(cache_dir);
     Ok(0)
+}
+
+/// How long a background server waits for a cache whose lock a command
+/// holds while it only reads it (`store::Unowned`, for `cache list`).
+const READER_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens the cache. Opening sweeps and may re-index the whole cache: file
+/// system walks, kept off the async threads. A background server finding
+/// the cache locked with no server answering waits a little: the holder
+/// may be a command reading it, and the client that started this server
+/// waits for it; while a server of another process starting up also holds
+/// the lock, that one is found answering soon, and this one then gives way.
+async fn open_store(
+    cache_dir: &Path,
+    background: bool,
+) -> anyhow::Result<Result<Store, StoreError>> {
+    let started = std::time::Instant::now();
+    loop {
+        let opening = cache_dir.to_owned();
+        let opened = tokio::task::spawn_blocking(move || Store::open(&opening)).await?;
+        let busy = matches!(opened, Err(StoreError::Owned(OwnerLockError::Busy(_))));
+        if !(busy && background && started.elapsed() < READER_WAIT)
+            || super::running_server(cache_dir).await.is_some()
+        {
+            return Ok(opened);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Completes on `signal`, or once the server has been idle for the given
@@ -206,6 +240,32 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A background server waits out a command that reads the cache; a
+    /// foreground one says at once that the cache is taken.
+    #[tokio::test]
+    async fn a_background_server_waits_for_a_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let reader = crate::store::Unowned::open(dir.path())
+            .unwrap()
+            .expect("a cache");
+        let busy = open_store(dir.path(), false).await.unwrap();
+        assert!(matches!(
+            busy,
+            Err(StoreError::Owned(OwnerLockError::Busy(_)))
+        ));
+        let done = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(reader);
+        });
+        let opened = tokio::time::timeout(READER_WAIT * 2, open_store(dir.path(), true))
+            .await
+            .expect("within the wait")
+            .unwrap();
+        assert!(opened.is_ok(), "{:?}", opened.err());
+        done.join().unwrap();
+    }
 
     #[test]
     fn the_persistent_config_goes_only_into_a_private_directory() {

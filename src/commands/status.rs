@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::commands::cache::human_bytes;
+use crate::human_size::human_bytes;
 use crate::protocol::SharedHealth;
 use crate::server::state_file;
 

@@ -9,7 +9,8 @@ use std::io::{self, BufReader, Read};
 use std::path::{Component, Path};
 use std::rc::Rc;
 
-use crate::config::{size_text, Limits};
+use crate::config::Limits;
+use crate::human_size::human_bytes;
 
 /// The most memory the xz decoder may take. `xz -9` needs 65 MiB to
 /// unpack; an archive asking for more is refused rather than let the
@@ -36,7 +37,7 @@ impl From<&Limits> for ArchiveCaps {
 
 #[derive(Debug, PartialEq, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("the module archive unpacks to more than {} (max_module_unpacked_size)", size_text(*.0))]
+    #[error("the module archive unpacks to more than {} (max_module_unpacked_size)", human_bytes(*.0))]
     TooLarge(u64),
     #[error("the module archive holds more than {0} entries (max_module_archive_entries)")]
     TooManyEntries(u64),
@@ -344,7 +345,7 @@ mod tests {
         assert_eq!(err, ArchiveError::TooLarge(5_000));
         assert_eq!(
             err.to_string(),
-            "the module archive unpacks to more than 5 kB (max_module_unpacked_size)"
+            "the module archive unpacks to more than 5.0 kB (max_module_unpacked_size)"
         );
         let few = ArchiveCaps {
             entries: 2,

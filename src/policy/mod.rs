@@ -458,7 +458,7 @@ mod tests {
         assert_eq!(
             err,
             format!(
-                "invalid config file {}: [policy] modules: \"x\": expected \
+                "invalid config {}:2:11: [policy] modules: \"x\": expected \
                  [host/]namespace/name/system",
                 path.display()
             )

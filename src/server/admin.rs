@@ -41,16 +41,29 @@ impl App {
     /// `GET /_tfmirror/artifacts`: what `tfmirror cache list` and `stats`
     /// show.
     pub(super) async fn artifacts(&self) -> Response {
-        match self.inventory().await {
-            Ok(artifacts) => {
-                let answer = Artifacts {
-                    cache_dir: self.cache_dir.clone(),
-                    artifacts: artifacts.iter().map(Entry::new).collect(),
-                    metadata_entries: self.store.metadata_entries(),
-                };
-                json_ok(&answer)
+        let store = self.store.clone();
+        // Naming a module archive reads its origin record, maybe from disk.
+        let named = self.inventory().await.map(|artifacts| {
+            tokio::task::spawn_blocking(move || {
+                artifacts
+                    .iter()
+                    .map(|artifact| Entry::new(artifact, &store))
+                    .collect::<Vec<_>>()
+            })
+        });
+        let entries = match named {
+            Ok(naming) => naming.await,
+            Err(failure) => return failure.into_response(),
+        };
+        match entries {
+            Ok(artifacts) => json_ok(&Artifacts {
+                cache_dir: self.cache_dir.clone(),
+                artifacts,
+                metadata_entries: self.store.metadata_entries(),
+            }),
+            Err(e) => {
+                HandlerError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
             }
-            Err(failure) => failure.into_response(),
         }
     }
 
@@ -206,18 +219,24 @@ impl App {
         let pattern = catalog::Pattern::parse(&request.pattern)
             .map_err(|e| HandlerError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
         let artifacts = self.inventory().await?;
-        let derived_first = artifacts
-            .iter()
-            .filter(|a| a.derived)
-            .chain(artifacts.iter().filter(|a| !a.derived));
-        let plan: Vec<Removal> = derived_first
-            .filter(|a| pattern.matches(&catalog::describe(&a.key).1, &a.key))
-            .map(|a| Removal {
-                key: a.key.clone(),
-                size: a.size,
-                reason: Reason::Requested,
-            })
-            .collect();
+        // Naming a module archive reads its origin record: blocking work.
+        let store = self.store.clone();
+        let plan = tokio::task::spawn_blocking(move || {
+            let derived_first = artifacts
+                .iter()
+                .filter(|a| a.derived)
+                .chain(artifacts.iter().filter(|a| !a.derived));
+            derived_first
+                .filter(|a| pattern.matches(&catalog::describe_in(&store, &a.key).1, &a.key))
+                .map(|a| Removal {
+                    key: a.key.clone(),
+                    size: a.size,
+                    reason: Reason::Requested,
+                })
+                .collect::<Vec<Removal>>()
+        })
+        .await
+        .map_err(|e| HandlerError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         Ok(json_ok(&self.carry_out(plan, request.dry_run).await))
     }
 
@@ -345,7 +364,7 @@ fn carry_out(store: &Store, plan: Vec<Removal>, dry_run: bool) -> Removed {
             );
         }
         removed.push(RemovedEntry {
-            name: catalog::describe(&removal.key).1,
+            name: catalog::describe_in(store, &removal.key).1,
             path: removal.key,
             size: removal.size,
             reason: removal.reason.into(),

@@ -123,17 +123,19 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listener; the URL is known from here on (port 0 picks one).
+    /// Binds the listener to the first of `addrs` (what `listen` resolved
+    /// to) that works; the URL is known from here on (port 0 picks one).
     pub async fn bind(
-        listen: SocketAddr,
+        listen: &crate::listen_addr::ListenAddr,
+        addrs: &[SocketAddr],
         tls: Option<&TlsFiles>,
         team: Team,
         config: Config,
         store: Store,
     ) -> anyhow::Result<Server> {
         let tls = tls.map(TlsFiles::acceptor).transpose()?;
-        let listener =
-            listen_on(listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        let listener = listen_on_first(addrs)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
         let local = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://{}", reachable(local));
@@ -318,6 +320,18 @@ impl Server {
 /// under a burst of connections, and a client whose SYN is dropped retries
 /// only after a second; the kernel caps this at `net.core.somaxconn`.
 const LISTEN_BACKLOG: u32 = 4096;
+
+/// The first of `addrs` that binds, or the last one's error.
+fn listen_on_first(addrs: &[SocketAddr]) -> std::io::Result<TcpListener> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+    for &address in addrs {
+        match listen_on(address) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
 
 fn listen_on(address: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match address {

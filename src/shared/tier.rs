@@ -261,8 +261,8 @@ impl SharedTier {
         let too_large = |size: u64| {
             ReadError::Local(format!(
                 "{} over the cap of {}",
-                crate::config::size_text(size),
-                crate::config::size_text(max_size)
+                crate::human_size::human_bytes(size),
+                crate::human_size::human_bytes(max_size)
             ))
         };
         if expected > max_size {

@@ -196,6 +196,27 @@ impl Index {
         })
     }
 
+    /// Opens the index at `dir` as it is, for a process that only reads
+    /// (see `store::Unowned`): `None` when there is none, or when it will
+    /// not open, which is left for the next server to deal with.
+    pub fn open_existing(dir: &Path) -> Option<Index> {
+        if !dir.is_dir() {
+            return None;
+        }
+        let db = match open_db(dir) {
+            Ok(db) => db,
+            Err(reason) => {
+                tracing::debug!("index at {} will not open: {reason}", dir.display());
+                return None;
+            }
+        };
+        Some(Index {
+            documents: db.open_tree("documents").ok()?,
+            usage: db.open_tree("usage").ok()?,
+            db,
+        })
+    }
+
     /// Records that the usage records are complete; until then a restart
     /// rebuilds them.
     pub fn mark_rebuilt(&self) -> Result<(), IndexError> {

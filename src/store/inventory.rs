@@ -73,8 +73,9 @@ pub(super) fn walk(root: &Path, mut visit: impl FnMut(Found) -> io::Result<()>) 
     })
 }
 
-/// Every artifact below `root`, sorted by key.
-pub fn list(root: &Path, index: &Index) -> io::Result<Vec<StoredArtifact>> {
+/// Every artifact below `root`, sorted by key; without an index, each
+/// counts as stored and last used when its files last changed.
+pub fn list(root: &Path, index: Option<&Index>) -> io::Result<Vec<StoredArtifact>> {
     let mut found = Vec::new();
     walk(root, |item| {
         found.push(match item {
@@ -92,7 +93,12 @@ pub fn list(root: &Path, index: &Index) -> io::Result<Vec<StoredArtifact>> {
     Ok(found)
 }
 
-fn directory(path: &Path, key: String, derived: bool, index: &Index) -> io::Result<StoredArtifact> {
+fn directory(
+    path: &Path,
+    key: String,
+    derived: bool,
+    index: Option<&Index>,
+) -> io::Result<StoredArtifact> {
     let (size, modified_ms) = dir_size(path)?;
     let usage = recorded(index, &key).unwrap_or(Usage {
         size,
@@ -108,8 +114,8 @@ fn directory(path: &Path, key: String, derived: bool, index: &Index) -> io::Resu
     })
 }
 
-fn recorded(index: &Index, key: &str) -> Option<Usage> {
-    index.usage(key).ok().flatten()
+fn recorded(index: Option<&Index>, key: &str) -> Option<Usage> {
+    index?.usage(key).ok().flatten()
 }
 
 /// A file the index does not know (it was lost, or the file was copied
@@ -189,7 +195,7 @@ mod tests {
             .unwrap();
         index.record_hit("providers/h/ns/t/p.zip", 3).unwrap();
 
-        let listed = list(root, &index).unwrap();
+        let listed = list(root, Some(&index)).unwrap();
         let keys: Vec<_> = listed
             .iter()
             .map(|a| (a.key.as_str(), a.size, a.derived))

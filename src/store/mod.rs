@@ -21,6 +21,7 @@ mod memory_tier;
 mod owner;
 mod reindex;
 mod segment;
+mod unowned;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ pub use layout::{is_temp_pack, Bucket};
 pub use locks::{KeyedLocks, OncePerKey};
 pub use owner::{OwnerLock, OwnerLockError};
 pub use segment::{RelPath, Segment, SegmentError};
+pub use unowned::Unowned;
 
 pub struct Store {
     root: PathBuf,
@@ -290,7 +292,7 @@ impl Store {
 
     /// Every stored artifact with its use, read from the files.
     pub fn inventory(&self) -> io::Result<Vec<StoredArtifact>> {
-        inventory::list(&self.root, &self.index)
+        inventory::list(&self.root, Some(&self.index))
     }
 
     /// Removes an artifact found by [`Store::inventory`]: a file, or a

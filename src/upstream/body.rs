@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::config::size_text;
+use crate::human_size::human_bytes;
 
 /// The config key of the stall timeout, named in its error.
 const STALL_KEY: &str = "download_stall_timeout";
@@ -24,7 +24,7 @@ pub struct BodyLimits {
 /// Why a body was given up.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BodyError {
-    #[error("the download is larger than {} ({key})", size_text(*.max_size))]
+    #[error("the download is larger than {} ({key})", human_bytes(*.max_size))]
     TooLarge { max_size: u64, key: &'static str },
     #[error("the upstream sent nothing for {} ({STALL_KEY})", humantime::format_duration(*.0))]
     Stalled(Duration),

@@ -412,7 +412,7 @@ pub enum NoAnswer {
 pub enum ReadError {
     #[error("{0}")]
     Broken(String),
-    #[error("the answer is larger than {} (max_metadata_size)", crate::config::size_text(*.0))]
+    #[error("the answer is larger than {} (max_metadata_size)", crate::human_size::human_bytes(*.0))]
     TooLarge(u64),
     #[error("answer is not UTF-8 text")]
     NotUtf8,

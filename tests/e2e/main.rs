@@ -15,6 +15,7 @@ mod harness;
 mod bundle_import;
 mod bundles;
 mod cache_admin;
+mod cli_basics;
 mod concurrency;
 mod corporate_network;
 mod crash_safety;

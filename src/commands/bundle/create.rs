@@ -107,7 +107,7 @@ pub async fn run(launch: Launch<'_>, config: Config, args: CreateArgs) -> anyhow
         "wrote {}: {} entries, {} of content",
         args.output.display(),
         manifest.entries.len(),
-        crate::commands::cache::human_bytes(bytes)
+        crate::human_size::human_bytes(bytes)
     );
     Ok(0)
 }

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 
 use super::{PROGRESS_FROM, PROGRESS_STEP};
-use crate::commands::cache::human_bytes;
 use crate::commands::launch::Launch;
 use crate::commands::progress::Progress;
+use crate::human_size::human_bytes;
 use crate::protocol::closure::ImportAnswer;
 use crate::protocol::Endpoint;
 

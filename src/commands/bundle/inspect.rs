@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use crate::bundle::format::Manifest;
 use crate::bundle::read::ReadLimits;
 use crate::bundle::{read, verify};
-use crate::commands::cache::human_bytes;
 use crate::config::Limits;
+use crate::human_size::human_bytes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {

@@ -20,11 +20,13 @@ pub enum BundleAction {
     /// through the server that owns it; a bad entry refuses all of it
     /// and nothing is stored.
     Import {
+        /// The bundle file, as `bundle create` wrote it.
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
     /// Print a bundle's manifest: kind, size and name of every entry.
     List {
+        /// The bundle file.
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// The manifest as it is, JSON.
@@ -35,6 +37,7 @@ pub enum BundleAction {
     /// it holds exactly the manifest's entries, and every provider zip
     /// against its signed SHA256SUMS (exit 1 naming the first bad entry).
     Verify {
+        /// The bundle file.
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
@@ -47,7 +50,8 @@ impl BundleAction {
     }
 }
 
-/// A bundle's bytes are counted in megabytes for the progress display
+/// A bundle's bytes are counted in megabytes (decimal, as every size
+/// tfmirror shows: `human_size`) for the progress display
 /// of create and import, shown for bundles over [`PROGRESS_FROM`].
-pub const PROGRESS_STEP: u64 = 1 << 20;
-pub const PROGRESS_FROM: u64 = 4 << 20;
+pub const PROGRESS_STEP: u64 = 1_000_000;
+pub const PROGRESS_FROM: u64 = 4_000_000;

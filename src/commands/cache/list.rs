@@ -2,18 +2,24 @@
 
 use globset::{Glob, GlobMatcher};
 
-use super::inventory::{self, ago, human_bytes};
+use super::inventory::{self, ago};
 use crate::catalog::{Entry, Kind};
-use crate::commands::launch::Launch;
+use std::path::Path;
 
+use crate::human_size::human_bytes;
+
+/// Exit 1 with no cache at `cache_dir`.
 pub async fn run(
-    launch: Launch<'_>,
+    cache_dir: &Path,
     kind: Option<Kind>,
     filter: Option<&str>,
     json: bool,
 ) -> anyhow::Result<i32> {
     let matcher = filter.map(matcher).transpose()?;
-    let inventory = inventory::fetch(&launch).await?;
+    let Some(inventory) = inventory::fetch(cache_dir).await? else {
+        inventory::say_no_cache(cache_dir);
+        return Ok(1);
+    };
     let rows: Vec<&Entry> = inventory
         .artifacts
         .iter()

@@ -2,7 +2,6 @@
 
 pub mod import;
 mod inventory;
-pub use inventory::human_bytes;
 pub mod list;
 pub mod push;
 pub mod remove;
@@ -55,6 +54,7 @@ pub enum CacheAction {
         /// Only show what would be removed.
         #[arg(long)]
         dry_run: bool,
+        /// What was (or would be) removed as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -66,18 +66,23 @@ pub enum CacheAction {
         /// e.g. `hashicorp/aws 5.89.0` or `*hashicorp/aws 5.89.0 linux_*`
         #[arg(value_name = "NAME|PATH|GLOB")]
         pattern: String,
+        /// Only show what would be removed.
         #[arg(long)]
         dry_run: bool,
+        /// What was (or would be) removed as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Drop cached registry metadata (version lists, discovery) older than
     /// DURATION [default: past its stale window]; artifacts stay.
     Prune {
+        /// Drop what was fetched longer ago than this, e.g. `7d`.
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         older_than: Option<std::time::Duration>,
+        /// Only count what would be dropped.
         #[arg(long)]
         dry_run: bool,
+        /// What was (or would be) dropped as JSON instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -11,7 +11,6 @@
 use std::path::{Path, PathBuf};
 
 use futures_util::{stream, StreamExt};
-use indicatif::HumanBytes;
 
 use super::inventory;
 use crate::catalog::Entry;
@@ -19,6 +18,7 @@ use crate::commands::launch::Launch;
 use crate::config::Config;
 use crate::git::bundle::create_bundle;
 use crate::git::mirror::Mirror;
+use crate::human_size::human_bytes;
 use crate::shared::{self, ObjectKey, SharedError, SharedTier};
 use crate::store::{Bucket, RelPath, Segment};
 
@@ -46,6 +46,9 @@ enum Outcome {
     AlreadyThere,
 }
 
+/// A dry run only reads, as `cache list` does: it starts no server, and
+/// exits 1 with no cache. A push lists the cache through its server,
+/// started if none runs, which then reports the tier in `status`.
 pub async fn run(launch: Launch<'_>, config: &Config, dry_run: bool) -> anyhow::Result<i32> {
     let Some(settings) = &config.shared else {
         anyhow::bail!(
@@ -56,7 +59,15 @@ pub async fn run(launch: Launch<'_>, config: &Config, dry_run: bool) -> anyhow::
         anyhow::bail!("[shared] upload = false: this machine does not write to the bucket");
     }
     let tier = SharedTier::from_config(settings, config.upstream_retry_after)?;
-    let listing = inventory::fetch(&launch).await?;
+    let listing = if dry_run {
+        let Some(listing) = inventory::fetch(launch.cache_dir).await? else {
+            inventory::say_no_cache(launch.cache_dir);
+            return Ok(1);
+        };
+        listing
+    } else {
+        inventory::fetch_from_server(&launch).await?
+    };
     let items = artifacts(&listing.cache_dir, &listing.artifacts)?;
     let progress = Progress::new(items.len() as u64);
     let outcomes: Vec<(Item, Result<Outcome, SharedError>)> = stream::iter(items)
@@ -86,7 +97,7 @@ pub async fn run(launch: Launch<'_>, config: &Config, dry_run: bool) -> anyhow::
     let verb = if dry_run { "would push" } else { "pushed" };
     let mut summary = format!(
         "{verb} {pushed} objects ({}), {there} already there",
-        super::human_bytes(bytes)
+        crate::human_size::human_bytes(bytes)
     );
     if failed > 0 {
         summary.push_str(&format!(", {failed} failed"));
@@ -177,12 +188,12 @@ impl Progress {
             Ok(Outcome::Pushed(size)) => Some(format!(
                 "pushed      {} ({})",
                 item.shown,
-                HumanBytes(*size)
+                human_bytes(*size)
             )),
             Ok(Outcome::WouldPush(size)) => Some(format!(
                 "would push  {} ({})",
                 item.shown,
-                HumanBytes(*size)
+                human_bytes(*size)
             )),
             Ok(Outcome::AlreadyThere) => None,
             Err(e) => Some(format!("tfmirror: {}: {e}", item.shown)),

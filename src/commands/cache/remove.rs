@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::inventory::human_bytes;
 use crate::commands::launch::Launch;
+use crate::human_size::human_bytes;
 use crate::protocol::admin::{DeleteRequest, GcRequest, KeptYoung, PruneRequest, Pruned, Removed};
 use crate::protocol::Endpoint;
 

@@ -1,12 +1,13 @@
 //! `tfmirror cache stats`: how much the cache holds, by kind.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::Serialize;
 
-use super::inventory::{self, ago, human_bytes};
+use super::inventory::{self, ago};
 use crate::catalog::{Entry, Kind};
-use crate::commands::launch::Launch;
+use crate::human_size::human_bytes;
 
 #[derive(Debug, Serialize)]
 struct Stats<'a> {
@@ -24,8 +25,12 @@ struct KindStats {
     bytes: u64,
 }
 
-pub async fn run(launch: Launch<'_>, json: bool) -> anyhow::Result<i32> {
-    let inventory = inventory::fetch(&launch).await?;
+/// Exit 1 with no cache at `cache_dir`.
+pub async fn run(cache_dir: &Path, json: bool) -> anyhow::Result<i32> {
+    let Some(inventory) = inventory::fetch(cache_dir).await? else {
+        inventory::say_no_cache(cache_dir);
+        return Ok(1);
+    };
     let stats = stats(&inventory.artifacts, inventory.metadata_entries);
     if json {
         println!("{}", serde_json::to_string_pretty(&stats)?);

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::human_size::human_bytes;
 use futures_util::StreamExt;
-use indicatif::HumanBytes;
 
 use super::platform::PackageId;
 use super::progress::Progress;
@@ -175,7 +175,7 @@ impl Fetches {
         let mut line = format!(
             "{} packages: {cached} already cached, {downloaded} downloaded ({}) in {:.1}s",
             self.results.len(),
-            HumanBytes(bytes),
+            human_bytes(bytes),
             self.elapsed.as_secs_f64()
         );
         if failed > 0 {

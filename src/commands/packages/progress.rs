@@ -1,6 +1,6 @@
 //! What the user sees while packages are fetched.
 
-use indicatif::HumanBytes;
+use crate::human_size::human_bytes;
 
 use super::fetch::{Fetched, PackageFetchError};
 use super::platform::PackageId;
@@ -16,7 +16,7 @@ impl Progress {
     pub(super) fn done(&self, package: &PackageId, result: &Result<Fetched, PackageFetchError>) {
         let line = match result {
             Ok(f) if f.was_cached => format!("cached      {package}"),
-            Ok(f) => format!("downloaded  {package} ({})", HumanBytes(f.bytes)),
+            Ok(f) => format!("downloaded  {package} ({})", human_bytes(f.bytes)),
             Err(e) => format!("tfmirror: {package}: {e}"),
         };
         self.0

@@ -11,7 +11,6 @@ mod launchd;
 mod systemd;
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -46,8 +45,11 @@ pub async fn run(
     let manager = manager()?;
     match action {
         ServiceAction::Install { no_start } => {
-            let listen = config.listen.unwrap_or(DEFAULT_SERVICE_LISTEN);
-            let spec = ServiceSpec::new(listen, cache_dir, config_file)?;
+            let listen = config
+                .listen
+                .clone()
+                .unwrap_or(DEFAULT_SERVICE_LISTEN.into());
+            let spec = ServiceSpec::new(&listen, cache_dir, config_file)?;
             // launchd opens the log there before tfmirror runs.
             std::fs::create_dir_all(cache_dir)
                 .with_context(|| format!("cannot create {}", cache_dir.display()))?;
@@ -81,7 +83,7 @@ impl ServiceSpec {
     /// Absolute paths throughout: the service manager starts the server in
     /// a directory of its choosing.
     fn new(
-        listen: SocketAddr,
+        listen: &crate::listen_addr::ListenAddr,
         cache_dir: &Path,
         config_file: Option<&Path>,
     ) -> anyhow::Result<ServiceSpec> {
