@@ -17,7 +17,8 @@ use super::launch::Launch;
 use super::local_clones::{self, LocalClones};
 use super::savings;
 use super::server_log::LogTail;
-use crate::cliconfig::Rendered;
+use super::user_settings;
+use crate::cliconfig::{self, Program, Rendered, UserConfig, UserHost, TOFU_CLI_CONFIG_FILE};
 use crate::config::Config;
 use crate::protocol::RunId;
 
@@ -62,12 +63,17 @@ pub async fn run_as(
     let run_url = crate::protocol::run_url(&server.url, &run_id);
     let run = run_id.as_str();
     let cwd = std::env::current_dir()?;
-    let user = super::user_cli_config(launch.cache_dir)?;
+    let reader = Program::of(program);
+    let user = super::user_cli_config(launch.cache_dir, reader)?;
+    let user_hosts = super::user_hosts(&config, user.as_ref());
     let scope = Scope::of(program, args, &cwd, |name| std::env::var(name).ok());
     let module_workdir = super::run_start::module_workdir(args, &cwd);
+    let routes = super::host_routes(&user_hosts);
     let announce = async {
-        if let Some(workdir) = &module_workdir {
-            super::run_start::announce(&server, run, workdir).await;
+        if module_workdir.is_some() || !routes.is_empty() {
+            super::run_start::announce(&server, run, module_workdir.as_deref(), routes).await
+        } else {
+            true
         }
     };
     let local = async {
@@ -79,13 +85,15 @@ pub async fn run_as(
             None => LocalClones::default(),
         }
     };
-    let (_, mirror, local) = tokio::join!(
+    let (announced, mirror, local) = tokio::join!(
         announce,
         fast_path::plan(&scope, &config, &server, user.as_ref()),
         local
     );
     let rendered = super::render_exec_config(&config, &run_url, mirror.as_ref(), user.as_ref());
-    report_dropped_settings(&rendered, &scope);
+    let routed: &[UserHost] = if announced { &user_hosts } else { &[] };
+    report_dropped_settings(&rendered, &scope, routed);
+    report_user_routing(program, reader, user.as_ref(), routed, &rendered, &scope);
     let git = super::git_config_env(&config, &run_url, &local.rewrites, |name| {
         std::env::var(name).ok()
     });
@@ -109,13 +117,24 @@ pub async fn run_as(
     code
 }
 
-/// One line for the user's settings the generated config replaces, and one
-/// for a plugin cache left out when the command may install providers.
-fn report_dropped_settings(rendered: &Rendered, scope: &Scope) {
-    if !rendered.overridden.is_empty() {
+/// One line for the user's settings the generated config replaces (but
+/// not the `host` blocks tfmirror follows, `routed`), and one for a plugin
+/// cache left out when the command may install providers.
+fn report_dropped_settings(rendered: &Rendered, scope: &Scope, routed: &[UserHost]) {
+    let overridden: Vec<&str> = rendered
+        .overridden
+        .iter()
+        .map(String::as_str)
+        .filter(|setting| {
+            !routed
+                .iter()
+                .any(|host| cliconfig::names_host_block(setting, &host.host))
+        })
+        .collect();
+    if !overridden.is_empty() {
         eprintln!(
             "tfmirror: the generated CLI config replaces these settings of yours: {}",
-            rendered.overridden.join(", ")
+            overridden.join(", ")
         );
     }
     let mut plugin_cache = rendered.left_out.clone();
@@ -128,6 +147,49 @@ fn report_dropped_settings(rendered: &Rendered, scope: &Scope) {
              cache is not safe when several inits run at once",
             plugin_cache.join(" and ")
         );
+    }
+}
+
+/// One line for each of the user's `host` blocks tfmirror follows, one for
+/// a `provider_installation` whose mirrors bypass tfmirror (when the
+/// command may install providers), and, for a program that is neither
+/// Terraform nor OpenTofu, one saying whose config it got when the user
+/// has OpenTofu's own too.
+fn report_user_routing(
+    program: &OsString,
+    reader: Program,
+    user: Option<&UserConfig>,
+    routed: &[UserHost],
+    rendered: &Rendered,
+    scope: &Scope,
+) {
+    let home = crate::config::home_dir();
+    let home = home.as_deref();
+    let mut lines = user_settings::routing_lines(routed, &super::PROXIED_SERVICES, home);
+    let installation_kept = !rendered
+        .overridden
+        .iter()
+        .any(|setting| setting == "provider_installation");
+    if scope.installs_providers() && installation_kept {
+        lines.extend(user.and_then(|user| user_settings::bypass_line(user, home)));
+    }
+    if reader == Program::Other {
+        let tofu_file = std::env::var_os(TOFU_CLI_CONFIG_FILE)
+            .filter(|file| !file.is_empty())
+            .map(PathBuf::from);
+        let name = Path::new(program)
+            .file_name()
+            .unwrap_or(program)
+            .to_string_lossy();
+        lines.extend(user_settings::wrapper_line(
+            &name,
+            user,
+            tofu_file.as_deref(),
+            home,
+        ));
+    }
+    for line in lines {
+        eprintln!("tfmirror: {line}");
     }
 }
 

@@ -10,6 +10,7 @@ mod breaker;
 mod credentials;
 mod discovery;
 mod registry;
+mod routes;
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use breaker::{Breakers, Permit, NOT_ANSWERING_AFTER};
 pub use credentials::{token_variable, Credential, EnvTokens};
 pub use discovery::Discovery;
 pub use registry::{ApiRequest, RegistryClient};
+pub use routes::{HostRoute, UserRoutes};
 
 use crate::sealed::{Offline, Sealed};
 use crate::store::FetchError;
@@ -40,6 +42,9 @@ const API_FIRST_BYTE_DEADLINE: Duration = Duration::from_secs(8);
 pub struct Forwarded {
     pub authorization: Option<Credential>,
     pub user_agent: Option<String>,
+    /// The `exec` run the request belongs to: its user's `host` blocks
+    /// decide where the request goes (see [`UserRoutes`]).
+    pub run: Option<String>,
 }
 
 impl Forwarded {
@@ -48,6 +53,7 @@ impl Forwarded {
         Forwarded {
             authorization: None,
             user_agent: self.user_agent.clone(),
+            run: self.run.clone(),
         }
     }
 }
