@@ -55,11 +55,11 @@ impl UserConfig {
             .iter()
             .filter(|source| !source.generated)
             .flat_map(|source| source.items.iter().map(move |item| (source, item)))
-            .filter(|(_, item)| match item.keys.as_slice() {
+            .rev()
+            .find(|(_, item)| match item.keys.as_slice() {
                 [kind, label] | [kind, label, _] => kind == "host" && same_host(label, host),
                 _ => false,
-            })
-            .last()?;
+            })?;
         let services = block_services(source, item, host, wanted);
         Some(UserHost {
             host: host.to_owned(),
