@@ -18,7 +18,7 @@ use super::local_clones::{self, LocalClones};
 use super::savings;
 use super::server_log::LogTail;
 use super::user_settings;
-use crate::cliconfig::{self, Program, Rendered, UserConfig, UserHost, TOFU_CLI_CONFIG_FILE};
+use crate::cliconfig::{self, Program, Rendered, UserHost};
 use crate::config::Config;
 use crate::protocol::RunId;
 
@@ -93,7 +93,20 @@ pub async fn run_as(
     let rendered = super::render_exec_config(&config, &run_url, mirror.as_ref(), user.as_ref());
     let routed: &[UserHost] = if announced { &user_hosts } else { &[] };
     report_dropped_settings(&rendered, &scope, routed);
-    report_user_routing(program, reader, user.as_ref(), routed, &rendered, &scope);
+    let kept_installation = !rendered
+        .overridden
+        .iter()
+        .any(|setting| setting == "provider_installation");
+    let settings = user_settings::UserSettings {
+        program,
+        reader,
+        user: user.as_ref(),
+        routed,
+        installs_providers: scope.installs_providers() && kept_installation,
+    };
+    for line in settings.lines() {
+        eprintln!("tfmirror: {line}");
+    }
     let git = super::git_config_env(&config, &run_url, &local.rewrites, |name| {
         std::env::var(name).ok()
     });
@@ -147,49 +160,6 @@ fn report_dropped_settings(rendered: &Rendered, scope: &Scope, routed: &[UserHos
              cache is not safe when several inits run at once",
             plugin_cache.join(" and ")
         );
-    }
-}
-
-/// One line for each of the user's `host` blocks tfmirror follows, one for
-/// a `provider_installation` whose mirrors bypass tfmirror (when the
-/// command may install providers), and, for a program that is neither
-/// Terraform nor OpenTofu, one saying whose config it got when the user
-/// has OpenTofu's own too.
-fn report_user_routing(
-    program: &OsString,
-    reader: Program,
-    user: Option<&UserConfig>,
-    routed: &[UserHost],
-    rendered: &Rendered,
-    scope: &Scope,
-) {
-    let home = crate::config::home_dir();
-    let home = home.as_deref();
-    let mut lines = user_settings::routing_lines(routed, &super::PROXIED_SERVICES, home);
-    let installation_kept = !rendered
-        .overridden
-        .iter()
-        .any(|setting| setting == "provider_installation");
-    if scope.installs_providers() && installation_kept {
-        lines.extend(user.and_then(|user| user_settings::bypass_line(user, home)));
-    }
-    if reader == Program::Other {
-        let tofu_file = std::env::var_os(TOFU_CLI_CONFIG_FILE)
-            .filter(|file| !file.is_empty())
-            .map(PathBuf::from);
-        let name = Path::new(program)
-            .file_name()
-            .unwrap_or(program)
-            .to_string_lossy();
-        lines.extend(user_settings::wrapper_line(
-            &name,
-            user,
-            tofu_file.as_deref(),
-            home,
-        ));
-    }
-    for line in lines {
-        eprintln!("tfmirror: {line}");
     }
 }
 

@@ -4,9 +4,50 @@
 //! providers past tfmirror, and OpenTofu settings a wrapper program does
 //! not get.
 
-use std::path::Path;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
-use crate::cliconfig::{Bypass, UserConfig, UserHost};
+use crate::cliconfig::{Bypass, Program, UserConfig, UserHost, TOFU_CLI_CONFIG_FILE};
+
+/// What one `exec` knows of the user's settings.
+pub struct UserSettings<'a> {
+    /// The command `exec` runs, as given.
+    pub program: &'a OsStr,
+    /// Whose files `user` was read from.
+    pub reader: Program,
+    pub user: Option<&'a UserConfig>,
+    /// The user's `host` blocks the server took as upstream for this run.
+    pub routed: &'a [UserHost],
+    /// Whether the command may install providers with the user's own
+    /// `provider_installation` in force.
+    pub installs_providers: bool,
+}
+
+impl UserSettings<'_> {
+    /// One line for each `host` block followed, one for a
+    /// `provider_installation` whose mirrors bypass tfmirror, and, for a
+    /// program that is neither Terraform nor OpenTofu, one saying whose
+    /// config it got when the user has OpenTofu's own too.
+    pub fn lines(&self) -> Vec<String> {
+        let home = crate::config::home_dir();
+        let home = home.as_deref();
+        let mut lines = routing_lines(self.routed, &super::PROXIED_SERVICES, home);
+        if self.installs_providers {
+            lines.extend(self.user.and_then(|user| bypass_line(user, home)));
+        }
+        if self.reader == Program::Other {
+            let tofu_file = std::env::var_os(TOFU_CLI_CONFIG_FILE)
+                .filter(|file| !file.is_empty())
+                .map(PathBuf::from);
+            let name = Path::new(self.program)
+                .file_name()
+                .unwrap_or(self.program)
+                .to_string_lossy();
+            lines.extend(wrapper_line(&name, self.user, tofu_file.as_deref(), home));
+        }
+        lines
+    }
+}
 
 /// `~/…` for a path under `home`, the path itself otherwise.
 pub fn display_home(path: &Path, home: Option<&Path>) -> String {
@@ -89,8 +130,6 @@ pub fn wrapper_line(
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
     #[test]
