@@ -69,12 +69,12 @@ pub async fn run_as(
     let scope = Scope::of(program, args, &cwd, |name| std::env::var(name).ok());
     let module_workdir = super::run_start::module_workdir(args, &cwd);
     let routes = super::host_routes(&user_hosts);
-    let announce = async {
-        if module_workdir.is_some() || !routes.is_empty() {
-            super::run_start::announce(&server, run, module_workdir.as_deref(), routes).await
-        } else {
-            true
-        }
+    // Before anything of the run reaches the server: its requests go by
+    // the routes announced.
+    let announced = if module_workdir.is_some() || !routes.is_empty() {
+        super::run_start::announce(&server, run, module_workdir.as_deref(), routes).await
+    } else {
+        true
     };
     let local = async {
         match &module_workdir {
@@ -85,9 +85,8 @@ pub async fn run_as(
             None => LocalClones::default(),
         }
     };
-    let (announced, mirror, local) = tokio::join!(
-        announce,
-        fast_path::plan(&scope, &config, &server, user.as_ref()),
+    let (mirror, local) = tokio::join!(
+        fast_path::plan(&scope, &config, &server, run, user.as_ref()),
         local
     );
     let rendered = super::render_exec_config(&config, &run_url, mirror.as_ref(), user.as_ref());

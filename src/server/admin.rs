@@ -127,7 +127,11 @@ impl App {
             Ok(prepare) => prepare,
             Err(failure) => return failure.into_response(),
         };
-        match self.providers.prepare(prepare, forwarded).await {
+        let forwarded = Forwarded {
+            run: prepare.run.clone(),
+            ..forwarded.clone()
+        };
+        match self.providers.prepare(prepare, &forwarded).await {
             Ok(answer) => json_ok(&answer),
             Err(bad) => HandlerError::new(bad.status(), bad.to_string()).into_response(),
         }

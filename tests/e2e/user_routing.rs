@@ -12,6 +12,10 @@ use crate::harness::{assert_success, World};
 
 const TOKEN: &str = "token-for-b";
 
+/// A proxy for https that refuses every connection: should routing fail
+/// and a request head for the real registry, it stays on loopback.
+const DEAD_PROXY: [(&str, &str); 1] = [("HTTPS_PROXY", "http://127.0.0.1:9")];
+
 fn alpha() -> Vec<ProviderSpec> {
     vec![ProviderSpec::new("hashicorp", "alpha", &["1.2.0"])]
 }
@@ -53,13 +57,18 @@ credentials "registry.terraform.io" {{
     )
 }
 
-/// The world's config without its `[upstream]` entry: the user's block is
-/// then the only word on where registry.terraform.io is.
-fn drop_upstream_entry(world: &World) {
+/// The world's config with `replacement` for its `[upstream]` entry.
+fn replace_upstream_entry(world: &World, replacement: &str) {
     let config = std::fs::read_to_string(world.config_path()).unwrap();
     let entry = format!("\"registry.terraform.io\" = \"{}\"\n", world.registry.url());
     assert!(config.contains(&entry), "{config}");
-    std::fs::write(world.config_path(), config.replace(&entry, "")).unwrap();
+    std::fs::write(world.config_path(), config.replace(&entry, replacement)).unwrap();
+}
+
+/// The world's config without its `[upstream]` entry: the user's block is
+/// then the only word on where registry.terraform.io is.
+fn drop_upstream_entry(world: &World) {
+    replace_upstream_entry(world, "");
 }
 
 #[test]
@@ -71,7 +80,7 @@ fn the_users_host_block_is_the_upstream_for_its_host() {
     std::fs::write(world.home().join(".terraformrc"), host_block_to(&b)).unwrap();
 
     let dir = world.workdir("routed", &[("hashicorp", "alpha", "1.2.0")]);
-    let output = world.init(&dir);
+    let output = world.init_with_env(&dir, &DEAD_PROXY);
     assert_success(&output, "init through the user's host block");
     let versions = |r: &FakeRegistry| r.count(|q| q.path.ends_with("/alpha/versions"));
     assert!(versions(&b) >= 1, "B answered: {:?}", b.requests());
@@ -90,6 +99,56 @@ fn the_users_host_block_is_the_upstream_for_its_host() {
         .join("\n")
         .replace(&b.url(), "http://B/");
     insta::assert_snapshot!("host_block_line", lines);
+}
+
+/// A server started before the user's block existed learns it from the
+/// run, for the fast path's preparation too: a locked init with a cold
+/// cache fetches the locked provider from B and links it from the tree.
+#[test]
+fn a_runs_host_block_routes_the_fast_paths_preparation() {
+    // No token required: the preparation is exec's request, which carries
+    // only TF_TOKEN_ variables, not the credentials blocks Terraform reads.
+    let b = FakeRegistry::start(alpha());
+    // The lock file, made against B by another user's world.
+    let locking = World::new(alpha());
+    replace_upstream_entry(
+        &locking,
+        &format!("\"registry.terraform.io\" = \"{}\"\n", b.url()),
+    );
+    std::fs::write(locking.home().join(".terraformrc"), host_block_to(&b)).unwrap();
+    let locked = locking.workdir("locked", &[("hashicorp", "alpha", "1.2.0")]);
+    assert_success(&locking.init(&locked), "init that writes the lock file");
+    b.clear_requests();
+
+    let world = World::new(alpha());
+    drop_upstream_entry(&world);
+    let mut serve = world.tfmirror(&["serve"]);
+    serve
+        .envs(DEAD_PROXY)
+        .stderr(std::process::Stdio::inherit());
+    let _server = world.serve_command(serve);
+    std::fs::write(world.home().join(".terraformrc"), host_block_to(&b)).unwrap();
+    let dir = world.workdir("prepared", &[("hashicorp", "alpha", "1.2.0")]);
+    std::fs::copy(
+        locked.join(".terraform.lock.hcl"),
+        dir.join(".terraform.lock.hcl"),
+    )
+    .unwrap();
+    let output = world.init_with_env(&dir, &DEAD_PROXY);
+    assert_success(&output, "locked init through the run's host block");
+    let installed =
+        dir.join(".terraform/providers/registry.terraform.io/hashicorp/alpha/1.2.0/linux_amd64");
+    assert!(
+        std::fs::symlink_metadata(&installed).is_ok_and(|m| m.file_type().is_symlink()),
+        "installed from the tree:\n{}",
+        stderr(&output)
+    );
+    assert!(
+        b.artifact_requests() >= 1,
+        "B served the zip: {:?}",
+        b.requests()
+    );
+    assert_eq!(world.registry.requests(), [], "nothing from A");
 }
 
 #[test]
@@ -147,7 +206,7 @@ fn provider_installation_mirrors_are_named_once_per_installing_run() {
     .unwrap();
 
     let dir = world.workdir("mirrored", &[("hashicorp", "alpha", "1.2.0")]);
-    let output = world.init(&dir);
+    let output = world.init_with_env(&dir, &DEAD_PROXY);
     assert_success(&output, "init with the user's provider_installation");
     let lines = setting_lines(&output)
         .join("\n")
