@@ -652,6 +652,21 @@ mod tests {
     }
 
     #[test]
+    fn reads_nested_items_and_string_values() {
+        let src =
+            "host \"h\" {\n  services = { \"a.v1\" = \"/x/\", b = 1 }\n}\nk = <<EOF\nv\nEOF\n";
+        let parsed = parse(src).unwrap();
+        let (body, items) = nested(src, &parsed.items[0]).unwrap();
+        assert_eq!(items[0].keys, ["services"]);
+        let (map, entries) = nested(body, &items[0]).unwrap();
+        assert_eq!(entries[0].keys, ["a.v1"]);
+        assert_eq!(string_value(map, &entries[0]).as_deref(), Some("/x/"));
+        assert_eq!(string_value(map, &entries[1]), None, "a number");
+        assert_eq!(string_value(src, &parsed.items[1]), None, "a heredoc");
+        assert!(nested(src, &parsed.items[1]).is_none());
+    }
+
+    #[test]
     fn splits_top_level_items_with_their_spans() {
         let src = "a = 1\nhost \"x.io\" {\n  services = { \"providers.v1\" = \"u\" }\n}, b = [\"p\", true,]\n";
         let parsed = parse(src).unwrap();

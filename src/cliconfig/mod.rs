@@ -5,10 +5,12 @@
 //! replace service discovery for a hostname and accept a plain
 //! `http://127.0.0.1:PORT/` URL (see DESIGN.md, "How Terraform is pointed at
 //! it"). `tfmirror rc` prints the file and `tfmirror exec` points
-//! `TF_CLI_CONFIG_FILE` at it. Terraform then reads that one file and nothing
-//! else: not `~/.terraformrc`, and not the `~/.terraform.d/*.tfrc` files where
-//! `terraform login` keeps tokens. So the generated file carries the user's
-//! own settings along, all but the `host` blocks it replaces.
+//! `TF_CLI_CONFIG_FILE` (and `TOFU_CLI_CONFIG_FILE`) at it. Terraform then
+//! reads that one file and nothing else: not `~/.terraformrc`, and not the
+//! `~/.terraform.d/*.tfrc` files where `terraform login` keeps tokens;
+//! OpenTofu likewise skips `~/.tofurc`. So the generated file carries the
+//! user's own settings along, all but the `host` blocks it replaces, whose
+//! services tfmirror then uses as that host's upstream (`routing`).
 //!
 //! - `locations`: where Terraform and OpenTofu look for their config files.
 //! - `user`: reads the user's config from those files.

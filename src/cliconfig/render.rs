@@ -792,6 +792,25 @@ provider_installation {
         assert_eq!(saved.file_setting("provider_installation"), None);
     }
 
+    #[test]
+    fn a_replaced_host_block_is_recognised_by_its_host() {
+        let user = user(&[("/u/.terraformrc", FULL_USER_CONFIG)]);
+        let rendered = render(
+            &hosts(&["registry.terraform.io"]),
+            Some(&user),
+            Tokens::Keep,
+        );
+        let [setting] = rendered.overridden.as_slice() else {
+            panic!("{:?}", rendered.overridden);
+        };
+        assert!(names_host_block(setting, "registry.terraform.io"));
+        assert!(!names_host_block(setting, "registry.opentofu.org"));
+        assert!(!names_host_block(
+            "provider_installation",
+            "registry.terraform.io"
+        ));
+    }
+
     fn user_only_hosts() -> UserConfig {
         user(&[(
             "/u/.terraformrc",

@@ -1,5 +1,6 @@
-//! Finds and reads the user's own CLI config, the files Terraform would read
-//! if tfmirror did not point `TF_CLI_CONFIG_FILE` at its own file.
+//! Reads the user's own CLI config: the files Terraform or OpenTofu would
+//! read (see `locations`) if tfmirror did not point `TF_CLI_CONFIG_FILE`
+//! and `TOFU_CLI_CONFIG_FILE` at its own file.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -11,12 +12,12 @@ use std::path::{Path, PathBuf};
 use super::locations::{config_files, Program};
 use super::{hcl1, json, render, CliConfigError};
 
-/// The user's CLI config: one file, or (without `TF_CLI_CONFIG_FILE`)
-/// `~/.terraformrc` plus the files in `~/.terraform.d`, in Terraform's order.
+/// The user's CLI config: one file named by a variable, or the main file
+/// (`~/.terraformrc`, for OpenTofu `~/.tofurc`) plus the files of the
+/// config directory (`~/.terraform.d`), in the order the program merges
+/// them.
 pub struct UserConfig {
-    /// The first file read: `TF_CLI_CONFIG_FILE`, else `~/.terraformrc`,
-    /// else the first file in `~/.terraform.d`. [`UserConfig::files`] lists
-    /// them all.
+    /// The first file read. [`UserConfig::files`] lists them all.
     pub path: PathBuf,
     pub(super) sources: Vec<UserConfigFile>,
 }
