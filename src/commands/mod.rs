@@ -318,3 +318,46 @@ pub fn terraform_rc_path(cache_dir: &Path) -> PathBuf {
 pub fn legacy_terraform_rc_path(cache_dir: &Path) -> PathBuf {
     cache_dir.join(crate::store::layout::TERRAFORM_RC)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user_with(rc: &str) -> (tempfile::TempDir, cliconfig::UserConfig) {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join(".terraformrc"), rc).unwrap();
+        let user = cliconfig::find_user_config(
+            cliconfig::Program::Terraform,
+            &|_| None,
+            Some(home.path()),
+        )
+        .unwrap()
+        .unwrap();
+        (home, user)
+    }
+
+    #[test]
+    fn a_users_host_block_is_followed_unless_upstream_names_the_host() {
+        let (_home, user) = user_with(
+            "host \"registry.terraform.io\" {\n  services = { \"providers.v1\" = \"https://b.example/p/\" }\n}\n\
+             host \"registry.opentofu.org\" {\n  services = { \"login.v1\" = \"https://b.example/l/\" }\n}\n",
+        );
+        let hosts = user_hosts(&Config::default(), Some(&user));
+        let routes = host_routes(&hosts);
+        assert_eq!(
+            routes.len(),
+            1,
+            "a block with no proxied service changes nothing"
+        );
+        assert_eq!(routes[0].host, "registry.terraform.io");
+        assert_eq!(
+            routes[0].services.get("providers.v1").map(String::as_str),
+            Some("https://b.example/p/")
+        );
+        let explicit =
+            Config::parse("[upstream]\n\"registry.terraform.io\" = \"http://127.0.0.1:9/\"\n")
+                .unwrap();
+        assert_eq!(user_hosts(&explicit, Some(&user)), []);
+        assert_eq!(user_hosts(&Config::default(), None), []);
+    }
+}
