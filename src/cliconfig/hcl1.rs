@@ -23,6 +23,9 @@ pub(super) struct Item {
     /// From the first key to the end of the value, including a comma that
     /// follows the item (HCL 1 allows one).
     pub span: Range<usize>,
+    /// The value alone: `{ ... }` of a block or object, `[ ... ]`, or the
+    /// scalar's token.
+    pub value_span: Range<usize>,
 }
 
 /// What follows an item's keys.
@@ -74,6 +77,24 @@ pub(super) fn parse(src: &str) -> Result<Parsed, SyntaxError> {
         items,
         comments: parser.lexer.comments,
     })
+}
+
+/// The items inside a block or object item of `src` (as [`parse`] split
+/// it), with spans into the returned text, the part between the braces.
+/// `None` for any other item.
+pub(super) fn nested<'a>(src: &'a str, item: &Item) -> Option<(&'a str, Vec<Item>)> {
+    if !matches!(item.value, ValueKind::Block | ValueKind::Object) {
+        return None;
+    }
+    let inner = &src[item.value_span.start + 1..item.value_span.end - 1];
+    parse(inner).ok().map(|parsed| (inner, parsed.items))
+}
+
+/// The value of a `key = "string"` item of `src`; `None` for any other
+/// value (a heredoc, a number, a block).
+pub(super) fn string_value(src: &str, item: &Item) -> Option<String> {
+    let text = &src[item.value_span.clone()];
+    (item.value == ValueKind::Scalar && text.starts_with('"')).then(|| unquote(text))
 }
 
 /// A string [`quote`] cannot write with the same value. The value is left
@@ -455,12 +476,16 @@ impl Parser<'_> {
     fn item(&mut self) -> Result<Item, SyntaxError> {
         let start = self.lexer.peek()?.span.start;
         let mut keys = Vec::new();
-        let (value, mut end) = loop {
+        let (value, value_start, mut end) = loop {
             let token = self.lexer.next()?;
             match token.kind {
                 Kind::Ident => keys.push(self.text(&token).to_owned()),
                 Kind::Str => keys.push(unquote(self.text(&token))),
-                Kind::Assign if keys.len() == 1 => break self.value()?,
+                Kind::Assign if keys.len() == 1 => {
+                    let start = self.lexer.peek()?.span.start;
+                    let (kind, end) = self.value()?;
+                    break (kind, start, end);
+                }
                 Kind::Assign if keys.is_empty() => {
                     return Err(self.error(&token, "expected a name before `=`"));
                 }
@@ -472,7 +497,11 @@ impl Parser<'_> {
                     return Err(self.error(&token, message));
                 }
                 Kind::LBrace if !keys.is_empty() => {
-                    break (ValueKind::Block, self.object_body(&token)?);
+                    break (
+                        ValueKind::Block,
+                        token.span.start,
+                        self.object_body(&token)?,
+                    );
                 }
                 _ if keys.is_empty() => {
                     let message = format!("expected a name, found {}", token.kind.describe());
@@ -488,6 +517,7 @@ impl Parser<'_> {
                 }
             }
         };
+        let value_span = value_start..end;
         if self.lexer.peek()?.kind == Kind::Comma {
             end = self.lexer.next()?.span.end;
         }
@@ -495,6 +525,7 @@ impl Parser<'_> {
             keys,
             value,
             span: start..end,
+            value_span,
         })
     }
 
@@ -618,6 +649,21 @@ mod tests {
 
     fn error(src: &str) -> String {
         parse(src).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn reads_nested_items_and_string_values() {
+        let src =
+            "host \"h\" {\n  services = { \"a.v1\" = \"/x/\", b = 1 }\n}\nk = <<EOF\nv\nEOF\n";
+        let parsed = parse(src).unwrap();
+        let (body, items) = nested(src, &parsed.items[0]).unwrap();
+        assert_eq!(items[0].keys, ["services"]);
+        let (map, entries) = nested(body, &items[0]).unwrap();
+        assert_eq!(entries[0].keys, ["a.v1"]);
+        assert_eq!(string_value(map, &entries[0]).as_deref(), Some("/x/"));
+        assert_eq!(string_value(map, &entries[1]), None, "a number");
+        assert_eq!(string_value(src, &parsed.items[1]), None, "a heredoc");
+        assert!(nested(src, &parsed.items[1]).is_none());
     }
 
     #[test]

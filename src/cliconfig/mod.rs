@@ -5,12 +5,18 @@
 //! replace service discovery for a hostname and accept a plain
 //! `http://127.0.0.1:PORT/` URL (see DESIGN.md, "How Terraform is pointed at
 //! it"). `tfmirror rc` prints the file and `tfmirror exec` points
-//! `TF_CLI_CONFIG_FILE` at it. Terraform then reads that one file and nothing
-//! else: not `~/.terraformrc`, and not the `~/.terraform.d/*.tfrc` files where
-//! `terraform login` keeps tokens. So the generated file carries the user's
-//! own settings along, all but the `host` blocks it replaces.
+//! `TF_CLI_CONFIG_FILE` (and `TOFU_CLI_CONFIG_FILE`) at it. Terraform then
+//! reads that one file and nothing else: not `~/.terraformrc`, and not the
+//! `~/.terraform.d/*.tfrc` files where `terraform login` keeps tokens;
+//! OpenTofu likewise skips `~/.tofurc`. So the generated file carries the
+//! user's own settings along, all but the `host` blocks it replaces, whose
+//! services tfmirror then uses as that host's upstream (`routing`).
 //!
-//! - `user`: finds and reads the user's config the way Terraform does.
+//! - `locations`: where Terraform and OpenTofu look for their config files.
+//! - `user`: reads the user's config from those files.
+//! - `routing`: what the user's config says about routing: `host` blocks
+//!   (tfmirror's upstream for that host) and `provider_installation`
+//!   mirrors (which bypass tfmirror).
 //! - `hcl1`: checks HCL 1 syntax (Terraform's CLI config is HCL 1, not
 //!   HCL 2) and splits a file into top-level items, so that kept settings
 //!   are copied byte for byte.
@@ -25,14 +31,18 @@
 mod hcl1;
 mod installation;
 mod json;
+mod locations;
 mod render;
+mod routing;
 mod user;
 
 use std::fmt;
 use std::path::PathBuf;
 
 pub use installation::FilesystemMirror;
-pub use render::{render, render_exec, render_network_mirror, Tokens};
+pub use locations::{Program, TOFU_CLI_CONFIG_FILE};
+pub use render::{names_host_block, render, render_exec, render_network_mirror, Tokens};
+pub use routing::{Bypass, UserHost};
 pub use user::{find_user_config, UserConfig};
 
 /// One registry host routed through tfmirror and the service URLs Terraform

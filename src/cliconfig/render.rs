@@ -219,7 +219,7 @@ fn kept_text(
     for item in &source.items {
         if let Some(label) = replaced_host(item, routing.hosts()) {
             cuts.push(with_lead_comment(source, item.span.clone()));
-            note(dropped.overridden, source, format!("host {label:?}"));
+            note(dropped.overridden, source, host_setting(label));
         } else if routing.replaces_installation() && is_setting(item, "provider_installation") {
             cuts.push(with_lead_comment(source, item.span.clone()));
             note(dropped.overridden, source, "provider_installation".into());
@@ -256,6 +256,20 @@ fn replaced_host<'a>(item: &'a hcl1::Item, hosts: &[HostServices]) -> Option<&'a
     }
 }
 
+/// How a replaced `host` block is named in [`Rendered::overridden`].
+fn host_setting(label: &str) -> String {
+    format!("host {label:?}")
+}
+
+/// Whether `setting`, an entry of [`Rendered::overridden`], is a `host`
+/// block for `host`.
+pub fn names_host_block(setting: &str, host: &str) -> bool {
+    setting
+        .strip_prefix("host ")
+        .and_then(|quoted| quoted.strip_prefix('"')?.strip_suffix('"'))
+        .is_some_and(|label| host_setting(label) == setting && same_host(label, host))
+}
+
 /// A `credentials "host" { token = ... }` block.
 fn is_credentials(item: &hcl1::Item) -> bool {
     item.keys.first().is_some_and(|key| key == "credentials")
@@ -267,7 +281,7 @@ pub(super) fn is_setting(item: &hcl1::Item, key: &str) -> bool {
 }
 
 /// Hostnames compare case-insensitively, and `:443` is the default port.
-fn same_host(a: &str, b: &str) -> bool {
+pub(super) fn same_host(a: &str, b: &str) -> bool {
     let normal = |h: &str| {
         let h = h.to_ascii_lowercase();
         h.strip_suffix(":443").map(str::to_owned).unwrap_or(h)
@@ -776,6 +790,25 @@ provider_installation {
             render_network_mirror("https://127.0.0.1:7878/providers/", None, Tokens::Omit);
         let saved = user(&[("/home/user/.terraformrc", &generated.text)]);
         assert_eq!(saved.file_setting("provider_installation"), None);
+    }
+
+    #[test]
+    fn a_replaced_host_block_is_recognised_by_its_host() {
+        let user = user(&[("/u/.terraformrc", FULL_USER_CONFIG)]);
+        let rendered = render(
+            &hosts(&["registry.terraform.io"]),
+            Some(&user),
+            Tokens::Keep,
+        );
+        let [setting] = rendered.overridden.as_slice() else {
+            panic!("{:?}", rendered.overridden);
+        };
+        assert!(names_host_block(setting, "registry.terraform.io"));
+        assert!(!names_host_block(setting, "registry.opentofu.org"));
+        assert!(!names_host_block(
+            "provider_installation",
+            "registry.terraform.io"
+        ));
     }
 
     fn user_only_hosts() -> UserConfig {

@@ -1,21 +1,23 @@
-//! Finds and reads the user's own CLI config, the files Terraform would read
-//! if tfmirror did not point `TF_CLI_CONFIG_FILE` at its own file.
+//! Reads the user's own CLI config: the files Terraform or OpenTofu would
+//! read (see `locations`) if tfmirror did not point `TF_CLI_CONFIG_FILE`
+//! and `TOFU_CLI_CONFIG_FILE` at its own file.
 
-use std::ffi::OsStr;
+use std::ffi::OsString;
 use std::fmt;
 use std::fs;
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use super::locations::{config_files, Program};
 use super::{hcl1, json, render, CliConfigError};
 
-/// The user's CLI config: one file, or (without `TF_CLI_CONFIG_FILE`)
-/// `~/.terraformrc` plus the files in `~/.terraform.d`, in Terraform's order.
+/// The user's CLI config: one file named by a variable, or the main file
+/// (`~/.terraformrc`, for OpenTofu `~/.tofurc`) plus the files of the
+/// config directory (`~/.terraform.d`), in the order the program merges
+/// them.
 pub struct UserConfig {
-    /// The first file read: `TF_CLI_CONFIG_FILE`, else `~/.terraformrc`,
-    /// else the first file in `~/.terraform.d`. [`UserConfig::files`] lists
-    /// them all.
+    /// The first file read. [`UserConfig::files`] lists them all.
     pub path: PathBuf,
     pub(super) sources: Vec<UserConfigFile>,
 }
@@ -84,31 +86,19 @@ fn is_json(contents: &str) -> bool {
     contents.trim_start().starts_with('{')
 }
 
-/// The user's own CLI config, found the way Terraform finds it.
-///
-/// `env_tf_cli_config_file` is the value of `TF_CLI_CONFIG_FILE` (for
-/// OpenTofu, `TOFU_CLI_CONFIG_FILE` if that is what the user set; for old
-/// setups, `TERRAFORM_CONFIG`, which Terraform reads when the former is
-/// unset). When it is set and not empty, that file is the whole config:
-/// Terraform then skips its config directory. Otherwise the config is
-/// `~/.terraformrc` followed by `~/.terraform.d/*.tfrc` and `*.tfrc.json`
-/// sorted by name; `home` is the home directory (Terraform uses `$HOME`).
+/// The user's own CLI config for `program`, found the way it finds it (see
+/// [`config_files`]); `env` reads an environment variable and `home` is
+/// `$HOME`.
 ///
 /// Returns `Ok(None)` when none of these files exists. A file that exists
 /// but cannot be read or parsed is an error naming it.
 pub fn find_user_config(
-    env_tf_cli_config_file: Option<&OsStr>,
+    program: Program,
+    env: &dyn Fn(&str) -> Option<OsString>,
     home: Option<&Path>,
 ) -> Result<Option<UserConfig>, CliConfigError> {
-    let candidates = match env_tf_cli_config_file.filter(|path| !path.is_empty()) {
-        Some(path) => vec![PathBuf::from(path)],
-        None => match home {
-            Some(home) => default_files(home)?,
-            None => Vec::new(),
-        },
-    };
     let mut sources = Vec::new();
-    for path in candidates {
+    for path in config_files(program, env, home)? {
         if let Some(contents) = read_if_present(&path)? {
             sources.push(UserConfigFile::parse(path, &contents)?);
         }
@@ -133,50 +123,6 @@ impl UserConfig {
     }
 }
 
-/// `~/.terraformrc`, then the CLI config files in `~/.terraform.d`.
-fn default_files(home: &Path) -> Result<Vec<PathBuf>, CliConfigError> {
-    let mut files = vec![home.join(".terraformrc")];
-    files.extend(config_dir_files(&home.join(".terraform.d"))?);
-    Ok(files)
-}
-
-/// The `*.tfrc` and `*.tfrc.json` files in `dir`, sorted by name as
-/// Terraform reads them. A missing directory holds none.
-fn config_dir_files(dir: &Path) -> Result<Vec<PathBuf>, CliConfigError> {
-    let read_error = |error| CliConfigError::Read {
-        path: dir.to_owned(),
-        error,
-    };
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-            ) =>
-        {
-            return Ok(Vec::new());
-        }
-        Err(e) => return Err(read_error(e)),
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(read_error)?.path();
-        if is_config_file_name(&path) && !path.is_dir() {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-fn is_config_file_name(path: &Path) -> bool {
-    path.file_name().is_some_and(|name| {
-        let name = name.as_encoded_bytes();
-        name.ends_with(b".tfrc") || name.ends_with(b".tfrc.json")
-    })
-}
-
 /// The file's text, or `None` if it does not exist.
 fn read_if_present(path: &Path) -> Result<Option<String>, CliConfigError> {
     let bytes = match fs::read(path) {
@@ -199,7 +145,23 @@ fn read_if_present(path: &Path) -> Result<Option<String>, CliConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsStr;
+
     use super::*;
+
+    /// Terraform's config, with `file` as `TF_CLI_CONFIG_FILE`.
+    fn find(
+        file: Option<&OsStr>,
+        home: Option<&Path>,
+    ) -> Result<Option<UserConfig>, CliConfigError> {
+        let file = file.map(OsStr::to_owned);
+        let env = move |name: &str| {
+            (name == "TF_CLI_CONFIG_FILE")
+                .then(|| file.clone())
+                .flatten()
+        };
+        find_user_config(Program::Terraform, &env, home)
+    }
 
     fn write(path: &Path, text: &str) {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -216,14 +178,12 @@ mod tests {
     #[test]
     fn nothing_to_find_is_none() {
         let home = tempfile::tempdir().unwrap();
-        assert!(find_user_config(None, Some(home.path())).unwrap().is_none());
-        assert!(find_user_config(None, None).unwrap().is_none());
+        assert!(find(None, Some(home.path())).unwrap().is_none());
+        assert!(find(None, None).unwrap().is_none());
         let missing = home.path().join("missing.tfrc");
-        assert!(
-            find_user_config(Some(missing.as_os_str()), Some(home.path()))
-                .unwrap()
-                .is_none()
-        );
+        assert!(find(Some(missing.as_os_str()), Some(home.path()))
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -242,9 +202,7 @@ mod tests {
         write(&h.join(".terraform.d/notes.txt"), "not a config {");
         fs::create_dir_all(h.join(".terraform.d/plugins")).unwrap();
 
-        let config = find_user_config(Some(OsStr::new("")), Some(h))
-            .unwrap()
-            .unwrap();
+        let config = find(Some(OsStr::new("")), Some(h)).unwrap().unwrap();
         assert_eq!(config.path, h.join(".terraformrc"));
         assert_eq!(
             names(&config, h),
@@ -264,7 +222,7 @@ mod tests {
             &creds,
             r#"{"credentials": {"app.terraform.io": {"token": "t"}}}"#,
         );
-        let config = find_user_config(None, Some(home.path())).unwrap().unwrap();
+        let config = find(None, Some(home.path())).unwrap().unwrap();
         assert_eq!(config.path, creds);
     }
 
@@ -280,9 +238,7 @@ mod tests {
         let explicit = h.join("tofu.rc");
         write(&explicit, "plugin_cache_dir = \"/c\"\n");
 
-        let config = find_user_config(Some(explicit.as_os_str()), Some(h))
-            .unwrap()
-            .unwrap();
+        let config = find(Some(explicit.as_os_str()), Some(h)).unwrap().unwrap();
         assert_eq!(names(&config, h), ["tofu.rc"]);
     }
 
@@ -294,7 +250,7 @@ mod tests {
             &rc,
             "credentials \"app.terraform.io\" {\n  token = \"x\n}\n",
         );
-        let err = find_user_config(None, Some(home.path())).unwrap_err();
+        let err = find(None, Some(home.path())).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -304,7 +260,7 @@ mod tests {
         );
 
         write(&rc, "{\"credentials\": ");
-        let err = find_user_config(None, Some(home.path())).unwrap_err();
+        let err = find(None, Some(home.path())).unwrap_err();
         assert!(err.to_string().starts_with(&format!(
             "cannot parse Terraform CLI config {}: EOF while parsing",
             rc.display()
@@ -316,7 +272,7 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let dir = home.path().join("dir.tfrc");
         fs::create_dir(&dir).unwrap();
-        let err = find_user_config(Some(dir.as_os_str()), None).unwrap_err();
+        let err = find(Some(dir.as_os_str()), None).unwrap_err();
         assert!(matches!(err, CliConfigError::Read { .. }));
         assert!(err.to_string().starts_with(&format!(
             "cannot read Terraform CLI config {}: ",

@@ -15,8 +15,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::fast_path::{self, Scope};
 use super::launch::Launch;
 use super::local_clones::{self, LocalClones};
-use super::{run_report, savings};
-use crate::cliconfig::Rendered;
+use super::{run_report, savings, user_settings};
+use crate::cliconfig::{self, Program, Rendered, UserHost};
 use crate::config::Config;
 use crate::protocol::RunId;
 
@@ -60,13 +60,18 @@ pub async fn run_as(
     let run_url = crate::protocol::run_url(&server.url, &run_id);
     let run = run_id.as_str();
     let cwd = std::env::current_dir()?;
-    let user = super::user_cli_config(launch.cache_dir)?;
+    let reader = Program::of(program);
+    let user = super::user_cli_config(launch.cache_dir, reader)?;
+    let user_hosts = super::user_hosts(&config, user.as_ref());
     let scope = Scope::of(program, args, &cwd, |name| std::env::var(name).ok());
     let module_workdir = super::run_start::module_workdir(args, &cwd);
-    let announce = async {
-        if let Some(workdir) = &module_workdir {
-            super::run_start::announce(&server, run, workdir).await;
-        }
+    let routes = super::host_routes(&user_hosts);
+    // Before anything of the run reaches the server: its requests go by
+    // the routes announced.
+    let announced = if module_workdir.is_some() || !routes.is_empty() {
+        super::run_start::announce(&server, run, module_workdir.as_deref(), routes).await
+    } else {
+        true
     };
     let local = async {
         match &module_workdir {
@@ -77,13 +82,27 @@ pub async fn run_as(
             None => LocalClones::default(),
         }
     };
-    let (_, mirror, local) = tokio::join!(
-        announce,
-        fast_path::plan(&scope, &config, &server, user.as_ref()),
+    let (mirror, local) = tokio::join!(
+        fast_path::plan(&scope, &config, &server, run, user.as_ref()),
         local
     );
     let rendered = super::render_exec_config(&config, &run_url, mirror.as_ref(), user.as_ref());
-    report_dropped_settings(&rendered, &scope);
+    let routed: &[UserHost] = if announced { &user_hosts } else { &[] };
+    report_dropped_settings(&rendered, &scope, routed);
+    let kept_installation = !rendered
+        .overridden
+        .iter()
+        .any(|setting| setting == "provider_installation");
+    let settings = user_settings::UserSettings {
+        program,
+        reader,
+        user: user.as_ref(),
+        routed,
+        installs_providers: scope.installs_providers() && kept_installation,
+    };
+    for line in settings.lines() {
+        eprintln!("tfmirror: {line}");
+    }
     let git = super::git_config_env(&config, &run_url, &local.rewrites, |name| {
         std::env::var(name).ok()
     });
@@ -99,13 +118,24 @@ pub async fn run_as(
     code
 }
 
-/// One line for the user's settings the generated config replaces, and one
-/// for a plugin cache left out when the command may install providers.
-fn report_dropped_settings(rendered: &Rendered, scope: &Scope) {
-    if !rendered.overridden.is_empty() {
+/// One line for the user's settings the generated config replaces (but
+/// not the `host` blocks tfmirror follows, `routed`), and one for a plugin
+/// cache left out when the command may install providers.
+fn report_dropped_settings(rendered: &Rendered, scope: &Scope, routed: &[UserHost]) {
+    let overridden: Vec<&str> = rendered
+        .overridden
+        .iter()
+        .map(String::as_str)
+        .filter(|setting| {
+            !routed
+                .iter()
+                .any(|host| cliconfig::names_host_block(setting, &host.host))
+        })
+        .collect();
+    if !overridden.is_empty() {
         eprintln!(
             "tfmirror: the generated CLI config replaces these settings of yours: {}",
-            rendered.overridden.join(", ")
+            overridden.join(", ")
         );
     }
     let mut plugin_cache = rendered.left_out.clone();

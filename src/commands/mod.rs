@@ -21,6 +21,7 @@ pub mod serve;
 pub mod service;
 pub mod status;
 pub mod stop;
+mod user_settings;
 pub mod warm;
 
 use std::path::{Path, PathBuf};
@@ -185,6 +186,10 @@ pub async fn require_server(cache_dir: &Path) -> Option<Health> {
     server
 }
 
+/// The registry services tfmirror proxies on each host, in the order its
+/// `host` blocks list them.
+pub const PROXIED_SERVICES: [&str; 2] = ["providers.v1", "modules.v1"];
+
 /// The `host` blocks that send each proxied registry to the server at `url`.
 pub fn host_services(config: &Config, url: &str) -> Vec<HostServices> {
     config
@@ -192,30 +197,63 @@ pub fn host_services(config: &Config, url: &str) -> Vec<HostServices> {
         .iter()
         .map(|host| HostServices {
             host: host.clone(),
-            services: vec![
-                (
-                    "providers.v1".to_owned(),
-                    format!("{url}/v1/providers/{host}/"),
-                ),
-                ("modules.v1".to_owned(), format!("{url}/v1/modules/{host}/")),
-            ],
+            services: PROXIED_SERVICES
+                .iter()
+                .map(|service| {
+                    let kind = service.trim_end_matches(".v1");
+                    (service.to_string(), format!("{url}/v1/{kind}/{host}/"))
+                })
+                .collect(),
         })
         .collect()
 }
 
-/// The CLI config for the server at `url`, carrying along the user's own:
-/// the file `TF_CLI_CONFIG_FILE` (or `TOFU_CLI_CONFIG_FILE`) names, else
-/// Terraform's default files. When that variable points at the cache's own
-/// persistent config (a shell set up by `tfmirror env`), the defaults are
-/// read instead, so edits to `~/.terraformrc` keep reaching the generated
-/// file.
+/// The user's own `host` blocks for the registries tfmirror proxies, which
+/// are then tfmirror's upstream for those hosts, as they were Terraform's:
+/// the generated config replaces them with tfmirror's. An `[upstream]`
+/// entry in tfmirror's config names where a host is really read from and
+/// wins over the user's block. A block that lists none of the proxied
+/// services changes nothing.
+pub fn user_hosts(
+    config: &Config,
+    user: Option<&cliconfig::UserConfig>,
+) -> Vec<cliconfig::UserHost> {
+    let Some(user) = user else {
+        return Vec::new();
+    };
+    config
+        .registries
+        .iter()
+        .filter(|host| !config.upstream.contains_key(host.as_str()))
+        .filter_map(|host| user.host_services(host, &PROXIED_SERVICES))
+        .filter(|host| !host.services.is_empty())
+        .collect()
+}
+
+/// [`user_hosts`] as the server takes them.
+pub fn host_routes(hosts: &[cliconfig::UserHost]) -> Vec<crate::upstream::HostRoute> {
+    hosts
+        .iter()
+        .map(|host| crate::upstream::HostRoute {
+            host: host.host.clone(),
+            services: host
+                .services
+                .iter()
+                .map(|(service, url)| (service.clone(), url.to_string()))
+                .collect(),
+        })
+        .collect()
+}
+
+/// The CLI config for the server at `url`, carrying along the user's own,
+/// read as Terraform reads it (see [`user_cli_config`]).
 pub fn render_cli_config(
     config: &Config,
     cache_dir: &Path,
     url: &str,
     tokens: Tokens,
 ) -> anyhow::Result<Rendered> {
-    let user = user_cli_config(cache_dir)?;
+    let user = user_cli_config(cache_dir, cliconfig::Program::Terraform)?;
     Ok(cliconfig::render(
         &host_services(config, url),
         user.as_ref(),
@@ -241,7 +279,7 @@ pub fn render_network_mirror_config(
     url: &str,
     tokens: Tokens,
 ) -> anyhow::Result<Rendered> {
-    let user = user_cli_config(cache_dir)?;
+    let user = user_cli_config(cache_dir, cliconfig::Program::Terraform)?;
     let mirror = format!("{url}/providers/");
     Ok(cliconfig::render_network_mirror(
         &mirror,
@@ -250,19 +288,25 @@ pub fn render_network_mirror_config(
     ))
 }
 
-/// The user's own CLI config, which the generated one carries along.
-pub fn user_cli_config(cache_dir: &Path) -> anyhow::Result<Option<cliconfig::UserConfig>> {
+/// The user's own CLI config for `program`, which the generated one
+/// carries along. A variable that names the cache's own persistent config
+/// (a shell set up by `tfmirror env`) is taken as unset, so the default
+/// files are read and edits to `~/.terraformrc` keep reaching the
+/// generated file.
+pub fn user_cli_config(
+    cache_dir: &Path,
+    program: cliconfig::Program,
+) -> anyhow::Result<Option<cliconfig::UserConfig>> {
     let own = [
         terraform_rc_path(cache_dir),
         legacy_terraform_rc_path(cache_dir),
     ];
-    let user_env = ["TF_CLI_CONFIG_FILE", "TOFU_CLI_CONFIG_FILE"]
-        .iter()
-        .filter_map(std::env::var_os)
-        .find(|path| !path.is_empty())
-        .filter(|path| !own.iter().any(|own| same_path(Path::new(path), own)));
+    let env = |name: &str| {
+        std::env::var_os(name).filter(|path| !own.iter().any(|own| same_path(Path::new(path), own)))
+    };
     Ok(cliconfig::find_user_config(
-        user_env.as_deref(),
+        program,
+        &env,
         config::home_dir().as_deref(),
     )?)
 }
@@ -315,5 +359,48 @@ mod git_env_tests {
             Some("http.http://127.0.0.1:4711/.proxy")
         );
         assert_eq!(get("GIT_CONFIG_VALUE_2"), Some(""));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user_with(rc: &str) -> (tempfile::TempDir, cliconfig::UserConfig) {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join(".terraformrc"), rc).unwrap();
+        let user = cliconfig::find_user_config(
+            cliconfig::Program::Terraform,
+            &|_| None,
+            Some(home.path()),
+        )
+        .unwrap()
+        .unwrap();
+        (home, user)
+    }
+
+    #[test]
+    fn a_users_host_block_is_followed_unless_upstream_names_the_host() {
+        let (_home, user) = user_with(
+            "host \"registry.terraform.io\" {\n  services = { \"providers.v1\" = \"https://b.example/p/\" }\n}\n\
+             host \"registry.opentofu.org\" {\n  services = { \"login.v1\" = \"https://b.example/l/\" }\n}\n",
+        );
+        let hosts = user_hosts(&Config::default(), Some(&user));
+        let routes = host_routes(&hosts);
+        assert_eq!(
+            routes.len(),
+            1,
+            "a block with no proxied service changes nothing"
+        );
+        assert_eq!(routes[0].host, "registry.terraform.io");
+        assert_eq!(
+            routes[0].services.get("providers.v1").map(String::as_str),
+            Some("https://b.example/p/")
+        );
+        let explicit =
+            Config::parse("[upstream]\n\"registry.terraform.io\" = \"http://127.0.0.1:9/\"\n")
+                .unwrap();
+        assert_eq!(user_hosts(&explicit, Some(&user)), []);
+        assert_eq!(user_hosts(&Config::default(), None), []);
     }
 }

@@ -1,6 +1,8 @@
-//! Telling the server that an `init` begins, and where, so that it can fetch
-//! the module version lists the last run from that directory asked for all
-//! at once instead of one at a time (see `modules::prefetch`).
+//! Telling the server that a run begins: for an `init`, where, so that it
+//! can fetch the module version lists the last run from that directory
+//! asked for all at once instead of one at a time (see
+//! `modules::prefetch`); and the user's `host` blocks for the run (see
+//! `upstream::UserRoutes`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -9,6 +11,7 @@ use std::time::Duration;
 use super::owner_call::CallError;
 use super::Health;
 use crate::protocol::{Ack, Endpoint, RunStart};
+use crate::upstream::HostRoute;
 
 /// A Terraform or OpenTofu command line, as far as tfmirror cares: the
 /// subcommand, the directory it works in (the current one, or the one
@@ -50,22 +53,32 @@ pub fn module_workdir(args: &[OsString], cwd: &Path) -> Option<PathBuf> {
         .map(|command| command.workdir)
 }
 
-/// Best effort: a server that does not know the request, or does not answer
-/// at once, only means no lists are fetched ahead.
-pub async fn announce(server: &Health, run: &str, workdir: &Path) {
+/// Tells the server the run begins: in `workdir` for an `init` or `get`,
+/// with `routes` from the user's `host` blocks. Best effort: a server that
+/// does not take it, or does not answer at once, only means no lists are
+/// fetched ahead and the run's requests go by the routes of the server's
+/// start. Whether the server took it.
+pub async fn announce(
+    server: &Health,
+    run: &str,
+    workdir: Option<&Path>,
+    routes: Vec<HostRoute>,
+) -> bool {
     let start = RunStart {
-        workdir: workdir.to_string_lossy().into_owned(),
+        workdir: workdir.map(|dir| dir.to_string_lossy().into_owned()),
+        routes,
     };
     let sent = server
         .post::<Ack>(Endpoint::Run(run), &start, Some(Duration::from_secs(2)))
         .await;
     match sent {
-        Ok(Ack {}) => {}
+        Ok(Ack {}) => return true,
         Err(CallError::Status { status, .. }) => {
             tracing::debug!("the server did not take the run's start: {status}")
         }
         Err(e) => tracing::debug!("cannot tell the server the run's start: {e}"),
     }
+    false
 }
 
 #[cfg(test)]

@@ -122,6 +122,9 @@ pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> any
     let tls = options.tls.as_ref();
     let server = Server::bind(&listen, &addrs, tls, team, config.clone(), store).await?;
     let url = server.url().to_owned();
+    server
+        .user_routes()
+        .set_start(&start_routes(cache_dir, &config).await);
     let info = state_file::ServerInfo::current(&url, server.secret().as_str());
     write_terraform_rc(cache_dir, &config, &info.base_url()).await;
     state_file::write(cache_dir, &info)?;
@@ -180,6 +183,21 @@ async fn stop_when(
             );
         }
     }
+}
+
+/// The `host` blocks of the user's config (Terraform's files), by which
+/// the server sends the requests of no `exec` run, such as those of the
+/// persistent config `tfmirror env` names. A config that cannot be read
+/// gives none; [`write_terraform_rc`] logs why.
+async fn start_routes(cache_dir: &Path, config: &Config) -> Vec<crate::upstream::HostRoute> {
+    let cache_dir = cache_dir.to_owned();
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let user = super::user_cli_config(&cache_dir, crate::cliconfig::Program::Terraform);
+        super::host_routes(&super::user_hosts(&config, user.ok().flatten().as_ref()))
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// Rewrites the persistent CLI config for this server, the file `tfmirror

@@ -182,6 +182,7 @@ impl Modules {
         let forwarded = Forwarded {
             authorization: self.archive_credential(origin, &url),
             user_agent: forwarded.user_agent.clone(),
+            run: forwarded.run.clone(),
         };
         let limits = &self.config.limits;
         let body_limits = BodyLimits {

@@ -104,14 +104,18 @@ impl Modules {
         );
         let freshness = Freshness::fetched_since(started_ms);
         let this = self.clone();
+        // Fetched as the run, so through its user's `host` blocks.
+        let forwarded = Forwarded {
+            run: Some(run.to_owned()),
+            ..Forwarded::default()
+        };
         tokio::spawn(async move {
             futures_util::stream::iter(wanted)
                 .for_each_concurrent(prefetch::CONCURRENCY, |addr| {
                     let this = this.clone();
+                    let forwarded = forwarded.clone();
                     async move {
-                        let _ = this
-                            .fetch_versions(&addr, &Forwarded::default(), freshness)
-                            .await;
+                        let _ = this.fetch_versions(&addr, &forwarded, freshness).await;
                     }
                 })
                 .await;

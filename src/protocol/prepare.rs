@@ -23,6 +23,10 @@ pub struct PrepareRequest {
     /// `<os>_<arch>`, e.g. `linux_amd64`.
     pub platform: String,
     pub providers: Vec<PrepareItem>,
+    /// The `exec` run asking: what is not cached is fetched by its user's
+    /// `host` blocks (see `upstream::UserRoutes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 /// One provider of the lock file.

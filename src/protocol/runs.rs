@@ -7,6 +7,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::upstream::HostRoute;
+
 /// The path segment in front of a run id: every URL of an `exec` run's
 /// CLI config starts `<owner url>/run/<id>/`, so the server can count
 /// what that run took.
@@ -74,11 +76,17 @@ impl fmt::Display for RunId {
     }
 }
 
-/// `POST /_tfmirror/runs/<id>`: an `exec` of `init` begins in `workdir`, so
-/// the module version lists its last run asked for can be fetched ahead.
+/// `POST /_tfmirror/runs/<id>`: an `exec` begins. For an `init` in
+/// `workdir`, the module version lists its last run asked for can be
+/// fetched ahead; `routes` are the `host` blocks of the user's config for
+/// this run, where its requests for those hosts go (see
+/// `upstream::UserRoutes`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunStart {
-    pub workdir: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    #[serde(default)]
+    pub routes: Vec<HostRoute>,
 }
 
 /// An answer with nothing to say: `{}`.
@@ -154,8 +162,17 @@ mod tests {
         let start: RunStart = serde_json::from_str(r#"{"workdir":"/w"}"#).unwrap();
         assert_eq!(
             serde_json::to_string(&start).unwrap(),
-            r#"{"workdir":"/w"}"#
+            r#"{"workdir":"/w","routes":[]}"#
         );
+    }
+
+    #[test]
+    fn a_run_start_may_carry_routes_only() {
+        let text = r#"{"routes":[{"host":"registry.terraform.io","services":{"providers.v1":"https://a/p/"}}]}"#;
+        let start: RunStart = serde_json::from_str(text).unwrap();
+        assert_eq!(start.workdir, None);
+        assert_eq!(start.routes[0].host, "registry.terraform.io");
+        assert_eq!(serde_json::to_string(&start).unwrap(), text);
     }
 
     #[test]

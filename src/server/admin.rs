@@ -98,12 +98,14 @@ impl App {
     pub(super) async fn end_run(&self, id: &str) -> Response {
         self.modules.end_run(id);
         self.git.end_run(id).await;
+        self.routes.end_run(id);
         json_ok(&self.runs.take(id, &self.journal))
     }
 
-    /// `POST /_tfmirror/runs/<id>` with `{"workdir": ...}`: an `exec` of
-    /// `init` begins there, so the module version lists its last run asked
-    /// for can be fetched ahead.
+    /// `POST /_tfmirror/runs/<id>` with `{"workdir": ..., "routes": ...}`:
+    /// an `exec` begins; its requests go by its user's `host` blocks, and
+    /// for an `init` in `workdir` the module version lists its last run
+    /// asked for are fetched ahead.
     pub(super) async fn begin_run(&self, id: &str, request: Request<Incoming>) -> Response {
         let begin = match admin_body(request).await {
             Ok(body) => parse::<RunStart>(&body),
@@ -111,7 +113,11 @@ impl App {
         };
         match begin {
             Ok(begin) => {
-                self.modules.begin_run(id, &begin.workdir);
+                // First: the prefetch below goes through the run's routes.
+                self.routes.begin_run(id, &begin.routes);
+                if let Some(workdir) = &begin.workdir {
+                    self.modules.begin_run(id, workdir);
+                }
                 json_ok(&Ack {})
             }
             Err(failure) => failure.into_response(),
@@ -133,7 +139,11 @@ impl App {
             Ok(prepare) => prepare,
             Err(failure) => return failure.into_response(),
         };
-        match self.providers.prepare(prepare, forwarded).await {
+        let forwarded = Forwarded {
+            run: prepare.run.clone(),
+            ..forwarded.clone()
+        };
+        match self.providers.prepare(prepare, &forwarded).await {
             Ok(answer) => json_ok(&answer),
             Err(bad) => HandlerError::new(bad.status(), bad.to_string()).into_response(),
         }

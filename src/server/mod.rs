@@ -41,7 +41,7 @@ use crate::response::Response;
 use crate::server_key::ServerKey;
 use crate::shared::{SharedStore, SharedTier};
 use crate::store::Store;
-use crate::upstream::{Discovery, EnvTokens, RegistryClient, Upstream};
+use crate::upstream::{Discovery, EnvTokens, RegistryClient, Upstream, UserRoutes};
 use access::AccessPolicy;
 use activity::{Activity, ConnectionGuard};
 use limits::{Admission, ConnectionLimits};
@@ -72,6 +72,8 @@ pub struct App {
     random_port: bool,
     /// Set once the server is told to stop when idle ([`Server::idle_for`]).
     idle_timeout: std::sync::OnceLock<Duration>,
+    /// The user's own `host` blocks, as upstream for the hosts they name.
+    routes: UserRoutes,
 }
 
 impl App {
@@ -197,6 +199,7 @@ impl Server {
             .with_retry_after(config.upstream_retry_after)
             .with_metadata_limit(config.limits.metadata_size);
         let discovery = Discovery::new(config.clone(), upstream.clone(), store.documents().clone());
+        let routes = discovery.routes().clone();
         let registry = RegistryClient::new(
             upstream.clone(),
             discovery,
@@ -231,6 +234,7 @@ impl Server {
             shared,
             random_port: listen.port() == 0,
             idle_timeout: std::sync::OnceLock::new(),
+            routes,
         };
         Ok(Server {
             listener,
@@ -244,6 +248,12 @@ impl Server {
     /// The server's address from this machine, without the secret.
     pub fn url(&self) -> &str {
         &self.app.url
+    }
+
+    /// The user's own `host` blocks the server sends requests by; the
+    /// server's starter sets those of the user's config.
+    pub fn user_routes(&self) -> &UserRoutes {
+        &self.app.routes
     }
 
     /// The secret the owner's requests carry; for `server.json` only.

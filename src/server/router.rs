@@ -302,7 +302,10 @@ enum BadSegment {
 fn context<B>(base_url: &str, run: Option<&str>, request: &Request<B>) -> RequestContext {
     RequestContext {
         base_url: base_url.to_owned(),
-        forwarded: forwarded(request),
+        forwarded: Forwarded {
+            run: run.map(str::to_owned),
+            ..forwarded(request)
+        },
         head: request.method() == Method::HEAD,
         run: run.map(str::to_owned),
     }
@@ -313,6 +316,7 @@ fn forwarded<B>(request: &Request<B>) -> Forwarded {
     Forwarded {
         authorization: header(AUTHORIZATION).map(Credential::from_header),
         user_agent: header(USER_AGENT).map(str::to_owned),
+        run: None,
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::{Forwarded, Upstream};
+use super::{Forwarded, Upstream, UserRoutes};
 use crate::config::Config;
 use crate::store::{Documents, FetchError};
 
@@ -19,6 +19,7 @@ pub struct Discovery {
     config: Arc<Config>,
     upstream: Upstream,
     documents: Documents,
+    routes: UserRoutes,
 }
 
 impl Discovery {
@@ -27,7 +28,14 @@ impl Discovery {
             config,
             upstream,
             documents,
+            routes: UserRoutes::default(),
         }
+    }
+
+    /// The user's `host` blocks this discovery honours; the server fills
+    /// the table as it starts and as runs begin and end.
+    pub fn routes(&self) -> &UserRoutes {
+        &self.routes
     }
 
     /// The base URL of `service` (e.g. `providers.v1`) on `host`, resolved
@@ -38,6 +46,12 @@ impl Discovery {
         service: &str,
         forwarded: &Forwarded,
     ) -> Result<Url, FetchError> {
+        if let Some(url) = self
+            .routes
+            .service_url(forwarded.run.as_deref(), host, service)
+        {
+            return Ok(url);
+        }
         let discovery_url = self.config.discovery_url(host);
         let freshness = self.config.metadata_freshness();
         let upstream = self.upstream.clone();
@@ -71,15 +85,26 @@ impl Discovery {
             .ok_or_else(|| {
                 FetchError::Unavailable(format!("{host} does not offer the {service} service"))
             })?;
-        let mut url = discovery_url.join(value).map_err(|e| {
+        let url = discovery_url.join(value).map_err(|e| {
             FetchError::Unavailable(format!("{host}: {service} URL {value:?}: {e}"))
         })?;
-        if !url.path().ends_with('/') {
-            let path = format!("{}/", url.path());
-            url.set_path(&path);
-        }
-        Ok(url)
+        service_base(url).ok_or_else(|| {
+            FetchError::Unavailable(format!("{host}: {service} URL {value:?} is not http(s)"))
+        })
     }
+}
+
+/// A service URL as the base its API paths go below: http(s) only, and
+/// ending in `/` so that a relative path joins under it.
+pub(super) fn service_base(mut url: Url) -> Option<Url> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Some(url)
 }
 
 impl Discovery {

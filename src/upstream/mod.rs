@@ -11,6 +11,7 @@ mod credentials;
 mod discovery;
 mod network_env;
 mod registry;
+mod routes;
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ pub use credentials::{token_variable, Credential, EnvTokens};
 pub use discovery::Discovery;
 pub use network_env::{network_hint, NetworkEnv};
 pub use registry::{ApiRequest, RegistryClient};
+pub use routes::{HostRoute, UserRoutes};
 
 use crate::sealed::{Offline, Sealed};
 use crate::store::FetchError;
@@ -42,6 +44,9 @@ const API_FIRST_BYTE_DEADLINE: Duration = Duration::from_secs(8);
 pub struct Forwarded {
     pub authorization: Option<Credential>,
     pub user_agent: Option<String>,
+    /// The `exec` run the request belongs to: its user's `host` blocks
+    /// decide where the request goes (see [`UserRoutes`]).
+    pub run: Option<String>,
 }
 
 impl Forwarded {
@@ -50,6 +55,7 @@ impl Forwarded {
         Forwarded {
             authorization: None,
             user_agent: self.user_agent.clone(),
+            run: self.run.clone(),
         }
     }
 }

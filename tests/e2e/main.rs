@@ -41,4 +41,5 @@ mod shared_tier;
 mod trust_boundary;
 mod trust_import;
 mod unpacked_tree;
+mod user_routing;
 mod warm_lock;

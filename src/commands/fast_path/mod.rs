@@ -36,11 +36,12 @@ use verdict::H1Addition;
 /// The tree to install locked providers from for this command, having
 /// prepared them and completed the lock files; `None` when the fast path
 /// does not apply. Each decision the user should know of is one stderr
-/// line.
+/// line. `run` is the `exec` run preparing them.
 pub async fn plan(
     scope: &Scope,
     config: &Config,
     server: &Health,
+    run: &str,
     user: Option<&UserConfig>,
 ) -> Option<FilesystemMirror> {
     let scope_root = match scope {
@@ -81,7 +82,7 @@ pub async fn plan(
         return None;
     }
     let platform = Platform::host().to_string();
-    let (tree, answers) = match prepare::prepare(server, &platform, &items).await {
+    let (tree, answers) = match prepare::prepare(server, run, &platform, &items).await {
         Ok(prepared) => prepared,
         Err(e) => {
             eprintln!("tfmirror: providers are installed through the registry protocol: {e}");

@@ -10,11 +10,14 @@ use crate::protocol::prepare::{
 };
 use crate::protocol::Endpoint;
 
-/// Every item prepared for `platform`, answers in the order of `items`,
-/// and the tree's root. Requests go in chunks the server accepts, one
-/// after another: the server downloads within each concurrently.
+/// Every item prepared for `platform` for the run `run` (whose user's
+/// `host` blocks say where what is not cached comes from), answers in the
+/// order of `items`, and the tree's root. Requests go in chunks the server
+/// accepts, one after another: the server downloads within each
+/// concurrently.
 pub async fn prepare(
     server: &Health,
+    run: &str,
     platform: &str,
     items: &[PrepareItem],
 ) -> Result<(PathBuf, Vec<Prepared>), CallError> {
@@ -26,6 +29,7 @@ pub async fn prepare(
         let request = PrepareRequest {
             platform: platform.to_owned(),
             providers: chunk.to_vec(),
+            run: Some(run.to_owned()),
         };
         let answer: PrepareAnswer = server
             .post(Endpoint::PrepareProviders, &request, None)

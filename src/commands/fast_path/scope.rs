@@ -4,6 +4,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
+use crate::cliconfig::Program;
 use crate::commands::run_start;
 
 /// What the command is, for the fast path.
@@ -68,10 +69,7 @@ impl Scope {
 
 /// `terraform` or `tofu`, by the program's file name.
 fn is_terraform(program: &OsStr) -> bool {
-    let name = Path::new(program).file_name().unwrap_or(program);
-    let name = name.to_string_lossy();
-    let name = name.strip_suffix(".exe").unwrap_or(&name);
-    matches!(name, "terraform" | "tofu")
+    Program::of(program) != Program::Other
 }
 
 /// `-upgrade`, `--upgrade` or `-upgrade=VALUE` with a value Go's `flag`
