@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use hyper::header::HeaderValue;
 use hyper::StatusCode;
 
+use crate::audit::Kind;
 use crate::config::Config;
 use crate::protocol::closure::ClosureItem;
 use crate::response::{self, HandlerError, Response};
@@ -171,6 +172,7 @@ impl Modules {
             addr.registry_path(&["versions"]),
             freshness.shared(),
             VERSIONS_DEADLINE,
+            (Kind::VersionList, addr.to_string()),
         );
         self.registry
             .get(request, forwarded, |answer, _| {
@@ -207,6 +209,7 @@ impl Modules {
             addr.registry_path(&[version, "download"]),
             Freshness::IMMUTABLE,
             LOCATION_DEADLINE,
+            (Kind::DownloadAnswer, what.clone()),
         );
         let served = self
             .registry
@@ -332,6 +335,7 @@ impl Modules {
         let origin = ArchiveOrigin {
             url: archive.url.to_string(),
             registry_host: addr.host.to_string(),
+            module: Some(addr.to_string()),
         };
         let doc = Document {
             fetched_at_ms: 0,
@@ -353,6 +357,7 @@ impl Modules {
         path: Vec<String>,
         freshness: Freshness,
         deadline: Duration,
+        what: (Kind, String),
     ) -> ApiRequest {
         ApiRequest {
             key,
@@ -362,6 +367,7 @@ impl Modules {
             freshness,
             deadline,
             grant: None,
+            what,
         }
     }
 }

@@ -30,6 +30,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::git::GitMirrors;
 use crate::modules::Modules;
@@ -64,6 +65,8 @@ pub struct App {
     git: GitMirrors,
     /// The tier on object storage, when `[shared]` is set.
     shared: Option<SharedTier>,
+    /// The log of upstream fetches, flushed at shutdown.
+    audit: AuditLog,
 }
 
 impl App {
@@ -169,9 +172,12 @@ impl Server {
             None => store,
         };
         let store = store.with_sealed(config.offline.clone());
+        let audit = AuditLog::start(&config.audit, store.root())
+            .map_err(|e| anyhow::anyhow!("cannot start the audit log's writer: {e}"))?;
         let config = Arc::new(config);
         let store = Arc::new(store);
         let upstream = Upstream::new(EnvTokens::from_env())
+            .with_audit(audit.clone())
             .with_sealed(config.offline.clone())
             .with_stall_timeout(config.limits.download_stall)
             .with_retry_after(config.upstream_retry_after)
@@ -183,7 +189,7 @@ impl Server {
             store.documents().clone(),
             key.clone(),
         );
-        let mut git = GitMirrors::new(config.clone(), store.clone());
+        let mut git = GitMirrors::new(config.clone(), store.clone()).with_audit(audit.clone());
         if let Some(shelf) = shelf {
             git = git.with_bundle_shelf(shelf);
         }
@@ -208,6 +214,7 @@ impl Server {
             modules,
             git,
             shared,
+            audit,
         };
         Ok(Server {
             listener,
@@ -288,6 +295,8 @@ impl Server {
             );
         }
         self.app.store.flush();
+        let audit = self.app.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
     }
 }
 

@@ -219,7 +219,7 @@ async fn dispatch(
                 Some(app.local_clones(request).await)
             }
             Endpoint::PrepareProviders if method == Method::POST => {
-                let forwarded = forwarded(&request);
+                let forwarded = forwarded(&request, call.run);
                 Some(app.prepare_providers(request, &forwarded).await)
             }
             Endpoint::Gc | Endpoint::Delete | Endpoint::Prune if admin => {
@@ -294,17 +294,18 @@ enum BadSegment {
 fn context<B>(base_url: &str, run: Option<&str>, request: &Request<B>) -> RequestContext {
     RequestContext {
         base_url: base_url.to_owned(),
-        forwarded: forwarded(request),
+        forwarded: forwarded(request, run),
         head: request.method() == Method::HEAD,
         run: run.map(str::to_owned),
     }
 }
 
-fn forwarded<B>(request: &Request<B>) -> Forwarded {
+fn forwarded<B>(request: &Request<B>, run: Option<&str>) -> Forwarded {
     let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
     Forwarded {
         authorization: header(AUTHORIZATION).map(Credential::from_header),
         user_agent: header(USER_AGENT).map(str::to_owned),
+        run: run.map(str::to_owned),
     }
 }
 

@@ -22,6 +22,7 @@ pub use credentials::{token_variable, Credential, EnvTokens};
 pub use discovery::Discovery;
 pub use registry::{ApiRequest, RegistryClient};
 
+use crate::audit::{AuditLog, Record, Requester};
 use crate::sealed::{Offline, Sealed};
 use crate::store::FetchError;
 
@@ -40,6 +41,9 @@ const API_FIRST_BYTE_DEADLINE: Duration = Duration::from_secs(8);
 pub struct Forwarded {
     pub authorization: Option<Credential>,
     pub user_agent: Option<String>,
+    /// The run of `tfmirror exec` the request belongs to (`/run/<id>/`);
+    /// never sent upstream, but carried to where a fetch is recorded.
+    pub run: Option<String>,
 }
 
 impl Forwarded {
@@ -47,7 +51,15 @@ impl Forwarded {
     pub fn without_credential(&self) -> Forwarded {
         Forwarded {
             authorization: None,
-            user_agent: self.user_agent.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// Who the audit log records a fetch for: the run and the client.
+    pub fn requester(&self) -> Requester {
+        Requester {
+            run: self.run.clone(),
+            client: self.user_agent.clone(),
         }
     }
 }
@@ -72,6 +84,9 @@ pub struct Upstream {
     /// made. All upstream HTTP goes through [`Upstream::get_api`] and
     /// [`Upstream::get_artifact`], so this is the one check for HTTP.
     sealed: Option<Sealed>,
+    /// Where the fetches made through this upstream are recorded, by the
+    /// callers that know what was fetched and how it was verified.
+    audit: AuditLog,
 }
 
 impl Upstream {
@@ -105,7 +120,18 @@ impl Upstream {
             breakers: Breakers::new(DEFAULT_RETRY_AFTER),
             metadata_limit: DEFAULT_METADATA_LIMIT,
             sealed: None,
+            audit: AuditLog::default(),
         }
+    }
+
+    /// The same upstream, its fetches recorded in `audit`.
+    pub fn with_audit(self, audit: AuditLog) -> Upstream {
+        Upstream { audit, ..self }
+    }
+
+    /// The audit log the fetches made through this upstream go to.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// The same upstream, refusing every request when `sealed` is set
@@ -147,13 +173,20 @@ impl Upstream {
     /// `has_fallback` says the caller has a cached copy to serve if this
     /// fails: while the host is not answering, such a request fails at
     /// once (see [`breaker`]).
+    ///
+    /// `line` is the audit line of the fetch: a request that was made and
+    /// failed is recorded here, where it is known that it was made (not
+    /// refused by a sealed server or an open breaker); an answer comes
+    /// back with the line, its body measured, for the caller to record
+    /// once it has checked the answer.
     pub async fn get_api(
         &self,
         url: &Url,
         credential: Option<&Credential>,
         forwarded: &Forwarded,
         has_fallback: bool,
-    ) -> Result<ApiAnswer, FetchError> {
+        line: Record,
+    ) -> Result<(ApiAnswer, Record), FetchError> {
         if let Some(sealed) = &self.sealed {
             return Err(FetchError::Offline(sealed.clone()));
         }
@@ -165,6 +198,30 @@ impl Upstream {
         if permit == Permit::Probe {
             tracing::info!("trying upstream {host} again: {url}");
         }
+        match self
+            .request_api(url, credential, forwarded, &host, permit)
+            .await
+        {
+            Ok(answer) => {
+                let line = line.body(answer.body.as_bytes());
+                Ok((answer, line))
+            }
+            Err(e) => {
+                self.audit.write(line.failed(&e));
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Upstream::get_api`]'s request, once it may be made.
+    async fn request_api(
+        &self,
+        url: &Url,
+        credential: Option<&Credential>,
+        forwarded: &Forwarded,
+        host: &str,
+        permit: Permit,
+    ) -> Result<ApiAnswer, FetchError> {
         let mut request = self
             .http
             .get(url.clone())
@@ -177,7 +234,7 @@ impl Upstream {
             request = request.header("User-Agent", agent);
         }
         let response = self
-            .first_answer(&host, permit, timed("api", request.send()))
+            .first_answer(host, permit, timed("api", request.send()))
             .await
             .map_err(|e| FetchError::Unavailable(format!("{url}: {e}")))?;
         let status = response.status().as_u16();
@@ -418,6 +475,21 @@ pub enum ArtifactError {
     Offline(Offline),
 }
 
+impl ArtifactError {
+    /// Whether a request was made: a sealed server makes none, and a
+    /// refusal that made none is no fetch for the audit log.
+    pub fn was_requested(&self) -> bool {
+        !matches!(self, ArtifactError::Offline(_))
+    }
+}
+
+impl BodyError {
+    /// See [`ArtifactError::was_requested`].
+    pub fn was_requested(&self) -> bool {
+        !matches!(self, BodyError::Unavailable(e) if !e.was_requested())
+    }
+}
+
 /// reqwest's own message hides the cause ("error sending request"); the
 /// chain of sources says what actually went wrong.
 pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
@@ -447,7 +519,8 @@ mod tests {
         let upstream = Upstream::new(EnvTokens::default()).with_sealed(Some(Sealed::Environment));
         let forwarded = Forwarded::default();
         let bounded = async {
-            let api = upstream.get_api(&url, None, &forwarded, false).await;
+            let line = Record::new(&forwarded.requester(), crate::audit::Kind::Discovery, "x");
+            let api = upstream.get_api(&url, None, &forwarded, false, line).await;
             let artifact = upstream.get_small_artifact(&zip, &forwarded).await;
             (api, artifact)
         };
