@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(lines(&path), ["a much longer line"]);
         log.append(b"b\n").unwrap();
         assert_eq!(lines(&path), ["b"]);
-        assert_eq!(files_oldest_first(&path), [path.clone()]);
+        assert_eq!(files_oldest_first(&path), vec![path]);
     }
 
     /// Writers with their own file handles, as two processes would have,

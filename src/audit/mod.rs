@@ -65,6 +65,26 @@ impl AuditConfig {
     }
 }
 
+tokio::task_local! {
+    /// Who the request being served on this task is from.
+    static REQUESTER: Requester;
+}
+
+/// Runs `handling`, a request's handling, with its `requester` known to
+/// [`current_requester`]: for fetches made far below the handlers, through
+/// calls that take no request context (git mirrors, whose fetch a clone,
+/// a resolution or an archive may cause). Everything else passes the
+/// requester along with `upstream::Forwarded`.
+pub async fn serving<F: std::future::Future>(requester: Requester, handling: F) -> F::Output {
+    REQUESTER.scope(requester, handling).await
+}
+
+/// The requester of the request this task serves; nobody's on a task of
+/// its own (a background refresh), which serves no request.
+pub fn current_requester() -> Requester {
+    REQUESTER.try_with(Clone::clone).unwrap_or_default()
+}
+
 enum Message {
     Line(Box<Record>),
     /// Answered once every line sent before it is written.

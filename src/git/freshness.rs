@@ -18,7 +18,7 @@ use super::refcheck;
 use super::refs;
 use super::repack;
 use super::repo_id::RepoId;
-use crate::audit::{AuditLog, Kind, Record, Requester};
+use crate::audit::{AuditLog, Kind, Record};
 use crate::config::Config;
 use crate::response::{self, Response};
 use crate::sealed::Sealed;
@@ -358,7 +358,7 @@ impl GitMirrors {
             .bundles
             .clone()
             .map(|bundles| (bundles, tokio::runtime::Handle::current(), repo.clone()));
-        let audit = self.audit.clone();
+        let (audit, requester) = (self.audit.clone(), crate::audit::current_requester());
         let updated = tokio::task::spawn_blocking(move || {
             worker.with_lock(|| {
                 let fresh_enough = unless_fetched_since
@@ -379,8 +379,8 @@ impl GitMirrors {
                     }
                     None => worker.update(),
                 };
-                let line = Record::new(&Requester::default(), Kind::GitFetch, &worker.upstream)
-                    .url(&worker.upstream);
+                let line =
+                    Record::new(&requester, Kind::GitFetch, &worker.upstream).url(&worker.upstream);
                 audit.write(match &updated {
                     Ok(_) => {
                         let after = refcheck::tips_of(&worker.dir);

@@ -102,14 +102,17 @@ impl Modules {
         );
         let freshness = Freshness::fetched_since(started_ms);
         let this = self.clone();
+        // No client's headers, but the run's: the audit log names it.
+        let forwarded = Forwarded {
+            run: Some(run.to_string()),
+            ..Forwarded::default()
+        };
         tokio::spawn(async move {
             futures_util::stream::iter(wanted)
                 .for_each_concurrent(prefetch::CONCURRENCY, |addr| {
-                    let this = this.clone();
+                    let (this, forwarded) = (this.clone(), forwarded.clone());
                     async move {
-                        let _ = this
-                            .fetch_versions(&addr, &Forwarded::default(), freshness)
-                            .await;
+                        let _ = this.fetch_versions(&addr, &forwarded, freshness).await;
                     }
                 })
                 .await;

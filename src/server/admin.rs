@@ -139,7 +139,13 @@ impl App {
             Err(failure) => return failure.into_response(),
         };
         let run = local.run.clone();
-        match self.git.local_clones(local).await {
+        // The run is named in the body, not the path: the audit log's
+        // record of a clone this causes names it from here.
+        let requester = crate::audit::Requester {
+            run: Some(run.clone()),
+            ..crate::audit::current_requester()
+        };
+        match crate::audit::serving(requester, self.git.local_clones(local)).await {
             Ok(answer) => {
                 // The run clones these by path, never over smart HTTP.
                 let cloned: Vec<ClosureItem> = answer

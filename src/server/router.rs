@@ -73,7 +73,11 @@ pub async fn route(app: &App, mut request: Request<Incoming>) -> Routed {
         base_url,
         run: run.as_ref().map(RunId::as_str),
     };
-    let (route, response) = dispatch(app, request, &segments, call).await;
+    // Git mirrors are fetched far below the handlers, through calls that
+    // take no request context; they find who asked here (see `audit`).
+    let requester = forwarded(&request, call.run).requester();
+    let routed = dispatch(app, request, &segments, call);
+    let (route, response) = crate::audit::serving(requester, routed).await;
     Routed {
         response,
         route,
