@@ -43,8 +43,9 @@ pub struct AuditConfig {
     pub keep: usize,
 }
 
-/// The default file name below the cache directory.
-pub const DEFAULT_FILE: &str = "audit.jsonl";
+/// The default file name below the cache directory, which the cache's
+/// layout counts as bookkeeping, never an artifact.
+pub const DEFAULT_FILE: &str = crate::store::layout::AUDIT_LOG;
 
 impl Default for AuditConfig {
     fn default() -> Self {
