@@ -111,7 +111,10 @@ impl Providers {
         let writer = match slot.writer() {
             Ok(writer) => writer,
             Err(e) => {
-                return response::store_failed(&self.store.write_error(package_name(package), e))
+                let failure = self.store.write_error(package_name(package), e);
+                // The download had begun: it is a fetch, and it failed.
+                self.upstream.audit().write(line.failed(&failure));
+                return response::store_failed(&failure);
             }
         };
         let (sender, response) = response::channel(upstream.content_length, ZIP, Origin::Upstream);

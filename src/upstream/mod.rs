@@ -516,7 +516,11 @@ mod tests {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let url = Url::parse(&format!("{base}/v1/providers/hashicorp/aws/versions")).unwrap();
         let zip = Url::parse(&format!("{base}/aws.zip")).unwrap();
-        let upstream = Upstream::new(EnvTokens::default()).with_sealed(Some(Sealed::Environment));
+        let audit_dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::start(&Default::default(), audit_dir.path()).unwrap();
+        let upstream = Upstream::new(EnvTokens::default())
+            .with_sealed(Some(Sealed::Environment))
+            .with_audit(audit.clone());
         let forwarded = Forwarded::default();
         let bounded = async {
             let line = Record::new(&forwarded.requester(), crate::audit::Kind::Discovery, "x");
@@ -545,5 +549,45 @@ mod tests {
             matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
             "a connection was opened: {accepted:?}"
         );
+        audit.flush();
+        let log = audit_dir.path().join(crate::audit::DEFAULT_FILE);
+        assert!(!log.exists(), "a request not made is no fetch to record");
+    }
+
+    /// A registry request that was made and failed is one line, saying so.
+    #[tokio::test]
+    async fn a_failed_api_request_is_recorded_once() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/v1/x/versions")).unwrap();
+        let audit_dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::start(&Default::default(), audit_dir.path()).unwrap();
+        let upstream = Upstream::new(EnvTokens::default()).with_audit(audit.clone());
+        let forwarded = Forwarded {
+            run: Some("r1".to_owned()),
+            ..Forwarded::default()
+        };
+        let line = Record::new(&forwarded.requester(), crate::audit::Kind::VersionList, "x")
+            .url(url.as_str());
+        let fetched = tokio::time::timeout(
+            Duration::from_secs(20),
+            upstream.get_api(&url, None, &forwarded, false, line),
+        )
+        .await
+        .expect("a refused connection fails at once");
+        assert!(fetched.is_err());
+        audit.flush();
+        let text =
+            std::fs::read_to_string(audit_dir.path().join(crate::audit::DEFAULT_FILE)).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert_eq!(lines[0]["outcome"], "failed");
+        assert_eq!(lines[0]["run"], "r1");
+        assert!(lines[0]["reason"].as_str().unwrap().contains(url.as_str()));
     }
 }
