@@ -80,6 +80,8 @@ pub struct Config {
     pub upstream_retry_after: Duration,
     /// The shared tier on object storage (`[shared]`), when configured.
     pub shared: Option<SharedConfig>,
+    /// `[audit]`: where the log of upstream fetches goes, and its rotation.
+    pub audit: crate::audit::AuditConfig,
     /// Sealed mode (`offline = true`, or `TFMIRROR_OFFLINE=1`): the server
     /// contacts no upstream and answers only from the cache (see
     /// [`crate::sealed`]). `None`: online.
@@ -215,6 +217,7 @@ impl Default for Config {
             limits: Limits::default(),
             upstream_retry_after: crate::upstream::DEFAULT_RETRY_AFTER,
             shared: None,
+            audit: crate::audit::AuditConfig::default(),
             offline: None,
             policy: None,
         }
@@ -261,6 +264,7 @@ struct ConfigFile {
     offline: Option<toml::Value>,
     shared: Option<SharedSection>,
     policy: Option<crate::policy::PolicySection>,
+    audit: Option<AuditSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -272,6 +276,14 @@ struct SharedSection {
     allow_http: Option<bool>,
     timeout: Option<String>,
     upload: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditSection {
+    path: Option<String>,
+    max_size: Option<String>,
+    keep: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -345,6 +357,8 @@ pub enum Why {
     Size(#[source] BadSize),
     #[error("must be above zero")]
     Zero,
+    #[error("must be an absolute path, or \"-\" for stderr")]
+    NotAbsolute,
     #[error("expected true or false")]
     NotABool,
     #[error(
@@ -516,6 +530,9 @@ impl Config {
                 config.offline = Some(Sealed::ConfigKey(None));
             }
         }
+        if let Some(section) = file.audit {
+            config.audit = parse_audit(section)?;
+        }
         if let Some(section) = file.shared {
             config.shared = Some(parse_shared(section)?);
         }
@@ -551,6 +568,40 @@ impl Config {
     pub fn is_proxied(&self, host: &str) -> bool {
         self.registries.iter().any(|h| h.eq_ignore_ascii_case(host))
     }
+}
+
+/// `[audit]`: `path` is `-` (stderr) or an absolute path; the server's
+/// working directory is nobody's business.
+fn parse_audit(section: AuditSection) -> Result<crate::audit::AuditConfig, InvalidConfig> {
+    use crate::audit::{AuditConfig, AuditTarget};
+    let mut audit = AuditConfig::default();
+    if let Some(path) = section.path {
+        audit.path = Some(match path.as_str() {
+            "-" => AuditTarget::Stderr,
+            file if Path::new(file).is_absolute() => AuditTarget::File(PathBuf::from(file)),
+            _ => {
+                return Err(InvalidConfig::bad_value(
+                    "[audit] path",
+                    &path,
+                    Why::NotAbsolute,
+                ))
+            }
+        });
+    }
+    if let Some(value) = section.max_size {
+        audit.max_size = parse_size_key("[audit] max_size", &value)?;
+        if audit.max_size == 0 {
+            return Err(InvalidConfig::bad_value(
+                "[audit] max_size",
+                &value,
+                Why::Zero,
+            ));
+        }
+    }
+    if let Some(keep) = section.keep {
+        audit.keep = keep;
+    }
+    Ok(audit)
 }
 
 /// `[shared]`: `url` is required and names a supported store; each error
@@ -957,6 +1008,31 @@ mod tests {
         assert!(err.contains("max_connections"), "{err}");
         let err = refused("metdata_ttl = \"1h\"");
         assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn reads_the_audit_section() {
+        use crate::audit::{AuditConfig, AuditTarget};
+        let config = Config::parse(
+            "[audit]\npath = \"/var/log/tfmirror.jsonl\"\nmax_size = \"1MB\"\nkeep = 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.audit,
+            AuditConfig {
+                path: Some(AuditTarget::File("/var/log/tfmirror.jsonl".into())),
+                max_size: 1_000_000,
+                keep: 2,
+            }
+        );
+        let stderr = Config::parse("[audit]\npath = \"-\"\n").unwrap();
+        assert_eq!(stderr.audit.path, Some(AuditTarget::Stderr));
+        assert_eq!(Config::parse("").unwrap().audit, AuditConfig::default());
+        let relative = refused("[audit]\npath = \"audit.jsonl\"\n");
+        assert!(relative.contains("[audit] path"), "{relative}");
+        assert!(relative.contains("absolute"), "{relative}");
+        let zero = refused("[audit]\nmax_size = \"0\"\n");
+        assert!(zero.contains("[audit] max_size"), "{zero}");
     }
 
     #[test]

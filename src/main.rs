@@ -57,6 +57,7 @@
 //! `git/`), Terraform's network mirror protocol (`providers::network_mirror`),
 //! and the filesystem mirror layout the provider store uses on disk.
 
+mod audit;
 mod bundle;
 mod catalog;
 mod cliconfig;
@@ -216,6 +217,14 @@ enum Command {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// Show the audit log: one line per upstream fetch (time, run, client,
+    /// what, size, outcome). Reads the log's files; no server is needed.
+    Audit {
+        #[command(flatten)]
+        args: commands::audit::AuditArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
     /// Add the `h1:` hashes of more platforms to lock files, from cached
     /// packages that match the `zh:` hashes already there.
     Lock {
@@ -255,7 +264,11 @@ fn main() -> ExitCode {
 fn only_prints(command: &Command) -> bool {
     matches!(
         command,
-        Command::Status { .. } | Command::Rc { .. } | Command::Env { .. } | Command::Policy { .. }
+        Command::Status { .. }
+            | Command::Rc { .. }
+            | Command::Env { .. }
+            | Command::Policy { .. }
+            | Command::Audit { .. }
     ) || matches!(command, Command::Cache { action, .. } if action.only_prints())
         || matches!(command, Command::Bundle { action, .. } if action.only_prints())
 }
@@ -415,6 +428,10 @@ async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Warm { args, cache } => {
             let loaded = Loaded::new(&cache)?;
             commands::warm::run(loaded.launch(), args).await
+        }
+        Command::Audit { args, cache } => {
+            let loaded = Loaded::new(&cache)?;
+            commands::audit::run(&loaded.dir, &loaded.config.audit, args).await
         }
         Command::Lock { args, cache } => {
             let loaded = Loaded::new(&cache)?;

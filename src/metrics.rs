@@ -83,6 +83,17 @@ pub static CACHE_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     )
 });
 
+/// Audit lines that could not be written (each also logged in a WARN).
+pub static AUDIT_WRITE_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "tfmirror_audit_write_failures_total",
+            "Audit log lines that could not be written",
+        )
+        .expect("valid metric"),
+    )
+});
+
 pub static GC_RUNS: LazyLock<IntCounter> = LazyLock::new(|| {
     register(
         IntCounter::new("tfmirror_gc_runs_total", "Garbage collections run").expect("valid metric"),

@@ -1,6 +1,7 @@
 //! One module per subcommand; what they share (finding the server that owns
 //! a cache, rendering the CLI config for it) lives here.
 
+pub mod audit;
 pub mod bundle;
 pub mod cache;
 pub mod env;

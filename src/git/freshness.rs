@@ -18,6 +18,7 @@ use super::refcheck;
 use super::refs;
 use super::repack;
 use super::repo_id::RepoId;
+use crate::audit::{AuditLog, Kind, Record};
 use crate::config::Config;
 use crate::response::{self, Response};
 use crate::sealed::Sealed;
@@ -42,6 +43,8 @@ pub struct GitMirrors {
     /// The shared tier for whole mirrors, when there is one: new mirrors
     /// are seeded from it, changed ones shared to it.
     bundles: Option<Arc<BundleSharing>>,
+    /// Where each fetch from an upstream is recorded.
+    audit: AuditLog,
 }
 
 /// How long a ref check may take before the mirror is served as it is: a
@@ -75,8 +78,15 @@ impl GitMirrors {
             checked: Arc::default(),
             upload_packs: Arc::new(Semaphore::new(config.git_max_processes)),
             bundles: None,
+            audit: AuditLog::default(),
             config,
         }
+    }
+
+    /// Records every fetch of a mirror from its upstream in `audit`.
+    pub fn with_audit(mut self, audit: AuditLog) -> GitMirrors {
+        self.audit = audit;
+        self
     }
 
     /// Seeds new mirrors from `shelf`'s bundles and offers it a bundle of
@@ -348,6 +358,7 @@ impl GitMirrors {
             .bundles
             .clone()
             .map(|bundles| (bundles, tokio::runtime::Handle::current(), repo.clone()));
+        let (audit, requester) = (self.audit.clone(), crate::audit::current_requester());
         let (updated, fetched_bytes, secs) = tokio::task::spawn_blocking(move || {
             worker.with_lock(|| {
                 let fresh_enough = unless_fetched_since
@@ -361,6 +372,7 @@ impl GitMirrors {
                     return Ok::<_, GitError>((unchanged, 0, 0.0));
                 }
                 let (before, started) = (worker.object_bytes(), Instant::now());
+                let tips_before = refcheck::tips_of(&worker.dir);
                 let updated = match &seeding {
                     Some((bundles, runtime, repo)) => {
                         let mut seed =
@@ -368,9 +380,23 @@ impl GitMirrors {
                         worker.update_seeded(Some(&mut seed))
                     }
                     None => worker.update(),
-                }?;
+                };
                 let grown = worker.object_bytes().saturating_sub(before);
-                Ok((updated, grown, started.elapsed().as_secs_f64()))
+                let line =
+                    Record::new(&requester, Kind::GitFetch, &worker.upstream).url(&worker.upstream);
+                audit.write(match &updated {
+                    Ok(_) => {
+                        let moved = refcheck::moves(&tips_before, &refcheck::tips_of(&worker.dir));
+                        let line = line.received(grown);
+                        if moved.is_empty() {
+                            line.verified("no ref moved")
+                        } else {
+                            line.verified(format!("refs {moved}"))
+                        }
+                    }
+                    Err(e) => line.failed(e),
+                });
+                Ok((updated?, grown, started.elapsed().as_secs_f64()))
             })?
         })
         .await

@@ -20,7 +20,7 @@ use super::mirror::{
 /// What a check compares: each branch and tag with the object it names
 /// (an annotated tag's own id, as a mirror stores it), and `HEAD` with the
 /// branch it points to.
-type Tips = BTreeMap<BString, Target>;
+pub(super) type Tips = BTreeMap<BString, Target>;
 
 /// Asks the upstream for its refs and compares them with the mirror's:
 /// `Ok(true)` when they are the same, so there is nothing to fetch.
@@ -80,6 +80,34 @@ fn upstream_tips(repo: &gix::Repository, upstream: &str) -> Result<Tips, BoxErro
         .filter(|r| is_compared(ref_name(r)))
         .filter_map(|r| Some((ref_name(r).to_owned(), advertised_target(r)?)))
         .collect())
+}
+
+/// The branches, tags and `HEAD` of the mirror at `dir`; none when it
+/// does not exist yet or cannot be read. For the audit log's record of
+/// which refs a fetch moved, so a failure to read costs only that detail.
+pub(super) fn tips_of(dir: &Path) -> Tips {
+    gix::open(dir)
+        .ok()
+        .and_then(|repo| mirror_tips(&repo).ok())
+        .unwrap_or_default()
+}
+
+/// The refs that differ between `before` and `after` a fetch, with what
+/// each names now: `refs/heads/main=<id>`, space-separated; a ref gone is
+/// `refs/tags/v1=deleted`, `HEAD` names its branch.
+pub(super) fn moves(before: &Tips, after: &Tips) -> String {
+    let target = |t: Option<&Target>| match t {
+        Some(Target::Object(id)) => id.to_string(),
+        Some(Target::Symbolic(name)) => name.as_bstr().to_string(),
+        None => "deleted".to_owned(),
+    };
+    let names: std::collections::BTreeSet<&BString> = before.keys().chain(after.keys()).collect();
+    names
+        .into_iter()
+        .filter(|name| before.get(*name) != after.get(*name))
+        .map(|name| format!("{name}={}", target(after.get(name))))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The mirror's branches, tags and `HEAD`.

@@ -14,11 +14,12 @@ use url::Url;
 use super::source::archive_extension;
 use super::validate::{check_archive, ArchiveCaps, ArchiveError};
 use super::Modules;
+use crate::audit::{Kind, Record};
 use crate::policy::{self, Artifact};
 use crate::protocol::closure::ClosureItem;
 use crate::response::{self, HandlerError, Response};
 use crate::store::{BlobWriter, Bucket, Document, Found, FromTier, ProduceError, RelPath, Segment};
-use crate::upstream::{BodyError, BodyLimits, Credential, Forwarded};
+use crate::upstream::{ArtifactError, BodyError, BodyLimits, Credential, Forwarded};
 
 const CONTENT_TYPE: &str = "application/octet-stream";
 
@@ -30,6 +31,10 @@ pub struct ArchiveOrigin {
     /// The registry whose answer named the archive: its token may be sent
     /// along when the archive is on the registry's own host.
     pub registry_host: String,
+    /// The module whose download answer named it, for the audit log;
+    /// absent from records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
 }
 
 /// The file name in tfmirror's URL for an archive: `<key>.<ext>`, or
@@ -150,6 +155,7 @@ impl Modules {
                 }
             }
             Err(ProduceError::Produce(ArchiveFailure::Refused(reason))) => refused(&reason),
+            Err(ProduceError::Produce(ArchiveFailure::Offline(offline))) => refused(&offline),
             Err(ProduceError::Produce(ArchiveFailure::Store(e)) | ProduceError::Store(e)) => {
                 store_failed(e)
             }
@@ -173,7 +179,7 @@ impl Modules {
     async fn fetch_archive(
         &self,
         origin: &ArchiveOrigin,
-        mut writer: BlobWriter,
+        writer: BlobWriter,
         extension: &str,
         forwarded: &Forwarded,
     ) -> Result<BlobWriter, ArchiveFailure> {
@@ -181,8 +187,7 @@ impl Modules {
         let url = Url::parse(&origin.url).map_err(|e| format!("bad URL: {e}"))?;
         let forwarded = Forwarded {
             authorization: self.archive_credential(origin, &url),
-            user_agent: forwarded.user_agent.clone(),
-            run: forwarded.run.clone(),
+            ..forwarded.clone()
         };
         let limits = &self.config.limits;
         let body_limits = BodyLimits {
@@ -190,9 +195,45 @@ impl Modules {
             size_key: "max_module_archive_size",
             stall: limits.download_stall,
         };
+        let name = origin.module.as_deref().unwrap_or(&origin.url);
+        let line = Record::new(&forwarded.requester(), Kind::ModuleArchive, name).url(&origin.url);
+        let fetched = self
+            .download_archive(&url, &forwarded, body_limits, writer, extension)
+            .await;
+        let line = match &fetched {
+            Ok((writer, entries)) => {
+                let written = writer.written();
+                let how = format!("archive check ({entries} entries)");
+                Some(line.hashed(written.size, written.sha256).verified(how))
+            }
+            Err(ArchiveFailure::Offline(_)) => None,
+            Err(e) => Some(line.failed(e)),
+        };
+        if let Some(line) = line {
+            self.upstream.audit().write(line);
+        }
+        let (writer, entries) = fetched?;
+        tracing::info!(
+            "downloaded module archive {} ({} bytes, {entries} entries)",
+            origin.url,
+            writer.written().size
+        );
+        Ok(writer)
+    }
+
+    /// Downloads the archive at `url` into `writer` and checks that it
+    /// unpacks within the caps; returns the number of entries.
+    async fn download_archive(
+        &self,
+        url: &Url,
+        forwarded: &Forwarded,
+        body_limits: BodyLimits,
+        mut writer: BlobWriter,
+        extension: &str,
+    ) -> Result<(BlobWriter, u64), ArchiveFailure> {
         let mut upstream = self
             .upstream
-            .get_bounded_artifact(&url, &forwarded, body_limits)
+            .get_bounded_artifact(url, forwarded, body_limits)
             .await?;
         let expected_len = upstream.content_length;
         // Dropping the writer on an error removes its temporary file.
@@ -212,15 +253,11 @@ impl Modules {
             .map_err(ArchiveFailure::Store)?
             .to_owned();
         let extension = extension.to_owned();
-        let caps = ArchiveCaps::from(limits);
+        let caps = ArchiveCaps::from(&self.config.limits);
         let entries = tokio::task::spawn_blocking(move || check_archive(&staged, &extension, caps))
             .await
             .map_err(|e| format!("archive check failed: {e}"))??;
-        tracing::info!(
-            "downloaded module archive {} ({size} bytes, {entries} entries)",
-            origin.url
-        );
-        Ok(writer)
+        Ok((writer, entries))
     }
 
     /// Archive downloads carry a registry token only when the archive is
@@ -250,6 +287,9 @@ enum ArchiveFailure {
     Refused(String),
     #[error("cannot store it: {0}")]
     Store(std::io::Error),
+    /// The server is sealed: no request was made.
+    #[error("{0}")]
+    Offline(crate::sealed::Offline),
 }
 
 impl From<String> for ArchiveFailure {
@@ -260,7 +300,12 @@ impl From<String> for ArchiveFailure {
 
 impl From<BodyError> for ArchiveFailure {
     fn from(error: BodyError) -> ArchiveFailure {
-        ArchiveFailure::Refused(error.to_string())
+        match error {
+            BodyError::Unavailable(ArtifactError::Offline(offline)) => {
+                ArchiveFailure::Offline(offline)
+            }
+            other => ArchiveFailure::Refused(other.to_string()),
+        }
     }
 }
 

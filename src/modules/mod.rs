@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use hyper::header::HeaderValue;
 use hyper::StatusCode;
 
+use crate::audit::Kind;
 use crate::config::Config;
 use crate::policy::{self, Artifact};
 use crate::protocol::closure::ClosureItem;
@@ -104,7 +105,8 @@ impl Modules {
         );
         let freshness = Freshness::fetched_since(started_ms);
         let this = self.clone();
-        // Fetched as the run, so through its user's `host` blocks.
+        // Fetched as the run: through its user's `host` blocks, and the
+        // audit log names it.
         let forwarded = Forwarded {
             run: Some(run.to_owned()),
             ..Forwarded::default()
@@ -112,8 +114,7 @@ impl Modules {
         tokio::spawn(async move {
             futures_util::stream::iter(wanted)
                 .for_each_concurrent(prefetch::CONCURRENCY, |addr| {
-                    let this = this.clone();
-                    let forwarded = forwarded.clone();
+                    let (this, forwarded) = (this.clone(), forwarded.clone());
                     async move {
                         let _ = this.fetch_versions(&addr, &forwarded, freshness).await;
                     }
@@ -182,6 +183,7 @@ impl Modules {
             addr.registry_path(&["versions"]),
             freshness.shared(),
             VERSIONS_DEADLINE,
+            (Kind::VersionList, addr.to_string()),
         );
         self.registry
             .get(request, forwarded, |answer, _| {
@@ -218,6 +220,7 @@ impl Modules {
             addr.registry_path(&[version, "download"]),
             Freshness::IMMUTABLE,
             LOCATION_DEADLINE,
+            (Kind::DownloadAnswer, what.clone()),
         );
         let served = self
             .registry
@@ -346,6 +349,7 @@ impl Modules {
         let origin = ArchiveOrigin {
             url: archive.url.to_string(),
             registry_host: addr.host.to_string(),
+            module: Some(addr.to_string()),
         };
         let doc = Document {
             fetched_at_ms: 0,
@@ -367,6 +371,7 @@ impl Modules {
         path: Vec<String>,
         freshness: Freshness,
         deadline: Duration,
+        what: (Kind, String),
     ) -> ApiRequest {
         ApiRequest {
             key,
@@ -376,6 +381,7 @@ impl Modules {
             freshness,
             deadline,
             grant: None,
+            what,
         }
     }
 }

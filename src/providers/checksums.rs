@@ -8,6 +8,7 @@ use super::download_answer::DownloadAnswer;
 use super::route::{Artifact, Package};
 use super::signature::verify_detached;
 use super::Providers;
+use crate::audit::{Kind, Record};
 use crate::store::{Bucket, RelPath, Store};
 
 /// Why a package's checksums cannot be trusted; shown to the user.
@@ -60,7 +61,6 @@ impl Providers {
         forwarded: &crate::upstream::Forwarded,
     ) -> Result<Vec<u8>, ChecksumError> {
         let sums_rel = checksum_path(package, Artifact::Checksums);
-        let sig_rel = checksum_path(package, Artifact::Signature);
         let _one_fetcher = self.store.locks().lock(&sums_rel.key()).await;
         if let Some(sums) = cached_checksums(&self.store, package).await {
             return Ok(sums);
@@ -73,28 +73,74 @@ impl Providers {
             return Ok(sums);
         }
         let forwarded = &forwarded.without_credential();
-        let download = |what, url| async move {
-            self.upstream
-                .get_small_artifact(url, forwarded)
-                .await
-                .map_err(|reason| ChecksumError::Download { what, reason })
-        };
+        let name = format!("{} {}", package.address, package.version);
+        let sums = Record::new(&forwarded.requester(), Kind::Checksums, name.clone());
+        let sig = Record::new(&forwarded.requester(), Kind::ChecksumsSignature, name);
         let (sums, sig) = tokio::try_join!(
-            download("SHA256SUMS", &answer.shasums_url),
-            download("the SHA256SUMS signature", &answer.shasums_signature_url),
+            self.download_checksums("SHA256SUMS", &answer.shasums_url, forwarded, sums),
+            self.download_checksums(
+                "the SHA256SUMS signature",
+                &answer.shasums_signature_url,
+                forwarded,
+                sig
+            ),
         )?;
-        verify_detached(&sums, &sig, &keys)?;
+        let ((sums_line, sums), (sig_line, sig)) = (sums, sig);
+        let stored = self.store_checksums(package, &sums, &sig, &keys).await;
+        for line in [sums_line, sig_line] {
+            self.upstream.audit().write(match &stored {
+                Ok(signer) => line.verified(format!("signature key {signer}")),
+                Err(e) => line.failed(e),
+            });
+        }
+        stored.map(|_| sums)
+    }
+
+    /// Downloads `what`, a checksum file or its signature, and returns it
+    /// with its audit `line`, measured, for the caller to write once it is
+    /// verified; a download that fails is recorded here.
+    async fn download_checksums(
+        &self,
+        what: &'static str,
+        url: &url::Url,
+        forwarded: &crate::upstream::Forwarded,
+        line: Record,
+    ) -> Result<(Record, Vec<u8>), ChecksumError> {
+        let line = line.url(url.as_str());
+        match self.upstream.get_small_artifact(url, forwarded).await {
+            Ok(bytes) => Ok((line.body(&bytes), bytes)),
+            Err(reason) => {
+                let requested = reason.was_requested();
+                let error = ChecksumError::Download { what, reason };
+                if requested {
+                    self.upstream.audit().write(line.failed(&error));
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Verifies `sums` by its signature `sig` against `keys` and stores
+    /// both; returns the id of the signing key.
+    async fn store_checksums(
+        &self,
+        package: &Package,
+        sums: &[u8],
+        sig: &[u8],
+        keys: &[&str],
+    ) -> Result<String, ChecksumError> {
+        let signer = verify_detached(sums, sig, keys)?;
         // The signature goes first: the checksum file is what readers look
         // for, so it must not appear before its signature does.
         self.store
-            .write(&sig_rel, &sig)
+            .write(&checksum_path(package, Artifact::Signature), sig)
             .await
             .map_err(ChecksumError::Store)?;
         self.store
-            .write(&sums_rel, &sums)
+            .write(&checksum_path(package, Artifact::Checksums), sums)
             .await
             .map_err(ChecksumError::Store)?;
-        Ok(sums)
+        Ok(signer)
     }
 }
 

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 
+use crate::audit::Kind;
 use crate::config::Config;
 use crate::policy;
 use crate::protocol::closure::ClosureItem;
@@ -57,6 +58,7 @@ impl Providers {
         addr: &ProviderAddress,
         path: Vec<String>,
         freshness: Freshness,
+        what: (Kind, String),
     ) -> ApiRequest {
         ApiRequest {
             key,
@@ -66,6 +68,7 @@ impl Providers {
             freshness,
             deadline: API_DEADLINE,
             grant: None,
+            what,
         }
     }
 
@@ -136,7 +139,8 @@ impl Providers {
             "versions".to_owned(),
         ];
         let freshness = self.config.metadata_freshness().shared();
-        let request = self.api_request(key, addr, path, freshness);
+        let what = (Kind::VersionList, addr.to_string());
+        let request = self.api_request(key, addr, path, freshness, what);
         self.registry
             .get(request, &ctx.forwarded, |answer, _| {
                 check_version_list(&answer.body).map(|()| answer.body.clone())
@@ -201,7 +205,9 @@ impl Providers {
             package.arch.to_string(),
         ];
         let checked = package.clone();
-        let mut request = self.api_request(download_key(package), addr, path, Freshness::IMMUTABLE);
+        let what = (Kind::DownloadAnswer, package.to_string());
+        let key = download_key(package);
+        let mut request = self.api_request(key, addr, path, Freshness::IMMUTABLE, what);
         request.grant = grant.map(Segment::to_string);
         self.registry
             .get(request, forwarded, move |answer, url| {

@@ -13,6 +13,7 @@ use super::download_answer::DownloadAnswer;
 use super::route::Package;
 use super::verified::{self, VerifiedBy};
 use super::Providers;
+use crate::audit::{Kind, Record};
 use crate::request::RequestContext;
 use crate::response::{self, ChunkSender, HandlerError, Origin, Response};
 use crate::store::{
@@ -82,6 +83,12 @@ impl Providers {
             }
             Lookup::Missing(slot) => slot,
         };
+        let line = Record::new(
+            &forwarded.requester(),
+            Kind::ProviderPackage,
+            package.to_string(),
+        )
+        .url(answer.download_url.as_str());
         let upstream = match self
             .upstream
             .get_bounded_artifact(
@@ -94,6 +101,9 @@ impl Providers {
             Ok(upstream) => upstream,
             Err(e) => {
                 let reason = format!("cannot download the package: {e}");
+                if e.was_requested() {
+                    self.upstream.audit().write(line.failed(&reason));
+                }
                 slot.fail(&reason);
                 return refuse(package, &reason);
             }
@@ -101,7 +111,10 @@ impl Providers {
         let writer = match slot.writer() {
             Ok(writer) => writer,
             Err(e) => {
-                return response::store_failed(&self.store.write_error(package_name(package), e))
+                let failure = self.store.write_error(package_name(package), e);
+                // The download had begun: it is a fetch, and it failed.
+                self.upstream.audit().write(line.failed(&failure));
+                return response::store_failed(&failure);
             }
         };
         let (sender, response) = response::channel(upstream.content_length, ZIP, Origin::Upstream);
@@ -110,6 +123,7 @@ impl Providers {
             package: package.clone(),
             expected,
             slot: Some(slot),
+            line,
         };
         // In the request's span: what the relay logs is its run's problem.
         let relay = tracing::Instrument::in_current_span(download.run(upstream, writer, sender));
@@ -175,6 +189,8 @@ struct Download {
     /// Held to the end of the download, so that waiters find its result;
     /// taken when the zip is stored or refused.
     slot: Option<Slot>,
+    /// The audit line of this download, written when it ends.
+    line: Record,
 }
 
 impl Download {
@@ -191,6 +207,10 @@ impl Download {
             Err(e) => return self.fail(&sender, &e.to_string()).await,
         };
         let written = relayed.written();
+        self.line = self
+            .line
+            .clone()
+            .hashed(written.size, written.sha256.clone());
         if written.sha256 != self.expected {
             let reason = format!(
                 "the downloaded zip does not match SHA256SUMS: its sha256 is {}, expected {} ({} bytes received)",
@@ -205,8 +225,11 @@ impl Download {
             Cache::Writing(writer) => slot.commit(writer).await.map(drop),
             Cache::GaveUp(_, e) => Err(e),
         };
+        let line = self.line.clone();
+        let audit = self.providers.upstream.audit();
         match stored {
             Ok(_) => {
+                audit.write(line.verified("sha256 from SHA256SUMS"));
                 let store = &self.providers.store;
                 verified::record(
                     store,
@@ -222,6 +245,8 @@ impl Download {
                     .store
                     .write_error(package_name(&self.package), e);
                 tracing::error!("served {} without caching it: {failure}", self.package);
+                let line = line.verified("sha256 from SHA256SUMS");
+                audit.write(line.failed(format!("served without caching it: {failure}")));
             }
         }
         if let Some(last) = relayed.last {
@@ -231,6 +256,8 @@ impl Download {
 
     async fn fail(&mut self, sender: &ChunkSender, reason: &str) {
         tracing::error!("refusing {}: {reason}; nothing was cached", self.package);
+        let line = self.line.clone();
+        self.providers.upstream.audit().write(line.failed(reason));
         if let Some(slot) = self.slot.take() {
             slot.fail(reason);
         }

@@ -38,11 +38,13 @@ pub enum SignatureError {
 /// Verifies a detached OpenPGP signature (binary, as HashiCorp publishes `.sig` files, or
 /// ASCII-armored) over `message` against any of the registry's ASCII-armored public keys,
 /// primary key or any subkey.
+/// Returns the id of the key that made the signature (upper-case hex, as
+/// gpg prints it), for the record of how a SHA256SUMS was verified.
 pub fn verify_detached(
     message: &[u8],
     signature: &[u8],
     armored_public_keys: &[&str],
-) -> Result<(), SignatureError> {
+) -> Result<String, SignatureError> {
     if armored_public_keys.is_empty() {
         return Err(SignatureError::NoKeys);
     }
@@ -55,12 +57,12 @@ fn verify_with_keys(
     message: &[u8],
     signatures: &[DetachedSignature],
     keys: &[SignedPublicKey],
-) -> Result<(), SignatureError> {
+) -> Result<String, SignatureError> {
     let mut issuer_known = false;
     for sig in signatures {
         for key in keys {
             if verifies(sig, &key.primary_key, message) {
-                return Ok(());
+                return Ok(key_id(&key.primary_key));
             }
             issuer_known |= names_issuer(sig, &key.primary_key);
             for sub in key.public_subkeys.iter() {
@@ -68,7 +70,7 @@ fn verify_with_keys(
                     issuer_known = true;
                 }
                 if usable_for_signing(&key.primary_key, sub) && verifies(sig, &sub.key, message) {
-                    return Ok(());
+                    return Ok(key_id(&sub.key));
                 }
             }
         }
@@ -132,6 +134,11 @@ fn names_issuer(sig: &DetachedSignature, key: &impl KeyDetails) -> bool {
     let s = &sig.signature;
     s.issuer_key_id().contains(&&key.legacy_key_id())
         || s.issuer_fingerprint().contains(&&key.fingerprint())
+}
+
+/// A key's 64-bit id in upper-case hex, like the registry's `key_id`.
+fn key_id(key: &impl KeyDetails) -> String {
+    hex::encode_upper(key.legacy_key_id().as_ref())
 }
 
 /// Upper-case hex, like the `key_id` field of the registry protocol and gpg's output.
@@ -284,8 +291,16 @@ pub(crate) mod tests {
 
     #[test]
     fn signatures_made_by_gpg_verify() {
-        verify_detached(GPG_SAMPLE, GPG_SIG, &[SIGNING_PUB]).expect("primary key");
-        verify_detached(GPG_SAMPLE, GPG_SUBKEY_SIG, &[SUBKEY_PUB]).expect("subkey");
+        let primary = verify_detached(GPG_SAMPLE, GPG_SIG, &[SIGNING_PUB]).expect("primary key");
+        let subkey = verify_detached(GPG_SAMPLE, GPG_SUBKEY_SIG, &[SUBKEY_PUB]).expect("subkey");
+        // The signer is named by its own 64-bit id, as gpg names it.
+        for id in [&primary, &subkey] {
+            assert_eq!(id.len(), 16, "{id}");
+            assert!(id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()));
+        }
+        assert_ne!(primary, subkey, "the subkey, not its primary, signed");
         let err = verify_detached(GPG_SAMPLE, GPG_SUBKEY_SIG, &[SIGNING_PUB]).unwrap_err();
         assert!(
             matches!(err, SignatureError::UnknownSigner { .. }),

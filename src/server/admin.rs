@@ -161,9 +161,16 @@ impl App {
             Err(failure) => return failure.into_response(),
         };
         let run = local.run.clone();
-        // Its fetches and problems are the run's (see `run_journal`).
+        // The run is named in the body, not the path: its fetches and
+        // problems are the run's (see `run_journal`), and the audit log's
+        // record of a clone this causes names it from here.
         let span = super::run_journal::run_span(&run);
-        match tracing::Instrument::instrument(self.git.local_clones(local), span).await {
+        let requester = crate::audit::Requester {
+            run: Some(run.clone()),
+            ..crate::audit::current_requester()
+        };
+        let planned = tracing::Instrument::instrument(self.git.local_clones(local), span);
+        match crate::audit::serving(requester, planned).await {
             Ok(answer) => {
                 // The run clones these by path, never over smart HTTP.
                 let cloned: Vec<ClosureItem> = answer

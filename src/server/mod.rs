@@ -32,6 +32,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::git::GitMirrors;
 use crate::modules::Modules;
@@ -74,6 +75,8 @@ pub struct App {
     idle_timeout: std::sync::OnceLock<Duration>,
     /// The user's own `host` blocks, as upstream for the hosts they name.
     routes: UserRoutes,
+    /// The log of upstream fetches, flushed at shutdown.
+    audit: AuditLog,
 }
 
 impl App {
@@ -191,9 +194,12 @@ impl Server {
             None => store,
         };
         let store = store.with_sealed(config.offline.clone());
+        let audit = AuditLog::start(&config.audit, store.root())
+            .map_err(|e| anyhow::anyhow!("cannot start the audit log's writer: {e}"))?;
         let config = Arc::new(config);
         let store = Arc::new(store);
         let upstream = Upstream::new(EnvTokens::from_env())
+            .with_audit(audit.clone())
             .with_sealed(config.offline.clone())
             .with_stall_timeout(config.limits.download_stall)
             .with_retry_after(config.upstream_retry_after)
@@ -206,7 +212,7 @@ impl Server {
             store.documents().clone(),
             key.clone(),
         );
-        let mut git = GitMirrors::new(config.clone(), store.clone());
+        let mut git = GitMirrors::new(config.clone(), store.clone()).with_audit(audit.clone());
         if let Some(shelf) = shelf {
             git = git.with_bundle_shelf(shelf);
         }
@@ -235,6 +241,7 @@ impl Server {
             random_port: listen.port() == 0,
             idle_timeout: std::sync::OnceLock::new(),
             routes,
+            audit,
         };
         Ok(Server {
             listener,
@@ -323,6 +330,8 @@ impl Server {
             );
         }
         self.app.store.flush();
+        let audit = self.app.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
     }
 }
 

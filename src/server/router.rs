@@ -79,9 +79,11 @@ pub async fn route(app: &App, mut request: Request<Incoming>) -> Routed {
         Some(id) => super::run_journal::run_span(id),
         None => tracing::Span::none(),
     };
-    let (route, response) = dispatch(app, request, &segments, call)
-        .instrument(span)
-        .await;
+    // Git mirrors are fetched far below the handlers, through calls that
+    // take no request context; they find who asked here (see `audit`).
+    let requester = forwarded(&request, call.run).requester();
+    let routed = dispatch(app, request, &segments, call).instrument(span);
+    let (route, response) = crate::audit::serving(requester, routed).await;
     Routed {
         response,
         route,
@@ -227,7 +229,7 @@ async fn dispatch(
                 Some(app.local_clones(request).await)
             }
             Endpoint::PrepareProviders if method == Method::POST => {
-                let forwarded = forwarded(&request);
+                let forwarded = forwarded(&request, call.run);
                 Some(app.prepare_providers(request, &forwarded).await)
             }
             Endpoint::Gc | Endpoint::Delete | Endpoint::Prune if admin => {
@@ -302,21 +304,18 @@ enum BadSegment {
 fn context<B>(base_url: &str, run: Option<&str>, request: &Request<B>) -> RequestContext {
     RequestContext {
         base_url: base_url.to_owned(),
-        forwarded: Forwarded {
-            run: run.map(str::to_owned),
-            ..forwarded(request)
-        },
+        forwarded: forwarded(request, run),
         head: request.method() == Method::HEAD,
         run: run.map(str::to_owned),
     }
 }
 
-fn forwarded<B>(request: &Request<B>) -> Forwarded {
+fn forwarded<B>(request: &Request<B>, run: Option<&str>) -> Forwarded {
     let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
     Forwarded {
         authorization: header(AUTHORIZATION).map(Credential::from_header),
         user_agent: header(USER_AGENT).map(str::to_owned),
-        run: None,
+        run: run.map(str::to_owned),
     }
 }
 

@@ -8,6 +8,7 @@
 //! <root>/
 //!   CACHEDIR.TAG            marks the directory as a cache (backup tools skip it)
 //!   owner.lock server.json server.log server.log.1 terraform.rc   bookkeeping
+//!   audit.jsonl audit.jsonl.<n>   the audit log and its rotated files
 //!   index/ index.broken/    the sled index (and a damaged one moved aside)
 //!   documents/              metadata documents as files
 //!   providers/<host>/<ns>/<type>/<zip>                  a packed filesystem_mirror
@@ -64,6 +65,20 @@ const BOOKKEEPING_FILES: [&str; 6] = [
     SERVER_LOG_OLD,
     TERRAFORM_RC,
 ];
+
+/// The audit log's default file (see `crate::audit`); its rotated files
+/// are `audit.jsonl.1`, `.2`, ...: bookkeeping too.
+pub const AUDIT_LOG: &str = "audit.jsonl";
+
+/// Whether `name`, a file at the top of the cache, is the audit log or
+/// one of its rotated files.
+fn is_audit_log(name: &str) -> bool {
+    name == AUDIT_LOG
+        || name
+            .strip_prefix(AUDIT_LOG)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
 
 /// Where a damaged index is moved aside (see `index.rs`, which names it
 /// `<index>.broken`).
@@ -225,7 +240,7 @@ pub fn classify(key: &str, is_dir: bool) -> Kind {
     if name.starts_with(TEMP_PREFIX) {
         return Kind::Leftover(Leftover::Temporary);
     }
-    if parts.len() == 1 && !is_dir && BOOKKEEPING_FILES.contains(&name) {
+    if parts.len() == 1 && !is_dir && (BOOKKEEPING_FILES.contains(&name) || is_audit_log(name)) {
         return Kind::Bookkeeping;
     }
     if parts[0] == BROKEN_INDEX_DIR && (is_dir || parts.len() > 1) {
@@ -566,6 +581,9 @@ mod tests {
             "server.log",
             "server.log.1",
             "terraform.rc",
+            "audit.jsonl",
+            "audit.jsonl.1",
+            "audit.jsonl.12",
         ] {
             assert_eq!(file(name), Kind::Bookkeeping, "{name}");
             assert_eq!(
@@ -578,6 +596,7 @@ mod tests {
             assert_eq!(dir(key), Kind::Bookkeeping, "{key}");
         }
         assert_eq!(file("index"), Kind::File(None), "not the index");
+        assert_eq!(file("audit.jsonl.x"), Kind::File(None), "not a rotated log");
         for key in [
             "index/db",
             "index.broken/db",

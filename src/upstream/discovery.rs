@@ -11,6 +11,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::{Forwarded, Upstream, UserRoutes};
+use crate::audit::{Kind, Record};
 use crate::config::Config;
 use crate::store::{Documents, FetchError};
 
@@ -60,6 +61,7 @@ impl Discovery {
         let forwarded = forwarded.clone();
         let key = format!("discovery/{host}");
         let has_fallback = self.documents.cached(&key).is_some();
+        let host_name = host.to_owned();
         let served = self
             .documents
             .get(
@@ -69,11 +71,25 @@ impl Discovery {
                 // Stored as public whatever credential fetched it: it only
                 // names service URLs, and is never served to a client.
                 move || async move {
-                    let answer = upstream
-                        .get_api(&fetch_url, credential.as_ref(), &forwarded, has_fallback)
+                    let line = Record::new(&forwarded.requester(), Kind::Discovery, host_name)
+                        .url(fetch_url.as_str());
+                    let (answer, line) = upstream
+                        .get_api(
+                            &fetch_url,
+                            credential.as_ref(),
+                            &forwarded,
+                            has_fallback,
+                            line,
+                        )
                         .await?;
-                    parse(&answer.body).map_err(|e| FetchError::Unavailable(e.to_string()))?;
-                    Ok(answer.body)
+                    let parsed = parse(&answer.body)
+                        .map(drop)
+                        .map_err(|e| FetchError::Unavailable(e.to_string()));
+                    upstream.audit().write(match &parsed {
+                        Ok(()) => line,
+                        Err(e) => line.failed(e),
+                    });
+                    parsed.map(|()| answer.body)
                 },
             )
             .await?;

@@ -26,6 +26,7 @@ pub use network_env::{network_hint, NetworkEnv};
 pub use registry::{ApiRequest, RegistryClient};
 pub use routes::{HostRoute, UserRoutes};
 
+use crate::audit::{AuditLog, Record, Requester};
 use crate::sealed::{Offline, Sealed};
 use crate::store::FetchError;
 
@@ -44,8 +45,9 @@ const API_FIRST_BYTE_DEADLINE: Duration = Duration::from_secs(8);
 pub struct Forwarded {
     pub authorization: Option<Credential>,
     pub user_agent: Option<String>,
-    /// The `exec` run the request belongs to: its user's `host` blocks
-    /// decide where the request goes (see [`UserRoutes`]).
+    /// The run of `tfmirror exec` the request belongs to (`/run/<id>/`):
+    /// its user's `host` blocks decide where the request goes (see
+    /// [`UserRoutes`]), and the audit log names it. Never sent upstream.
     pub run: Option<String>,
 }
 
@@ -54,8 +56,15 @@ impl Forwarded {
     pub fn without_credential(&self) -> Forwarded {
         Forwarded {
             authorization: None,
-            user_agent: self.user_agent.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// Who the audit log records a fetch for: the run and the client.
+    pub fn requester(&self) -> Requester {
+        Requester {
             run: self.run.clone(),
+            client: self.user_agent.clone(),
         }
     }
 }
@@ -80,6 +89,9 @@ pub struct Upstream {
     /// made. All upstream HTTP goes through [`Upstream::get_api`] and
     /// [`Upstream::get_artifact`], so this is the one check for HTTP.
     sealed: Option<Sealed>,
+    /// Where the fetches made through this upstream are recorded, by the
+    /// callers that know what was fetched and how it was verified.
+    audit: AuditLog,
 }
 
 impl Upstream {
@@ -113,7 +125,18 @@ impl Upstream {
             breakers: Breakers::new(DEFAULT_RETRY_AFTER),
             metadata_limit: DEFAULT_METADATA_LIMIT,
             sealed: None,
+            audit: AuditLog::default(),
         }
+    }
+
+    /// The same upstream, its fetches recorded in `audit`.
+    pub fn with_audit(self, audit: AuditLog) -> Upstream {
+        Upstream { audit, ..self }
+    }
+
+    /// The audit log the fetches made through this upstream go to.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// The same upstream, refusing every request when `sealed` is set
@@ -155,13 +178,20 @@ impl Upstream {
     /// `has_fallback` says the caller has a cached copy to serve if this
     /// fails: while the host is not answering, such a request fails at
     /// once (see [`breaker`]).
+    ///
+    /// `line` is the audit line of the fetch: a request that was made and
+    /// failed is recorded here, where it is known that it was made (not
+    /// refused by a sealed server or an open breaker); an answer comes
+    /// back with the line, its body measured, for the caller to record
+    /// once it has checked the answer.
     pub async fn get_api(
         &self,
         url: &Url,
         credential: Option<&Credential>,
         forwarded: &Forwarded,
         has_fallback: bool,
-    ) -> Result<ApiAnswer, FetchError> {
+        line: Record,
+    ) -> Result<(ApiAnswer, Record), FetchError> {
         if let Some(sealed) = &self.sealed {
             return Err(FetchError::Offline(sealed.clone()));
         }
@@ -173,6 +203,30 @@ impl Upstream {
         if permit == Permit::Probe {
             tracing::info!("trying upstream {host} again: {url}");
         }
+        match self
+            .request_api(url, credential, forwarded, &host, permit)
+            .await
+        {
+            Ok(answer) => {
+                let line = line.body(answer.body.as_bytes());
+                Ok((answer, line))
+            }
+            Err(e) => {
+                self.audit.write(line.failed(&e));
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Upstream::get_api`]'s request, once it may be made.
+    async fn request_api(
+        &self,
+        url: &Url,
+        credential: Option<&Credential>,
+        forwarded: &Forwarded,
+        host: &str,
+        permit: Permit,
+    ) -> Result<ApiAnswer, FetchError> {
         let mut request = self
             .http
             .get(url.clone())
@@ -185,7 +239,7 @@ impl Upstream {
             request = request.header("User-Agent", agent);
         }
         let response = self
-            .first_answer(&host, permit, timed("api", request.send()))
+            .first_answer(host, permit, timed("api", request.send()))
             .await
             .map_err(|e| FetchError::Unavailable(format!("{url}: {e}")))?;
         let status = response.status().as_u16();
@@ -441,6 +495,21 @@ pub enum ArtifactError {
     Offline(Offline),
 }
 
+impl ArtifactError {
+    /// Whether a request was made: a sealed server makes none, and a
+    /// refusal that made none is no fetch for the audit log.
+    pub fn was_requested(&self) -> bool {
+        !matches!(self, ArtifactError::Offline(_))
+    }
+}
+
+impl BodyError {
+    /// See [`ArtifactError::was_requested`].
+    pub fn was_requested(&self) -> bool {
+        !matches!(self, BodyError::Unavailable(e) if !e.was_requested())
+    }
+}
+
 /// reqwest's own message hides the cause ("error sending request"); the
 /// chain of sources says what actually went wrong, and a certificate or
 /// proxy failure gets the hint that fixes it.
@@ -473,10 +542,15 @@ mod tests {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let url = Url::parse(&format!("{base}/v1/providers/hashicorp/aws/versions")).unwrap();
         let zip = Url::parse(&format!("{base}/aws.zip")).unwrap();
-        let upstream = Upstream::new(EnvTokens::default()).with_sealed(Some(Sealed::Environment));
+        let audit_dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::start(&Default::default(), audit_dir.path()).unwrap();
+        let upstream = Upstream::new(EnvTokens::default())
+            .with_sealed(Some(Sealed::Environment))
+            .with_audit(audit.clone());
         let forwarded = Forwarded::default();
         let bounded = async {
-            let api = upstream.get_api(&url, None, &forwarded, false).await;
+            let line = Record::new(&forwarded.requester(), crate::audit::Kind::Discovery, "x");
+            let api = upstream.get_api(&url, None, &forwarded, false, line).await;
             let artifact = upstream.get_small_artifact(&zip, &forwarded).await;
             (api, artifact)
         };
@@ -501,5 +575,45 @@ mod tests {
             matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
             "a connection was opened: {accepted:?}"
         );
+        audit.flush();
+        let log = audit_dir.path().join(crate::audit::DEFAULT_FILE);
+        assert!(!log.exists(), "a request not made is no fetch to record");
+    }
+
+    /// A registry request that was made and failed is one line, saying so.
+    #[tokio::test]
+    async fn a_failed_api_request_is_recorded_once() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/v1/x/versions")).unwrap();
+        let audit_dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::start(&Default::default(), audit_dir.path()).unwrap();
+        let upstream = Upstream::new(EnvTokens::default()).with_audit(audit.clone());
+        let forwarded = Forwarded {
+            run: Some("r1".to_owned()),
+            ..Forwarded::default()
+        };
+        let line = Record::new(&forwarded.requester(), crate::audit::Kind::VersionList, "x")
+            .url(url.as_str());
+        let fetched = tokio::time::timeout(
+            Duration::from_secs(20),
+            upstream.get_api(&url, None, &forwarded, false, line),
+        )
+        .await
+        .expect("a refused connection fails at once");
+        assert!(fetched.is_err());
+        audit.flush();
+        let text =
+            std::fs::read_to_string(audit_dir.path().join(crate::audit::DEFAULT_FILE)).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert_eq!(lines[0]["outcome"], "failed");
+        assert_eq!(lines[0]["run"], "r1");
+        assert!(lines[0]["reason"].as_str().unwrap().contains(url.as_str()));
     }
 }

@@ -9,6 +9,7 @@ use url::Url;
 
 use super::access::{AcceptedCredentials, Grants};
 use super::{ApiAnswer, Discovery, Forwarded, Upstream};
+use crate::audit::{Kind, Record};
 use crate::server_key::ServerKey;
 use crate::store::{Document, Documents, FetchError, Freshness, Reader, Served};
 
@@ -39,6 +40,10 @@ pub struct ApiRequest {
     /// tfmirror's URLs (see [`RegistryClient::grant_for`]): it may read a
     /// private copy without a credential.
     pub grant: Option<String>,
+    /// What the document is, in Terraform's terms, for the audit line of
+    /// its fetch: a version list or download answer, and the provider or
+    /// module it belongs to.
+    pub what: (Kind, String),
 }
 
 /// The URL of a registry API document: `path` below a service's base URL
@@ -111,20 +116,27 @@ impl RegistryClient {
             freshness,
             deadline,
             grant: _,
+            what: (kind, name),
         } = request;
         let fetch = move || async move {
             let base = discovery.service_url(&host, service, &forwarded).await?;
             let url = api_url(&base, &path).ok_or_else(|| {
                 FetchError::Unavailable(format!("cannot build the upstream URL below {base}"))
             })?;
-            let answer = upstream
-                .get_api(&url, credential.as_ref(), &forwarded, has_fallback)
+            let line = Record::new(&forwarded.requester(), kind, name).url(url.as_str());
+            let (answer, line) = upstream
+                .get_api(&url, credential.as_ref(), &forwarded, has_fallback, line)
                 .await?;
             if let Some(credential) = &credential {
                 accepted.record(&host, &credential.sha256());
             }
-            prepare(&answer, &url)
-                .map_err(|e| FetchError::Unavailable(format!("{url}: malformed answer: {e}")))
+            let prepared = prepare(&answer, &url)
+                .map_err(|e| FetchError::Unavailable(format!("{url}: malformed answer: {e}")));
+            upstream.audit().write(match &prepared {
+                Ok(_) => line,
+                Err(e) => line.failed(e),
+            });
+            prepared
         };
         self.documents
             .get_for(&reader, &key, freshness, deadline, fetch)

@@ -12,6 +12,7 @@ mod fixtures;
 #[path = "../harness/mod.rs"]
 mod harness;
 
+mod audit;
 mod bundle_import;
 mod bundles;
 mod cache_admin;

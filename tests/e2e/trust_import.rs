@@ -77,6 +77,7 @@ fn cache_tree(world: &World) -> Vec<String> {
                 && !["CACHEDIR.TAG", "owner.lock", "server.json", "terraform.rc"]
                     .contains(&f.as_str())
                 && !f.starts_with("server.log")
+                && !f.starts_with("audit.jsonl")
         })
         .collect()
 }
