@@ -30,6 +30,9 @@ pub struct ServeOptions {
     pub public_url: Option<Url>,
     /// `--tokens`: team clients' tokens.
     pub tokens: Option<PathBuf>,
+    /// The file the config was read from, whose `[policy]` the server
+    /// keeps reading as it changes.
+    pub config_file: Option<PathBuf>,
 }
 
 impl ServeOptions {
@@ -114,7 +117,9 @@ pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> any
         .idle_timeout
         .or(options.background.then_some(config.idle_timeout));
     let signal = server::shutdown_signal()?;
-    let server = Server::bind(listen, options.tls.as_ref(), team, config.clone(), store).await?;
+    let config_file = options.config_file.clone();
+    let tls = options.tls.as_ref();
+    let server = Server::bind(listen, tls, team, config.clone(), config_file, store).await?;
     let url = server.url().to_owned();
     let info = state_file::ServerInfo::current(&url, server.secret().as_str());
     write_terraform_rc(cache_dir, &config, &info.base_url()).await;

@@ -73,6 +73,7 @@ pub async fn route(app: &App, mut request: Request<Incoming>) -> Routed {
         base_url,
         run: run.as_ref().map(RunId::as_str),
     };
+    app.policy.refresh().await;
     let (route, response) = dispatch(app, request, &segments, call).await;
     Routed {
         response,
