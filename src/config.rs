@@ -424,9 +424,16 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let mut config = Config::parse(&text).map_err(|source| ConfigError::Invalid {
+        Config::from_text(path, &text)
+    }
+
+    /// The config in `text`, read from `path`: what [`Config::from_file`]
+    /// makes of it, for a caller that read the file itself (the server's
+    /// live `[policy]`, which hashes the same bytes).
+    pub fn from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let mut config = Config::parse(text).map_err(|source| ConfigError::Invalid {
             path: path.to_owned(),
-            position: Position::of(&source, &text),
+            position: Position::of(&source, text),
             source: Box::new(source),
         })?;
         // So that a refusal says which file to edit.

@@ -319,6 +319,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 tls,
                 public_url,
                 tokens,
+                config_file: loaded.config_file,
             };
             commands::serve::run(&loaded.dir, loaded.config, options).await
         }

@@ -31,6 +31,9 @@ pub struct ServeOptions {
     pub public_url: Option<Url>,
     /// `--tokens`: team clients' tokens.
     pub tokens: Option<PathBuf>,
+    /// The file the config was read from, whose `[policy]` the server
+    /// keeps reading as it changes.
+    pub config_file: Option<PathBuf>,
 }
 
 impl ServeOptions {
@@ -119,8 +122,18 @@ pub async fn run(cache_dir: &Path, config: Config, options: ServeOptions) -> any
         .idle_timeout
         .or(options.background.then_some(config.idle_timeout));
     let signal = server::shutdown_signal()?;
+    let config_file = options.config_file.clone();
     let tls = options.tls.as_ref();
-    let server = Server::bind(&listen, &addrs, tls, team, config.clone(), store).await?;
+    let server = Server::bind(
+        &listen,
+        &addrs,
+        tls,
+        team,
+        config.clone(),
+        config_file,
+        store,
+    )
+    .await?;
     let url = server.url().to_owned();
     server
         .user_routes()

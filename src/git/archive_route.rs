@@ -43,7 +43,7 @@ impl GitMirrors {
             return refused;
         }
         let artifact = crate::policy::Artifact::Git(repo.upstream_url());
-        if let Some(refused) = crate::policy::check::refused(&self.config, artifact) {
+        if let Some(refused) = crate::policy::check::refused(&self.policy, artifact) {
             return refused;
         }
         let rel = repo.archive_path(Segment::new(file).expect("hex and .tar.gz form a valid name"));

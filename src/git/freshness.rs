@@ -28,6 +28,8 @@ use crate::store::{KeyedLocks, OncePerKey, Store};
 #[derive(Clone)]
 pub struct GitMirrors {
     pub(super) config: Arc<Config>,
+    /// `[policy]` as in effect now (the config's is read at start only).
+    pub(super) policy: crate::policy::LivePolicy,
     pub(super) store: Arc<Store>,
     /// Mirrors with a background refresh under way.
     refreshing: OncePerKey,
@@ -70,8 +72,13 @@ pub struct Resolved {
 }
 
 impl GitMirrors {
-    pub fn new(config: Arc<Config>, store: Arc<Store>) -> GitMirrors {
+    pub fn new(
+        config: Arc<Config>,
+        policy: crate::policy::LivePolicy,
+        store: Arc<Store>,
+    ) -> GitMirrors {
         GitMirrors {
+            policy,
             store,
             refreshing: OncePerKey::default(),
             checks: KeyedLocks::default(),
@@ -499,7 +506,8 @@ mod tests {
             ..Config::default()
         };
         let store = Store::open(cache).unwrap();
-        GitMirrors::new(Arc::new(config), Arc::new(store))
+        let policy = crate::policy::LivePolicy::fixed(None);
+        GitMirrors::new(Arc::new(config), policy, Arc::new(store))
     }
 
     /// Sealed, a mirror is read as it is, and what it lacks is refused by

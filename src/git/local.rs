@@ -80,7 +80,7 @@ impl GitMirrors {
             return LocalRepo::refused(&item.url, refused.to_string());
         }
         let artifact = crate::policy::Artifact::Git(repo.upstream_url());
-        if let Err(refused) = crate::policy::check::enforce(&self.config, artifact) {
+        if let Err(refused) = crate::policy::check::enforce(&self.policy, artifact) {
             return LocalRepo::refused(&item.url, refused.to_string());
         }
         let (_, checked) = match self.current(&repo).await {

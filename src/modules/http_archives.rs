@@ -102,7 +102,7 @@ impl Modules {
             return response::error(StatusCode::NOT_FOUND, message);
         };
         let archive = Artifact::Archive(origin.url.clone());
-        if let Some(refusal) = policy::check::refused(&self.config, archive) {
+        if let Some(refusal) = policy::check::refused(&self.policy, archive) {
             return refusal;
         }
         let host = &origin.registry_host;

@@ -51,6 +51,8 @@ const LOCATION_DEADLINE: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Modules {
     config: Arc<Config>,
+    /// `[policy]` as in effect now (the config's is read at start only).
+    policy: policy::LivePolicy,
     store: Arc<Store>,
     upstream: Upstream,
     registry: RegistryClient,
@@ -64,6 +66,7 @@ pub struct Modules {
 impl Modules {
     pub fn new(
         config: Arc<Config>,
+        policy: policy::LivePolicy,
         store: Arc<Store>,
         upstream: Upstream,
         registry: RegistryClient,
@@ -71,6 +74,7 @@ impl Modules {
     ) -> Modules {
         Modules {
             config,
+            policy,
             store,
             upstream,
             registry,
@@ -94,7 +98,7 @@ impl Modules {
             .iter()
             .filter_map(|addr| ModuleAddr::parse(addr))
             .filter(|addr| self.config.is_proxied(addr.host.as_str()))
-            .filter(|addr| policy::check::allows(&self.config, &Artifact::module(addr, None)))
+            .filter(|addr| policy::check::allows(&self.policy, &Artifact::module(addr, None)))
             .collect();
         if wanted.is_empty() {
             return;
@@ -138,7 +142,7 @@ impl Modules {
         if let Some(refusal) = unproxied(&self.config, &addr.host) {
             return refusal;
         }
-        if let Some(refusal) = policy::check::refused(&self.config, route.artifact()) {
+        if let Some(refusal) = policy::check::refused(&self.policy, route.artifact()) {
             return refusal;
         }
         match &route {
@@ -158,7 +162,7 @@ impl Modules {
         let run = ctx.run.as_deref();
         let freshness = self.plans.freshness(run).unwrap_or(VERSIONS_REVALIDATE);
         let served = self.fetch_versions(addr, &ctx.forwarded, freshness).await;
-        let served = policy::check::module_versions(&self.config, &addr.to_string(), served);
+        let served = policy::check::module_versions(&self.policy, &addr.to_string(), served);
         // A list that needed a token, or that failed, is not worth fetching
         // early next time: the early fetch has no token, and a 404 is not
         // cached, so Terraform would ask again anyway.
@@ -266,14 +270,14 @@ impl Modules {
             }
         }
         if let Some(git) = GitSource::parse(source) {
-            policy::check::enforce(&self.config, Artifact::Git(git.url.clone()))?;
+            policy::check::enforce(&self.policy, Artifact::Git(git.url.clone()))?;
             return self.rewrite_git(addr, git, ctx).await;
         }
         let Some(archive) = ArchiveSource::parse(source) else {
             tracing::debug!("{addr}: passing source {source} through unchanged");
             return Ok(source.to_owned());
         };
-        policy::check::enforce(&self.config, Artifact::Archive(archive.url.to_string()))?;
+        policy::check::enforce(&self.policy, Artifact::Archive(archive.url.to_string()))?;
         let key = archive.key();
         self.remember_origin(&key, &archive, addr, answer, ctx)?;
         let file_name = ArchiveName::url_name(

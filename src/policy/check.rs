@@ -1,7 +1,8 @@
 //! The server's side of `[policy]`: each handler asks here, with one call,
 //! before it looks at the cache or the upstream, so a tightened policy
 //! holds for cached artifacts too (nothing is deleted; it is just not
-//! served).
+//! served). Each call judges by the policy in effect at that moment (see
+//! [`LivePolicy`]): an edited `[policy]` holds from the next request on.
 //!
 //! [`enforce`] is the one place a request is refused by the policy: it
 //! logs the refusal as one WARN line, inside the request's handler (so
@@ -13,8 +14,7 @@ use hyper::StatusCode;
 use serde_json::Value;
 
 use super::patterns::Kind;
-use super::{file_text, Artifact, Refusal};
-use crate::config::Config;
+use super::{file_text, Artifact, LivePolicy, Refusal};
 use crate::response::{self, Response};
 use crate::store::{FetchError, Served};
 
@@ -24,10 +24,10 @@ use crate::store::{FetchError, Served};
 /// the reason phrase the server sent, which is the refusal's message.
 pub const REFUSED: StatusCode = StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS;
 
-/// Whether the server's policy lets `artifact` through; a refusal is
+/// Whether the policy in effect lets `artifact` through; a refusal is
 /// logged here, once, as a warning.
-pub fn enforce(config: &Config, artifact: Artifact) -> Result<(), Refusal> {
-    let Some(policy) = &config.policy else {
+pub fn enforce(live: &LivePolicy, artifact: Artifact) -> Result<(), Refusal> {
+    let Some(policy) = live.current() else {
         return Ok(());
     };
     policy.judge(&artifact).inspect_err(|refusal| {
@@ -37,16 +37,14 @@ pub fn enforce(config: &Config, artifact: Artifact) -> Result<(), Refusal> {
 
 /// [`enforce`] as a handler's answer: `None` when allowed, else the 451
 /// the client is given.
-pub fn refused(config: &Config, artifact: Artifact) -> Option<Response> {
-    enforce(config, artifact).err().map(|r| response(&r))
+pub fn refused(live: &LivePolicy, artifact: Artifact) -> Option<Response> {
+    enforce(live, artifact).err().map(|r| response(&r))
 }
 
 /// Whether `artifact` is allowed, without a word: for work no client asked
 /// for (fetching lists ahead of a run), which is skipped, not refused.
-pub fn allows(config: &Config, artifact: &Artifact) -> bool {
-    config
-        .policy
-        .as_ref()
+pub fn allows(live: &LivePolicy, artifact: &Artifact) -> bool {
+    live.current()
         .is_none_or(|policy| policy.judge(artifact).is_ok())
 }
 
@@ -81,11 +79,11 @@ fn reason_phrase(message: &str) -> Vec<u8> {
 /// does not print a registry's `warnings`, tried with 1.11), so the one
 /// WARN line, which `exec` repeats, says which rule left which out.
 pub fn provider_versions(
-    config: &Config,
+    live: &LivePolicy,
     address: &str,
     served: Result<Served, FetchError>,
 ) -> Result<Served, FetchError> {
-    filter_list(config, Kind::Provider, address, served, |list| {
+    filter_list(live, Kind::Provider, address, served, |list| {
         list.get_mut("versions")
             .and_then(Value::as_array_mut)
             .into_iter()
@@ -95,11 +93,11 @@ pub fn provider_versions(
 
 /// A module's version list without the versions a deny entry covers.
 pub fn module_versions(
-    config: &Config,
+    live: &LivePolicy,
     address: &str,
     served: Result<Served, FetchError>,
 ) -> Result<Served, FetchError> {
-    filter_list(config, Kind::Module, address, served, |list| {
+    filter_list(live, Kind::Module, address, served, |list| {
         list.get_mut("modules")
             .and_then(Value::as_array_mut)
             .into_iter()
@@ -111,11 +109,11 @@ pub fn module_versions(
 
 /// Leaves out of a network mirror's `index.json` versions the denied ones.
 pub fn mirror_versions<V>(
-    config: &Config,
+    live: &LivePolicy,
     address: &str,
     versions: &mut std::collections::BTreeMap<String, V>,
 ) {
-    let Some(policy) = &config.policy else {
+    let Some(policy) = live.current() else {
         return;
     };
     let mut dropped = Vec::new();
@@ -135,13 +133,13 @@ pub fn mirror_versions<V>(
 /// parsed body) every `{"version": ...}` a deny entry covers. A body that
 /// does not parse is served as it is: the handlers check its shape.
 fn filter_list(
-    config: &Config,
+    live: &LivePolicy,
     kind: Kind,
     address: &str,
     served: Result<Served, FetchError>,
     arrays: impl Fn(&mut Value) -> Vec<&mut Vec<Value>>,
 ) -> Result<Served, FetchError> {
-    let Some(policy) = &config.policy else {
+    let Some(policy) = live.current() else {
         return served;
     };
     let mut served = served?;
@@ -195,10 +193,12 @@ fn dropped_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::store::{Document, Provenance};
 
-    fn config(policy: &str) -> Config {
-        Config::parse(&format!("[policy]\n{policy}")).unwrap()
+    fn live(policy: &str) -> LivePolicy {
+        let config = Config::parse(&format!("[policy]\n{policy}")).unwrap();
+        LivePolicy::fixed(config.policy)
     }
 
     fn served(body: &str) -> Result<Served, FetchError> {
@@ -214,10 +214,10 @@ mod tests {
 
     #[test]
     fn denied_versions_leave_version_lists() {
-        let config = config(r#"deny_providers = ["hashicorp/aws 4.*"]"#);
+        let policy = live(r#"deny_providers = ["hashicorp/aws 4.*"]"#);
         let aws = "registry.terraform.io/hashicorp/aws";
         let list = r#"{"versions":[{"version":"4.1.0"},{"version":"5.0.0"},{"version":"4.2.0"}]}"#;
-        let filtered = body(provider_versions(&config, aws, served(list)));
+        let filtered = body(provider_versions(&policy, aws, served(list)));
         assert_eq!(
             filtered,
             serde_json::json!({"versions": [{"version": "5.0.0"}]})
@@ -232,17 +232,13 @@ mod tests {
              (4.1.0, 4.2.0): r"
         );
         let other = "registry.terraform.io/hashicorp/google";
-        let untouched = provider_versions(&config, other, served(list)).unwrap();
+        let untouched = provider_versions(&policy, other, served(list)).unwrap();
         assert_eq!(untouched.doc.body.as_str(), list);
 
-        let config = Config::parse(
-            r#"[policy]
-deny_modules = ["acme/vpc/aws < 2"]"#,
-        )
-        .unwrap();
+        let policy = live(r#"deny_modules = ["acme/vpc/aws < 2"]"#);
         let modules = r#"{"modules":[{"versions":[{"version":"1.0.0"},{"version":"2.0.0"}]}]}"#;
         let filtered = body(module_versions(
-            &config,
+            &policy,
             "registry.terraform.io/acme/vpc/aws",
             served(modules),
         ));
@@ -254,12 +250,12 @@ deny_modules = ["acme/vpc/aws < 2"]"#,
 
     #[test]
     fn without_a_policy_nothing_is_touched_or_refused() {
-        let config = Config::parse("").unwrap();
+        let policy = LivePolicy::fixed(None);
         let list = r#"{"versions":[{"version":"4.1.0"}]}"#;
-        let same = provider_versions(&config, "registry.terraform.io/a/b", served(list)).unwrap();
+        let same = provider_versions(&policy, "registry.terraform.io/a/b", served(list)).unwrap();
         assert_eq!(same.doc.body.as_str(), list);
         assert!(refused(
-            &config,
+            &policy,
             Artifact::provider("registry.terraform.io/a/b", None)
         )
         .is_none());
@@ -267,9 +263,9 @@ deny_modules = ["acme/vpc/aws < 2"]"#,
 
     #[test]
     fn a_refusal_is_a_451_whose_reason_phrase_is_the_message() {
-        let config = config(r#"providers = ["hashicorp/*"]"#);
+        let policy = live(r#"providers = ["hashicorp/*"]"#);
         let answer = refused(
-            &config,
+            &policy,
             Artifact::provider("registry.terraform.io/acme/x", None),
         )
         .expect("refused");

@@ -14,10 +14,14 @@
 //! allows everything of its kind and an empty list allows nothing, so a
 //! team can restrict providers alone. `deny_*` entries win over the
 //! allow-lists. The judgement is pure ([`Policy::judge`]); the server
-//! enforces it through [`check`], the one place a refusal is logged and
-//! answered, and `tfmirror policy check` reports it for a directory.
+//! keeps the policy in effect in one [`LivePolicy`], re-read when the
+//! config file changes (only `[policy]` is live: every other setting is
+//! read at start), enforces it through [`check`], the one place a refusal
+//! is logged and answered, and `tfmirror policy check` reports it for a
+//! directory.
 
 pub mod check;
+pub mod live;
 pub mod patterns;
 pub mod versions;
 
@@ -27,6 +31,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::git::{MirrorPrefix, RepoId};
+pub use live::LivePolicy;
 use patterns::{BadPattern, DenyRule, Kind, NamePattern, UrlPrefix};
 
 /// The `[policy]` section as written; every key is optional.
@@ -264,6 +269,33 @@ impl Policy {
         };
         let rule = rules.iter().find(|r| r.denies(address, Some(version)))?;
         Some(Rule::Denied(key, rule.to_string()))
+    }
+
+    /// What the policy restricts, in a few words, for the log line that
+    /// says a new policy is in effect: each allow-list's length (or `any`)
+    /// and the number of deny entries.
+    pub fn summary(&self) -> String {
+        fn rules(count: usize) -> String {
+            match count {
+                1 => "1 rule".to_owned(),
+                n => format!("{n} rules"),
+            }
+        }
+        let allow = |key: &str, list: Option<usize>| match list {
+            Some(count) => format!("{key} {}", rules(count)),
+            None => format!("{key} any"),
+        };
+        [
+            allow("providers", self.providers.as_ref().map(Vec::len)),
+            allow("modules", self.modules.as_ref().map(Vec::len)),
+            allow("git", self.git.as_ref().map(Vec::len)),
+            allow("archives", self.archives.as_ref().map(Vec::len)),
+            format!(
+                "deny {}",
+                rules(self.deny_providers.len() + self.deny_modules.len())
+            ),
+        ]
+        .join(", ")
     }
 }
 

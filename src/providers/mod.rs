@@ -46,6 +46,8 @@ const API_DEADLINE: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Providers {
     config: Arc<Config>,
+    /// `[policy]` as in effect now (the config's is read at start only).
+    policy: policy::LivePolicy,
     store: Arc<Store>,
     upstream: Upstream,
     registry: RegistryClient,
@@ -74,12 +76,14 @@ impl Providers {
 
     pub fn new(
         config: Arc<Config>,
+        policy: policy::LivePolicy,
         store: Arc<Store>,
         upstream: Upstream,
         registry: RegistryClient,
     ) -> Providers {
         Providers {
             config,
+            policy,
             store,
             upstream,
             registry,
@@ -99,7 +103,7 @@ impl Providers {
         if let Some(refusal) = unproxied(&self.config, host) {
             return refusal;
         }
-        if let Some(refusal) = policy::check::refused(&self.config, route.artifact()) {
+        if let Some(refusal) = policy::check::refused(&self.policy, route.artifact()) {
             return refusal;
         }
         match route {
@@ -121,7 +125,7 @@ impl Providers {
 
     async fn versions(&self, addr: &ProviderAddress, ctx: &RequestContext) -> Response {
         let listed = self.version_list(addr, ctx).await;
-        let listed = policy::check::provider_versions(&self.config, &addr.to_string(), listed);
+        let listed = policy::check::provider_versions(&self.policy, &addr.to_string(), listed);
         let served = response::document(&addr.to_string(), listed);
         response::touched(served, [ClosureItem::Document(versions_key(addr))])
     }

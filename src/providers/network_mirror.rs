@@ -107,7 +107,7 @@ impl Providers {
         if let Some(refusal) = unproxied(&self.config, host) {
             return refusal;
         }
-        if let Some(refusal) = policy::check::refused(&self.config, route.artifact()) {
+        if let Some(refusal) = policy::check::refused(&self.policy, route.artifact()) {
             return refusal;
         }
         match route {
@@ -131,7 +131,7 @@ impl Providers {
                 None => return response::fetch_error(&addr.to_string(), failure),
             },
         };
-        policy::check::mirror_versions(&self.config, &addr.to_string(), &mut versions);
+        policy::check::mirror_versions(&self.policy, &addr.to_string(), &mut versions);
         response::json(StatusCode::OK, json!({ "versions": versions }).to_string())
     }
 

@@ -160,7 +160,7 @@ impl Providers {
             return Err(NotReady::Unproxied(package.address.host.to_string()));
         }
         let artifact = Artifact::provider(&package.address, Some(package.version.as_str()));
-        policy::check::enforce(&self.config, artifact).map_err(NotReady::Refused)?;
+        policy::check::enforce(&self.policy, artifact).map_err(NotReady::Refused)?;
         self.verified_zip(&package, forwarded).await?;
         let rel = zip_path(&package);
         let sha256 = self

@@ -247,7 +247,8 @@ mod tests {
         let discovery = Discovery::new(config.clone(), upstream.clone(), documents.clone());
         let key = ServerKey::generate().unwrap();
         let registry = RegistryClient::new(upstream.clone(), discovery, documents, key);
-        Providers::new(config, store, upstream, registry)
+        let policy = crate::policy::LivePolicy::fixed(None);
+        Providers::new(config, policy, store, upstream, registry)
     }
 
     fn package() -> Package {

@@ -36,6 +36,7 @@ use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::git::GitMirrors;
 use crate::modules::Modules;
+use crate::policy::LivePolicy;
 use crate::protocol::{Endpoint, Health};
 use crate::providers::Providers;
 use crate::response::Response;
@@ -58,6 +59,9 @@ pub struct App {
     public_url: Option<String>,
     access: AccessPolicy,
     config: Arc<Config>,
+    /// `[policy]`, kept current as the config file changes; the router
+    /// has it look at the file before each request.
+    policy: LivePolicy,
     runs: Arc<metering::Runs>,
     /// What happened while serving each run (see `run_journal`).
     journal: Arc<run_journal::RunJournal>,
@@ -130,12 +134,16 @@ pub struct Server {
 impl Server {
     /// Binds the listener to the first of `addrs` (what `listen` resolved
     /// to) that works; the URL is known from here on (port 0 picks one).
+    /// `config_file` is where `config` was read from: its `[policy]` is
+    /// read again when it changes (the one live setting; see
+    /// [`LivePolicy`]).
     pub async fn bind(
         listen: &crate::listen_addr::ListenAddr,
         addrs: &[SocketAddr],
         tls: Option<&TlsFiles>,
         team: Team,
-        config: Config,
+        mut config: Config,
+        config_file: Option<PathBuf>,
         store: Store,
     ) -> anyhow::Result<Server> {
         let tls = tls.map(TlsFiles::acceptor).transpose()?;
@@ -196,6 +204,9 @@ impl Server {
         let store = store.with_sealed(config.offline.clone());
         let audit = AuditLog::start(&config.audit, store.root())
             .map_err(|e| anyhow::anyhow!("cannot start the audit log's writer: {e}"))?;
+        // The policy lives in one place from here on: handlers ask it, not
+        // the config, whose copy would go stale.
+        let policy = LivePolicy::watch(config_file, config.policy.take()).await;
         let config = Arc::new(config);
         let store = Arc::new(store);
         let upstream = Upstream::new(EnvTokens::from_env())
@@ -212,23 +223,32 @@ impl Server {
             store.documents().clone(),
             key.clone(),
         );
-        let mut git = GitMirrors::new(config.clone(), store.clone()).with_audit(audit.clone());
+        let mut git = GitMirrors::new(config.clone(), policy.clone(), store.clone())
+            .with_audit(audit.clone());
         if let Some(shelf) = shelf {
             git = git.with_bundle_shelf(shelf);
         }
         let modules = Modules::new(
             config.clone(),
+            policy.clone(),
             store.clone(),
             upstream.clone(),
             registry.clone(),
             git.clone(),
         );
-        let providers = Providers::new(config.clone(), store.clone(), upstream, registry);
+        let providers = Providers::new(
+            config.clone(),
+            policy.clone(),
+            store.clone(),
+            upstream,
+            registry,
+        );
         let app = App {
             url,
             public_url,
             access,
             config,
+            policy,
             runs: Arc::default(),
             journal: run_journal::RunJournal::global(),
             cache_dir: store.root().to_owned(),

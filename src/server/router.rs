@@ -74,6 +74,7 @@ pub async fn route(app: &App, mut request: Request<Incoming>) -> Routed {
         base_url,
         run: run.as_ref().map(RunId::as_str),
     };
+    app.policy.refresh().await;
     // What the server logs while serving the run is the run's to report.
     let span = match &call.run {
         Some(id) => super::run_journal::run_span(id),

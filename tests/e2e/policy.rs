@@ -1,8 +1,8 @@
 //! `[policy]`: what is outside the allow-list is refused before any
 //! upstream request, with a message Terraform prints naming the artifact
 //! and the rule; tightening the policy holds for what is already cached,
-//! the exec fast path included; and `tfmirror policy check` lists what
-//! would be refused under a directory.
+//! the exec fast path included, and on a running server at once; and
+//! `tfmirror policy check` lists what would be refused under a directory.
 
 use std::path::Path;
 use std::process::Output;
@@ -17,9 +17,15 @@ const COMMAND_LIMIT_SECS: &str = "120";
 
 /// `tfmirror exec -- terraform init` in `dir`, bounded in time.
 fn init(world: &World, dir: &Path) -> Output {
+    init_with(world, dir, &[])
+}
+
+/// [`init`] with `env` added.
+fn init_with(world: &World, dir: &Path, env: &[(&str, &str)]) -> Output {
     let terraform = terraform();
     world
         .command("timeout")
+        .envs(env.iter().copied())
         .args(["-k", "5", COMMAND_LIMIT_SECS, tfmirror(), "exec", "--"])
         .args([
             terraform.to_str().unwrap(),
@@ -136,8 +142,8 @@ fn a_tightened_policy_holds_for_cached_providers_on_the_fast_path_too() {
     assert_success(&init(&world, &warm), "warming init");
     stop(&world);
 
-    // The server reads its config when it starts: the next `exec` starts
-    // one with the tightened policy.
+    // A restarted server reads the tightened policy too (the running one
+    // takes it in as well: see the next test).
     world.append_config("[policy]\nproviders = [\"acme/*\"]\n");
     world.registry.clear_requests();
     let config = world.config_path().display().to_string();
@@ -173,6 +179,87 @@ fn a_tightened_policy_holds_for_cached_providers_on_the_fast_path_too() {
             .join(".terraform/providers/registry.terraform.io/hashicorp/alpha")
             .exists(),
         "the refused provider is not installed"
+    );
+}
+
+/// The pid of the server that owns the cache, as `tfmirror status` says.
+fn status_pid(world: &World) -> String {
+    let output = world
+        .command("timeout")
+        .args(["60", tfmirror(), "status"])
+        .output()
+        .expect("run tfmirror status");
+    assert_success(&output, "tfmirror status");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let pid = text.lines().find_map(|line| line.strip_prefix("pid:"));
+    pid.expect("status names the pid").trim().to_owned()
+}
+
+/// A running server looks at its config file at most once a second
+/// (`policy::live::CHECK_EVERY`): an edit holds for requests that come
+/// later than that.
+fn past_the_next_look() {
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+}
+
+#[test]
+fn an_edited_policy_holds_on_the_running_server_without_a_restart() {
+    let world = World::new(vec![ProviderSpec::new("hashicorp", "alpha", &["1.0.0"])]);
+    let alpha = [("hashicorp", "alpha", "1.0.0")];
+    let open = std::fs::read_to_string(world.config_path()).unwrap();
+    // The server this starts logs at INFO, so its reloads are in server.log.
+    let cold = world.workdir("cold", &alpha);
+    assert_success(
+        &init_with(&world, &cold, &[("TFMIRROR_LOG", "info")]),
+        "cold init",
+    );
+    let pid = status_pid(&world);
+
+    world.append_config("[policy]\nproviders = [\"acme/*\"]\n");
+    world.registry.clear_requests();
+    past_the_next_look();
+    let config = world.config_path().display().to_string();
+    let tightened = world.workdir("tightened", &alpha);
+    let message = words(&assert_failure(
+        &init(&world, &tightened),
+        "init of a cached provider the edited policy refuses",
+    ));
+    let expected = format!(
+        "451 registry.terraform.io/hashicorp/alpha is not allowed by [policy] providers in {config}"
+    );
+    assert!(message.contains(&expected), "names the rule: {message}");
+    assert_eq!(
+        requests_for(&world, "hashicorp/alpha"),
+        Vec::<String>::new()
+    );
+    assert_eq!(status_pid(&world), pid, "the same server, not restarted");
+
+    std::fs::write(world.config_path(), &open).unwrap();
+    past_the_next_look();
+    let loosened = world.workdir("loosened", &alpha);
+    assert_success(&init(&world, &loosened), "init once [policy] is gone");
+    assert!(loosened
+        .join(".terraform/providers/registry.terraform.io/hashicorp/alpha/1.0.0")
+        .is_dir());
+    assert_eq!(status_pid(&world), pid, "still the same server");
+    let log = std::fs::read_to_string(world.cache_dir().join("server.log")).unwrap();
+    let reloads: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("policy reloaded from"))
+        .collect();
+    assert_eq!(reloads.len(), 2, "one line per change: {log}");
+    assert!(
+        reloads[0].ends_with(&format!(
+            "policy reloaded from {config}: providers 1 rule, modules any, git any, \
+             archives any, deny 0 rules"
+        )),
+        "{reloads:?}"
+    );
+    assert!(
+        reloads[1].ends_with(&format!(
+            "policy reloaded from {config}: no [policy], everything is allowed"
+        )),
+        "{reloads:?}"
     );
 }
 
