@@ -116,10 +116,6 @@ impl Record {
         }
     }
 
-    #[allow(
-        dead_code,
-        reason = "the [policy] allow-list (issue 21) records its refusals with it once merged"
-    )]
     /// A request for `name` the `[policy]`'s `rule` refused: no upstream
     /// request was made, so the line names no URL, size or hash.
     pub fn refused(

@@ -65,7 +65,11 @@ fn unreachable(host: &str, why: &str, missing: &[String], stale: usize) -> Vec<S
     if stale > 0 {
         block.push(format!("  served from cache instead: {stale} more"));
     }
-    block.extend(ADVICE.map(str::to_owned));
+    // A certificate or a proxy is the trouble: its own advice, said once.
+    match crate::upstream::network_hint(why) {
+        Some(hint) => block.push(format!("  to fix: {hint}")),
+        None => block.extend(ADVICE.map(str::to_owned)),
+    }
     block
 }
 

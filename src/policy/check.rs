@@ -32,7 +32,29 @@ pub fn enforce(live: &LivePolicy, artifact: Artifact) -> Result<(), Refusal> {
     };
     policy.judge(&artifact).inspect_err(|refusal| {
         tracing::warn!("{refusal}");
+        if let Some(audit) = live.audit() {
+            audit.write(audit_record(refusal));
+        }
     })
+}
+
+/// A refusal's line in the audit log, for the request being served (see
+/// `audit::current_requester`): what was asked for, named as Terraform
+/// names it, and the rule.
+fn audit_record(refusal: &Refusal) -> crate::audit::Record {
+    use crate::audit::{current_requester, Kind, Record};
+    let (kind, name) = match &refusal.artifact {
+        Artifact::Provider { version: None, .. } | Artifact::Module { version: None, .. } => {
+            (Kind::VersionList, refusal.artifact.to_string())
+        }
+        Artifact::Provider { .. } => (Kind::ProviderPackage, refusal.artifact.to_string()),
+        Artifact::Module { .. } => (Kind::DownloadAnswer, refusal.artifact.to_string()),
+        // Named by the URL alone, as other git and archive lines are.
+        Artifact::Git(url) => (Kind::GitFetch, super::shown(url)),
+        Artifact::Archive(url) => (Kind::ModuleArchive, super::shown(url)),
+    };
+    let rule = format!("{}{}", refusal.rule, super::file_text(&refusal.file));
+    Record::refused(&current_requester(), kind, name, rule)
 }
 
 /// [`enforce`] as a handler's answer: `None` when allowed, else the 451

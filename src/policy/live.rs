@@ -27,12 +27,13 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
 use super::Policy;
+use crate::audit::AuditLog;
 use crate::config::{Config, ConfigError};
 
 /// How often, at most, the config file is looked at again.
@@ -56,6 +57,8 @@ struct Inner {
     every: Duration,
     current: RwLock<Option<Arc<Policy>>>,
     watch: tokio::sync::Mutex<Watch>,
+    /// Where refusals are recorded, once the server has an audit log.
+    audit: OnceLock<AuditLog>,
 }
 
 /// The file as the last check found it.
@@ -230,7 +233,20 @@ impl LivePolicy {
                 checked: Some(Instant::now()),
                 seen,
             }),
+            audit: OnceLock::new(),
         }))
+    }
+
+    /// Records every refusal from now on in `audit` (the server's audit
+    /// log, which starts with it); a second call changes nothing.
+    pub fn record_refusals_in(&self, audit: AuditLog) {
+        let _ = self.0.audit.set(audit);
+    }
+
+    /// The audit log refusals go to; one that records nothing until
+    /// [`LivePolicy::record_refusals_in`].
+    pub fn audit(&self) -> Option<&AuditLog> {
+        self.0.audit.get()
     }
 
     /// The policy in effect; `None`: everything is allowed.

@@ -174,7 +174,7 @@ impl fmt::Display for Artifact {
 /// password, an http(s) user (a token, often) or a query (a presigned
 /// URL's signature). An ssh user (`git@`) names no secret and stays; so
 /// does what does not parse as a URL (scp-like `git@host:path`).
-fn shown(text: &str) -> String {
+pub(super) fn shown(text: &str) -> String {
     let Ok(mut url) = url::Url::parse(text) else {
         return text.to_owned();
     };

@@ -207,6 +207,7 @@ impl Server {
         // The policy lives in one place from here on: handlers ask it, not
         // the config, whose copy would go stale.
         let policy = LivePolicy::watch(config_file, config.policy.take()).await;
+        policy.record_refusals_in(audit.clone());
         let config = Arc::new(config);
         let store = Arc::new(store);
         let upstream = Upstream::new(EnvTokens::from_env())

@@ -93,6 +93,16 @@ fn more_telling(a: &str, b: &'static str) -> String {
 /// own breaker, with the short reason each stands for, the most telling
 /// first.
 const CAUSES: &[(&[&str], &str)] = &[
+    // Worded so that `upstream::network_hint` finds its advice in them.
+    (
+        &[
+            "invalid peer certificate",
+            "unknownissuer",
+            "certificate verify",
+        ],
+        "invalid peer certificate: not signed by a trusted CA",
+    ),
+    (&["tunnel error"], "proxy tunnel error"),
     (
         &[
             "dns error",
@@ -160,6 +170,9 @@ fn subject(message: &str) -> Option<Subject> {
     if let Some(rest) = message.strip_prefix("registry unavailable for ") {
         let what = rest.split(" and nothing cached").next().unwrap_or(rest);
         return Some(Subject::Missing(what.to_owned()));
+    }
+    if let Some(rest) = message.strip_prefix("cannot mirror ") {
+        return Some(Subject::Missing(before_colon(rest)));
     }
     if let Some(rest) = message.strip_prefix("refusing ") {
         return Some(Subject::Missing(before_colon(rest)));
@@ -251,7 +264,19 @@ mod tests {
                 "network unreachable",
             ),
             ("https://h/: connection refused", "connection refused"),
+            (
+                "https://h/: invalid peer certificate: UnknownIssuer",
+                "invalid peer certificate: not signed by a trusted CA",
+            ),
+            (
+                "https://h/: client error (Connect): tunnel error: unsuccessful",
+                "proxy tunnel error",
+            ),
         ] {
+            assert!(
+                !why.contains("certificate") || crate::upstream::network_hint(why).is_some(),
+                "{why}: the advice for it is found"
+            );
             assert_eq!(
                 unreachable(message),
                 Some(("h".to_owned(), why)),

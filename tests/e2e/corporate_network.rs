@@ -252,13 +252,25 @@ fn an_untrusted_certificate_fails_with_the_reason() {
     ] {
         assert!(text.contains(expected), "{expected:?} not in:\n{text}");
     }
-    // The git mirror's failure says it too, for a project with git
-    // sources only.
-    let git = text
+    // The git mirror's failure is the same host's trouble: its repository
+    // is listed in the one block, with the certificate advice.
+    let block: Vec<&str> = text
         .lines()
-        .find(|line| line.contains("cannot mirror") && line.starts_with("tfmirror server:"))
-        .unwrap_or_else(|| panic!("no git failure in:\n{text}"));
-    assert!(git.contains("set SSL_CERT_FILE"), "{git}");
+        .skip_while(|line| !line.starts_with("tfmirror: cannot reach"))
+        .collect();
+    assert!(block[0].contains("invalid peer certificate"), "{block:?}");
+    assert!(
+        block.iter().any(|line| line.contains("/git/org/infra.git")),
+        "no git repository in:\n{text}"
+    );
+    assert_eq!(
+        block
+            .iter()
+            .filter(|line| line.contains("set SSL_CERT_FILE"))
+            .count(),
+        1,
+        "the advice once, in the block:\n{text}"
+    );
 }
 
 /// The shared tier's object store client (object_store, reqwest 0.13)

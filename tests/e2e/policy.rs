@@ -129,6 +129,32 @@ fn what_the_policy_does_not_allow_is_refused_before_any_upstream_request() {
     assert!(allowed
         .join(".terraform/providers/registry.terraform.io/hashicorp/alpha/1.0.0")
         .is_dir());
+
+    // Each refusal is in the audit log, with its rule and no upstream URL.
+    // The writer is a thread of its own: stopping the server flushes it.
+    stop(&world);
+    let log = std::fs::read_to_string(world.cache_dir().join("audit.jsonl")).unwrap();
+    let refused: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|record| record["outcome"] == "refused")
+        .collect();
+    for (name, rule) in [
+        ("registry.terraform.io/acme/beta", "providers"),
+        ("registry.terraform.io/other/vpc/aws", "modules"),
+    ] {
+        let record = refused
+            .iter()
+            .find(|record| record["name"] == name)
+            .unwrap_or_else(|| panic!("no refusal of {name} in:\n{log}"));
+        assert_eq!(
+            record["rule"],
+            format!("not allowed by [policy] {rule} in {config}"),
+            "{record}"
+        );
+        assert!(record.get("url").is_none(), "{record}");
+        assert!(record["run"].is_string(), "the run is named: {record}");
+    }
 }
 
 #[test]
