@@ -372,7 +372,7 @@ mod tests {
         assert_eq!(
             error.to_string(),
             format!(
-                "invalid config file {}: [policy] providers: \"aws\": expected \
+                "invalid config {}:2:13: [policy] providers: \"aws\": expected \
                  [host/]namespace/type",
                 path.display()
             )

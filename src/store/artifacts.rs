@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use tracing::Instrument;
 
 use super::blob::{BlobWriter, Written};
 use super::layout::Bucket;
@@ -215,16 +216,20 @@ impl Store {
             Lookup::Failed(reason) => return Err(ProduceError::Earlier(reason)),
             Lookup::Missing(slot) => slot,
         };
-        let made = tokio::spawn(async move {
-            let writer = slot.writer().map_err(ProduceError::Store)?;
-            match produce(writer).await {
-                Ok(writer) => slot.commit(writer).await.map_err(ProduceError::Store),
-                Err(e) => {
-                    slot.fail(&e.to_string());
-                    Err(ProduceError::Produce(e))
+        let made = tokio::spawn(
+            async move {
+                let writer = slot.writer().map_err(ProduceError::Store)?;
+                match produce(writer).await {
+                    Ok(writer) => slot.commit(writer).await.map_err(ProduceError::Store),
+                    Err(e) => {
+                        slot.fail(&e.to_string());
+                        Err(ProduceError::Produce(e))
+                    }
                 }
             }
-        });
+            // What it logs is the run's that started it (see `server::run_journal`).
+            .in_current_span(),
+        );
         made.await
             .map_err(|e| ProduceError::Task(e.to_string()))??;
         self.open_found(rel, Found::Produced)

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
+use tracing::Instrument;
 
 use super::artifacts::SecondTier;
 use super::doc_files;
@@ -493,24 +494,28 @@ impl Documents {
             let this = self.clone();
             let owned_key = key.to_owned();
             let credential_sha256 = reader.credential_sha256.clone();
-            let task = tokio::spawn(async move {
-                let result = upstream.await.map(|body| Document {
-                    fetched_at_ms: now_ms(),
-                    body: body.into(),
-                    credential_sha256,
-                });
-                if let Ok(doc) = &result {
-                    if shared {
-                        this.share(&owned_key, doc);
+            let task = tokio::spawn(
+                async move {
+                    let result = upstream.await.map(|body| Document {
+                        fetched_at_ms: now_ms(),
+                        body: body.into(),
+                        credential_sha256,
+                    });
+                    if let Ok(doc) = &result {
+                        if shared {
+                            this.share(&owned_key, doc);
+                        }
+                        if let Err(e) = this.store(&owned_key, doc) {
+                            tracing::warn!("cannot store {owned_key} in the index: {e}");
+                        }
                     }
-                    if let Err(e) = this.store(&owned_key, doc) {
-                        tracing::warn!("cannot store {owned_key} in the index: {e}");
-                    }
+                    // Stored first: the next fetch of the key starts from it.
+                    drop(running);
+                    result
                 }
-                // Stored first: the next fetch of the key starts from it.
-                drop(running);
-                result
-            });
+                // What it logs is the run's that started it (see `server::run_journal`).
+                .in_current_span(),
+            );
             async move {
                 task.await.unwrap_or_else(|e| {
                     Err(FetchError::Unavailable(format!("fetch task failed: {e}")))

@@ -121,7 +121,7 @@ fn an_xz_bomb_is_refused_in_bounded_memory_naming_the_key() {
     let peak = peak_rss_kb(server.child.id());
     eprintln!("server peak RSS: {before} kB at start, {peak} kB after a {bomb_len}-byte bomb");
     assert!(
-        text.contains("the module archive unpacks to more than 1 GB (max_module_unpacked_size)"),
+        text.contains("the module archive unpacks to more than 1.0 GB (max_module_unpacked_size)"),
         "the error names the cap and its key:\n{text}"
     );
     assert!(
@@ -271,7 +271,7 @@ fn a_version_list_over_its_cap_is_refused_naming_the_key() {
     let dir = world.workdir_with("many", &module_call("acme/many/aws"));
     let text = assert_failure(&world.init(&dir), "init with a huge version list");
     assert!(
-        text.contains("larger than 2 kB (max_metadata_size)"),
+        text.contains("larger than 2.0 kB (max_metadata_size)"),
         "the error names the cap and its key:\n{text}"
     );
     let dir = world.workdir_with("few", &module_call("acme/few/aws"));
