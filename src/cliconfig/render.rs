@@ -435,7 +435,6 @@ pub(super) fn quoted(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use super::*;
 
@@ -461,11 +460,7 @@ mod tests {
     }
 
     fn user(files: &[(&str, &str)]) -> UserConfig {
-        let sources = files
-            .iter()
-            .map(|(path, text)| UserConfigFile::parse(PathBuf::from(path), text).unwrap())
-            .collect();
-        UserConfig::from_sources(sources).unwrap()
+        UserConfig::of_texts(files)
     }
 
     /// Checks the output with hcl-rs too: only HCL 1 is authoritative, but

@@ -159,11 +159,7 @@ mod tests {
     const WANTED: [&str; 2] = ["providers.v1", "modules.v1"];
 
     fn user(files: &[(&str, &str)]) -> UserConfig {
-        let sources = files
-            .iter()
-            .map(|(path, text)| UserConfigFile::parse(PathBuf::from(path), text).unwrap())
-            .collect();
-        UserConfig::from_sources(sources).unwrap()
+        UserConfig::of_texts(files)
     }
 
     fn services(host: &UserHost) -> Vec<(&str, &str)> {

@@ -117,6 +117,16 @@ impl fmt::Debug for UserConfig {
 }
 
 impl UserConfig {
+    /// The config of files `(path, text)`, for tests; panics on a bad one.
+    #[cfg(test)]
+    pub(super) fn of_texts(files: &[(&str, &str)]) -> UserConfig {
+        let sources = files
+            .iter()
+            .map(|(path, text)| UserConfigFile::parse(PathBuf::from(path), text).unwrap())
+            .collect();
+        UserConfig::from_sources(sources).unwrap()
+    }
+
     pub(super) fn from_sources(sources: Vec<UserConfigFile>) -> Option<UserConfig> {
         let path = sources.first()?.path.clone();
         Some(UserConfig { path, sources })

@@ -43,6 +43,19 @@ fn server_pid(world: &World) -> u32 {
     info["pid"].as_u64().expect("pid recorded") as u32
 }
 
+/// The pid and URL of the server a plain `exec -- true` starts.
+fn server_started_by_exec(world: &World) -> (u32, String) {
+    assert_success(
+        &world.tfmirror(&["exec", "--", "true"]).output().unwrap(),
+        "exec true",
+    );
+    let url = world.server_info().unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (server_pid(world), url)
+}
+
 fn alive(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     !stat.is_empty()
@@ -328,15 +341,7 @@ fn a_server_that_cannot_start_is_reported_with_its_reason() {
 #[test]
 fn stop_returns_once_the_server_is_gone() {
     let world = World::new(Vec::new());
-    assert_success(
-        &world.tfmirror(&["exec", "--", "true"]).output().unwrap(),
-        "exec true",
-    );
-    let pid = server_pid(&world);
-    let url = world.server_info().unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (pid, url) = server_started_by_exec(&world);
     let started = Instant::now();
     let stop = world.tfmirror(&["stop"]).output().unwrap();
     let took = started.elapsed();
@@ -362,15 +367,7 @@ fn stop_returns_once_the_server_is_gone() {
 #[test]
 fn env_refuses_a_server_that_dies_with_its_idle_timeout() {
     let world = World::new(Vec::new());
-    assert_success(
-        &world.tfmirror(&["exec", "--", "true"]).output().unwrap(),
-        "exec true",
-    );
-    let pid = server_pid(&world);
-    let url = world.server_info().unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (pid, url) = server_started_by_exec(&world);
     let refused = world.tfmirror(&["env"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(1), "env refuses");
     assert!(refused.stdout.is_empty(), "nothing for eval to run");
