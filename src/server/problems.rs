@@ -134,8 +134,19 @@ const CAUSES: &[(&[&str], &str)] = &[
 ];
 
 /// The first URL's `host[:port]` in `message`, else the host a breaker
-/// message names (`upstream HOST is not answering`, `HOST is not answering`).
+/// message names (`upstream HOST is not answering`, `HOST is not answering`),
+/// without a default port: the breaker names `registry.terraform.io:443`
+/// where a URL has `registry.terraform.io`, and both are one host.
 fn host(message: &str) -> Option<String> {
+    named_host(message).map(|host| {
+        let bare = host
+            .strip_suffix(":443")
+            .or_else(|| host.strip_suffix(":80"));
+        bare.map_or(host.clone(), str::to_owned)
+    })
+}
+
+fn named_host(message: &str) -> Option<String> {
     if let Some((_, rest)) = message.split_once("://") {
         let authority = rest
             .split(['/', ')', ' ', '?', '#', '"', '\''])
@@ -288,6 +299,11 @@ mod tests {
             None
         );
         assert_eq!(host("https://user@h:8443/a"), Some("h:8443".to_owned()));
+        assert_eq!(
+            host("upstream registry.terraform.io:443 is not answering (connection failed)"),
+            host("https://registry.terraform.io/v1/providers/a/b/versions: dns error"),
+            "the breaker's host:443 and a URL's host are one host"
+        );
     }
 
     #[test]
