@@ -35,6 +35,7 @@ use crate::upstream::{ApiRequest, Forwarded, RegistryClient, Upstream};
 pub use checksums::{checksum_path, expected_sha256};
 pub use download_answer::DownloadAnswer;
 pub use import::LockHashes;
+pub use prepare::PreparedZip;
 pub use route::Artifact;
 use route::{Package, ProviderAddress, ProviderRoute};
 

@@ -8,8 +8,14 @@
 //! otherwise downloaded through the registry path exactly as Terraform's
 //! own download would be), checked against the lock file's hashes (none
 //! matching: refused, the lock file wins), and unpacked or found.
+//!
+//! Terraform then installs these providers without asking the server for
+//! their zips, so the answer also says, for the server's savings count of
+//! the run that asked, which zips were used and how each was had
+//! ([`PreparedZip`]); that part never goes on the wire.
 
 use std::fmt;
+use std::time::Instant;
 
 use futures_util::{stream, StreamExt};
 use http_body_util::BodyExt;
@@ -21,10 +27,12 @@ use super::unpacked::EntryError;
 use super::verified;
 use super::{AnswerError, Providers};
 use crate::policy::{self, Artifact};
+use crate::protocol::closure::ClosureItem;
 use crate::protocol::prepare::{
     PrepareAnswer, PrepareItem, PrepareRequest, Prepared, MAX_PREPARE_PROVIDERS,
 };
 use crate::request::RequestContext;
+use crate::response::Origin;
 use crate::store::Segment;
 use crate::upstream::Forwarded;
 
@@ -45,6 +53,33 @@ impl BadPrepare {
     pub fn status(&self) -> StatusCode {
         StatusCode::BAD_REQUEST
     }
+}
+
+/// What a prepare request did: the answer for the client, and the zips
+/// it used, for the savings of the run that asked.
+#[derive(Debug)]
+pub struct Preparation {
+    pub answer: PrepareAnswer,
+    pub zips: Vec<PreparedZip>,
+}
+
+/// One verified zip a prepare request used: the zip of every provider it
+/// made ready, and one it downloaded even if the provider then was not
+/// ready (the run still waited for that download).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedZip {
+    /// The zip's cache key (`providers/<host>/.../<name>.zip`).
+    pub key: String,
+    /// What the zip needs beside it (see [`super::package_closure`]), the
+    /// zip first: what a response serving it names.
+    pub items: Vec<ClosureItem>,
+    /// The zip's size.
+    pub bytes: u64,
+    /// `Upstream` if this request downloaded it; `Cache` if it was on
+    /// disk, or another request's download it waited for put it there.
+    pub origin: Origin,
+    /// How long the download took, when this request made one.
+    pub secs: f64,
 }
 
 /// Why one provider is not ready: the `reason` of its answer.
@@ -96,7 +131,7 @@ impl Providers {
         &self,
         request: PrepareRequest,
         forwarded: &Forwarded,
-    ) -> Result<PrepareAnswer, BadPrepare> {
+    ) -> Result<Preparation, BadPrepare> {
         if request.providers.len() > MAX_PREPARE_PROVIDERS {
             return Err(BadPrepare::TooMany(request.providers.len()));
         }
@@ -113,14 +148,19 @@ impl Providers {
                 (at, prepared)
             }
         });
-        let mut answers: Vec<(usize, Prepared)> = stream::iter(preparing)
+        let mut answers: Vec<(usize, (Prepared, Option<PreparedZip>))> = stream::iter(preparing)
             .buffer_unordered(PREPARE_CONCURRENCY)
             .collect()
             .await;
         answers.sort_by_key(|(at, _)| *at);
-        Ok(PrepareAnswer {
-            tree: self.tree_root(),
-            providers: answers.into_iter().map(|(_, prepared)| prepared).collect(),
+        let (providers, zips): (Vec<Prepared>, Vec<Option<PreparedZip>>) =
+            answers.into_iter().map(|(_, answer)| answer).unzip();
+        Ok(Preparation {
+            answer: PrepareAnswer {
+                tree: self.tree_root(),
+                providers,
+            },
+            zips: zips.into_iter().flatten().collect(),
         })
     }
 
@@ -130,9 +170,10 @@ impl Providers {
         os: &Segment,
         arch: &Segment,
         forwarded: &Forwarded,
-    ) -> Prepared {
-        match self.ready(item, os, arch, forwarded).await {
-            Ok((h1, zh)) => Prepared::ready(item, h1, zh),
+    ) -> (Prepared, Option<PreparedZip>) {
+        let mut zip = None;
+        match self.ready(item, os, arch, forwarded, &mut zip).await {
+            Ok((h1, zh)) => (Prepared::ready(item, h1, zh), zip),
             Err(why) => {
                 // A refusal was logged where the policy refused it.
                 if !matches!(why, NotReady::Refused(_)) {
@@ -142,18 +183,21 @@ impl Providers {
                         item.version
                     );
                 }
-                Prepared::not_ready(item, why.to_string())
+                let downloaded = zip.filter(|zip| zip.origin == Origin::Upstream);
+                (Prepared::not_ready(item, why.to_string()), downloaded)
             }
         }
     }
 
-    /// The entry's `h1:` and the zip's `zh:`.
+    /// The entry's `h1:` and the zip's `zh:`; `zip` says which zip was
+    /// used, as soon as one was (a later check may still refuse it).
     async fn ready(
         &self,
         item: &PrepareItem,
         os: &Segment,
         arch: &Segment,
         forwarded: &Forwarded,
+        zip: &mut Option<PreparedZip>,
     ) -> Result<(String, String), NotReady> {
         let package = parse_package(item, os, arch)?;
         if !self.config.is_proxied(package.address.host.as_str()) {
@@ -161,7 +205,7 @@ impl Providers {
         }
         let artifact = Artifact::provider(&package.address, Some(package.version.as_str()));
         policy::check::enforce(&self.policy, artifact).map_err(NotReady::Refused)?;
-        self.verified_zip(&package, forwarded).await?;
+        let (origin, secs) = self.verified_zip(&package, forwarded).await?;
         let rel = zip_path(&package);
         let sha256 = self
             .store
@@ -173,6 +217,13 @@ impl Providers {
             .map_or(0, |m| m.len());
         // The zip is in use as long as its entry is: gc takes the entry first.
         self.store.record_use(&rel, size);
+        *zip = Some(PreparedZip {
+            key: rel.key(),
+            items: super::package_closure(&package).into(),
+            bytes: size,
+            origin,
+            secs,
+        });
         let zh = format!("zh:{sha256}");
         let zip_h1 = if item.hashes.contains(&zh) {
             None
@@ -194,10 +245,18 @@ impl Providers {
     /// cached zip is used as it is (no request upstream, so this works
     /// offline); a missing one is downloaded through the registry path,
     /// as Terraform's own download would be, and verified on the way.
-    async fn verified_zip(&self, package: &Package, forwarded: &Forwarded) -> Result<(), NotReady> {
+    ///
+    /// Answers where the zip came from, as a response serving it would
+    /// say, and the seconds its download took (0 when none was made).
+    async fn verified_zip(
+        &self,
+        package: &Package,
+        forwarded: &Forwarded,
+    ) -> Result<(Origin, f64), NotReady> {
         if verified::verification(&self.store, package).await.is_some() {
-            return Ok(());
+            return Ok((Origin::Cache, 0.0));
         }
+        let started = Instant::now();
         let rel = zip_path(package);
         if self.store.has_file(&rel).await {
             return Err(NotReady::Unverified);
@@ -226,12 +285,17 @@ impl Providers {
             };
             return Err(NotReady::NoZip(message));
         }
+        let origin = response
+            .extensions()
+            .get::<Origin>()
+            .copied()
+            .unwrap_or(Origin::Cache);
         // The download goes on without a reader, and holds the zip's lock
         // until it has checked and stored the zip (or refused it).
         drop(response);
         drop(self.store.locks().lock(&rel.key()).await);
         match verified::verification(&self.store, package).await {
-            Some(_) => Ok(()),
+            Some(_) => Ok((origin, started.elapsed().as_secs_f64())),
             None => Err(NotReady::NoZip(
                 "the download failed its check (the server log says why)".to_owned(),
             )),

@@ -5,7 +5,7 @@
 //! JSON body; the router lets only the owner's bearer secret reach them
 //! (see `access`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -139,12 +139,23 @@ impl App {
             Ok(prepare) => prepare,
             Err(failure) => return failure.into_response(),
         };
+        let started = Instant::now();
+        let run = prepare.run.clone();
         let forwarded = Forwarded {
-            run: prepare.run.clone(),
+            run: run.clone(),
             ..forwarded.clone()
         };
         match self.providers.prepare(prepare, &forwarded).await {
-            Ok(answer) => json_ok(&answer),
+            Ok(prepared) => {
+                // Terraform will not ask for these zips: they count for
+                // the run here (see `Runs::prepared`).
+                if let Some(run) = &run {
+                    for zip in &prepared.zips {
+                        self.runs.prepared(run, zip, started);
+                    }
+                }
+                json_ok(&prepared.answer)
+            }
             Err(bad) => HandlerError::new(bad.status(), bad.to_string()).into_response(),
         }
     }

@@ -19,6 +19,7 @@ use super::run_journal::{GitFetch, RunJournal};
 use crate::metrics;
 use crate::protocol::closure::ClosureItem;
 use crate::protocol::{RunCounters, Throughput};
+use crate::providers::PreparedZip;
 use crate::response::{Body, Origin, Outcome, Response, Touched};
 
 /// A download this large is timed for the server's recent throughput;
@@ -139,6 +140,37 @@ impl Runs {
         *first = (*first).min(started);
     }
 
+    /// A provider zip `POST /_tfmirror/providers/prepare` used for `run`,
+    /// whose request began at `started`: Terraform installs it from the
+    /// unpacked tree without asking for it, so it counts here as if it
+    /// had been served to the run, and by the same rule. Its touch is kept
+    /// under the zip's cache key, never a request path, so that a request
+    /// of the run for the same zip later (see [`Runs::add`]) is the same
+    /// touch, not a second hit or miss.
+    pub fn prepared(&self, run: &str, zip: &PreparedZip, started: Instant) {
+        self.closures.add(run, &zip.items);
+        let touch = Touch {
+            origin: zip.origin,
+            bytes: zip.bytes,
+            secs: zip.secs,
+            started,
+            items: zip.items.clone(),
+        };
+        self.record(Some((run, &zip.key)), touch);
+    }
+
+    /// `touch` was served, to the run and under the key given if any: a
+    /// download joins the recent throughput and the download times.
+    fn record(&self, counted: Option<(&str, &str)>, touch: Touch) {
+        if touch.origin == Origin::Upstream {
+            self.downloaded(&touch.items);
+            self.measured(touch.bytes, touch.secs);
+        }
+        if let Some((run, key)) = counted {
+            self.add(run, key, touch);
+        }
+    }
+
     /// `items` were downloaded from the upstream just now.
     fn downloaded(&self, items: &[ClosureItem]) {
         let mut downloaded = self.downloaded.lock().expect("runs lock");
@@ -155,12 +187,18 @@ impl Runs {
     }
 
     /// A later touch of the same artifact keeps the first one's origin
-    /// unless it had to download, and the larger byte count.
+    /// unless it had to download, and the larger byte count. A response
+    /// whose first item is an artifact already counted under its cache key
+    /// (a prepared provider zip) is that artifact.
     fn add(&self, run: &str, path: &str, touch: Touch) {
         let mut runs = self.touched.lock().expect("runs lock");
         let touched = runs.entry(run.to_owned()).or_default();
+        let key = match touch.items.first() {
+            Some(ClosureItem::Artifact(key)) if touched.contains_key(key) => key,
+            _ => path,
+        };
         touched
-            .entry(path.to_owned())
+            .entry(key.to_owned())
             .and_modify(|earlier| {
                 if touch.origin == Origin::Upstream {
                     earlier.origin = Origin::Upstream;
@@ -342,21 +380,17 @@ impl Sent {
     /// times, and the response for the `exec` run and path the request
     /// belongs to, if any.
     fn record(&self, runs: &Runs, run: &Option<(String, String)>) {
-        let secs = self.started.elapsed().as_secs_f64();
-        if self.origin == Origin::Upstream {
-            runs.downloaded(&self.items);
-            runs.measured(self.bytes, secs);
-        }
-        if let Some((run, path)) = run {
-            let touch = Touch {
-                origin: self.origin,
-                bytes: self.bytes,
-                secs,
-                started: self.started,
-                items: self.items.clone(),
-            };
-            runs.add(run, path, touch);
-        }
+        let touch = Touch {
+            origin: self.origin,
+            bytes: self.bytes,
+            secs: self.started.elapsed().as_secs_f64(),
+            started: self.started,
+            items: self.items.clone(),
+        };
+        let counted = run
+            .as_ref()
+            .map(|(run, path)| (run.as_str(), path.as_str()));
+        runs.record(counted, touch);
     }
 }
 
@@ -511,6 +545,67 @@ mod tests {
             ),
             (0, 1, 0, 38_000_000, 38_000_000)
         );
+    }
+
+    /// A provider zip prepared for a run counts like one served to it: a
+    /// hit when it was cached before the run began, a miss measured for
+    /// the throughput when the prepare request downloaded it; a later GET
+    /// of the same zip by the run is the same artifact, counted once.
+    #[test]
+    fn a_prepared_zip_counts_once_like_a_served_one() {
+        let journal = RunJournal::default();
+        let runs = Runs::default();
+        let prepared = |name: &str, origin: Origin| PreparedZip {
+            key: format!("providers/{name}.zip"),
+            items: vec![zip(name), ClosureItem::Document(format!("download/{name}"))],
+            bytes: 2_000_000,
+            origin,
+            secs: 0.5,
+        };
+        let started = Instant::now();
+        runs.prepared("warm", &prepared("a", Origin::Cache), started);
+        runs.prepared("cold", &prepared("b", Origin::Upstream), started);
+        let get = |run: &str, name: &str| {
+            let sent = Sent {
+                origin: Origin::Cache,
+                bytes: 2_000_000,
+                started: Instant::now(),
+                items: vec![zip(name)],
+            };
+            let path = format!("/v1/providers/{name}.zip");
+            sent.record(&runs, &Some((run.to_owned(), path)));
+        };
+        get("warm", "a");
+        get("cold", "b");
+
+        let warm = runs.take("warm", &journal);
+        assert_eq!(
+            (warm.hits, warm.misses, warm.bytes_from_cache),
+            (1, 0, 2_000_000)
+        );
+        let cold = runs.take("cold", &journal);
+        assert_eq!(
+            (
+                cold.hits,
+                cold.misses,
+                cold.bytes_from_upstream,
+                cold.measured_bytes,
+            ),
+            (0, 1, 2_000_000, 2_000_000)
+        );
+        // The GET's own moment adds to the download's time, as a HEAD's does.
+        assert!((0.5..0.6).contains(&cold.upstream_secs), "{cold:?}");
+        assert_eq!(
+            runs.recent(),
+            Some(Throughput {
+                bytes: 2_000_000,
+                secs: 0.5
+            })
+        );
+        // The download is one the next run, begun before it, waited for.
+        runs.prepared("waiter", &prepared("b", Origin::Cache), started);
+        let waiter = runs.take("waiter", &journal);
+        assert_eq!((waiter.hits, waiter.misses), (0, 1));
     }
 
     /// Only large downloads make the recent throughput, and only the last

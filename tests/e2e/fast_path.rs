@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::fixtures::ProviderSpec;
 use crate::harness::{assert_failure, assert_success, locked_hashes, terraform, World};
+use crate::reporting::{savings_line, si};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
@@ -151,6 +152,50 @@ fn a_warm_init_with_a_lock_file_links_every_provider_from_the_tree() {
         std::fs::read(fresh.join(LOCK_FILE)).unwrap(),
         std::fs::read(first.join(LOCK_FILE)).unwrap(),
         "the lock file is unchanged"
+    );
+}
+
+/// Terraform never asks for the zips of providers it links from the tree;
+/// the savings line counts them all the same: downloaded when the prepare
+/// request fetched them (a cold cache), from the cache when they were
+/// there before the run.
+#[test]
+fn a_locked_inits_savings_line_counts_the_linked_providers() {
+    let world = two_providers();
+    let darwin = world.workdir("darwin", TWO);
+    world.providers_lock(&darwin, &["darwin_arm64"]);
+    let zips: u64 = TWO
+        .iter()
+        .map(|(namespace, name, version)| {
+            let zip = world
+                .registry
+                .zip_bytes(namespace, name, version, "linux", "amd64");
+            zip.len() as u64
+        })
+        .sum();
+
+    let cold = fresh_with_lock(&world, "cold", &darwin.join(LOCK_FILE));
+    let output = world.init(&cold);
+    assert_success(&output, "cold init with a lock file");
+    assert_linked_from_tree(&world, &cold, &output);
+    assert_eq!(
+        savings_line(&output.stderr),
+        format!(
+            "tfmirror: 0 B from cache (0 hits), {} downloaded (2 misses)",
+            si(zips)
+        )
+    );
+
+    let warm = fresh_with_lock(&world, "warm", &darwin.join(LOCK_FILE));
+    let output = world.init(&warm);
+    assert_success(&output, "warm init with a lock file");
+    assert_linked_from_tree(&world, &warm, &output);
+    assert_eq!(
+        savings_line(&output.stderr),
+        format!(
+            "tfmirror: {} from cache (2 hits), 0 B downloaded (0 misses)",
+            si(zips)
+        )
     );
 }
 

@@ -53,7 +53,7 @@ fn size_of(world: &World, files: &[String]) -> u64 {
 }
 
 /// Decimal units with one decimal below 10, as `du --si`.
-fn si(bytes: u64) -> String {
+pub(crate) fn si(bytes: u64) -> String {
     let units = ["kB", "MB", "GB"];
     if bytes < 1000 {
         return format!("{bytes} B");
@@ -67,7 +67,7 @@ fn si(bytes: u64) -> String {
     format!("{value:.digits$} {}", units[unit])
 }
 
-fn savings_line(stderr: &[u8]) -> String {
+pub(crate) fn savings_line(stderr: &[u8]) -> String {
     String::from_utf8_lossy(stderr)
         .lines()
         .find(|l| l.contains("from cache ("))
