@@ -409,9 +409,18 @@ fn parallel_cold_runs_claim_no_savings() {
     for output in [&one, &two] {
         assert_success(output, "parallel cold init");
         let line = savings_line(&output.stderr);
+        // The slowed zips are downloaded while both runs are under way,
+        // so neither counts them from the cache. A small document or the
+        // module archive may honestly be a hit for a run that a loaded
+        // machine started after the other had fetched it: bytes, not
+        // kilobytes.
+        let from_cache = line
+            .strip_prefix("tfmirror: ")
+            .and_then(|rest| rest.split(" from cache").next())
+            .unwrap_or_else(|| panic!("no savings line: {line}"));
         assert!(
-            line.starts_with("tfmirror: 0 B from cache (0 hits), "),
-            "{line}"
+            from_cache.ends_with(" B"),
+            "the zips are not from cache: {line}"
         );
         assert!(!line.contains("saved"), "{line}");
     }
