@@ -446,10 +446,18 @@ fn unknown_repositories_faults_and_stop() {
     assert_eq!(answer.status, 404);
 
     reg.stop();
-    assert!(
-        TcpStream::connect(reg.addr()).is_err(),
-        "connections are refused"
-    );
+    if let Ok(stream) = TcpStream::connect(reg.addr()) {
+        // Which socket answered, for a failure that is hard to reproduce.
+        let port = format!(":{:04X}", reg.addr().port());
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        let sockets: Vec<&str> = table.lines().filter(|l| l.contains(&port)).collect();
+        panic!(
+            "connections are refused, but {:?} -> {:?} connected; sockets on the port:\n{}",
+            stream.local_addr(),
+            stream.peer_addr(),
+            sockets.join("\n")
+        );
+    }
     let down = git(tmp.path(), 2, &["ls-remote", &reg.git_url(REPO)]);
     assert!(!down.status.success());
 }
