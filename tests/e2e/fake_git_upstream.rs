@@ -446,18 +446,26 @@ fn unknown_repositories_faults_and_stop() {
     assert_eq!(answer.status, 404);
 
     reg.stop();
+    let served = reg.requests().len();
     if let Ok(stream) = TcpStream::connect(reg.addr()) {
-        // Which socket answered, for a failure that is hard to reproduce.
+        // Another test's fake upstream was given the same port (seen in
+        // CI: a second LISTEN socket on it, whose owner this test cannot
+        // control). What matters is that this one answers no more.
         let port = format!(":{:04X}", reg.addr().port());
         let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
         let sockets: Vec<&str> = table.lines().filter(|l| l.contains(&port)).collect();
-        panic!(
-            "connections are refused, but {:?} -> {:?} connected; sockets on the port:\n{}",
+        eprintln!(
+            "a stopped upstream's port still accepts ({:?}); sockets on it:\n{}",
             stream.local_addr(),
-            stream.peer_addr(),
             sockets.join("\n")
         );
     }
-    let down = git(tmp.path(), 2, &["ls-remote", &reg.git_url(REPO)]);
-    assert!(!down.status.success());
+    // Refused, or answered by whoever was given the port since: not by
+    // this upstream.
+    let _ = git(tmp.path(), 2, &["ls-remote", &reg.git_url(REPO)]);
+    assert_eq!(
+        reg.requests().len(),
+        served,
+        "a stopped upstream answers nothing"
+    );
 }
