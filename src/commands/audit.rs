@@ -74,15 +74,24 @@ fn read(path: &Path, since: Option<SystemTime>) -> Result<Log, AuditReadError> {
         unreadable: 0,
     };
     for file in files_oldest_first(path) {
-        let text = match std::fs::read_to_string(&file) {
-            Ok(text) => text,
+        // Read line by line: the log and its rotated files may be tens of
+        // MB each, and only the lines kept need holding.
+        let reader = match std::fs::File::open(&file) {
+            Ok(opened) => std::io::BufReader::new(opened),
             // Rotated away between listing and reading: its lines are in
             // the next file now.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(source) => return Err(AuditReadError::Read { path: file, source }),
         };
-        for line in text.lines().filter(|line| !line.trim().is_empty()) {
-            let Ok(record) = serde_json::from_str::<Record>(line) else {
+        for line in std::io::BufRead::lines(reader) {
+            let line = line.map_err(|source| AuditReadError::Read {
+                path: file.clone(),
+                source,
+            })?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let Ok(record) = serde_json::from_str::<Record>(&line) else {
                 log.unreadable += 1;
                 continue;
             };
@@ -90,7 +99,7 @@ fn read(path: &Path, since: Option<SystemTime>) -> Result<Log, AuditReadError> {
             if since.is_some_and(|since| time.is_none_or(|time| time < since)) {
                 continue;
             }
-            log.entries.push((line.to_owned(), record));
+            log.entries.push((line, record));
         }
     }
     Ok(log)

@@ -459,14 +459,21 @@ pub(super) mod tests {
         upstream.rev("main")
     }
 
+    /// An upstream, a mirror of it, and a directory holding the mirror's
+    /// bundle as `infra.git.bundle`.
+    fn bundled_mirror() -> (Upstream, tempfile::TempDir, Mirror, tempfile::TempDir) {
+        let upstream = Upstream::new();
+        let (cache, mirror) = mirror_of(&upstream);
+        mirror.update().unwrap();
+        let file = tempfile::tempdir().unwrap();
+        create_bundle(&mirror, &file.path().join("infra.git.bundle")).unwrap();
+        (upstream, cache, mirror, file)
+    }
+
     #[test]
     fn a_mirror_from_a_local_bundle_keeps_its_refs_head_and_creation_time() {
-        let upstream = Upstream::new();
-        let (_old_cache, old) = mirror_of(&upstream);
-        old.update().unwrap();
-        let file = tempfile::tempdir().unwrap();
+        let (upstream, _old_cache, old, file) = bundled_mirror();
         let bundle = file.path().join("infra.git.bundle");
-        create_bundle(&old, &bundle).unwrap();
         // Upstream moves on: the new mirror still has the bundle's refs.
         commit_upstream(&upstream, "later\n");
 
@@ -503,12 +510,8 @@ pub(super) mod tests {
 
     #[test]
     fn a_damaged_local_bundle_leaves_no_mirror() {
-        let upstream = Upstream::new();
-        let (_old_cache, old) = mirror_of(&upstream);
-        old.update().unwrap();
-        let file = tempfile::tempdir().unwrap();
+        let (upstream, _old_cache, _old, file) = bundled_mirror();
         let bundle = file.path().join("infra.git.bundle");
-        create_bundle(&old, &bundle).unwrap();
         let mut bytes = fs::read(&bundle).unwrap();
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0x20;

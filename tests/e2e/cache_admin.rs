@@ -15,12 +15,7 @@ fn filled_world() -> World {
         vec![GitRepoSpec::new(REPO)],
         "",
     );
-    let main_tf = format!(
-        "{}\nmodule \"net\" {{\n  source  = \"acme/net/aws\"\n  version = \"1.0.0\"\n}}\n\
-         module \"vpc\" {{\n  source = \"git::{}//modules/vpc?ref=v1.0.0\"\n}}\n",
-        crate::harness::main_tf(&[("hashicorp", "alpha", "1.0.0")]),
-        world.registry.git_url(REPO)
-    );
+    let main_tf = crate::harness::mixed_main_tf(&world, &[("hashicorp", "alpha", "1.0.0")], REPO);
     for name in ["first", "second"] {
         assert_success(&world.init(&world.workdir_with(name, &main_tf)), name);
     }

@@ -27,14 +27,13 @@ fn mixed_world(extra: &str) -> World {
 }
 
 fn mixed_main_tf(world: &World) -> String {
-    let providers = crate::harness::main_tf(&[
-        ("hashicorp", "alpha", "1.0.0"),
-        ("hashicorp", "beta", "2.0.0"),
-    ]);
-    let repo = world.registry.git_url(REPO);
-    format!(
-        "{providers}\nmodule \"net\" {{\n  source  = \"acme/net/aws\"\n  version = \"1.0.0\"\n}}\n\
-         module \"vpc\" {{\n  source = \"git::{repo}//modules/vpc?ref=v1.0.0\"\n}}\n"
+    crate::harness::mixed_main_tf(
+        world,
+        &[
+            ("hashicorp", "alpha", "1.0.0"),
+            ("hashicorp", "beta", "2.0.0"),
+        ],
+        REPO,
     )
 }
 

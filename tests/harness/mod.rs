@@ -368,6 +368,19 @@ impl Drop for ServeProcess {
     }
 }
 
+/// A root module with `providers`, the registry module `acme/net/aws`
+/// 1.0.0 (an HTTP archive) as `net`, and `modules/vpc` of the fake
+/// upstream's git repository `repo` at `v1.0.0` as `vpc`: every kind of
+/// artifact tfmirror caches.
+pub fn mixed_main_tf(world: &World, providers: &[(&str, &str, &str)], repo: &str) -> String {
+    format!(
+        "{}\nmodule \"net\" {{\n  source  = \"acme/net/aws\"\n  version = \"1.0.0\"\n}}\n\
+         module \"vpc\" {{\n  source = \"git::{}//modules/vpc?ref=v1.0.0\"\n}}\n",
+        main_tf(providers),
+        world.registry.git_url(repo)
+    )
+}
+
 pub fn main_tf(providers: &[(&str, &str, &str)]) -> String {
     let mut text = String::from("terraform {\n  required_providers {\n");
     for (namespace, name, version) in providers {
